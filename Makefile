@@ -1,0 +1,65 @@
+# pyctr: two commands set everything up on a fresh Debian 12 machine:
+#   make demo   (the seed walkthrough)    make test   (the whole suite)
+# Both run `make install` first; it is idempotent.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := /usr/local/bin
+
+# Debian packages: what pyctr needs at run time and to build its Python
+# dependencies, then what the tests use as independent referees and fixtures.
+DEB_RUNTIME := libcap-dev libseccomp2 nftables iptables iproute2 zstd curl ca-certificates
+DEB_TEST := docker-registry umoci skopeo busybox-static debootstrap apache2-utils procps util-linux
+DEB_ALL := $(DEB_RUNTIME) $(DEB_TEST)
+
+.PHONY: install deb venv test unit integration demo bench bench-peers lint clean
+
+install: deb venv
+	@ln -sf "$(CURDIR)/$(VENV)/bin/pyctr" $(BIN)/pyctr
+	@echo "pyctr installed: $$(command -v pyctr)"
+
+deb:
+	@missing=$$(for p in $(DEB_ALL); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# Debian starts a registry on :5000 at install; pyctr's tests run their own.
+	@if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
+	@pkill -x docker-registry -f '/etc/docker/registry/config.yml' 2>/dev/null || true
+
+$(VENV)/.stamp: pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.stamp
+
+test: install
+	$(VENV)/bin/ruff check pyctr tests
+	$(VENV)/bin/pytest -q tests
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: install
+	$(VENV)/bin/pytest -q tests/integration
+
+demo: install
+	$(PY) scripts/demo.py
+
+bench: install
+	$(PY) bench/run.py
+
+bench-peers: install
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io podman wrk
+	$(PY) bench/run.py --peers
+
+lint: venv
+	$(VENV)/bin/ruff check pyctr tests
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

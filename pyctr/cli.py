@@ -1,0 +1,158 @@
+"""The `pyctr` command line: a thin click group over the build, image and runtime packages.
+
+Commands are loaded lazily from a table: `pyctr --help` and `pyctr ps` import
+only what they use, because start-up time is part of every command's latency.
+Errors are turned into one line and Docker's exit codes here, and only here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from pyctr import __version__
+from pyctr.errors import EXIT_RUNTIME, PyctrError
+
+# name -> (module, attribute, one-line help). A module of None is a command that
+# is part of the CLI but not built yet: it exits 125 saying so.
+COMMANDS: dict[str, tuple[str | None, str, str]] = {
+    # containers
+    "run": ("pyctr.commands.container", "run", "Create and run a new container from an image"),
+    "create": ("pyctr.commands.container", "create", "Create a new container"),
+    "start": ("pyctr.commands.container", "start", "Start one or more stopped containers"),
+    "stop": ("pyctr.commands.container", "stop", "Stop one or more running containers"),
+    "restart": ("pyctr.commands.container", "restart", "Restart one or more containers"),
+    "kill": ("pyctr.commands.container", "kill", "Kill one or more running containers"),
+    "rm": ("pyctr.commands.container", "rm", "Remove one or more containers"),
+    "ps": ("pyctr.commands.container", "ps", "List containers"),
+    "logs": ("pyctr.commands.container", "logs", "Fetch the logs of a container"),
+    "wait": ("pyctr.commands.container", "wait", "Block until containers stop, then print their exit codes"),
+    "inspect": ("pyctr.commands.container", "inspect", "Return low-level information on containers or images"),
+    "stats": ("pyctr.commands.container", "stats", "Display resource usage statistics of containers"),
+    "port": ("pyctr.commands.container", "port", "List port mappings of a container"),
+    "exec": ("pyctr.commands.enter", "exec_", "Run a command in a running container"),
+    "top": ("pyctr.commands.enter", "top", "Display the running processes of a container"),
+    "cp": ("pyctr.commands.enter", "cp", "Copy files between a container and the host"),
+    # images
+    "pull": ("pyctr.commands.image", "pull", "Download an image from a registry"),
+    "push": ("pyctr.commands.image", "push", "Upload an image to a registry"),
+    "images": ("pyctr.commands.image", "images", "List images"),
+    "image": ("pyctr.commands.image", "image", "Manage images"),
+    "rmi": ("pyctr.commands.image", "rmi", "Remove one or more images"),
+    "tag": ("pyctr.commands.image", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "save": ("pyctr.commands.image", "save", "Save one or more images to a tar archive"),
+    "load": ("pyctr.commands.image", "load", "Load an image from a tar archive or STDIN"),
+    "history": ("pyctr.commands.image", "history", "Show the history of an image"),
+    "login": ("pyctr.commands.image", "login", "Log in to a registry"),
+    "logout": ("pyctr.commands.image", "logout", "Log out from a registry"),
+    "build": ("pyctr.commands.build", "build", "Build an image from a Dockerfile"),
+    # system
+    "system": ("pyctr.commands.system", "system", "Manage pyctr (df, prune, check, info)"),
+    "info": ("pyctr.commands.system", "info", "Report the kernel features pyctr needs"),
+    "doctor": ("pyctr.commands.system", "info", "Same as info"),
+    "version": ("pyctr.commands.system", "version", "Show the pyctr version information"),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, attr, help_text = entry
+        if module is None:
+            return _not_built(cmd_name, help_text)
+        import importlib
+
+        try:
+            command = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            return _not_built(cmd_name, help_text)
+        if cmd_name != command.name:  # aliases such as doctor -> info
+            command = click.Command(
+                cmd_name, params=command.params, callback=command.callback,
+                help=command.help, context_settings=command.context_settings,
+            )
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _not_built(name: str, help_text: str) -> click.Command:
+    def callback(args: tuple[str, ...]) -> None:
+        from pyctr.errors import NotImplementedYet
+
+        raise NotImplementedYet(f"'pyctr {name}' is not implemented yet")
+
+    return click.Command(
+        name,
+        callback=callback,
+        help=f"{help_text} (not implemented yet)",
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", envvar="PYCTR_ROOT", metavar="DIR",
+              help="Where pyctr keeps its state (env PYCTR_ROOT, default /var/lib/pyctr).")
+@click.option("--config", "config_file", envvar="PYCTR_CONFIG", metavar="FILE",
+              help="TOML configuration file (env PYCTR_CONFIG, default /etc/pyctr/config.toml).")
+@click.option("-D", "--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(__version__, "-v", "--version", prog_name="pyctr",
+                      message="pyctr version %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None, config_file: str | None, debug: bool) -> None:
+    """A container runtime with a Docker-compatible command line."""
+    from pyctr.commands import AppContext
+
+    ctx.obj = AppContext(root=root, config_file=config_file, debug=debug)
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return bool(os.environ.get("PYCTR_DEBUG")) or "--debug" in argv or "-D" in argv[:1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and turn every failure into one line and Docker's exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        code = cli.main(args=argv, prog_name="pyctr", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.exceptions.Abort:
+        click.echo("", err=True)
+        code = 130
+    except click.ClickException as e:
+        where = e.ctx.command_path if getattr(e, "ctx", None) else "pyctr"
+        click.echo(f"{where}: {e.format_message()} (see '{where} --help')", err=True)
+        code = EXIT_RUNTIME
+    except PyctrError as e:
+        if _debug_requested(argv):
+            raise
+        click.echo(f"Error: {e.message}", err=True)
+        code = e.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        # A closed pipe (`pyctr ps | head`) is not an error; keep Python quiet at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 141
+    except Exception as e:  # noqa: BLE001 - the one place that keeps tracebacks from users
+        if _debug_requested(argv):
+            raise
+        click.echo(f"Error: internal error: {type(e).__name__}: {e} (run with --debug for details)",
+                   err=True)
+        code = EXIT_RUNTIME
+    sys.exit(code if isinstance(code, int) else 0)

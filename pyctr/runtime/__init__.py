@@ -1,0 +1,1 @@
+"""Running containers: spec (the plan), then namespaces, rootfs, cgroups, network."""

@@ -1,0 +1,73 @@
+"""cgroups v1 and v2: detection here, one file per controller beside it.
+
+The mode is read from /proc/self/mountinfo text so that unit tests can feed in
+the layouts of machines they do not run on (pure v2, v1, hybrid).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CgroupMode:
+    """How this machine mounts cgroups.
+
+    `version` is 2 when the unified hierarchy is the only one (most current
+    distributions), 1 for v1 and hybrid (v1 controllers plus an empty unified
+    mount, as on this project's development VM).
+    """
+
+    version: int
+    v1_mounts: dict[str, Path] = field(default_factory=dict)  # controller -> mount point
+    unified: Path | None = None
+    v2_controllers: tuple[str, ...] = ()
+
+    @property
+    def controllers(self) -> tuple[str, ...]:
+        if self.version == 2:
+            return self.v2_controllers
+        return tuple(sorted(self.v1_mounts))
+
+
+_NOT_CONTROLLERS = {"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", ""}
+
+
+def parse_mountinfo(text: str) -> tuple[dict[str, Path], Path | None]:
+    """Find v1 controller mounts and the unified (v2) mount in mountinfo text."""
+    v1: dict[str, Path] = {}
+    unified: Path | None = None
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields = left.split()
+        fstype, _source, options = (right.split() + ["", "", ""])[:3]
+        mount_point = Path(fields[4].replace("\\040", " "))
+        if fstype == "cgroup2":
+            unified = unified or mount_point
+        elif fstype == "cgroup":
+            for opt in options.split(","):
+                if opt in _NOT_CONTROLLERS or ("=" in opt and not opt.startswith("name=")):
+                    continue
+                v1.setdefault(opt, mount_point)
+    return v1, unified
+
+
+def detect(mountinfo: str | None = None, read_controllers=None) -> CgroupMode:
+    """Tell whether cgroups are v1/hybrid or pure v2, and which controllers exist."""
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    v1, unified = parse_mountinfo(mountinfo)
+    real_v1 = {k: v for k, v in v1.items() if not k.startswith("name=")}
+    if real_v1:
+        return CgroupMode(version=1, v1_mounts=real_v1, unified=unified)
+    controllers: tuple[str, ...] = ()
+    if unified is not None:
+        reader = read_controllers or (lambda p: (p / "cgroup.controllers").read_text())
+        try:
+            controllers = tuple(reader(unified).split())
+        except OSError:
+            controllers = ()
+    return CgroupMode(version=2, unified=unified, v2_controllers=controllers)

@@ -1,0 +1,75 @@
+"""The CLI skeleton: help lists every command, errors become one line and exit 125."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pyctr.cli import COMMANDS, main
+
+EXPECTED = (
+    "run create start stop kill rm ps logs exec inspect top stats cp wait pull push images rmi tag "
+    "save load login logout build history system info doctor version"
+).split()
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "pyctr", *args], capture_output=True,
+                          text=True, env=env)
+
+
+def test_help_lists_every_docker_command():
+    out = run_cli("--help").stdout
+    for name in EXPECTED:
+        assert f"  {name} " in out, name
+
+
+def test_every_table_entry_is_listed():
+    assert set(EXPECTED) <= set(COMMANDS)
+
+
+def test_unknown_flag_is_one_line_and_125():
+    r = run_cli("version", "--bogus")
+    assert r.returncode == 125
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "--bogus" in r.stderr
+
+
+def test_unknown_command_is_125():
+    r = run_cli("frobnicate")
+    assert r.returncode == 125
+    assert "Traceback" not in r.stderr
+
+
+def test_version_prints_version():
+    from pyctr import __version__
+
+    r = run_cli("version")
+    assert r.returncode == 0
+    assert __version__ in r.stdout
+
+
+def test_bad_config_names_file_and_key(tmp_path):
+    import os
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('registry_mirrors = "not-a-list"\n')
+    env = dict(os.environ, PYCTR_CONFIG=str(cfg), PYCTR_ROOT=str(tmp_path / "root"))
+    r = run_cli("info", env=env)
+    assert r.returncode == 125
+    assert str(cfg) in r.stderr and "registry_mirrors" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_internal_error_has_no_traceback(monkeypatch, capsys):
+    import pyctr.cli as cli_mod
+
+    def boom(**kwargs):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(cli_mod.cli, "main", boom)
+    with pytest.raises(SystemExit) as e:
+        main(["version"])
+    assert e.value.code == 125
+    err = capsys.readouterr().err
+    assert "kaboom" in err and "Traceback" not in err

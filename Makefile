@@ -39,7 +39,7 @@ $(VENV)/.stamp: pyproject.toml
 venv: $(VENV)/.stamp
 
 test: install
-	$(VENV)/bin/ruff check pyctr tests
+	$(VENV)/bin/ruff check pyctr tests bench scripts
 	$(VENV)/bin/pytest -q tests
 
 unit: venv
@@ -59,7 +59,7 @@ bench-peers: install
 	$(PY) bench/run.py --peers
 
 lint: venv
-	$(VENV)/bin/ruff check pyctr tests
+	$(VENV)/bin/ruff check pyctr tests bench scripts
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

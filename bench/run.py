@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""`make bench`: pyctr side by side with Docker and Podman on the same machine, in the same run.
+
+Each benchmark runs a warm-up, then alternates pyctr and each peer (A B A B ...) so drift in the
+machine's speed hits both alike; it reports median, min and max per tool and the median of the
+pair-by-pair ratios pyctr/peer. Images come from the same seeded loopback registry as the tests,
+by explicit reference (127.0.0.1:PORT/...), which Docker and Podman treat as insecure by default.
+All traffic stays on loopback and container addresses. Results go to bench/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+PYCTR = str(REPO / ".venv" / "bin" / "pyctr")
+RESULTS = REPO / "bench" / "results.md"
+
+
+@dataclass
+class Tool:
+    """A runtime under test: how to invoke it and its environment."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+
+    def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        r = subprocess.run([*self.argv, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{self.name} {' '.join(args)} exited {r.returncode}: {r.stderr.strip()[-300:]}")
+        return r
+
+
+@dataclass
+class Bench:
+    """One benchmark: a measured action per tool, optional per-iteration setup, and a target ratio."""
+
+    name: str
+    target: str
+    measure: Callable[[Tool, dict], float]  # returns the figure (seconds unless `unit` says otherwise)
+    setup: Callable[[Tool, dict], None] | None = None  # once per tool, not timed
+    before_each: Callable[[Tool, dict], None] | None = None  # before every run, not timed
+    teardown: Callable[[Tool, dict], None] | None = None
+    unit: str = "s"
+    higher_is_better: bool = False
+    runs: int = 7
+    results: dict[str, list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def timed(tool: Tool, *args: str) -> float:
+    start = time.perf_counter()
+    tool.run(*args)
+    return time.perf_counter() - start
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- benchmarks
+
+
+def bench_run_none(ctx: dict) -> Bench:
+    ref = ctx["images"]["busybox"]
+
+    def setup(tool: Tool, state: dict) -> None:
+        tool.run("pull", ref)
+
+    return Bench("run --rm --network none busybox true", "<= 0.3",
+                 lambda t, s: timed(t, "run", "--rm", "--network", "none", ref, "true"), setup=setup)
+
+
+def bench_run_bridge(ctx: dict) -> Bench:
+    ref = ctx["images"]["busybox"]
+    return Bench("run --rm busybox true (bridge)", "<= 0.3",
+                 lambda t, s: timed(t, "run", "--rm", ref, "true"),
+                 setup=lambda t, s: t.run("pull", ref))
+
+
+def bench_pull(ctx: dict) -> Bench:
+    ref = ctx["images"]["python"]
+
+    def before(tool: Tool, state: dict) -> None:
+        tool.run("rmi", "-f", ref, check=False)
+        if tool.name == "pyctr":  # a cold pull: no blobs or layers left over either
+            tool.run("image", "prune", "-a", "-f", check=False)
+
+    return Bench("pull python:3-slim (cold, loopback registry)", "<= 0.5",
+                 lambda t, s: timed(t, "pull", "-q", ref), before_each=before, runs=5)
+
+
+def bench_build(ctx: dict, cached: bool) -> Bench:
+    context = ctx["pyserv_context"]
+
+    def run(tool: Tool, state: dict) -> float:
+        args = ["build", "-q", "-t", "bench-pyserv"] + ([] if cached else ["--no-cache"]) + [str(context)]
+        return timed(tool, *args)
+
+    def setup(tool: Tool, state: dict) -> None:
+        tool.run("pull", ctx["images"]["python"])
+        tool.run("build", "-q", "-t", "bench-pyserv", str(context))
+
+    name = "build examples/pyserv " + ("fully cached" if cached else "cold (--no-cache)")
+    return Bench(name, "<= 0.5" if cached else "<= 1.0", run, setup=setup)
+
+
+def bench_exec(ctx: dict) -> Bench:
+    ref = ctx["images"]["busybox"]
+
+    def setup(tool: Tool, state: dict) -> None:
+        state["cid"] = tool.run("run", "-d", "--network", "none", ref, "sleep", "3600").stdout.strip()
+
+    def teardown(tool: Tool, state: dict) -> None:
+        tool.run("rm", "-f", state["cid"], check=False)
+
+    return Bench("exec <container> true", "<= 1.0", lambda t, s: timed(t, "exec", s["cid"], "true"),
+                 setup=setup, teardown=teardown)
+
+
+def bench_ps(ctx: dict) -> Bench:
+    ref = ctx["images"]["busybox"]
+
+    def setup(tool: Tool, state: dict) -> None:
+        state["ids"] = [tool.run("create", "--network", "none", ref, "true").stdout.strip() for _ in range(100)]
+
+    def teardown(tool: Tool, state: dict) -> None:
+        tool.run("rm", "-f", *state["ids"], check=False)
+
+    return Bench("ps -a with 100 containers", "<= 3.0", lambda t, s: timed(t, "ps", "-a"),
+                 setup=setup, teardown=teardown)
+
+
+def bench_http(ctx: dict) -> Bench:
+    context = ctx["pyserv_context"]
+
+    def setup(tool: Tool, state: dict) -> None:
+        tool.run("build", "-q", "-t", "bench-pyserv", str(context))
+        state["port"] = free_port()
+        state["cid"] = tool.run("run", "-d", "-p", f"127.0.0.1:{state['port']}:8000", "bench-pyserv").stdout.strip()
+        wait_http(f"http://127.0.0.1:{state['port']}/")
+
+    def measure(tool: Tool, state: dict) -> float:
+        return requests_per_second(f"http://127.0.0.1:{state['port']}/", seconds=3.0)
+
+    def teardown(tool: Tool, state: dict) -> None:
+        tool.run("rm", "-f", state["cid"], check=False)
+
+    return Bench("HTTP requests/s through -p on loopback", ">= 1.0", measure, setup=setup, teardown=teardown,
+                 unit="req/s", higher_is_better=True, runs=3)
+
+
+def bench_memory(ctx: dict) -> Bench:
+    ref = ctx["images"]["busybox"]
+    count = 50
+
+    def measure(tool: Tool, state: dict) -> float:
+        before = runtime_private_kib(tool.name)
+        ids = [tool.run("run", "-d", "--network", "none", ref, "sleep", "3600").stdout.strip() for _ in range(count)]
+        try:
+            time.sleep(1.0)
+            return (runtime_private_kib(tool.name) - before) / count / 1024
+        finally:
+            tool.run("rm", "-f", *ids, check=False)
+
+    return Bench("private memory per idle detached container (50)", "<= 1.0", measure, unit="MiB", runs=1)
+
+
+def bench_startup(ctx: dict, args: list[str], label: str) -> Bench:
+    return Bench(f"CLI start-up: {label}", "floor: python -I -c pass",
+                 lambda t, s: timed(t, *args) if t.name != "python" else timed(t, "-I", "-c", "pass"), runs=11)
+
+
+# ---------------------------------------------------------------- measuring helpers
+
+
+def wait_http(url: str, seconds: float = 30) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def requests_per_second(url: str, seconds: float) -> float:
+    """Bounded load on loopback: wrk when installed, else a small threaded Python client."""
+    wrk = shutil.which("wrk")
+    if wrk:
+        out = subprocess.run([wrk, "-t2", "-c16", f"-d{int(seconds)}s", url], capture_output=True, text=True,
+                             timeout=seconds + 30).stdout
+        for line in out.splitlines():
+            if line.startswith("Requests/sec:"):
+                return float(line.split()[1])
+    import concurrent.futures
+
+    deadline = time.time() + seconds
+
+    def worker() -> int:
+        n = 0
+        while time.time() < deadline and n < 100000:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                r.read()
+            n += 1
+        return n
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        total = sum(pool.map(lambda _: worker(), range(8)))
+    return total / seconds
+
+
+def runtime_private_kib(tool: str) -> int:
+    """Private memory of the per-container helper processes of a runtime (monitor or shim)."""
+    marker = {"pyctr": "monitor.py", "docker": "containerd-shim", "podman": "conmon"}[tool]
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                continue
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+# ---------------------------------------------------------------- driver
+
+
+def peers(enabled: bool) -> tuple[list[Tool], list[str]]:
+    found, notes = [], []
+    if not enabled:
+        return found, ["peers not requested (make bench-peers benchmarks Docker and Podman too)"]
+    env = dict(os.environ)
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+        found.append(Tool("docker", ["docker"], env))
+    else:
+        notes.append("docker: no running Docker engine; benchmarked pyctr alone against it")
+    if shutil.which("podman"):
+        found.append(Tool("podman", ["podman"], env))
+    else:
+        notes.append("podman: not installed")
+    return found, notes
+
+
+def run_bench(bench: Bench, tools: list[Tool]) -> None:
+    states: dict[str, dict] = {t.name: {} for t in tools}
+    live: list[Tool] = []
+    for tool in tools:
+        try:
+            if bench.setup:
+                bench.setup(tool, states[tool.name])
+            live.append(tool)
+        except Exception as e:  # noqa: BLE001 - a tool that cannot run a benchmark is reported, not fatal
+            bench.notes.append(f"{tool.name}: setup failed: {e}")
+    try:
+        for i in range(bench.runs + 1):  # the first round is the warm-up
+            for tool in live:
+                state = states[tool.name]
+                try:
+                    if bench.before_each:
+                        bench.before_each(tool, state)
+                    value = bench.measure(tool, state)
+                except Exception as e:  # noqa: BLE001
+                    bench.notes.append(f"{tool.name}: {e}")
+                    continue
+                if i > 0 or bench.runs == 1:
+                    bench.results.setdefault(tool.name, []).append(value)
+    finally:
+        for tool in live:
+            if bench.teardown:
+                try:
+                    bench.teardown(tool, states[tool.name])
+                except Exception as e:  # noqa: BLE001
+                    bench.notes.append(f"{tool.name}: teardown failed: {e}")
+
+
+def fmt(value: float, unit: str) -> str:
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+    return f"{value:.1f} {unit}"
+
+
+def table(benches: list[Bench], baseline: str = "pyctr") -> str:
+    rows = ["| benchmark | tool | median | min | max | ratio pyctr/tool (median) | target |",
+            "|---|---|---|---|---|---|---|"]
+    for b in benches:
+        mine = b.results.get(baseline, [])
+        for tool, values in b.results.items():
+            ratio = ""
+            if tool != baseline and mine:
+                pairs = [m / v for m, v in zip(mine, values, strict=False) if v]
+                ratio = f"{statistics.median(pairs):.2f}" if pairs else ""
+            rows.append(f"| {b.name} | {tool} | {fmt(statistics.median(values), b.unit)} | {fmt(min(values), b.unit)}"
+                        f" | {fmt(max(values), b.unit)} | {ratio} | {b.target if tool == baseline else ''} |")
+        if not b.results:
+            rows.append(f"| {b.name} | - | - | - | - | - | {b.target} |")
+    return "\n".join(rows)
+
+
+def machine_line() -> str:
+    mem = Path("/proc/meminfo").read_text().split()[1]
+    return (f"{platform.node()}: {os.cpu_count()} cores, {int(mem) // 1024 // 1024} GiB, kernel {os.uname().release}, "
+            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
+def start_registry(workdir: Path):
+    from tests.fixtures.registry import start_registry as start
+    from tests.fixtures.seed import push_all
+
+    reg = start(workdir)
+    images = push_all(reg)
+    return reg, images
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--peers", action="store_true", help="benchmark Docker and Podman too, when present")
+    parser.add_argument("--only", help="run only benchmarks whose name contains this")
+    opts = parser.parse_args()
+    if os.geteuid() != 0:
+        print("make bench needs root", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="pyctr-bench-") as tmp:
+        work = Path(tmp)
+        reg, images = start_registry(work / "registry")
+        try:
+            env = dict(os.environ, PYCTR_ROOT=str(work / "root"))
+            env.pop("PYCTR_CONFIG", None)
+            cfg = work / "config.toml"
+            cfg.write_text(f'insecure_registries = ["{reg.host}"]\n')
+            env["PYCTR_CONFIG"] = str(cfg)
+            tools = [Tool("pyctr", [PYCTR], env)]
+            peer_tools, notes = peers(opts.peers)
+            tools += peer_tools
+            ctx = {"images": images, "pyserv_context": REPO / "examples" / "pyserv"}
+            benches = [
+                bench_run_none(ctx), bench_run_bridge(ctx), bench_pull(ctx), bench_build(ctx, cached=False),
+                bench_build(ctx, cached=True), bench_exec(ctx), bench_ps(ctx), bench_http(ctx), bench_memory(ctx),
+            ]
+            if opts.only:
+                benches = [b for b in benches if opts.only in b.name]
+            for b in benches:
+                print(f"== {b.name}", flush=True)
+                run_bench(b, tools)
+            floor = [Tool("python", [sys.executable], env), tools[0]]
+            for args, label in ((["--help"], "pyctr --help"), (["ps"], "pyctr ps (no containers)")):
+                b = bench_startup(ctx, args, label)
+                if not opts.only or opts.only in b.name:
+                    run_bench(b, floor)
+                    benches.append(b)
+            report = "\n".join([
+                "# pyctr benchmarks", "", machine_line(), "", table(benches), "",
+                *(f"- {n}" for n in notes), *(f"- {b.name}: {n}" for b in benches for n in b.notes[:5]), "",
+            ])
+            RESULTS.write_text(report)
+            print(report)
+            print(json.dumps({b.name: b.results for b in benches}), file=sys.stderr)
+        finally:
+            reg.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

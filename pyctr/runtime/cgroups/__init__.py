@@ -71,3 +71,42 @@ def detect(mountinfo: str | None = None, read_controllers=None) -> CgroupMode:
         except OSError:
             controllers = ()
     return CgroupMode(version=2, unified=unified, v2_controllers=controllers)
+
+
+# The public API (imported last: these modules use CgroupMode and detect above).
+from pyctr.runtime.cgroups.devices import V2_NOTE as DEVICES_V2_NOTE  # noqa: E402
+from pyctr.runtime.cgroups.layout import plan_v1, plan_v2  # noqa: E402
+from pyctr.runtime.cgroups.limits import (  # noqa: E402
+    DEFAULT_DEVICE_RULES,
+    PRIVILEGED_DEVICE_RULES,
+    DeviceRule,
+    Limits,
+    parse_bytes,
+    validate_limits,
+)
+from pyctr.runtime.cgroups.manager import Cgroup, create_cgroup, current_mode, open_cgroup  # noqa: E402
+
+
+def devices_enforced(mode: CgroupMode) -> bool:
+    """Whether device access can be restricted here (v1 devices controller); v2 needs BPF."""
+    return mode.version == 1 and "devices" in mode.v1_mounts
+
+
+__all__ = [
+    "DEFAULT_DEVICE_RULES",
+    "DEVICES_V2_NOTE",
+    "PRIVILEGED_DEVICE_RULES",
+    "Cgroup",
+    "CgroupMode",
+    "DeviceRule",
+    "Limits",
+    "create_cgroup",
+    "current_mode",
+    "detect",
+    "devices_enforced",
+    "open_cgroup",
+    "parse_bytes",
+    "plan_v1",
+    "plan_v2",
+    "validate_limits",
+]

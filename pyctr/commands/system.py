@@ -56,7 +56,7 @@ def info(app: AppContext, fmt: str) -> None:
         click.echo(json.dumps({
             "Root": str(config.root),
             "ConfigFile": str(config.config_file),
-            "Features": [{"Name": f.name, "Present": f.present, "Detail": f.detail}
+            "Features": [{"Name": f.name, "Present": f.present, "Detail": f.detail, "Required": f.required}
                          for f in features],
         }))
         return
@@ -70,7 +70,7 @@ def info(app: AppContext, fmt: str) -> None:
     for f in features:
         mark = "present" if f.present else "MISSING"
         click.echo(f"  {f.name:<{width}}  {mark:<7}  {f.detail}")
-    if not all(f.present for f in features):
+    if not all(f.present for f in features if f.required):
         sys.exit(1)
 
 
@@ -80,3 +80,13 @@ def system() -> None:
 
 
 system.add_command(info)
+
+
+def _add_image_commands() -> None:
+    """`system df` lives with the image commands (it is mostly image-store accounting)."""
+    from pyctr.commands.image import df
+
+    system.add_command(df)
+
+
+_add_image_commands()

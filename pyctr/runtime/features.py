@@ -19,6 +19,7 @@ class Feature:
     name: str
     present: bool
     detail: str
+    required: bool = True  # a missing optional feature is reported but does not fail `pyctr info`
 
 
 def probe_overlayfs(proc: Path = Path("/proc"), modules: Path | None = None) -> Feature:
@@ -36,7 +37,8 @@ def probe_namespaces(proc: Path = Path("/proc")) -> list[Feature]:
         path = proc / "self" / "ns" / ns
         present = path.exists()
         found.append(Feature(f"namespace {ns}", present,
-                             str(path) if present else f"{path} missing: kernel built without it"))
+                             str(path) if present else f"{path} missing: kernel built without it",
+                             required=ns != "user"))
     return found
 
 
@@ -54,6 +56,19 @@ def probe_cgroups(mountinfo: str | None = None) -> Feature:
     if mode.unified is None:
         return Feature("cgroups", False, "no cgroup filesystem mounted")
     return Feature("cgroups", True, f"v2 at {mode.unified}; controllers: {controllers}")
+
+
+def probe_device_cgroup(mountinfo: str | None = None) -> Feature:
+    from pyctr.runtime.cgroups import DEVICES_V2_NOTE, detect, devices_enforced
+
+    try:
+        mode = detect(mountinfo)
+    except OSError:
+        return Feature("device cgroup", False, "cannot read mountinfo", required=False)
+    if devices_enforced(mode):
+        return Feature("device cgroup", True, "v1 devices controller: only Docker's default devices usable",
+                       required=False)
+    return Feature("device cgroup", False, DEVICES_V2_NOTE, required=False)
 
 
 def probe_veth(sys: Path = Path("/sys"), modules: Path | None = None) -> Feature:
@@ -111,6 +126,7 @@ def probe_all() -> list[Feature]:
         probe_overlayfs(),
         *probe_namespaces(),
         probe_cgroups(),
+        probe_device_cgroup(),
         probe_veth(),
         probe_firewall(),
         probe_seccomp(),

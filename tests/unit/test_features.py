@@ -41,3 +41,11 @@ def test_overlay_probe(tmp_path):
     assert probe_overlayfs(tmp_path, modules=tmp_path).present
     (tmp_path / "filesystems").write_text("nodev\tsysfs\n")
     assert not probe_overlayfs(tmp_path, modules=tmp_path).present
+
+
+def test_device_cgroup_probe_v1_and_v2():
+    from pyctr.runtime.features import probe_device_cgroup
+
+    assert probe_device_cgroup(HYBRID.replace("rw,pids", "rw,devices")).present
+    v2 = probe_device_cgroup(PURE_V2)
+    assert not v2.present and not v2.required and "MKNOD" in v2.detail.upper()

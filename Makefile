@@ -10,8 +10,8 @@ BIN := /usr/local/bin
 
 # Debian packages: what pyctr needs at run time and to build its Python
 # dependencies, then what the tests use as independent referees and fixtures.
-DEB_RUNTIME := libcap-dev libseccomp2 nftables iptables iproute2 zstd curl ca-certificates
-DEB_TEST := docker-registry umoci skopeo busybox-static debootstrap apache2-utils procps util-linux
+DEB_RUNTIME := libcap-dev libseccomp2 nftables iptables iproute2 zstd curl ca-certificates tini
+DEB_TEST := docker-registry umoci skopeo busybox-static debootstrap debian-archive-keyring apache2-utils procps util-linux
 DEB_ALL := $(DEB_RUNTIME) $(DEB_TEST)
 
 .PHONY: install deb venv test unit integration demo bench bench-peers lint clean

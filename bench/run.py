@@ -327,11 +327,11 @@ def machine_line() -> str:
 
 def start_registry(workdir: Path):
     from tests.fixtures.registry import start_registry as start
-    from tests.fixtures.seed import push_all
+    from tests.fixtures.seed import ensure_layouts, push_images
 
+    ensure_layouts()
     reg = start(workdir)
-    images = push_all(reg)
-    return reg, images
+    return reg, push_images(reg.host)
 
 
 def main() -> int:

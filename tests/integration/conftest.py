@@ -1,0 +1,106 @@
+"""Integration fixtures: run the real `pyctr` CLI against a temporary root and the session registry.
+
+`pyctr_env` points PYCTR_ROOT at a session temp dir and PYCTR_CONFIG at a config whose registry mirror is the
+session registry, so `pyctr pull busybox` is served locally (no traffic leaves the machine). `pyctr` shares that
+root across a session (pull once, reuse); `fresh_pyctr` gets an empty root per test for store-sensitive tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PYCTR_BIN = REPO_ROOT / ".venv" / "bin" / "pyctr"
+TEST_BRIDGE = "pyctrt0"
+TEST_SUBNET = "10.78.0.0/24"
+
+
+@pytest.fixture(autouse=True)
+def _require_root() -> None:
+    """Integration tests exercise namespaces, mounts and cgroups for real: without root they would prove nothing."""
+    if os.geteuid() != 0:
+        pytest.fail("integration tests must run as root (namespaces, mounts, cgroups, networking): "
+                    "run `sudo make integration` or `sudo .venv/bin/pytest tests/integration`", pytrace=False)
+
+
+def write_config(path: Path, registry_url: str, registry_host: str) -> Path:
+    """A pyctr config that pulls through the test registry and uses a test-only bridge and subnet."""
+    path.write_text(
+        f'registry_mirrors = ["{registry_url}"]\n'
+        f'insecure_registries = ["{registry_host}"]\n'
+        "\n[network]\n"
+        f'bridge = "{TEST_BRIDGE}"\n'
+        f'subnet = "{TEST_SUBNET}"\n'
+    )
+    return path
+
+
+def make_root(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+class PyctrRunner:
+    """Calls the installed CLI: `runner(*args, input=None, timeout=60, check=False, env_extra=None)`.
+
+    Returns subprocess.CompletedProcess (text). With check=True a non-zero exit fails the test showing both streams.
+    `.env` and `.root` let tests inspect the environment and the store.
+    """
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = dict(env)
+        self.root = Path(self.env["PYCTR_ROOT"])
+
+    def __call__(self, *args: object, input: str | None = None, timeout: float = 60, check: bool = False,
+                 env_extra: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+        argv = [str(PYCTR_BIN), *map(str, args)]
+        env = {**self.env, **(env_extra or {})}
+        proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, env=env,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv[1:])} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+        return proc
+
+
+def _env_for(root: Path, config: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYCTR_")}
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(proxy, None)
+    env.update(PYCTR_ROOT=str(root), PYCTR_CONFIG=str(config))
+    return env
+
+
+@pytest.fixture(scope="session")
+def pyctr_config(registry, tmp_path_factory) -> Path:
+    """The session's config.toml (registry mirror + insecure registry = the session registry)."""
+    return write_config(tmp_path_factory.mktemp("pyctr-config") / "config.toml", registry.url, registry.host)
+
+
+@pytest.fixture(scope="session")
+def pyctr_env(registry, pyctr_config, tmp_path_factory) -> dict[str, str]:
+    """Environment for running pyctr: PYCTR_ROOT=<session tmp>/root (0700), PYCTR_CONFIG=<session tmp>/config.toml."""
+    base = tmp_path_factory.mktemp("pyctr")
+    return _env_for(make_root(base / "root"), pyctr_config)
+
+
+@pytest.fixture
+def pyctr(pyctr_env) -> PyctrRunner:
+    """Run the CLI with the session root (images pulled once are reused across tests)."""
+    if not PYCTR_BIN.exists():
+        pytest.fail(f"{PYCTR_BIN} is missing: run `make install`", pytrace=False)
+    return PyctrRunner(pyctr_env)
+
+
+@pytest.fixture
+def fresh_pyctr(pyctr_config, tmp_path) -> PyctrRunner:
+    """Run the CLI with an empty root of its own (same registry config), for tests that need a clean store."""
+    if not PYCTR_BIN.exists():
+        pytest.fail(f"{PYCTR_BIN} is missing: run `make install`", pytrace=False)
+    return PyctrRunner(_env_for(make_root(tmp_path / "root"), pyctr_config))

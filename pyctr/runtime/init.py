@@ -1,0 +1,296 @@
+"""The container process C between fork and execve: namespaces, rootfs, user, capabilities, exec.
+
+Runs in the child that `process.launch` forked as PID 1 of the new PID
+namespace. It never returns: it execs the container's command or reports why
+it could not over the report pipe (CLOEXEC, so a successful exec closes it
+empty) and exits. Order matters and follows runc:
+
+  parent-death signal + non-dumpable (host state still reachable) -> stdio ->
+  unshare mount/UTS/IPC/net -> tell M "ready" -> wait for "go" (M has put us in
+  our cgroup and network) -> unshare cgroup -> rootfs + pivot_root -> hostname
+  -> user lookup in the container's /etc/passwd -> rlimits -> cwd -> setsid/tty
+  -> executable lookup -> seccomp filter -> bounding set, inheritable/ambient cleared, setuid,
+  permitted/effective, no_new_privs -> close every other fd -> execve.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import stat
+from dataclasses import dataclass
+
+from pyctr.errors import CommandCannotRun, CommandNotFound, PyctrError, RuntimeFailure
+from pyctr.runtime.spec import ContainerSpec
+from pyctr.runtime.users import ExecUser, parse_group, resolve_user
+
+READY = b"R"
+GO = b"G"
+ERROR = b"E"
+REPORT_FD = 3  # where the report pipe sits during the last steps: everything above it is closed
+MAX_ETC_FILE = 4 * 1024 * 1024
+_RESET_SIGNALS = ("SIGPIPE", "SIGINT", "SIGXFSZ", "SIGXFZ", "SIGTERM", "SIGHUP", "SIGCHLD", "SIGWINCH")
+
+
+@dataclass(frozen=True)
+class ChildFds:
+    """The fds the container process inherits from M across fork."""
+
+    stdin: int
+    stdout: int
+    stderr: int
+    go: int  # M -> C: one byte "G" after before_exec
+    report: int  # C -> M: "R" when in its namespaces, then "E"+json on failure; CLOEXEC
+    console: int | None = None  # pty slave for -t: controlling terminal and /dev/console
+    seccomp_program: bytes | None = None  # BPF compiled by M; installed while C is still root
+
+
+def container_main(spec: ContainerSpec, fds: ChildFds) -> None:
+    """Entry point of the forked child. Never returns."""
+    code = 125
+    try:
+        _setup_and_exec(spec, fds)
+    except PyctrError as e:
+        code = e.exit_code
+        _report(fds.report, type(e).__name__, str(e))
+    except OSError as e:
+        _report(fds.report, "RuntimeFailure", f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+    except BaseException as e:  # the child must never unwind into M's code
+        _report(fds.report, "RuntimeFailure", f"container init: {type(e).__name__}: {e}")
+    finally:
+        os._exit(code)
+
+
+_report_fd_now: list[int] = []  # where the report pipe is at the moment (it moves to REPORT_FD late)
+
+
+def _report(fd: int, kind: str, message: str) -> None:
+    try:
+        payload = ERROR + json.dumps({"kind": kind, "message": message}).encode()
+        os.write(_report_fd_now[-1] if _report_fd_now else fd, payload)
+    except OSError:
+        pass
+
+
+def _setup_and_exec(spec: ContainerSpec, fds: ChildFds) -> None:
+    from pyctr.runtime import capabilities, syscalls
+
+    syscalls.set_parent_death_signal(signal.SIGKILL)
+    capabilities.set_dumpable(False)
+    os.umask(0o022)
+    _install_stdio(fds)
+    syscalls.unshare(_namespace_flags(spec))
+    os.write(fds.report, READY)
+    if os.read(fds.go, 1) != GO:
+        os._exit(125)  # M gave up (its hook failed): it reports the error, not us
+    os.close(fds.go)
+    if "cgroup" in spec.namespaces:
+        syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+    if "net" in spec.namespaces:
+        syscalls.bring_loopback_up()
+    from pyctr.runtime.rootfs import build_rootfs, remount_root_readonly
+
+    build_rootfs(spec, fds.console)
+    if "uts" in spec.namespaces:  # never rename the host
+        syscalls.sethostname(spec.hostname)
+    user = _container_user(spec)
+    env = _final_env(spec.process.env, user)
+    _apply_rlimits(spec)
+    _enter_workdir(spec.process.cwd)
+    if spec.rootfs.readonly:
+        remount_root_readonly()
+    _become_session_leader(fds.console is not None)
+    executable = find_executable(spec.process.args[0], _env_path(env))
+    if fds.seccomp_program:
+        # Before the capability drop (CAP_SYS_ADMIN allows it without no_new_privs); what follows (setuid,
+        # capset, prctl, close_range, execve) is allowed by Docker's default profile.
+        syscalls.seccomp_set_filter(fds.seccomp_program)
+    _drop_privileges(spec, user)
+    _reset_signals()
+    _close_other_fds(fds.report)
+    syscalls.set_parent_death_signal(0)
+    try:
+        os.execve(executable, spec.process.args, dict(_split_env(env)))
+    except OSError as e:
+        raise exec_error(spec.process.args[0], e) from None
+
+
+def _namespace_flags(spec: ContainerSpec) -> int:
+    from pyctr.runtime import syscalls as s
+
+    flags = s.CLONE_NEWNS
+    if "uts" in spec.namespaces:
+        flags |= s.CLONE_NEWUTS
+    if "ipc" in spec.namespaces:
+        flags |= s.CLONE_NEWIPC
+    if "net" in spec.namespaces:
+        flags |= s.CLONE_NEWNET
+    return flags
+
+
+def _install_stdio(fds: ChildFds) -> None:
+    """Put the given fds on 0/1/2, copying first so overlapping numbers cannot clobber each other."""
+    copies = [os.dup(fd) for fd in (fds.stdin, fds.stdout, fds.stderr)]
+    for target, fd in enumerate(copies):
+        os.dup2(fd, target, inheritable=True)
+    for fd in copies:
+        if fd > 2:
+            os.close(fd)
+
+
+def _read_etc(path: str) -> str:
+    """A small regular file of the container (never a FIFO or device that could block or flood us)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, MAX_ETC_FILE).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def _container_user(spec: ContainerSpec) -> ExecUser:
+    passwd, group = _read_etc("/etc/passwd"), _read_etc("/etc/group")
+    user = resolve_user(spec.process.user, passwd, group)
+    extra = [_group_id(g, group) for g in spec.process.additional_groups]
+    return ExecUser(user.uid, user.gid, tuple(dict.fromkeys(list(user.additional_gids) + extra)), user.home)
+
+
+def _group_id(name: str, group_text: str) -> int:
+    if name.isdigit():
+        return int(name)
+    for entry in parse_group(group_text):
+        if entry.name == name:
+            return entry.gid
+    raise RuntimeFailure(f"unable to find group {name}: no matching entries in group file")
+
+
+def _split_env(env: list[str]) -> list[tuple[str, str]]:
+    return [(item.split("=", 1)[0], item.split("=", 1)[1] if "=" in item else "") for item in env]
+
+
+def _final_env(env: list[str], user: ExecUser) -> list[str]:
+    """Docker adds HOME from the container's passwd entry when the spec does not set it."""
+    if any(item.startswith("HOME=") for item in env):
+        return list(env)
+    return list(env) + [f"HOME={user.home or '/'}"]
+
+
+def _env_path(env: list[str]) -> str:
+    for key, value in _split_env(env):
+        if key == "PATH":
+            return value
+    return ""
+
+
+def _apply_rlimits(spec: ContainerSpec) -> None:
+    import resource
+
+    for limit in spec.process.rlimits:
+        number = getattr(resource, limit.type, None)
+        if number is None:
+            raise RuntimeFailure(f"unknown rlimit {limit.type}")
+        try:
+            resource.setrlimit(number, (limit.soft, limit.hard))
+        except (ValueError, OSError) as e:
+            raise RuntimeFailure(f"setrlimit {limit.type}: {e}") from None
+
+
+def _enter_workdir(cwd: str) -> None:
+    """chdir to the working directory (created if missing, like Docker) and prove it is inside the new root."""
+    try:
+        os.makedirs(cwd, mode=0o755, exist_ok=True)
+        os.chdir(cwd)
+    except OSError as e:
+        raise RuntimeFailure(f"chdir to cwd (\"{cwd}\") set in config.json failed: {e.strerror}") from None
+    here = os.getcwd()
+    if here.startswith("(unreachable)") or not here.startswith("/"):
+        raise RuntimeFailure(f"current working directory {here!r} is outside the container root")
+
+
+def _become_session_leader(terminal: bool) -> None:
+    import fcntl
+    import termios
+
+    os.setsid()
+    if terminal:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def find_executable(name: str, path_env: str) -> str:
+    """Go's exec.LookPath, as runc uses it: search the container's PATH, check the mode bits only."""
+    if "/" in name:
+        try:
+            _check_executable(name)
+        except FileNotFoundError:
+            raise CommandNotFound(
+                f'exec: "{name}": stat {name}: no such file or directory') from None
+        except PermissionError:
+            raise CommandCannotRun(f'exec: "{name}": permission denied') from None
+        return name
+    for directory in path_env.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            _check_executable(candidate)
+            return candidate
+        except OSError:
+            continue
+    raise CommandNotFound(f'exec: "{name}": executable file not found in $PATH')
+
+
+def _check_executable(path: str) -> None:
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o111:
+        raise PermissionError(errno.EACCES, "permission denied", path)
+
+
+def exec_error(name: str, error: OSError) -> PyctrError:
+    """Map an execve failure to Docker's exit codes: missing -> 127, anything else -> 126."""
+    if error.errno == errno.ENOENT:
+        return CommandNotFound(f'exec: "{name}": no such file or directory')
+    reason = "exec format error" if error.errno == errno.ENOEXEC else (error.strerror or str(error)).lower()
+    return CommandCannotRun(f'exec: "{name}": {reason}')
+
+
+def _drop_privileges(spec: ContainerSpec, user: ExecUser) -> None:
+    """Bounding set first (needs CAP_SETPCAP), then ids, then permitted/effective; inheritable/ambient empty."""
+    from pyctr.runtime import capabilities
+
+    caps = spec.process.capabilities
+    capabilities.drop_bounding_set(caps)
+    capabilities.clear_inheritable_and_ambient()
+    capabilities.keep_capabilities_across_setuid(True)
+    os.setgroups(list(user.additional_gids))
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+    capabilities.keep_capabilities_across_setuid(False)
+    capabilities.limit_permitted_and_effective(caps)
+    if spec.process.no_new_privileges:
+        capabilities.set_no_new_privileges()
+
+
+def _reset_signals() -> None:
+    """Python ignores SIGPIPE and handles SIGINT; the container's command must start with the defaults."""
+    for name in _RESET_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None:
+            try:
+                signal.signal(number, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _close_other_fds(report_fd: int) -> None:
+    """Keep 0, 1, 2 and the CLOEXEC report pipe (moved to fd 3); close every other fd (CVE-2024-21626)."""
+    from pyctr.runtime import syscalls
+
+    if report_fd != REPORT_FD:
+        os.dup2(report_fd, REPORT_FD, inheritable=False)
+        _report_fd_now.append(REPORT_FD)
+    syscalls.close_range(REPORT_FD + 1)

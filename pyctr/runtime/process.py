@@ -1,0 +1,277 @@
+"""Launching a container (the M side): fork C into a new PID namespace, run the hooks, wait for its exec.
+
+M is the process calling `launch` (the CLI in the foreground, the monitor for
+a detached container). M unshares CLONE_NEWPID, forks C (PID 1 of the new
+namespace) and immediately setns()es its pid_for_children back to its own
+namespace, so M's later children (subprocesses, other launches) stay on the
+host. M remains C's parent and reaps it (`wait_container`).
+
+Why M's executable is safe from the container (CVE-2019-5736): the attack
+opens /proc/<runtime pid>/exe from inside the container. M is outside the
+container's PID namespace, so no /proc the container can mount shows it;
+C itself is made non-dumpable until it execs (so its own /proc/self/exe,
+the host python, cannot be opened by other container processes during setup)
+and execve replaces that exe with the container's binary before any
+container code runs. pyctr never joins a running container by exec-ing the
+host interpreter inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyctr.errors import CommandCannotRun, CommandNotFound, PyctrError, RuntimeFailure
+from pyctr.runtime.spec import ContainerSpec
+
+_ERRORS: dict[str, type[PyctrError]] = {
+    "CommandNotFound": CommandNotFound,
+    "CommandCannotRun": CommandCannotRun,
+    "RuntimeFailure": RuntimeFailure,
+}
+
+
+@dataclass(frozen=True)
+class Stdio:
+    """The fds C gets as 0/1/2. `console` is the pty slave when -t (then usually stdin=stdout=stderr=console)."""
+
+    stdin: int
+    stdout: int
+    stderr: int
+    console: int | None = None
+
+    @classmethod
+    def inherit(cls, interactive: bool = True) -> Stdio:
+        """M's own stdout/stderr; stdin too with -i, else /dev/null (Docker without -i)."""
+        stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        return cls(stdin, 1, 2)
+
+    @classmethod
+    def terminal(cls, slave_fd: int) -> Stdio:
+        return cls(slave_fd, slave_fd, slave_fd, console=slave_fd)
+
+
+@dataclass
+class LaunchHooks:
+    """Callbacks M runs while C waits in its fresh namespaces, before it builds its rootfs and execs.
+
+    before_exec(pid): C's host PID; put it in its cgroup, set up its network via
+    /proc/<pid>/ns/net, write hosts/resolv.conf in the bundle. If it raises, C
+    is killed and reaped and the error propagates from `launch`.
+    """
+
+    before_exec: Callable[[int], None] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Launched:
+    pid: int  # C's PID on the host
+    start_time: int  # /proc/<pid>/stat field 22: with the pid, identifies this process across pid reuse
+
+
+def process_start_time(pid: int) -> int:
+    """Clock ticks since boot at which `pid` started (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return 0
+    return int(data[data.rindex(b")") + 2:].split()[19])
+
+
+def prepare_bundle(spec: ContainerSpec) -> None:
+    """Create what C will mount and is still missing: overlay dirs, hostname/hosts/resolv.conf, volume dirs.
+
+    Files already written (by the network setup, or a previous start) are kept.
+    """
+    from pyctr.fsutil import atomic_write_bytes
+
+    bundle = spec.bundle
+    for path in (spec.rootfs.upperdir, spec.rootfs.workdir, spec.rootfs.merged):
+        Path(path).mkdir(mode=0o755, parents=True, exist_ok=True)
+    defaults = {"hostname": spec.hostname + "\n", "hosts": _default_hosts(spec), "resolv.conf": _default_resolv(spec)}
+    for name, text in defaults.items():
+        if not (bundle / name).exists():
+            atomic_write_bytes(bundle / name, text.encode(), mode=0o644, durable=False)
+    for source in spec.volumes_to_create:
+        Path(source).mkdir(mode=0o755, parents=True, exist_ok=True)
+
+
+def _default_hosts(spec: ContainerSpec) -> str:
+    from pyctr.runtime.network.hostfiles import hosts_file
+
+    return hosts_file(spec.hostname, None, spec.network.extra_hosts)
+
+
+def _default_resolv(spec: ContainerSpec) -> str:
+    from pyctr.runtime.network.hostfiles import read_host_resolv_conf, resolv_conf
+
+    host_text, upstream = read_host_resolv_conf()
+    return resolv_conf(host_text, spec.network.dns, upstream)
+
+
+def launch(spec: ContainerSpec, hooks: LaunchHooks | None = None, stdio: Stdio | None = None) -> Launched:
+    """Start the container's process; return once its command was exec'd, or raise after reaping it.
+
+    Raises CommandNotFound (127), CommandCannotRun (126) or RuntimeFailure (125),
+    or whatever `hooks.before_exec` raised.
+    """
+    from pyctr.runtime.init import ChildFds
+
+    hooks = hooks or LaunchHooks()
+    if stdio is None:
+        stdio = Stdio.inherit(spec.process.open_stdin)
+        if stdio.stdin != 0:
+            try:
+                return launch(spec, hooks, stdio)
+            finally:
+                os.close(stdio.stdin)
+    prepare_bundle(spec)
+    program = seccomp_program(spec)
+    _preload_child_modules()
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    fds = ChildFds(stdio.stdin, stdio.stdout, stdio.stderr, go_r, report_w, stdio.console, program)
+    pid = _fork_into_new_pid_namespace(spec, fds)
+    os.close(report_w)
+    os.close(go_r)
+    try:
+        _handshake(pid, report_r, go_w, hooks)
+        _wait_for_exec(pid, report_r)
+    except BaseException:
+        _kill_and_reap(pid)
+        raise
+    finally:
+        os.close(report_r)
+        with contextlib.suppress(OSError):
+            os.close(go_w)
+    return Launched(pid, process_start_time(pid))
+
+
+def seccomp_program(spec: ContainerSpec) -> bytes | None:
+    """The container's seccomp BPF (Docker's default profile unless unconfined/custom), compiled once and cached
+    under PYCTR_ROOT/seccomp (the bundle is PYCTR_ROOT/containers/<id>)."""
+    if spec.process.seccomp == "unconfined":
+        return None
+    from pyctr.runtime import seccomp
+
+    profile = spec.process.seccomp_profile if spec.process.seccomp == "custom" else seccomp.default_profile()
+    try:
+        return seccomp.cached_bpf(spec.bundle.parent.parent / "seccomp", profile or {},
+                                  frozenset(spec.process.capabilities))
+    except (ImportError, OSError, RuntimeError, ValueError) as e:
+        raise RuntimeFailure(f"cannot build the seccomp filter: {e}") from None
+
+
+def _preload_child_modules() -> None:
+    """Import in M what C needs, so the child does not pay for imports between fork and exec."""
+    import fcntl  # noqa: F401
+    import resource  # noqa: F401
+    import termios  # noqa: F401
+
+    import pyctr.runtime.rootfs  # noqa: F401
+    from pyctr.runtime import capabilities
+
+    capabilities.preload()
+
+
+def _fork_into_new_pid_namespace(spec: ContainerSpec, fds) -> int:
+    from pyctr.runtime import syscalls
+
+    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if "pid" in spec.namespaces:
+            syscalls.unshare(syscalls.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+        except BaseException:
+            syscalls.setns(own_pid_ns, syscalls.CLONE_NEWPID)
+            raise
+        if pid == 0:
+            _child(spec, fds)
+        syscalls.setns(own_pid_ns, syscalls.CLONE_NEWPID)
+    finally:
+        os.close(own_pid_ns)
+    return pid
+
+
+def _child(spec: ContainerSpec, fds) -> None:
+    try:
+        from pyctr.runtime.init import container_main
+
+        container_main(spec, fds)
+    finally:
+        os._exit(125)
+
+
+def _read_message(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _handshake(pid: int, report_r: int, go_w: int, hooks: LaunchHooks) -> None:
+    """Wait for C to be in its namespaces, run the hook, then let C go on."""
+    first = os.read(report_r, 1)
+    if first != b"R":
+        _raise_reported(first + _read_message(report_r))
+    if hooks.before_exec is not None:
+        hooks.before_exec(pid)
+    os.write(go_w, b"G")
+
+
+def _wait_for_exec(pid: int, report_r: int) -> None:
+    message = _read_message(report_r)
+    if message:
+        _raise_reported(message)
+
+
+def _raise_reported(message: bytes) -> None:
+    """C failed: raise what it reported (or that it died without a word); `launch` then reaps it."""
+    report = None
+    if message.startswith(b"E"):
+        with contextlib.suppress(ValueError):
+            report = json.loads(message[1:])
+    if isinstance(report, dict):
+        error = _ERRORS.get(report.get("kind"), RuntimeFailure)
+        raise error(report.get("message") or "container init failed")
+    raise RuntimeFailure("container init exited before exec without reporting why")
+
+
+def _reap(pid: int) -> int:
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 0
+
+
+def _kill_and_reap(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _reap(pid)
+
+
+def exit_code_from_status(status: int) -> int:
+    """Docker's exit code from a wait status: the exit code, or 128+N when killed by signal N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 125
+
+
+def wait_container(pid: int) -> int:
+    """Block until C exits (it is M's child) and return Docker's exit code."""
+    return exit_code_from_status(_reap(pid))

@@ -1,0 +1,429 @@
+"""The container's filesystem: Docker's mount plan (pure) and applying it safely (in the container process).
+
+`plan_mounts(spec)` decides the ordered list of mounts, exactly Docker's set.
+The appliers below run in the container's own mount namespace, before
+pivot_root, with the new root still a directory on the host. Every mount
+target is opened with openat2(RESOLVE_IN_ROOT) relative to the new root and
+checked (type, not a symlink where a kernel filesystem goes, not inside /proc
+or /sys for binds) before anything is mounted on it through /proc/self/fd/N:
+an image with a symlinked /proc, /dev or /dev/null cannot redirect a mount onto
+the host (runc CVE-2019-19921, CVE-2021-30465, CVE-2025-31133, CVE-2025-52565),
+and missing directories are created one component at a time inside the root
+(CVE-2024-45310).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyctr.errors import RuntimeFailure
+from pyctr.runtime.spec import ContainerSpec, Mount
+
+_KERNEL_FS_OPTIONS = ["nosuid", "noexec", "nodev"]
+
+
+@dataclass(frozen=True)
+class Device:
+    path: str  # inside the container, e.g. /dev/null
+    major: int
+    minor: int
+    mode: int = 0o666
+
+
+DEFAULT_DEVICES: tuple[Device, ...] = (
+    Device("/dev/null", 1, 3), Device("/dev/zero", 1, 5), Device("/dev/full", 1, 7),
+    Device("/dev/random", 1, 8), Device("/dev/urandom", 1, 9), Device("/dev/tty", 5, 0),
+)
+DEFAULT_DEV_SYMLINKS: tuple[tuple[str, str], ...] = (
+    ("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"), ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"), ("/dev/ptmx", "pts/ptmx"),
+)
+
+
+def plan_mounts(spec: ContainerSpec) -> list[Mount]:
+    """Docker's mounts in order: kernel filesystems, /etc files, then the user's volumes (shallowest first)."""
+    ro = [] if spec.privileged else ["ro"]
+    bundle = Path(spec.bundle_dir)
+    mounts = [
+        Mount("/proc", "proc", "proc", list(_KERNEL_FS_OPTIONS)),
+        Mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        Mount("/dev/pts", "devpts", "devpts",
+              ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
+        Mount("/sys", "sysfs", "sysfs", _KERNEL_FS_OPTIONS + ro),
+        Mount("/sys/fs/cgroup", "cgroup", "cgroup", _KERNEL_FS_OPTIONS + ["relatime"] + ro),
+        Mount("/dev/mqueue", "mqueue", "mqueue", list(_KERNEL_FS_OPTIONS)),
+        Mount("/dev/shm", "tmpfs", "shm", _KERNEL_FS_OPTIONS + ["mode=1777", "size=65536k"]),
+    ]
+    user_destinations = {m.destination for m in spec.mounts}
+    for name in ("resolv.conf", "hostname", "hosts"):
+        if f"/etc/{name}" not in user_destinations:
+            mounts.append(Mount(f"/etc/{name}", "bind", str(bundle / name), ["rbind", "rprivate"]))
+    mounts += sorted(spec.mounts, key=lambda m: len(Path(m.destination).parts))
+    if spec.init:
+        from pyctr.runtime.spec import INIT_BINARY, INIT_PATH
+
+        mounts.append(Mount(INIT_PATH, "bind", INIT_BINARY, ["bind", "ro"]))
+    return mounts
+
+
+# Option name -> (flag to set, flag to clear); anything else is filesystem data (mode=, size=...).
+def _flag_table() -> dict[str, tuple[int, int]]:
+    from pyctr.runtime import syscalls as s
+
+    return {
+        "ro": (s.MS_RDONLY, 0), "rw": (0, s.MS_RDONLY), "nosuid": (s.MS_NOSUID, 0), "suid": (0, s.MS_NOSUID),
+        "nodev": (s.MS_NODEV, 0), "dev": (0, s.MS_NODEV), "noexec": (s.MS_NOEXEC, 0), "exec": (0, s.MS_NOEXEC),
+        "sync": (s.MS_SYNCHRONOUS, 0), "strictatime": (s.MS_STRICTATIME, 0), "relatime": (s.MS_RELATIME, 0),
+        "noatime": (s.MS_NOATIME, 0), "bind": (s.MS_BIND, 0), "rbind": (s.MS_BIND | s.MS_REC, 0),
+    }
+
+
+_PROPAGATION = {"private": "MS_PRIVATE", "rprivate": "MS_PRIVATE|MS_REC", "slave": "MS_SLAVE",
+                "rslave": "MS_SLAVE|MS_REC", "shared": "MS_SHARED", "rshared": "MS_SHARED|MS_REC"}
+
+
+def parse_options(options: list[str]) -> tuple[int, int, str]:
+    """Split OCI mount options into (mount flags, propagation flags, data string)."""
+    from pyctr.runtime import syscalls
+
+    table = _flag_table()
+    flags, propagation, data = 0, 0, []
+    for opt in options:
+        if opt in table:
+            set_bits, clear_bits = table[opt]
+            flags = (flags | set_bits) & ~clear_bits
+        elif opt in _PROPAGATION:
+            for name in _PROPAGATION[opt].split("|"):
+                propagation |= getattr(syscalls, name)
+        else:
+            data.append(opt)
+    return flags, propagation, ",".join(data)
+
+
+# ---------------------------------------------------------------- doing: runs in the container process
+
+
+def fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def _relative(path: str) -> str:
+    rel = os.path.normpath("/" + path).lstrip("/")
+    return rel or "."
+
+
+def resolve_in_root(root_fd: int, path: str, *, follow: bool = True) -> int:
+    """An O_PATH fd for `path` with the new root as "/": symlinks cannot escape it (or are refused)."""
+    from pyctr.runtime import syscalls as s
+
+    resolve = s.RESOLVE_IN_ROOT | s.RESOLVE_NO_MAGICLINKS | (0 if follow else s.RESOLVE_NO_SYMLINKS)
+    return s.openat2(root_fd, _relative(path), s.O_PATH, resolve)
+
+
+@contextlib.contextmanager
+def opened(fd: int) -> Iterator[int]:
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def ensure_in_root(root_fd: int, path: str, kind: str, *, follow: bool = True, _depth: int = 0) -> int:
+    """Open `path` inside the root, creating missing components (directories; a file last if kind == "file").
+
+    A dangling symlink on the way (with `follow`) is followed inside the root and its target created there,
+    as Docker's MkdirAll-in-root does; never outside it.
+    """
+    try:
+        return resolve_in_root(root_fd, path, follow=follow)
+    except FileNotFoundError:
+        if _depth > 40:
+            raise OSError(errno.ELOOP, "too many levels of symbolic links", path) from None
+    parts = Path(_relative(path)).parts
+    for i, name in enumerate(parts):
+        prefix = os.path.join(*parts[: i + 1])
+        try:
+            os.close(resolve_in_root(root_fd, prefix, follow=follow))
+            continue
+        except FileNotFoundError:
+            pass
+        parent = os.path.join(*parts[:i]) if i else "."
+        with opened(resolve_in_root(root_fd, parent, follow=follow)) as parent_fd:
+            if follow and _is_symlink(name, parent_fd):
+                target = os.readlink(name, dir_fd=parent_fd)
+                base = "/" if target.startswith("/") else "/" + parent
+                redirected = os.path.normpath(os.path.join(base, target, *parts[i + 1:]))
+                return ensure_in_root(root_fd, redirected, kind, follow=follow, _depth=_depth + 1)
+            _create(name, parent_fd, kind if i == len(parts) - 1 else "dir")
+    return resolve_in_root(root_fd, path, follow=follow)
+
+
+def _is_symlink(name: str, parent_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _create(name: str, parent_fd: int, kind: str) -> None:
+    try:
+        if kind == "file":
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                             dir_fd=parent_fd))
+        else:
+            os.mkdir(name, 0o755, dir_fd=parent_fd)
+    except FileExistsError:
+        pass
+
+
+def _check_target(fd: int, destination: str, want_dir: bool, root: str) -> None:
+    st = os.fstat(fd)
+    if want_dir and not stat.S_ISDIR(st.st_mode):
+        raise RuntimeFailure(f"mount destination {destination} is not a directory")
+    if not want_dir and stat.S_ISDIR(st.st_mode):
+        raise RuntimeFailure(f"mount destination {destination} is a directory, the source is a file")
+    real = os.readlink(fd_path(fd))
+    if real != root and not real.startswith(root.rstrip("/") + "/"):
+        raise RuntimeFailure(f"mount destination {destination} resolves outside the container root")
+
+
+# Files runc lets a bind cover inside /proc (lxcfs-style virtualisation); everything else in /proc or /sys is refused.
+_PROC_BIND_ALLOWED = frozenset({
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo",
+})
+
+
+def forbidden_bind_destination(path: str) -> bool:
+    """A bind onto the container's /proc or /sys could hide or redirect kernel interfaces (CVE-2023-27561)."""
+    path = os.path.normpath("/" + path.lstrip("/"))
+    top = path.split("/")[1]
+    return top in ("proc", "sys") and path not in _PROC_BIND_ALLOWED
+
+
+def _target(root_fd: int, root: str, mount: Mount, want_dir: bool) -> int:
+    """Resolve a mount target; kernel filesystems never follow symlinks, binds follow them only inside the root."""
+    is_bind = mount.type == "bind"
+    if is_bind and forbidden_bind_destination(mount.destination):
+        raise RuntimeFailure(f"mount destination {mount.destination} is inside /proc or /sys: not allowed")
+    try:
+        fd = ensure_in_root(root_fd, mount.destination, "dir" if want_dir else "file", follow=is_bind)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RuntimeFailure(f"mount destination {mount.destination} is a symlink: refusing to mount "
+                                 f"{mount.type} there") from None
+        raise RuntimeFailure(f"mount destination {mount.destination}: {e.strerror}") from None
+    try:
+        _check_target(fd, mount.destination, want_dir, root)
+        if is_bind:
+            real = os.readlink(fd_path(fd))[len(root.rstrip("/")):] or "/"
+            if forbidden_bind_destination(real):
+                raise RuntimeFailure(f"mount destination {mount.destination} resolves to {real}, inside /proc or "
+                                     "/sys: not allowed")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def apply_mount(root_fd: int, root: str, mount: Mount) -> None:
+    """Mount one planned entry onto its checked target."""
+    from pyctr.runtime import syscalls as s
+
+    flags, propagation, data = parse_options(mount.options)
+    if mount.type == "cgroup":
+        _mount_cgroups(root_fd, root, mount, flags)
+        return
+    if mount.type == "bind":
+        source_is_dir = os.path.isdir(mount.source)
+        with opened(os.open(mount.source, s.O_PATH | os.O_CLOEXEC)) as src, \
+                opened(_target(root_fd, root, mount, source_is_dir)) as dst:
+            s.mount(fd_path(src), fd_path(dst), None, s.MS_BIND | (flags & s.MS_REC))
+        extra = flags & ~(s.MS_BIND | s.MS_REC)
+        if extra:
+            with opened(resolve_in_root(root_fd, mount.destination)) as dst:
+                s.mount(None, fd_path(dst), None, s.MS_REMOUNT | s.MS_BIND | extra)
+    else:
+        with opened(_target(root_fd, root, mount, True)) as dst:
+            s.mount(mount.source, fd_path(dst), mount.type, flags, data or None)
+    if propagation:
+        with opened(resolve_in_root(root_fd, mount.destination)) as dst:
+            s.mount(None, fd_path(dst), None, propagation)
+
+
+def _host_cgroup_mounts(mountinfo: str) -> list[tuple[str, str, str]]:
+    """(name under /sys/fs/cgroup, fstype, superblock options) of the host's cgroup hierarchies."""
+    found = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        mount_point = left.split()[4]
+        fstype, _source, superopts = (right.split() + ["", "", ""])[:3]
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        opts = ",".join(o for o in superopts.split(",") if o not in ("rw", "ro"))
+        found.append((os.path.basename(mount_point), fstype, opts))
+    return found
+
+
+def _mount_cgroups(root_fd: int, root: str, mount: Mount, flags: int) -> None:
+    """/sys/fs/cgroup: v2 = the cgroup2 fs (the container's cgroup namespace is its root); v1/hybrid = a tmpfs
+    holding each hierarchy mounted fresh in the container's cgroup namespace, read-only unless --privileged."""
+    from pyctr.runtime import syscalls as s
+
+    hierarchies = _host_cgroup_mounts(Path("/proc/self/mountinfo").read_text())
+    base = flags & ~s.MS_RDONLY
+    readonly = flags & s.MS_RDONLY
+    if any(name == "cgroup" and fstype == "cgroup2" for name, fstype, _ in hierarchies):
+        with opened(_target(root_fd, root, mount, True)) as dst:
+            s.mount("cgroup", fd_path(dst), "cgroup2", flags)
+        return
+    tmpfs = Mount(mount.destination, "tmpfs", "tmpfs", [])
+    with opened(_target(root_fd, root, tmpfs, True)) as dst:
+        s.mount("tmpfs", fd_path(dst), "tmpfs", base, "mode=755")
+    for name, fstype, opts in hierarchies:
+        sub = Mount(f"{mount.destination}/{name}", fstype, "cgroup", [])
+        with opened(_target(root_fd, root, sub, True)) as dst:
+            s.mount("cgroup", fd_path(dst), fstype, base | readonly, opts or None)
+    if readonly:
+        with opened(resolve_in_root(root_fd, mount.destination, follow=False)) as dst:
+            s.mount(None, fd_path(dst), None, s.MS_REMOUNT | s.MS_BIND | base | s.MS_RDONLY)
+
+
+def create_devices(root_fd: int, console_fd: int | None = None) -> None:
+    """Docker's /dev: the six character devices, the /proc/self/fd links, and /dev/console for -t."""
+    from pyctr.runtime import syscalls as s
+
+    with opened(resolve_in_root(root_fd, "/dev", follow=False)) as dev:
+        for device in DEFAULT_DEVICES:
+            name = os.path.basename(device.path)
+            os.mknod(name, stat.S_IFCHR | device.mode, os.makedev(device.major, device.minor), dir_fd=dev)
+            os.chmod(name, device.mode, dir_fd=dev)
+        for link, target in DEFAULT_DEV_SYMLINKS:
+            os.symlink(target, os.path.basename(link), dir_fd=dev)
+    if console_fd is not None:
+        # The fd was opened in M's mount namespace, which cannot be a bind source here: reopen it by name.
+        with opened(os.open(os.ttyname(console_fd), s.O_PATH | os.O_CLOEXEC)) as src, \
+                opened(ensure_in_root(root_fd, "/dev/console", "file", follow=False)) as dst:
+            s.mount(fd_path(src), fd_path(dst), None, s.MS_BIND)
+
+
+def _dev_null(root_fd: int) -> int:
+    """The container's /dev/null, verified to be the real 1:3 device, never a symlink (CVE-2025-31133)."""
+    fd = resolve_in_root(root_fd, "/dev/null", follow=False)
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != (1, 3):
+        os.close(fd)
+        raise RuntimeFailure("/dev/null in the container is not the null device: refusing to mask paths with it")
+    return fd
+
+
+def _open_existing(root_fd: int, path: str) -> int | None:
+    try:
+        return resolve_in_root(root_fd, path, follow=False)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise RuntimeFailure(f"cannot open {path} in the container: {e.strerror}") from None
+
+
+def mask_paths(root_fd: int, paths: list[str]) -> None:
+    """Hide files behind /dev/null and directories behind an empty read-only tmpfs."""
+    from pyctr.runtime import syscalls as s
+
+    with opened(_dev_null(root_fd)) as null:
+        for path in paths:
+            fd = _open_existing(root_fd, path)
+            if fd is None:
+                continue
+            with opened(fd):
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    s.mount("tmpfs", fd_path(fd), "tmpfs", s.MS_RDONLY, None)
+                else:
+                    s.mount(fd_path(null), fd_path(fd), None, s.MS_BIND)
+
+
+def readonly_paths(root_fd: int, paths: list[str]) -> None:
+    """Bind each path onto itself, then remount that bind read-only."""
+    from pyctr.runtime import syscalls as s
+
+    for path in paths:
+        fd = _open_existing(root_fd, path)
+        if fd is None:
+            continue
+        with opened(fd):
+            s.mount(fd_path(fd), fd_path(fd), None, s.MS_BIND | s.MS_REC)
+        with opened(resolve_in_root(root_fd, path, follow=False)) as again:
+            s.mount(None, fd_path(again), None,
+                    s.MS_REMOUNT | s.MS_BIND | s.MS_RDONLY | s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
+
+
+def overlay_options(lowerdirs: list[str], upperdir: str, workdir: str) -> str:
+    """overlayfs wants the top layer first; the image store lists the base first."""
+    lower = ":".join(reversed(lowerdirs))
+    return f"lowerdir={lower},upperdir={upperdir},workdir={workdir}"
+
+
+def mount_overlay(lowerdirs: list[str], upperdir: str, workdir: str, merged: str) -> None:
+    """Mount the image layers plus the container's writable layer at `merged`.
+
+    Long layer lists exceed the one-page mount data limit, so when needed the
+    lower dirs are given relative to their common parent (we chdir there).
+    """
+    from pyctr.runtime import syscalls as s
+
+    if not lowerdirs:
+        raise RuntimeFailure("the image has no layers")
+    data = overlay_options(lowerdirs, upperdir, workdir)
+    if len(data) > 4000:
+        common = os.path.commonpath(lowerdirs)
+        os.chdir(common)
+        data = overlay_options([os.path.relpath(d, common) for d in lowerdirs], upperdir, workdir)
+    s.mount("overlay", merged, "overlay", 0, data)
+
+
+def pivot_into(root: str) -> None:
+    """pivot_root into `root` and detach the old root (runc's pivot_root(".", ".") trick)."""
+    from pyctr.runtime import syscalls as s
+
+    os.chdir(root)
+    s.pivot_root(".", ".")
+    s.umount2(".", s.MNT_DETACH)
+    os.chdir("/")
+
+
+def remount_root_readonly() -> None:
+    from pyctr.runtime import syscalls as s
+
+    s.mount(None, "/", None, s.MS_REMOUNT | s.MS_BIND | s.MS_RDONLY)
+
+
+def build_rootfs(spec: ContainerSpec, console_fd: int | None = None) -> None:
+    """Everything between unshare(CLONE_NEWNS) and pivot_root, in the container process.
+
+    A --read-only root is remounted read-only later by init, after it created the working directory.
+    """
+    from pyctr.runtime import syscalls as s
+
+    s.mount(None, "/", None, s.MS_SLAVE | s.MS_REC)
+    rootfs = spec.rootfs
+    mount_overlay(rootfs.lowerdirs, rootfs.upperdir, rootfs.workdir, rootfs.merged)
+    root = os.path.realpath(rootfs.merged)
+    with opened(os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as root_fd:
+        for mount in plan_mounts(spec):
+            try:
+                apply_mount(root_fd, root, mount)
+            except OSError as e:
+                raise RuntimeFailure(f"error mounting {mount.source} to rootfs at {mount.destination}: "
+                                     f"{e.strerror or e}") from None
+        create_devices(root_fd, console_fd)
+        readonly_paths(root_fd, spec.readonly_paths)
+        mask_paths(root_fd, spec.masked_paths)
+    pivot_into(root)

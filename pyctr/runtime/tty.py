@@ -1,0 +1,131 @@
+"""`-t`: a pseudo-terminal for the container, relayed to the user's terminal by M.
+
+The container gets the pty slave as stdin/stdout/stderr and controlling
+terminal (init.py does setsid + TIOCSCTTY) and as /dev/console. M puts the
+user's terminal in raw mode, so ^C, ^Z and ^D travel as bytes and the pty's
+line discipline turns them into signals for the container's foreground job,
+exactly as in `docker run -it`; window size changes (SIGWINCH) are copied to
+the pty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import selectors
+import signal
+import struct
+import termios
+from collections.abc import Iterator
+
+_WINSIZE = struct.Struct("HHHH")
+
+
+def get_window_size(fd: int) -> tuple[int, int] | None:
+    """(rows, columns) of the terminal on `fd`, or None when it is not a terminal."""
+    try:
+        rows, cols, _, _ = _WINSIZE.unpack(fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * _WINSIZE.size))
+    except OSError:
+        return None
+    return rows, cols
+
+
+def set_window_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, _WINSIZE.pack(rows, cols, 0, 0))
+
+
+def copy_window_size(from_fd: int, to_fd: int) -> None:
+    size = get_window_size(from_fd)
+    if size and all(size):
+        with contextlib.suppress(OSError):
+            set_window_size(to_fd, *size)
+
+
+def open_pty(size_from: int | None = 0) -> tuple[int, int]:
+    """(master, slave), both CLOEXEC in M; the slave starts with the size of the terminal on `size_from`."""
+    master, slave = os.openpty()
+    for fd in (master, slave):
+        os.set_inheritable(fd, False)
+    if size_from is not None:
+        copy_window_size(size_from, master)
+    return master, slave
+
+
+@contextlib.contextmanager
+def raw_mode(fd: int) -> Iterator[None]:
+    """Put the user's terminal in raw mode for the session, restoring it however the block ends."""
+    if not os.isatty(fd):
+        yield
+        return
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd, termios.TCSANOW)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def relay(master: int, *, stdin_fd: int = 0, stdout_fd: int = 1, forward_stdin: bool = True) -> None:
+    """Copy user input to the pty and pty output to the user until the container side closes (EIO on master).
+
+    The caller has closed its copy of the slave, so EIO means every container
+    process is gone (when PID 1 exits the kernel kills the rest of its namespace).
+    """
+    previous = None
+    if os.isatty(stdin_fd):
+        with contextlib.suppress(ValueError):  # not the main thread: no SIGWINCH relay
+            previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(stdin_fd, master))
+    selector = selectors.DefaultSelector()
+    selector.register(master, selectors.EVENT_READ)
+    if forward_stdin:
+        selector.register(stdin_fd, selectors.EVENT_READ)
+    try:
+        with raw_mode(stdin_fd) if forward_stdin else contextlib.nullcontext():
+            _pump(selector, master, stdin_fd, stdout_fd)
+    finally:
+        selector.close()
+        if previous is not None:
+            signal.signal(signal.SIGWINCH, previous)
+
+
+def _pump(selector: selectors.BaseSelector, master: int, stdin_fd: int, stdout_fd: int) -> None:
+    while True:
+        for key, _ in selector.select():
+            if key.fd == master:
+                try:
+                    data = os.read(master, 65536)
+                except OSError as e:
+                    if e.errno == errno.EIO:
+                        return
+                    raise
+                if not data:
+                    return
+                _write_all(stdout_fd, data)
+            else:
+                data = os.read(stdin_fd, 65536)
+                if not data:
+                    selector.unregister(stdin_fd)  # user's stdin closed: keep showing output
+                    continue
+                _write_all(master, data)
+
+
+def run_terminal_session(master: int, pid: int, *, stdin_fd: int = 0, stdout_fd: int = 1,
+                         forward_stdin: bool = True) -> int:
+    """Relay until the container is done, reap it and return Docker's exit code; closes `master`."""
+    from pyctr.runtime.process import wait_container
+
+    try:
+        relay(master, stdin_fd=stdin_fd, stdout_fd=stdout_fd, forward_stdin=forward_stdin)
+    finally:
+        os.close(master)
+    return wait_container(pid)

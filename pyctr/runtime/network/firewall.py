@@ -1,0 +1,210 @@
+"""NAT for the bridge: masquerade outbound, DNAT published ports. Plan (pure) then apply (nft).
+
+Each bridge gets its own nftables table (`ip pyctr_<bridge>`), rebuilt whole
+from the network state on every change and replaced in one nft transaction
+(`table; delete table; table {...}`). Rebuilding instead of patching means
+there is never a rule to find by handle, a crash can never leave half a rule
+set, and recovery is "apply the plan for the containers that still exist".
+Nothing outside that table is touched, so Docker's, podman's or the admin's
+rules are never disturbed.
+
+Port publishing is kernel DNAT, like Docker with `userland-proxy: false`:
+- prerouting: traffic from outside and from other containers (hairpin: a
+  container reaching gateway:hostPort);
+- output: traffic the host itself sends to one of its addresses, including
+  127.0.0.1 (with route_localnet on the bridge and masquerading the 127/8
+  source, because a container cannot answer 127.0.0.1);
+- postrouting: masquerade the subnet going elsewhere, and DNAT'd traffic from
+  the subnet back into the bridge so replies come back through the host.
+
+Hosts without the `nft` command fall back to iptables (iptables-restore
+--noflush on pyctr's own PYCTR-<bridge>-* chains, jumped to from the nat
+built-ins); PYCTR_FIREWALL_BACKEND=nft|iptables forces a choice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pyctr.errors import RuntimeFailure
+from pyctr.runtime.network.publish import ANY_IPV4
+
+COMMAND_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One published port: (host_ip, host_port, proto) -> container_ip:container_port."""
+
+    host_ip: str
+    host_port: int
+    proto: str
+    container_ip: str
+    container_port: int
+
+
+def table_name(bridge: str) -> str:
+    """nft identifiers allow [A-Za-z0-9_]; bridge names may also hold '.' and '-'."""
+    return "pyctr_" + re.sub(r"[^A-Za-z0-9_]", "_", bridge)
+
+
+def forwards_from_records(records: Iterable) -> list[Forward]:
+    """Forward entries for every published port of the given ContainerRecords."""
+    forwards = []
+    for record in records:
+        for port in record.ports:
+            forwards.append(
+                Forward(port["host_ip"], int(port["host_port"]), port["proto"], record.ip, int(port["container_port"]))
+            )
+    return sorted(forwards, key=lambda f: (f.host_port, f.proto, f.host_ip, f.container_ip))
+
+
+def ruleset_plan(bridge: str, subnet: str, forwards: Iterable[Forward]) -> str:
+    """The nft script that makes table pyctr_<bridge> exactly what the state says."""
+    table = table_name(bridge)
+    dnat_rules = [_dnat_rule(f) for f in forwards]
+    lines = [
+        f"table ip {table}",
+        f"delete table ip {table}",
+        f"table ip {table} {{",
+        "\tchain prerouting {",
+        "\t\ttype nat hook prerouting priority -100; policy accept;",
+        "\t\tfib daddr type local jump publish",
+        "\t}",
+        "\tchain output {",
+        "\t\ttype nat hook output priority -100; policy accept;",
+        "\t\tfib daddr type local jump publish",
+        "\t}",
+        "\tchain publish {",
+        *[f"\t\t{rule}" for rule in dnat_rules],
+        "\t}",
+        "\tchain postrouting {",
+        "\t\ttype nat hook postrouting priority 100; policy accept;",
+        f'\t\tip saddr {subnet} oifname != "{bridge}" masquerade',
+        f'\t\toifname "{bridge}" ip saddr 127.0.0.0/8 masquerade',
+        f'\t\toifname "{bridge}" ip saddr {subnet} ct status dnat masquerade',
+        "\t}",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def removal_plan(bridge: str) -> str:
+    """The nft script that removes the bridge's table, whether it exists or not."""
+    table = table_name(bridge)
+    return f"table ip {table}\ndelete table ip {table}\n"
+
+
+def _dnat_rule(forward: Forward) -> str:
+    match = "" if forward.host_ip in ("", ANY_IPV4) else f"ip daddr {forward.host_ip} "
+    return (
+        f"{match}{forward.proto} dport {forward.host_port} "
+        f"dnat to {forward.container_ip}:{forward.container_port}"
+    )
+
+
+def backend() -> str:
+    """"nft" when the nft command exists, else "iptables"; PYCTR_FIREWALL_BACKEND overrides."""
+    forced = os.environ.get("PYCTR_FIREWALL_BACKEND", "")
+    if forced in ("nft", "iptables"):
+        return forced
+    if forced:
+        raise RuntimeFailure(f"PYCTR_FIREWALL_BACKEND={forced!r}: expected 'nft' or 'iptables'")
+    if shutil.which("nft"):
+        return "nft"
+    if shutil.which("iptables-restore"):
+        return "iptables"
+    raise RuntimeFailure("neither nft nor iptables is installed: install the nftables package")
+
+
+def apply(bridge: str, subnet: str, forwards: list[Forward]) -> None:
+    """Make the kernel's NAT for `bridge` exactly the plan, with the available backend."""
+    if backend() == "nft":
+        apply_ruleset(ruleset_plan(bridge, subnet, forwards))
+    else:
+        _apply_iptables(bridge, subnet, forwards)
+
+
+def remove(bridge: str) -> None:
+    """Remove all of pyctr's NAT for `bridge` (no-op if there is none)."""
+    if backend() == "nft":
+        apply_ruleset(removal_plan(bridge))
+    else:
+        _remove_iptables(bridge)
+
+
+def iptables_chains(bridge: str) -> dict[str, str]:
+    """pyctr's chains for `bridge` (iptables names allow up to 28 characters: 6 + 15 + 5)."""
+    return {"publish": f"PYCTR-{bridge}-PUB", "postrouting": f"PYCTR-{bridge}-POST"}
+
+
+def iptables_jumps(bridge: str) -> list[list[str]]:
+    """The jump rules from the nat built-ins, as `iptables -t nat` argument lists after -C/-I/-D."""
+    chains = iptables_chains(bridge)
+    local = ["-m", "addrtype", "--dst-type", "LOCAL"]
+    return [
+        ["PREROUTING", *local, "-j", chains["publish"]],
+        ["OUTPUT", *local, "-j", chains["publish"]],
+        ["POSTROUTING", "-j", chains["postrouting"]],
+    ]
+
+
+def iptables_plan(bridge: str, subnet: str, forwards: Iterable[Forward]) -> str:
+    """iptables-restore --noflush input: declaring the chains flushes them, then the same rules as nft."""
+    chains = iptables_chains(bridge)
+    lines = ["*nat", f":{chains['publish']} - [0:0]", f":{chains['postrouting']} - [0:0]"]
+    for f in forwards:
+        match = "" if f.host_ip in ("", ANY_IPV4) else f"-d {f.host_ip}/32 "
+        lines.append(
+            f"-A {chains['publish']} {match}-p {f.proto} -m {f.proto} --dport {f.host_port} "
+            f"-j DNAT --to-destination {f.container_ip}:{f.container_port}"
+        )
+    post = chains["postrouting"]
+    lines += [
+        f"-A {post} -s {subnet} ! -o {bridge} -j MASQUERADE",
+        f"-A {post} -s 127.0.0.0/8 -o {bridge} -j MASQUERADE",
+        f"-A {post} -s {subnet} -o {bridge} -m conntrack --ctstate DNAT -j MASQUERADE",
+        "COMMIT",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _apply_iptables(bridge: str, subnet: str, forwards: list[Forward]) -> None:
+    _run(["iptables-restore", "--noflush", "-w"], iptables_plan(bridge, subnet, forwards))
+    for jump in iptables_jumps(bridge):
+        if _run(["iptables", "-w", "-t", "nat", "-C", *jump], check=False).returncode != 0:
+            _run(["iptables", "-w", "-t", "nat", "-I", *jump])
+
+
+def _remove_iptables(bridge: str) -> None:
+    for jump in iptables_jumps(bridge):
+        while _run(["iptables", "-w", "-t", "nat", "-D", *jump], check=False).returncode == 0:
+            pass
+    for chain in iptables_chains(bridge).values():
+        if _run(["iptables", "-w", "-t", "nat", "-F", chain], check=False).returncode == 0:
+            _run(["iptables", "-w", "-t", "nat", "-X", chain])
+
+
+def _run(argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    try:
+        result = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+        )
+    except FileNotFoundError:
+        raise RuntimeFailure(f"{argv[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise RuntimeFailure(f"{argv[0]} did not answer within {COMMAND_TIMEOUT} s") from None
+    if check and result.returncode != 0:
+        detail = " ".join(result.stderr.split())[:400] or f"exit status {result.returncode}"
+        raise RuntimeFailure(f"{argv[0]} failed to apply pyctr's NAT rules: {detail}")
+    return result
+
+
+def apply_ruleset(script: str) -> None:
+    """Run an nft script as one atomic transaction."""
+    _run(["nft", "-f", "-"], script)

@@ -7,6 +7,7 @@ root across a session (pull once, reuse); `fresh_pyctr` gets an empty root per t
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from collections.abc import Mapping
@@ -28,16 +29,20 @@ def _require_root() -> None:
                     "run `sudo make integration` or `sudo .venv/bin/pytest tests/integration`", pytrace=False)
 
 
-def write_config(path: Path, registry_url: str, registry_host: str) -> Path:
+def write_config(path: Path, registry_url: str, registry_host: str, bridge: str = TEST_BRIDGE,
+                 subnet: str = TEST_SUBNET) -> Path:
     """A pyctr config that pulls through the test registry and uses a test-only bridge and subnet."""
     path.write_text(
         f'registry_mirrors = ["{registry_url}"]\n'
         f'insecure_registries = ["{registry_host}"]\n'
         "\n[network]\n"
-        f'bridge = "{TEST_BRIDGE}"\n'
-        f'subnet = "{TEST_SUBNET}"\n'
+        f'bridge = "{bridge}"\n'
+        f'subnet = "{subnet}"\n'
     )
     return path
+
+
+_fresh_networks = itertools.count(1)
 
 
 def make_root(path: Path) -> Path:
@@ -99,8 +104,14 @@ def pyctr(pyctr_env) -> PyctrRunner:
 
 
 @pytest.fixture
-def fresh_pyctr(pyctr_config, tmp_path) -> PyctrRunner:
-    """Run the CLI with an empty root of its own (same registry config), for tests that need a clean store."""
+def fresh_pyctr(registry, tmp_path) -> PyctrRunner:
+    """Run the CLI with an empty root of its own, for tests that need a clean store.
+
+    Each fresh root also gets its own bridge and subnet: a bridge belongs to one root (networking refuses to share
+    a bridge with another root's live containers), so session and fresh containers may run side by side.
+    """
     if not PYCTR_BIN.exists():
         pytest.fail(f"{PYCTR_BIN} is missing: run `make install`", pytrace=False)
-    return PyctrRunner(_env_for(make_root(tmp_path / "root"), pyctr_config))
+    n = next(_fresh_networks) % 250 + 1
+    config = write_config(tmp_path / "config.toml", registry.url, registry.host, f"pyctrt{n}", f"10.78.{n}.0/24")
+    return PyctrRunner(_env_for(make_root(tmp_path / "root"), config))

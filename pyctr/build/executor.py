@@ -1,0 +1,599 @@
+"""Run a build: parse, walk the needed stages, perform each step, store and tag the image.
+
+The decisions are made by parser.py and instructions.py; this module does
+the I/O they ask for (COPY staging, RUN containers, layers in the image
+store, the build cache) and prints Docker's legacy-builder output.
+Reproducible by default: every `created` time is SOURCE_DATE_EPOCH (else the
+epoch), layers are packed normalised, RUN upper dirs have their times clamped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import os
+import posixpath
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pyctr.build import instructions as ins
+from pyctr.build.cache import BuildCache, is_empty_dir, step_key, tree_digest
+from pyctr.build.context import BuildContext, has_wildcard
+from pyctr.build.parser import Dockerfile, Instruction, Stage, parse_dockerfile, parse_trigger
+from pyctr.build.staging import (
+    Placement,
+    SourceItem,
+    ensure_dir_in_stage,
+    fetch_url,
+    read_image_file,
+    stage_copy,
+    walk_tree,
+)
+from pyctr.config import Config
+from pyctr.errors import BuildError, NotFoundError, PyctrError
+
+Printer = Callable[[str], None]
+_MS_RDONLY = 1
+
+
+@dataclass
+class BuildOptions:
+    """What `pyctr build` was asked to do."""
+
+    context_dir: Path
+    dockerfile: Path | None = None
+    tags: tuple[str, ...] = ()
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    quiet: bool = False
+    network: str = "default"
+    source_date_epoch: int | None = None
+    dockerfile_text: str | None = None  # `-f -`: the Dockerfile came on stdin
+
+
+@dataclass
+class StageResult:
+    """A stage's image so far: the builder state, its layers (store records), its platform."""
+
+    state: ins.BuildState
+    layers: list[Any] = field(default_factory=list)
+    platform: dict[str, str] = field(default_factory=dict)
+    unchanged_base: str | None = None  # a stage that is only `FROM image` *is* that image (same id, as Docker)
+
+    def image_config(self) -> dict[str, Any]:
+        return image_config_document(self.state, [layer.diff_id for layer in self.layers], self.platform)
+
+    @property
+    def image_id(self) -> str:
+        return config_digest(self.image_config())
+
+    @property
+    def chain_id(self) -> str | None:
+        return self.layers[-1].chain_id if self.layers else None
+
+
+def image_config_document(state: ins.BuildState, diff_ids: list[str], platform: dict[str, str]) -> dict[str, Any]:
+    """The OCI image config JSON of a build state (pure)."""
+    doc: dict[str, Any] = {
+        "architecture": platform.get("architecture", "amd64"),
+        "os": platform.get("os", "linux"),
+        "created": state.created,
+        "config": dict(state.config),
+        "history": [dict(h) for h in state.history],
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+    }
+    if platform.get("variant"):
+        doc["variant"] = platform["variant"]
+    if state.author:
+        doc["author"] = state.author
+    return doc
+
+
+def config_digest(doc: dict[str, Any]) -> str:
+    from pyctr.image.store import canonical_json
+
+    return "sha256:" + hashlib.sha256(canonical_json(doc)).hexdigest()
+
+
+def created_time(epoch: int | None) -> str:
+    """RFC 3339 of SOURCE_DATE_EPOCH (or the epoch): fixed, so rebuilds give the same digest."""
+    moment = datetime.datetime.fromtimestamp(epoch or 0, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def needed_stages(dockerfile: Dockerfile, target_index: int, meta_env: dict[str, str]) -> list[int]:
+    """The stages the target depends on (FROM <stage>, COPY --from=<stage>), in file order (pure)."""
+    names = {s.name: s.index for s in dockerfile.stages if s.name}
+    needed: set[int] = set()
+    todo = [target_index]
+    while todo:
+        index = todo.pop()
+        if index in needed:
+            continue
+        needed.add(index)
+        stage = dockerfile.stages[index]
+        earlier = {n: i for n, i in names.items() if i < index}
+        step = ins.plan_from(stage.from_instruction, meta_env, earlier)
+        if step.stage is not None:
+            todo.append(step.stage)
+        for inst in stage.instructions:
+            ref = inst.flag("from") if inst.cmd == "copy" else None
+            if ref is None:
+                continue
+            if ref.lower() in earlier:
+                todo.append(earlier[ref.lower()])
+            elif ref.isdigit() and int(ref) < index:
+                todo.append(int(ref))
+    return sorted(needed)
+
+
+class Builder:
+    """One build; `run()` returns the final image id."""
+
+    def __init__(self, config: Config, options: BuildOptions, out: Printer, err: Printer | None = None) -> None:
+        from pyctr.image.store import ImageStore
+
+        self.config = config
+        self.options = options
+        self.out = (lambda _line: None) if options.quiet else out
+        self.err = err or out
+        self.store = ImageStore(config.paths)
+        self.cache = BuildCache(config.paths.build_cache)
+        self.epoch = options.source_date_epoch if options.source_date_epoch is not None else _env_epoch()
+        self.created = created_time(self.epoch)
+        self.results: dict[int, StageResult] = {}
+        self.step_number = 0
+        # Keys include the parent's id, so a miss upstream already makes every later step miss.
+        self.use_cache = not options.no_cache
+        self.used_args: set[str] = set()
+        self._base_config: Any = {}  # the config of the current stage's base (its ONBUILD triggers run)
+        self._base_id: str | None = None  # the base image's id, shown after FROM as Docker does
+
+    # ------------------------------------------------------------------ top level
+
+    def run(self) -> str:
+        context, dockerfile = self._load()
+        self.context = context
+        meta = ins.meta_arg_values(dockerfile.meta_args, self.options.build_args)
+        meta_env = {k: v for k, v in meta.items() if v is not None}
+        target = self._target_index(dockerfile)
+        stages = needed_stages(dockerfile, target, meta_env)
+        self.total = len(dockerfile.meta_args) + sum(1 + len(dockerfile.stages[i].instructions) for i in stages)
+        for inst in dockerfile.meta_args:
+            self._step_header(inst)
+            self.used_args.update(name for name, _ in inst.pairs)
+        self.store.ensure()
+        with self.store.gc_lock(shared=True):
+            for index in stages:
+                self.results[index] = self._build_stage(dockerfile, dockerfile.stages[index], meta)
+            final = self.results[target]
+            if final.unchanged_base:
+                image = self.store.get_image(final.unchanged_base)
+            else:
+                image = self.store.put_image(final.image_config(), list(final.layers))
+        self._warn_unused_args()
+        self.out(f"Successfully built {image.id[7:19]}")
+        from pyctr.image.reference import parse_reference
+
+        for tag in self.options.tags:
+            self.store.tag(tag, image.id)
+            self.out(f"Successfully tagged {parse_reference(tag).familiar}")
+        return image.id
+
+    def _load(self) -> tuple[BuildContext, Dockerfile]:
+        directory = Path(self.options.context_dir)
+        dockerfile_path = self.options.dockerfile or directory / "Dockerfile"
+        if not dockerfile_path.is_absolute() and self.options.dockerfile is not None and not dockerfile_path.exists():
+            dockerfile_path = directory / dockerfile_path
+        if self.options.dockerfile_text is not None:
+            return BuildContext.open(directory, None), parse_dockerfile(self.options.dockerfile_text, "Dockerfile")
+        try:
+            text = Path(dockerfile_path).read_text()
+        except FileNotFoundError:
+            raise NotFoundError(f"unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
+                                f"lstat {Path(dockerfile_path).absolute()}: no such file or directory") from None
+        except OSError as e:
+            raise BuildError(f"cannot read {dockerfile_path}: {e.strerror}") from None
+        rel = None
+        with contextlib.suppress(ValueError):
+            rel = str(Path(dockerfile_path).resolve().relative_to(Path(directory).resolve()))
+        context = BuildContext.open(directory, rel)
+        return context, parse_dockerfile(text, Path(dockerfile_path).name)
+
+    def _target_index(self, dockerfile: Dockerfile) -> int:
+        if self.options.target is None:
+            return len(dockerfile.stages) - 1
+        for stage in dockerfile.stages:
+            if stage.name == self.options.target.lower():
+                return stage.index
+        raise BuildError(f"failed to reach build target {self.options.target} in Dockerfile")
+
+    def _step_header(self, inst: Instruction) -> None:
+        self.step_number += 1
+        self.out(f"Step {self.step_number}/{self.total} : {inst.text}")
+
+    def _warn_unused_args(self) -> None:
+        unused = sorted(k for k in self.options.build_args if k not in self.used_args and k not in ins.PROXY_ARGS)
+        if unused:
+            self.err(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
+
+    # ------------------------------------------------------------------ stages
+
+    def _build_stage(self, dockerfile: Dockerfile, stage: Stage, meta: dict[str, str | None]) -> StageResult:
+        self._step_header(stage.from_instruction)
+        meta_env = {k: v for k, v in meta.items() if v is not None}
+        earlier = {s.name: s.index for s in dockerfile.stages[: stage.index] if s.name}
+        step = ins.plan_from(stage.from_instruction, meta_env, earlier)
+        result = self._base(step, stage, meta)
+        self.out(f" ---> {(self._base_id or result.image_id)[7:19]}")
+        triggers = list((self._base_config or {}).get("OnBuild") or [])
+        if triggers:
+            self.out(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
+            for text in triggers:
+                trigger = parse_trigger(text, dockerfile.escape, dockerfile.filename)
+                result = self._apply(result, trigger, announce=False)
+        for inst in stage.instructions:
+            self._step_header(inst)
+            result = self._apply(result, inst, announce=True)
+            self.out(f" ---> {result.image_id[7:19]}")
+        self.used_args |= set(result.state.used_args)
+        if not stage.instructions and not triggers and self._base_id:
+            result = replace(result, unchanged_base=self._base_id)
+        return result
+
+    def _base(self, step: ins.FromStep, stage: Stage, meta: dict[str, str | None]) -> StageResult:
+        kwargs = {"stage_index": stage.index, "stage_name": stage.name, "build_args": self.options.build_args,
+                  "meta_args": meta, "created": self.created}
+        self._base_id = None
+        if step.stage is not None:
+            parent = self.results[step.stage]
+            self._base_config = parent.state.config
+            state = ins.start_stage(parent.state.config, parent.state.history, **kwargs)
+            return StageResult(state, list(parent.layers), dict(parent.platform))
+        if step.base.lower() == "scratch":
+            self._base_config = {}
+            return StageResult(ins.start_stage(None, (), **kwargs), [], _host_platform())
+        image = self._resolve_image(step.base, step.platform)
+        self._base_id = image.id
+        config = image.config
+        self._base_config = config.get("config") or {}
+        state = ins.start_stage(self._base_config, tuple(config.get("history") or ()), **kwargs)
+        platform = {k: config[k] for k in ("architecture", "os", "variant") if config.get(k)}
+        return StageResult(state, list(image.layers), platform)
+
+    def _resolve_image(self, name: str, platform: str | None) -> Any:
+        try:
+            return self.store.resolve(name)
+        except NotFoundError:
+            pass
+        from pyctr.image.pull import pull
+
+        return pull(self.config, name, platform=platform, quiet=self.options.quiet, out=_StreamAdapter(self.out))
+
+    # ------------------------------------------------------------------ one instruction
+
+    def _apply(self, result: StageResult, inst: Instruction, announce: bool) -> StageResult:
+        state, step = ins.apply_instruction(result.state, inst)
+        if step is None:
+            self._metadata_step(result, state, announce)
+            return replace(result, state=state)
+        if isinstance(step, ins.RunStep):
+            return self._run(result, state, step)
+        if isinstance(step, ins.CopyStep):
+            return self._copy(result, state, step)
+        return self._mkdir(result, state, step)
+
+    def _metadata_step(self, result: StageResult, state: ins.BuildState, announce: bool) -> None:
+        """Config-only steps are computed, not run; the cache only decides what Docker would print."""
+        key = step_key(result.image_id, {"metadata": state.history[-1]["created_by"] if state.history else "",
+                                         "args": dict(state.args)})
+        hit = self.use_cache and self.cache.get(key) is not None
+        if not hit:
+            self.cache.put(key, {"empty": True})
+        if not announce:
+            return
+        if hit:
+            self.out(" ---> Using cache")
+        else:
+            self._announce_container()
+
+    def _announce_container(self) -> None:
+        container = secrets.token_hex(32)
+        self.out(f" ---> Running in {container[:12]}")
+        self.out(f"Removing intermediate container {container[:12]}")
+
+    def _commit(self, result: StageResult, state: ins.BuildState, layer_dir: Path | None, created_by: str,
+                key: str) -> StageResult:
+        """Turn a finished upper/staging dir into a layer (or an empty_layer history entry) and cache it."""
+        if layer_dir is None or is_empty_dir(layer_dir):
+            self.cache.put(key, {"empty": True})
+            return StageResult(state.with_history(created_by, empty_layer=True), result.layers, result.platform)
+        epoch_ns = (self.epoch or 0) * 10**9
+        os.utime(layer_dir, ns=(epoch_ns, epoch_ns))
+        record = self.store.add_layer_from_dir(layer_dir, result.chain_id, source_date_epoch=self.epoch)
+        self.cache.put(key, {"chain_id": record.chain_id, "diff_id": record.diff_id})
+        return StageResult(state.with_history(created_by, empty_layer=False), [*result.layers, record],
+                           result.platform)
+
+    def _from_cache(self, result: StageResult, state: ins.BuildState, created_by: str,
+                    key: str) -> StageResult | None:
+        if not self.use_cache:
+            return None
+        entry = self.cache.get(key)
+        if entry is None:
+            return None
+        if entry.get("empty"):
+            new = StageResult(state.with_history(created_by, empty_layer=True), result.layers, result.platform)
+        else:
+            record = self.store.get_layer(entry.get("chain_id", ""))
+            if record is None or record.diff_id != entry.get("diff_id"):
+                return None
+            new = StageResult(state.with_history(created_by, empty_layer=False), [*result.layers, record],
+                              result.platform)
+        self.out(" ---> Using cache")
+        return new
+
+    # ------------------------------------------------------------------ RUN
+
+    def _run(self, result: StageResult, state: ins.BuildState, step: ins.RunStep) -> StageResult:
+        network = step.network or self.options.network
+        key = step_key(result.image_id, {"run": list(step.argv), "env": list(step.env), "user": step.user,
+                                         "workdir": step.workdir, "network": network})
+        cached = self._from_cache(result, state, step.created_by, key)
+        if cached is not None:
+            return cached
+        from pyctr.build.run_step import run_in_container
+
+        with self._scratch_dir("run") as bundle:
+            upper, container_id = run_in_container(
+                self.config, result.image_config(), [r.diff_dir for r in result.layers], step, network, bundle,
+                self.out, self.epoch, quiet=self.options.quiet)
+            self.out(f"Removing intermediate container {container_id[:12]}")
+            return self._commit(result, state, upper, step.created_by, key)
+
+    # ------------------------------------------------------------------ WORKDIR
+
+    def _mkdir(self, result: StageResult, state: ins.BuildState, step: ins.MkdirStep) -> StageResult:
+        key = step_key(result.image_id, {"workdir": step.path})
+        cached = self._from_cache(result, state, step.created_by, key)
+        if cached is not None:
+            return cached
+        self._announce_container()
+        with self._merged(result.layers) as lower, self._scratch_dir("workdir") as stage:
+            if lower is not None and _exists_in(lower, step.path):
+                return self._commit(result, state, None, step.created_by, key)
+            ensure_dir_in_stage(stage, step.path, Placement(epoch=self.epoch or 0, lower=lower))
+            return self._commit(result, state, stage, step.created_by, key)
+
+    # ------------------------------------------------------------------ COPY / ADD
+
+    def _copy(self, result: StageResult, state: ins.BuildState, step: ins.CopyStep) -> StageResult:
+        with self._merged(result.layers) as lower, self._scratch_dir("copy") as stage:
+            uid, gid = 0, 0
+            if step.chown:
+                try:
+                    uid, gid = ins.resolve_chown(step.chown, read_image_file(lower, "/etc/passwd"),
+                                                 read_image_file(lower, "/etc/group"))
+                except BuildError as e:
+                    raise BuildError(f"{step.name} failed: {e.message}") from None
+            place = Placement(uid=uid, gid=gid, chmod=step.chmod, epoch=self.epoch or 0, lower=lower)
+            with self._source_root(step.from_) as source_root:
+                try:
+                    items = self._copy_items(step, source_root)
+                except (BuildError, NotFoundError) as e:
+                    raise type(e)(f"{step.name} failed: {e.message}") from None
+                if len(items) > 1 and not step.dest.endswith("/"):
+                    raise BuildError(f"When using {step.name} with more than one source file, "
+                                     "the destination must be a directory and end with a /")
+                stage_copy(items, step.dest, stage, place, extract=step.is_add and step.from_ is None)
+            digest = tree_digest(stage)
+            kind = "dir" if len(items) == 1 and items[0].kind == "dir" else "file" if len(items) == 1 else "multi"
+            created_by = f"{ins.NOP}{step.name} {kind}:{digest} in {step.dest} "
+            key = step_key(result.image_id, {"copy": step.name, "dest": step.dest, "chmod": step.chmod,
+                                             "owner": [uid, gid]}, digest)
+            cached = self._from_cache(result, state, created_by, key)
+            if cached is not None:
+                return cached
+            return self._commit(result, state, stage, created_by, key)
+
+    def _copy_items(self, step: ins.CopyStep, source_root: Path | None) -> list[SourceItem]:
+        items: list[SourceItem] = [SourceItem(name=name, kind="content", content=content.encode(), mode=0o644)
+                                   for name, content in step.heredocs]
+        for source in step.sources:
+            if step.is_add and source.startswith(("http://", "https://")):
+                items.append(fetch_url(source))
+            elif source_root is not None:
+                items.extend(_image_sources(source_root, source))
+            else:
+                items.extend(self._context_sources(source))
+        return items
+
+    def _context_sources(self, source: str) -> list[SourceItem]:
+        if has_wildcard(source):
+            matches = self.context.glob(source)
+            if not matches:
+                raise NotFoundError("no source files were specified")
+        else:
+            matches = [self.context.source(source)]
+        items = []
+        for rel, host in matches:
+            if host.is_dir() and not host.is_symlink():
+                prefix = "" if rel == "." else rel + "/"
+                entries = [(r[len(prefix):], h, st) for r, h, st in self.context.files_under(rel)]
+                items.append(SourceItem(name=posixpath.basename(rel), host=host, kind="dir", entries=entries))
+            else:
+                items.append(SourceItem(name=posixpath.basename(rel), host=host))
+        return items
+
+    @contextlib.contextmanager
+    def _source_root(self, from_: str | None) -> Iterator[Path | None]:
+        """For COPY --from: a merged view of that stage or image; None means the build context."""
+        if from_ is None:
+            yield None
+            return
+        layers = None
+        for index, done in self.results.items():
+            stage_name = done.state.stage_name
+            if from_.lower() == (stage_name or "") or (from_.isdigit() and int(from_) == index):
+                layers = done.layers
+        if layers is None:
+            layers = list(self._resolve_image(from_, None).layers)
+        with self._merged(layers) as root:
+            yield root if root is not None else Path(tempfile.mkdtemp(dir=self.config.paths.tmp))
+
+    @contextlib.contextmanager
+    def _merged(self, layers: list[Any]) -> Iterator[Path | None]:
+        """A read-only view of layers: the dir itself for one layer, an overlay mount for several."""
+        if not layers:
+            yield None
+            return
+        if len(layers) == 1:
+            yield layers[0].diff_dir
+            return
+        from pyctr.runtime import syscalls
+
+        with self._scratch_dir("view") as target:
+            try:
+                _mount_readonly_overlay([Path(layer.diff_dir) for layer in layers], target)
+            except OSError as e:
+                raise BuildError(f"cannot mount the image's layers to read them: {e}") from None
+            try:
+                yield target
+            finally:
+                syscalls.umount2(str(target), 2)  # MNT_DETACH
+
+    @contextlib.contextmanager
+    def _scratch_dir(self, kind: str) -> Iterator[Path]:
+        base = self.config.paths.tmp
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = Path(tempfile.mkdtemp(prefix=f"build-{kind}-", dir=base))
+        os.chmod(path, 0o755)
+        try:
+            yield path
+        finally:
+            _remove(path)
+
+
+def _mount_readonly_overlay(layer_dirs: list[Path], target: Path) -> None:
+    """Overlay of layers (base first) at `target`, read-only, no upper dir.
+
+    Mount data is limited to one page, so long layer lists are given relative
+    to their common parent, with the working directory there during the mount.
+    """
+    from pyctr.runtime import syscalls
+
+    lowers = [str(d) for d in reversed(layer_dirs)]
+    data = "lowerdir=" + ":".join(lowers)
+    if len(data) <= 4000:
+        syscalls.mount("overlay", str(target), "overlay", _MS_RDONLY, data)
+        return
+    common = os.path.commonpath(lowers)
+    previous = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chdir(common)
+        data = "lowerdir=" + ":".join(os.path.relpath(d, common) for d in lowers)
+        syscalls.mount("overlay", str(target), "overlay", _MS_RDONLY, data)
+    finally:
+        os.fchdir(previous)
+        os.close(previous)
+
+
+def _exists_in(root: Path, path: str) -> bool:
+    from pyctr.build.staging import resolve_in_root
+
+    with contextlib.suppress(OSError, BuildError):
+        return resolve_in_root(root, path).is_dir()
+    return False
+
+
+def _image_sources(root: Path, source: str) -> list[SourceItem]:
+    """COPY --from sources: paths inside another stage's (or image's) filesystem."""
+    from pyctr.build.staging import resolve_in_root
+
+    rel = posixpath.normpath("/" + source)
+    if has_wildcard(rel):
+        import fnmatch
+
+        parent = resolve_in_root(root, posixpath.dirname(rel))
+        names = sorted(n for n in os.listdir(parent) if fnmatch.fnmatchcase(n, posixpath.basename(rel)))
+        paths = [parent / n for n in names]
+    else:
+        paths = [resolve_in_root(root, rel)]
+    if not paths or not all(os.path.lexists(p) for p in paths):
+        raise NotFoundError(f"stat {source}: file does not exist")
+    items = []
+    for host in paths:
+        if host.is_dir() and not host.is_symlink():
+            items.append(SourceItem(name=host.name, host=host, kind="dir", entries=list(walk_tree(host))))
+        else:
+            items.append(SourceItem(name=host.name or posixpath.basename(rel), host=host))
+    return items
+
+
+def _remove(path: Path) -> None:
+    def onerror(func: Any, p: str, exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            func(p)
+
+    shutil.rmtree(path, onerror=onerror)
+
+
+def _env_epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BuildError(f"invalid SOURCE_DATE_EPOCH: {value}") from None
+
+
+def _host_platform() -> dict[str, str]:
+    from pyctr.platform_info import host_platform
+
+    os_name, arch, variant = host_platform()
+    out = {"architecture": arch, "os": os_name}
+    if variant:
+        out["variant"] = variant
+    return out
+
+
+class _StreamAdapter:
+    """A file-like writer for pull progress that forwards whole lines to the build printer."""
+
+    def __init__(self, printer: Printer) -> None:
+        self.printer = printer
+        self.buffer = ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        while "\n" in self.buffer:
+            line, self.buffer = self.buffer.split("\n", 1)
+            line = line.split("\r")[-1]
+            if line.strip():
+                self.printer(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def build(config: Config, options: BuildOptions, out: Printer, err: Printer | None = None) -> str:
+    """Build per `options`; returns the image id. Raises PyctrError subclasses only."""
+    try:
+        return Builder(config, options, out, err).run()
+    except PyctrError:
+        raise
+    except OSError as e:
+        raise BuildError(f"build failed: {e}") from None

@@ -1,0 +1,451 @@
+"""Dockerfile parser: text in, a tree of stages and instructions out, nothing performed.
+
+Follows Docker's (buildkit's) rules: parser directives (`# escape=`, `# syntax=`)
+only before anything else; comments; line continuations with the escape
+character (comment and empty lines inside a continuation are dropped);
+heredocs for RUN/COPY/ADD; exec (JSON) and shell forms; leading `--flags`;
+`ENV`/`LABEL` in both `k=v` and the legacy `k v` form; `ARG` before `FROM`.
+Arguments are kept raw (quotes and `$` intact): substitution needs the
+environment of the step, so it happens in instructions.py.
+Every error is one line naming the file and line, like Docker's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from pyctr.build.shell_words import split_words
+from pyctr.errors import BuildError, DockerfileSyntaxError
+
+_DIRECTIVE = re.compile(r"^#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$")
+_KNOWN_DIRECTIVES = {"escape", "syntax", "check"}
+_HEREDOC = re.compile(r"^<<(-?)(['\"]?)([A-Za-z0-9_./-]+)\2$")
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*$")
+
+# Which leading --flags each instruction accepts (anything else: "Unknown flag").
+ALLOWED_FLAGS: dict[str, frozenset[str]] = {
+    "add": frozenset({"chown", "chmod", "link", "checksum", "keep-git-dir"}),
+    "copy": frozenset({"from", "chown", "chmod", "link"}),
+    "from": frozenset({"platform"}),
+    "run": frozenset({"network"}),
+    "healthcheck": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
+}
+INSTRUCTIONS = frozenset({
+    "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label",
+    "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir",
+})
+_HEREDOC_INSTRUCTIONS = frozenset({"run", "copy", "add"})
+
+
+@dataclass(frozen=True)
+class Heredoc:
+    """A `<<NAME` document: its body, whether the builder expands `$` in it, `<<-` tab stripping."""
+
+    name: str
+    content: str
+    expand: bool = True
+    chomp: bool = False
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One instruction as written (raw arguments; substitution happens later).
+
+    `args`: the JSON array for exec form, else one string for RUN/CMD/ENTRYPOINT/
+    USER/WORKDIR/STOPSIGNAL/MAINTAINER and whitespace-split raw words for the rest.
+    `pairs`: raw (key, value) for ENV/LABEL and (name, default or None) for ARG.
+    """
+
+    cmd: str
+    args: tuple[str, ...] = ()
+    json_form: bool = False
+    flags: tuple[tuple[str, str | None], ...] = ()
+    original: str = ""
+    line: int = 0
+    heredocs: tuple[Heredoc, ...] = ()
+    pairs: tuple[tuple[str, str | None], ...] = ()
+    sub: Instruction | None = None
+    escape: str = "\\"
+    filename: str = "Dockerfile"
+    keyword: str = ""  # as written (Docker echoes the original line in `Step N/M : ...`)
+
+    def flag(self, name: str) -> str | None:
+        for key, value in self.flags:
+            if key == name:
+                return value if value is not None else "true"
+        return None
+
+    @property
+    def text(self) -> str:
+        """The instruction as Docker prints it in `Step N/M : ...`."""
+        return f"{self.keyword or self.cmd.upper()} {self.original}".rstrip()
+
+    def error(self, message: str) -> DockerfileSyntaxError:
+        return DockerfileSyntaxError(f"{self.filename}:{self.line}: {message}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A `FROM` and the instructions up to the next one."""
+
+    index: int
+    name: str | None
+    base: str
+    platform: str | None
+    from_instruction: Instruction
+    instructions: tuple[Instruction, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    """The parsed file: global ARGs (before the first FROM) and the stages."""
+
+    filename: str
+    escape: str
+    meta_args: tuple[Instruction, ...] = ()
+    stages: tuple[Stage, ...] = ()
+    directives: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def step_count(self) -> int:
+        return len(self.meta_args) + sum(1 + len(s.instructions) for s in self.stages)
+
+
+@dataclass
+class _Lines:
+    """Physical lines with 1-based numbers and a cursor."""
+
+    lines: list[str]
+    pos: int = 0
+
+    def done(self) -> bool:
+        return self.pos >= len(self.lines)
+
+    def take(self) -> tuple[int, str]:
+        self.pos += 1
+        return self.pos, self.lines[self.pos - 1]
+
+
+def parse_dockerfile(text: str, filename: str = "Dockerfile") -> Dockerfile:
+    """Parse a whole Dockerfile into global ARGs and stages."""
+    lines = _Lines(text.removeprefix("\ufeff").replace("\r\n", "\n").split("\n"))
+    directives = _read_directives(lines, filename)
+    escape = directives.get("escape", "\\")
+    instructions = []
+    while not lines.done():
+        inst = _next_instruction(lines, escape, filename)
+        if inst is not None:
+            instructions.append(inst)
+    return _group_stages(instructions, filename, escape, directives)
+
+
+def _read_directives(lines: _Lines, filename: str) -> dict[str, str]:
+    """Parser directives: `# name=value` lines before any comment, blank line or instruction."""
+    found: dict[str, str] = {}
+    while not lines.done():
+        match = _DIRECTIVE.match(lines.lines[lines.pos].strip())
+        if not match or match.group(1).lower() not in _KNOWN_DIRECTIVES:
+            break
+        number, _ = lines.take()
+        name, value = match.group(1).lower(), match.group(2)
+        if name in found:
+            raise DockerfileSyntaxError(f"{filename}:{number}: only one {name} parser directive can be used")
+        if name == "escape" and value not in ("\\", "`"):
+            raise DockerfileSyntaxError(f"{filename}:{number}: invalid escape token '{value}' does not match ` or \\")
+        found[name] = value
+    return found
+
+
+def _is_comment_or_blank(line: str) -> bool:
+    stripped = line.strip()
+    return not stripped or stripped.startswith("#")
+
+
+def _continues(line: str, escape: str) -> bool:
+    return line.rstrip(" \t").endswith(escape)
+
+
+def _next_instruction(lines: _Lines, escape: str, filename: str) -> Instruction | None:
+    """Join one logical line (continuations, heredoc bodies) and parse it; None at comments."""
+    number, line = lines.take()
+    if _is_comment_or_blank(line):
+        return None
+    logical = line.lstrip()
+    while _continues(logical, escape):
+        logical = logical.rstrip(" \t")[:-1]
+        while not lines.done() and _is_comment_or_blank(lines.lines[lines.pos]):
+            lines.take()
+        if lines.done():
+            break
+        logical += lines.take()[1]
+    if not logical.strip():  # a lone continuation (`\` then nothing): an empty line, as in buildkit
+        return None
+    return _parse_line(logical, number, escape, filename, lines)
+
+
+def _split_keyword(logical: str) -> tuple[str, str]:
+    parts = logical.strip().split(None, 1)
+    return parts[0], (parts[1] if len(parts) > 1 else "")
+
+
+def _parse_line(logical: str, number: int, escape: str, filename: str, lines: _Lines | None) -> Instruction:
+    keyword, rest = _split_keyword(logical)
+    cmd = keyword.lower()
+    where = f"{filename}:{number}"
+    if cmd not in INSTRUCTIONS:
+        raise DockerfileSyntaxError(f"{where}: unknown instruction: {keyword.upper()}")
+    flags, rest = _extract_flags(rest, escape)
+    allowed = ALLOWED_FLAGS.get(cmd, frozenset())
+    for name, _ in flags:
+        if name not in allowed:
+            raise DockerfileSyntaxError(f"{where}: {cmd.upper()}: unknown flag: --{name}")
+    heredocs: tuple[Heredoc, ...] = ()
+    if cmd in _HEREDOC_INSTRUCTIONS and lines is not None and not rest.startswith("["):
+        heredocs = _read_heredocs(rest, escape, lines, where)
+    base = Instruction(cmd=cmd, flags=tuple(flags), original=logical.strip()[len(keyword):].strip(),
+                       line=number, heredocs=heredocs, escape=escape, filename=filename, keyword=keyword)
+    try:
+        return _PARSERS[cmd](base, rest)
+    except BuildError as e:
+        if isinstance(e, DockerfileSyntaxError):
+            raise
+        raise DockerfileSyntaxError(f"{where}: {e.message}") from None
+
+
+def _extract_flags(rest: str, escape: str) -> tuple[list[tuple[str, str | None]], str]:
+    """Leading `--name=value` / `--name` words; `--` alone ends them."""
+    flags: list[tuple[str, str | None]] = []
+    rest = rest.strip()
+    while rest.startswith("--"):
+        word = split_words(rest, escape)[0]
+        rest = rest[len(word):].lstrip()
+        if word == "--":
+            break
+        name, eq, value = word[2:].partition("=")
+        flags.append((name.lower(), _unquote(value) if eq else None))
+    return flags, rest
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _read_heredocs(rest: str, escape: str, lines: _Lines, where: str) -> tuple[Heredoc, ...]:
+    """Consume the bodies of every `<<NAME` in the instruction, in order."""
+    docs = []
+    for word in split_words(rest, escape):
+        match = _HEREDOC.match(word)
+        if not match:
+            continue
+        chomp, quote, name = match.group(1) == "-", match.group(2), match.group(3)
+        body: list[str] = []
+        while True:
+            if lines.done():
+                raise DockerfileSyntaxError(f"{where}: unterminated heredoc <<{name}")
+            _, text = lines.take()
+            candidate = text.lstrip("\t") if chomp else text
+            if candidate == name:
+                break
+            body.append(candidate + "\n")
+        docs.append(Heredoc(name=name, content="".join(body), expand=not quote, chomp=chomp))
+    return tuple(docs)
+
+
+# --- per-instruction argument shapes -------------------------------------------------------
+
+
+def _maybe_json(rest: str) -> list[str] | None:
+    """buildkit's parseMaybeJSON: a JSON array of strings, else None (shell form)."""
+    if not rest.startswith("["):
+        return None
+    try:
+        value = json.loads(rest)
+    except ValueError:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    return None
+
+
+def _with(base: Instruction, **changes) -> Instruction:
+    from dataclasses import replace
+
+    return replace(base, **changes)
+
+
+def _parse_command(base: Instruction, rest: str) -> Instruction:
+    """RUN / CMD / ENTRYPOINT: exec form (JSON) or one shell string."""
+    array = _maybe_json(rest)
+    if array is not None:
+        return _with(base, args=tuple(array), json_form=True)
+    if not rest and base.cmd == "run":
+        raise BuildError("RUN requires at least one argument")
+    return _with(base, args=(rest,) if rest else ())
+
+
+def _parse_shell(base: Instruction, rest: str) -> Instruction:
+    array = _maybe_json(rest)
+    if array is None or not array:
+        raise BuildError("SHELL requires the arguments to be in JSON form")
+    return _with(base, args=tuple(array), json_form=True)
+
+
+def _parse_string(base: Instruction, rest: str) -> Instruction:
+    """USER / WORKDIR / STOPSIGNAL / MAINTAINER: one argument."""
+    if not rest:
+        raise BuildError(f"{base.cmd.upper()} requires exactly one argument")
+    return _with(base, args=(rest,))
+
+
+def _parse_words(base: Instruction, rest: str, minimum: int = 1) -> Instruction:
+    words = split_words(rest, base.escape)
+    if len(words) < minimum:
+        what = "at least one argument" if minimum == 1 else f"at least {minimum} arguments"
+        raise BuildError(f"{base.cmd.upper()} requires {what}")
+    return _with(base, args=tuple(words))
+
+
+def _parse_files(base: Instruction, rest: str) -> Instruction:
+    """COPY / ADD / VOLUME: JSON array or words."""
+    minimum = 1 if base.cmd == "volume" else 2
+    array = _maybe_json(rest)
+    if array is not None:
+        if len(array) < minimum:
+            raise BuildError(f"{base.cmd.upper()} requires at least {minimum} arguments")
+        return _with(base, args=tuple(array), json_form=True)
+    if base.heredocs and minimum == 2 and len(split_words(rest, base.escape)) < 2:
+        raise BuildError(f"{base.cmd.upper()} requires at least two arguments")
+    return _parse_words(base, rest, minimum)
+
+
+def _parse_name_values(base: Instruction, rest: str) -> Instruction:
+    """ENV / LABEL: `k=v k2="v 2"` or the legacy `k the value`."""
+    words = split_words(rest, base.escape)
+    name = base.cmd.upper()
+    if not words:
+        raise BuildError(f"{name} requires at least one argument")
+    if "=" not in words[0]:
+        parts = rest.split(None, 1)
+        if len(parts) < 2:
+            raise BuildError(f"{name} must have two arguments")
+        return _with(base, pairs=((parts[0], parts[1]),))
+    pairs = []
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not eq:
+            raise BuildError(f"Syntax error - can't find = in \"{word}\". Must be of the form: name=value")
+        if not key:
+            raise BuildError(f"{name} names can not be blank")
+        pairs.append((key, value))
+    return _with(base, pairs=tuple(pairs))
+
+
+def _parse_arg(base: Instruction, rest: str) -> Instruction:
+    words = split_words(rest, base.escape)
+    if not words:
+        raise BuildError("ARG requires at least one argument")
+    pairs = []
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not key:
+            raise BuildError("ARG names can not be blank")
+        pairs.append((key, value if eq else None))
+    return _with(base, pairs=tuple(pairs))
+
+
+def _parse_from(base: Instruction, rest: str) -> Instruction:
+    words = split_words(rest, base.escape)
+    if len(words) == 3 and words[1].lower() == "as":
+        if not _STAGE_NAME.match(words[2].lower()):
+            raise BuildError(f"invalid name for build stage: \"{words[2]}\", name can't start with a number "
+                             "or contain symbols")
+        return _with(base, args=(words[0], words[2].lower()))
+    if len(words) != 1:
+        raise BuildError("FROM requires either one or three arguments")
+    return _with(base, args=(words[0],))
+
+
+def _parse_healthcheck(base: Instruction, rest: str) -> Instruction:
+    words = rest.split(None, 1)
+    if not words:
+        raise BuildError("HEALTHCHECK requires an argument")
+    kind = words[0].upper()
+    if kind == "NONE":
+        if len(words) > 1:
+            raise BuildError("HEALTHCHECK NONE takes no arguments")
+        return _with(base, args=("NONE",))
+    if kind != "CMD" or len(words) < 2:
+        raise BuildError(f"Unknown type \"{words[0]}\" in HEALTHCHECK (try CMD)")
+    command = _parse_command(_with(base, cmd="cmd"), words[1].strip())
+    return _with(base, args=("CMD", *command.args), json_form=command.json_form)
+
+
+def _parse_onbuild(base: Instruction, rest: str) -> Instruction:
+    if not rest:
+        raise BuildError("ONBUILD requires at least one argument")
+    keyword = rest.split(None, 1)[0].upper()
+    if keyword == "ONBUILD":
+        raise BuildError("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+    if keyword in ("FROM", "MAINTAINER"):
+        raise BuildError(f"{keyword} isn't allowed as an ONBUILD trigger")
+    sub = _parse_line(rest, base.line, base.escape, base.filename, None)
+    return _with(base, sub=sub, args=(rest,))
+
+
+_PARSERS = {
+    "run": _parse_command, "cmd": _parse_command, "entrypoint": _parse_command,
+    "shell": _parse_shell,
+    "user": _parse_string, "workdir": _parse_string, "stopsignal": _parse_string, "maintainer": _parse_string,
+    "expose": _parse_words,
+    "copy": _parse_files, "add": _parse_files, "volume": _parse_files,
+    "env": _parse_name_values, "label": _parse_name_values,
+    "arg": _parse_arg, "from": _parse_from, "healthcheck": _parse_healthcheck, "onbuild": _parse_onbuild,
+}
+
+
+def parse_trigger(text: str, escape: str = "\\", filename: str = "Dockerfile") -> Instruction:
+    """Parse one stored ONBUILD trigger (it runs when the image is used as a base)."""
+    return _parse_line(text, 0, escape, filename, None)
+
+
+def _group_stages(instructions: list[Instruction], filename: str, escape: str,
+                  directives: dict[str, str]) -> Dockerfile:
+    meta: list[Instruction] = []
+    stages: list[Stage] = []
+    current: list[Instruction] | None = None
+    names: set[str] = set()
+    for inst in instructions:
+        if inst.cmd == "from":
+            name = inst.args[1] if len(inst.args) > 1 else None
+            if name and name in names:
+                raise inst.error(f"duplicate name {name}")
+            if name:
+                names.add(name)
+            if current is not None:
+                stages[-1] = _with_instructions(stages[-1], current)
+            stages.append(Stage(index=len(stages), name=name, base=inst.args[0],
+                                platform=inst.flag("platform"), from_instruction=inst))
+            current = []
+        elif current is None:
+            if inst.cmd != "arg":
+                raise inst.error(f"{inst.cmd.upper()} instruction before FROM: no build stage in current context")
+            meta.append(inst)
+        else:
+            current.append(inst)
+    if not stages:
+        raise DockerfileSyntaxError(f"{filename}: file with no instructions" if not instructions
+                                    else f"{filename}: no FROM instruction")
+    if current is not None:
+        stages[-1] = _with_instructions(stages[-1], current)
+    return Dockerfile(filename=filename, escape=escape, meta_args=tuple(meta), stages=tuple(stages),
+                      directives=directives)
+
+
+def _with_instructions(stage: Stage, instructions: list[Instruction]) -> Stage:
+    from dataclasses import replace
+
+    return replace(stage, instructions=tuple(instructions))

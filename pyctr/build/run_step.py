@@ -1,0 +1,126 @@
+"""RUN: execute a command in a container of the image so far; its upper dir becomes the layer.
+
+The container is the runtime package's (same namespaces, mounts, capabilities
+and seccomp as `pyctr run`). Its overlay lower dirs are the image's layers
+plus a small "init" layer on top holding the mount points the runtime needs
+(/proc, /dev, /sys, /etc/hosts...), as Docker's `-init` layer does, so the
+upper dir holds only what the command changed. File times in the upper dir
+are clamped to SOURCE_DATE_EPOCH (or the epoch) so the same commands give the
+same layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pyctr.build.instructions import RunStep
+from pyctr.config import Config
+from pyctr.errors import BuildError, CommandCannotRun, CommandNotFound, PyctrError
+
+INIT_DIRS = ("proc", "sys", "dev", "dev/pts", "dev/shm", "dev/mqueue", "etc")
+INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+
+
+def clamp_times(root: Path, epoch: int) -> None:
+    """Set every mtime/atime under `root` newer than `epoch` to `epoch` (links not followed)."""
+    ns = epoch * 10**9
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames + dirnames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if st.st_mtime_ns > ns or st.st_atime_ns > ns:
+                os.utime(path, ns=(ns, ns), follow_symlinks=False)
+    os.utime(root, ns=(ns, ns))
+
+
+def make_init_layer(path: Path, lower_has_etc: bool = True) -> Path:
+    """The mount points the runtime needs, so creating them never lands in the captured upper dir."""
+    path.mkdir(mode=0o755, exist_ok=True)
+    for name in INIT_DIRS:
+        (path / name).mkdir(mode=0o755, exist_ok=True)
+    for name in INIT_FILES:
+        (path / name).touch(mode=0o644, exist_ok=True)
+    return path
+
+
+def failure_message(argv: tuple[str, ...], code: int) -> str:
+    """Docker's legacy-builder wording for a failed RUN."""
+    return f"The command '{' '.join(argv)}' returned a non-zero code: {code}"
+
+
+def _wait_or_kill(pid: int, wait: Callable[[int], int]) -> int:
+    """Wait for the RUN container; if the build is interrupted, kill it first so nothing outlives the build."""
+    import signal
+
+    try:
+        return wait(pid)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError, PyctrError):
+            wait(pid)
+        raise
+
+
+def _network_mode(network: str) -> str:
+    return "bridge" if network in ("default", "bridge") else network
+
+
+def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], step: RunStep, network: str,
+                     bundle: Path, out: Callable[[str], None], epoch: int | None,
+                     quiet: bool = False) -> tuple[Path, str]:
+    """Run the step; return (the upper dir holding its changes, the container id). BuildError (exit 1) on failure."""
+    from pyctr.runtime.process import LaunchHooks, Stdio, launch, wait_container
+    from pyctr.runtime.spec import RunOptions, make_spec
+
+    container_id = secrets.token_hex(32)
+    out(f" ---> Running in {container_id[:12]}")
+    init = make_init_layer(bundle / "init")
+    run_config = dict(image_config.get("config") or {})
+    run_config.update(Env=list(step.env), WorkingDir=step.workdir, User=step.user, Entrypoint=None, Cmd=None)
+    mode = _network_mode(network)
+    options = RunOptions(image="build", command=list(step.argv), entrypoint="", network=mode)
+    spec = make_spec({"config": run_config}, options, container_id, f"build-{container_id[:12]}", bundle,
+                     [*lowerdirs, init], host_env={})
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    connected = False
+
+    def before_exec(pid: int) -> None:
+        nonlocal connected
+        if mode == "bridge":
+            from pyctr.runtime.network import hosts_file, setup_network
+
+            info = setup_network(config, container_id, pid, [])
+            connected = True
+            (bundle / "hosts").write_text(hosts_file(spec.hostname, info.ip, []))
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Docker's legacy builder streams both of a RUN's outputs into the build output (the CLI's stdout).
+    stdio = Stdio(devnull, devnull, devnull) if quiet else Stdio(devnull, 1, 1)
+    try:
+        launched = launch(spec, LaunchHooks(before_exec=before_exec), stdio)
+        code = _wait_or_kill(launched.pid, wait_container)
+    except CommandNotFound:
+        code = 127
+    except CommandCannotRun:
+        code = 126
+    except PyctrError as e:
+        raise BuildError(f"RUN failed to start: {e.message}", exit_code=1) from None
+    finally:
+        os.close(devnull)
+        if connected:
+            from pyctr.runtime.network import teardown_network
+
+            with contextlib.suppress(PyctrError, OSError):
+                teardown_network(config, container_id)
+    if code != 0:
+        raise BuildError(failure_message(step.argv, code), exit_code=1)
+    upper = Path(spec.rootfs.upperdir)
+    clamp_times(upper, epoch or 0)
+    return upper, container_id

@@ -10,7 +10,7 @@ BIN := /usr/local/bin
 
 # Debian packages: what pyctr needs at run time and to build its Python
 # dependencies, then what the tests use as independent referees and fixtures.
-DEB_RUNTIME := libcap-dev libseccomp2 nftables iptables iproute2 zstd curl ca-certificates tini
+DEB_RUNTIME := libcap-dev libseccomp2 nftables iptables iproute2 zstd curl ca-certificates tini procps
 DEB_TEST := docker-registry umoci skopeo busybox-static debootstrap debian-archive-keyring apache2-utils procps util-linux
 DEB_ALL := $(DEB_RUNTIME) $(DEB_TEST)
 

@@ -53,6 +53,8 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "info": ("pyctr.commands.system", "info", "Report the kernel features pyctr needs"),
     "doctor": ("pyctr.commands.system", "info", "Same as info"),
     "version": ("pyctr.commands.system", "version", "Show the pyctr version information"),
+    # internal (hidden from help): the container monitor calls this when a container exits
+    "_cleanup": ("pyctr.commands.container", "cleanup", "Record a container's exit and tear it down"),
 }
 
 
@@ -83,7 +85,7 @@ class LazyGroup(click.Group):
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items()]
+        rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items() if not name.startswith("_")]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -19,8 +19,16 @@ from typing import Any
 
 
 def ensure_dir(path: Path, mode: int = 0o700) -> Path:
-    """Create `path` (and parents) if missing; new directories get `mode`."""
-    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    """Create `path` (and parents) if missing; new directories get `mode`.
+
+    A root that is a file, under a file or on a read-only mount is a user's mistake: say so in one line.
+    """
+    try:
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+    except OSError as e:
+        from pyctr.errors import StoreError
+
+        raise StoreError(f"cannot create directory {path}: {e.strerror or e}") from None
     return path
 
 
@@ -71,8 +79,13 @@ def file_lock(path: Path, shared: bool = False, blocking: bool = True) -> Iterat
 
     Raises BlockingIOError when `blocking` is False and the lock is taken.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    ensure_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:  # e.g. a read-only root: one line, not a traceback
+        from pyctr.errors import StoreError
+
+        raise StoreError(f"cannot open lock file {path}: {e.strerror or e}") from None
     try:
         flags = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         if not blocking:

@@ -1,0 +1,483 @@
+"""Container commands with Docker's flags and output: run, create, start, stop, restart, kill, rm, ps, logs,
+wait, inspect, stats, port, and the hidden `_cleanup` the monitor calls when a container exits.
+
+Parsing and printing only; the lifecycle is pyctr.runtime.container. Heavy
+modules (image store, network) are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from pyctr.commands import AppContext, pass_app
+from pyctr.errors import NotFoundError, PyctrError
+
+RUN_CONTEXT = {"allow_interspersed_args": False}
+
+
+def _multiple(option: str, *names: str, **kw):
+    return click.option(option, *names, multiple=True, **kw)
+
+
+def container_options(f):
+    """The flags `run` and `create` share (Docker's names and short forms)."""
+    decorators = [
+        _multiple("-e", "--env", "env", metavar="LIST", help="Set environment variables"),
+        _multiple("--env-file", "env_files", metavar="FILE", help="Read in a file of environment variables"),
+        click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image"),
+        click.option("-w", "--workdir", default=None, help="Working directory inside the container"),
+        click.option("-u", "--user", default=None, help="Username or UID (format: <name|uid>[:<group|gid>])"),
+        click.option("-h", "--hostname", default=None, help="Container host name"),
+        click.option("--name", default=None, help="Assign a name to the container"),
+        _multiple("-v", "--volume", "volumes", metavar="LIST", help="Bind mount a volume"),
+        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only"),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached"),
+        click.option("--rm", is_flag=True, help="Automatically remove the container when it exits"),
+        _multiple("--cap-add", metavar="LIST", help="Add Linux capabilities"),
+        _multiple("--cap-drop", metavar="LIST", help="Drop Linux capabilities"),
+        click.option("--privileged", is_flag=True, help="Give extended privileges to this container"),
+        _multiple("--security-opt", metavar="LIST", help="Security Options"),
+        click.option("-m", "--memory", default=None, help="Memory limit"),
+        click.option("--memory-swap", default=None, help="Swap limit equal to memory plus swap: '-1' for unlimited"),
+        click.option("--cpus", default=None, help="Number of CPUs"),
+        click.option("-c", "--cpu-shares", type=int, default=None, help="CPU shares (relative weight)"),
+        click.option("--pids-limit", type=int, default=None, help="Tune container pids limit (-1 for unlimited)"),
+        click.option("--network", "--net", "network", default="bridge", help="Connect a container to a network"),
+        _multiple("-p", "--publish", metavar="LIST", help="Publish a container's port(s) to the host"),
+        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports"),
+        _multiple("--dns", metavar="LIST", help="Set custom DNS servers"),
+        _multiple("--add-host", metavar="LIST", help="Add a custom host-to-IP mapping (host:ip)"),
+        click.option("--init", is_flag=True, help="Run an init inside the container"),
+        click.option("--stop-signal", default=None, help="Signal to stop the container"),
+        click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container"),
+        _multiple("-l", "--label", "labels", metavar="LIST", help="Set meta data on a container"),
+        _multiple("--group-add", metavar="LIST", help="Add additional groups to join"),
+        click.argument("image"),
+        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+def run_options(detach: bool, kw: dict):
+    """RunOptions from the parsed flags (kept pure for tests/unit/test_run_options.py)."""
+    from pyctr.runtime.spec import RunOptions
+
+    return RunOptions(
+        image=kw["image"], command=list(kw["command"]), entrypoint=kw["entrypoint"], env=list(kw["env"]),
+        env_files=list(kw["env_files"]), workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"],
+        name=kw["name"], volumes=list(kw["volumes"]), read_only=kw["read_only"], tty=kw["tty"],
+        interactive=kw["interactive"], detach=detach, rm=kw["rm"], cap_add=list(kw["cap_add"]),
+        cap_drop=list(kw["cap_drop"]), privileged=kw["privileged"], security_opt=list(kw["security_opt"]),
+        memory=kw["memory"], memory_swap=kw["memory_swap"], cpus=kw["cpus"], cpu_shares=kw["cpu_shares"],
+        pids_limit=kw["pids_limit"], network=kw["network"], publish=list(kw["publish"]),
+        publish_all=kw["publish_all"], dns=list(kw["dns"]), add_host=list(kw["add_host"]), init=kw["init"],
+        stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], labels=list(kw["labels"]),
+        group_add=list(kw["group_add"]),
+    )
+
+
+@click.command(context_settings=RUN_CONTEXT)
+@click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID")
+@container_options
+@pass_app
+def run(app: AppContext, detach: bool, **kw) -> None:
+    """Create and run a new container from an image."""
+    from pyctr.runtime import container
+
+    options = run_options(detach, kw)
+    record = container.create(app.config, options)
+    if detach:
+        container.start_detached(app.config, record)
+        click.echo(record.id)
+        return
+    code = container.run_foreground(app.config, record, interactive=options.interactive, keep_log=not options.rm)
+    sys.exit(code)
+
+
+@click.command(context_settings=RUN_CONTEXT)
+@container_options
+@pass_app
+def create(app: AppContext, **kw) -> None:
+    """Create a new container (prints its id)."""
+    from pyctr.runtime import container
+
+    record = container.create(app.config, run_options(False, kw))
+    click.echo(record.id)
+
+
+def _for_each(refs: tuple[str, ...], action) -> None:
+    """Docker's multi-container commands: act on each, report each failure, fail at the end."""
+    failed = None
+    for ref in refs:
+        try:
+            action(ref)
+        except PyctrError as e:
+            click.echo(f"Error: {e.message}", err=True)
+            failed = e
+    if failed is not None:
+        sys.exit(failed.exit_code)
+
+
+@click.command()
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN")
+@click.argument("containers", nargs=-1, required=True)
+@pass_app
+def start(app: AppContext, attach: bool, interactive: bool, containers: tuple[str, ...]) -> None:
+    """Start one or more stopped containers."""
+    from pyctr.runtime import container
+    from pyctr.runtime.state import ContainerStore
+
+    store = ContainerStore(app.config.paths)
+    if attach or interactive:
+        if len(containers) > 1:
+            raise PyctrError("you cannot start and attach multiple containers at once")
+        record = store.get(containers[0])
+        sys.exit(container.run_foreground(app.config, record, interactive=interactive))
+
+    def one(ref: str) -> None:
+        record = store.get(ref)
+        if not record.state.running:
+            container.start_detached(app.config, record)
+        click.echo(ref)
+
+    _for_each(containers, one)
+
+
+@click.command()
+@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait for stop before killing it")
+@click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container")
+@click.argument("containers", nargs=-1, required=True)
+@pass_app
+def stop(app: AppContext, timeout: int | None, sig: str | None, containers: tuple[str, ...]) -> None:
+    """Stop one or more running containers."""
+    from pyctr.runtime import container
+
+    def one(ref: str) -> None:
+        container.stop(app.config, ref, timeout, sig)
+        click.echo(ref)
+
+    _for_each(containers, one)
+
+
+@click.command()
+@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait for stop before killing it")
+@click.argument("containers", nargs=-1, required=True)
+@pass_app
+def restart(app: AppContext, timeout: int | None, containers: tuple[str, ...]) -> None:
+    """Restart one or more containers."""
+    from pyctr.runtime import container
+
+    def one(ref: str) -> None:
+        container.restart(app.config, ref, timeout)
+        click.echo(ref)
+
+    _for_each(containers, one)
+
+
+@click.command()
+@click.option("-s", "--signal", "sig", default="KILL", help="Signal to send to the container")
+@click.argument("containers", nargs=-1, required=True)
+@pass_app
+def kill(app: AppContext, sig: str, containers: tuple[str, ...]) -> None:
+    """Kill one or more running containers."""
+    from pyctr.runtime import container
+
+    container.parse_signal(sig)  # a bad signal is refused before anything is killed
+
+    def one(ref: str) -> None:
+        container.kill(app.config, ref, sig)
+        click.echo(ref)
+
+    _for_each(containers, one)
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL)")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container")
+@click.argument("containers", nargs=-1, required=True)
+@pass_app
+def rm(app: AppContext, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
+    """Remove one or more containers."""
+    from pyctr.runtime import container
+
+    def one(ref: str) -> None:
+        container.remove(app.config, ref, force=force, volumes=volumes)
+        click.echo(ref)
+
+    _for_each(containers, one)
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+@pass_app
+def wait(app: AppContext, containers: tuple[str, ...]) -> None:
+    """Block until one or more containers stop, then print their exit codes."""
+    from pyctr.runtime import container
+
+    _for_each(containers, lambda ref: click.echo(container.wait(app.config, ref)))
+
+
+def ps_items(records) -> list:
+    from pyctr.runtime.ps import PsItem
+    from pyctr.runtime.state import parse_rfc3339
+
+    items = []
+    for r in records:
+        cfg = r.config
+        ports = r.state.network.get("Ports") if r.state.network else None
+        items.append(PsItem(
+            id=r.id, name=r.name, image=cfg.get("Config", {}).get("Image", cfg.get("Image", "")),
+            argv=[cfg.get("Path", "")] + list(cfg.get("Args", [])), created=parse_rfc3339(r.created),
+            status=r.state.status, exit_code=r.state.exit_code, started=parse_rfc3339(r.state.started_at),
+            finished=parse_rfc3339(r.state.finished_at), ports=ports if ports is not None else cfg.get("Ports", []),
+            labels=cfg.get("Config", {}).get("Labels") or {},
+            network=cfg.get("HostConfig", {}).get("NetworkMode", "bridge"),
+        ))
+    return items
+
+
+@click.command()
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running)")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output")
+@click.option("--format", "fmt", default=None, help="Format output: table (default), json, or a Go template")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided")
+@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers (includes all states)")
+@click.option("-l", "--latest", is_flag=True, help="Show the latest created container (includes all states)")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes (always 0B here)")
+@pass_app
+def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | None, filters: tuple[str, ...],
+       last: int, latest: bool, size: bool) -> None:
+    """List containers."""
+    from pyctr.runtime import ps as psfmt
+    from pyctr.runtime.state import ContainerStore
+
+    parsed = psfmt.parse_filters(filters)
+    if fmt:
+        from pyctr.runtime.inspect import check_format
+
+        check_format(fmt)
+    items = psfmt.select_items(ps_items(ContainerStore(app.config.paths).list()), show_all=show_all,
+                               filters=parsed, last=last, latest=latest)
+    if quiet:
+        for i in items:
+            click.echo(i.id if no_trunc else i.id[:12])
+        return
+    now = time.time()
+    rows = [psfmt.ps_row(i, now, trunc=not no_trunc) for i in items]
+    if fmt in ("json", "{{json .}}"):
+        if rows:
+            click.echo(psfmt.format_json_lines(rows))
+    elif fmt and fmt != "table":
+        text = psfmt.format_template(fmt, rows)
+        if text:
+            click.echo(text)
+    else:
+        click.echo(psfmt.format_table(rows))
+
+
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="Follow log output")
+@click.option("-n", "--tail", default="all", help='Number of lines to show from the end of the logs (default "all")')
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
+@click.argument("container")
+@pass_app
+def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, container: str) -> None:
+    """Fetch the logs of a container."""
+    from pyctr.runtime import logs as logfile
+    from pyctr.runtime.state import ContainerStore
+
+    store = ContainerStore(app.config.paths)
+    record = store.get(container)
+    path = logfile.log_path(record.directory, record.id)
+    entries, offset = logfile.tail_entries(path, logfile.parse_tail(tail))
+    _print_entries(entries, timestamps)
+    if not follow:
+        return
+
+    def running() -> bool:
+        try:
+            return store.get(record.id).state.running
+        except NotFoundError:
+            return False
+
+    for entry in logfile.follow(path, offset, running):
+        _print_entries([entry], timestamps)
+
+
+def _print_entries(entries, timestamps: bool) -> None:
+    out, err = sys.stdout, sys.stderr
+    for e in entries:
+        stream = err if e.stream == "stderr" else out
+        stream.write(e.render(timestamps))
+        stream.flush()
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", default=None, help="Format output using a Go template")
+@click.option("--type", "kind", type=click.Choice(["container", "image"]), default=None,
+              help="Return JSON for specified type")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes")
+@click.argument("names", nargs=-1, required=True)
+@pass_app
+def inspect(app: AppContext, fmt: str | None, kind: str | None, size: bool, names: tuple[str, ...]) -> None:
+    """Return low-level information on containers or images."""
+    import json
+
+    from pyctr.runtime.inspect import check_format, render_format
+
+    if fmt:
+        check_format(fmt)
+    found, missing = [], []
+    for name in names:
+        obj = _inspect_one(app, name, kind)
+        if obj is None:
+            missing.append(name)
+        else:
+            found.append(obj)
+    if fmt:
+        for obj in found:
+            click.echo(render_format(fmt, obj))
+    else:
+        click.echo(json.dumps(found, indent=4, ensure_ascii=False))
+    for name in missing:
+        click.echo(f"Error: No such object: {name}", err=True)
+    if missing:
+        sys.exit(1)
+
+
+def _inspect_one(app: AppContext, name: str, kind: str | None) -> dict | None:
+    from pyctr.runtime.inspect import container_inspect
+    from pyctr.runtime.state import ContainerStore
+
+    if kind in (None, "container"):
+        try:
+            record = ContainerStore(app.config.paths).get(name)
+            return container_inspect(record.config, record.state.to_dict(), record.directory)
+        except NotFoundError:
+            pass
+    if kind in (None, "image"):
+        from pyctr.image.store import ImageStore
+
+        try:
+            return ImageStore(app.config.paths).resolve(name).inspect()
+        except NotFoundError:
+            return None
+    return None
+
+
+@click.command()
+@click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running)")
+@click.option("--format", "fmt", default=None, help="json or a Go template")
+@click.argument("containers", nargs=-1)
+@pass_app
+def stats(app: AppContext, no_stream: bool, show_all: bool, fmt: str | None, containers: tuple[str, ...]) -> None:
+    """Display resource usage statistics of containers."""
+    from pyctr.runtime import ps as psfmt
+    from pyctr.runtime.state import ContainerStore
+
+    store = ContainerStore(app.config.paths)
+    records = [store.get(c) for c in containers] if containers else [
+        r for r in store.list() if show_all or r.state.running]
+    while True:
+        rows = [psfmt.stats_row(s) for s in _sample_stats(records)]
+        text = psfmt.format_json_lines(rows) if fmt in ("json", "{{json .}}") else psfmt.format_stats_table(rows)
+        if no_stream:
+            click.echo(text)
+            return
+        click.echo("\033[2J\033[H" + text)
+        records = [store.get(r.id) for r in records]
+
+
+def _sample_stats(records, interval: float = 0.5) -> list:
+    """Two cgroup readings `interval` apart (CPU % needs a delta, as Docker's first stats line does)."""
+    from pyctr.runtime.cgroups import open_cgroup
+    from pyctr.runtime.ps import StatsSample
+
+    first = {r.id: open_cgroup(r.id).stats() if r.state.running else {} for r in records}
+    started = time.monotonic()
+    if any(r.state.running for r in records):
+        time.sleep(interval)
+    elapsed = time.monotonic() - started
+    samples = []
+    for r in records:
+        if not r.state.running:
+            samples.append(StatsSample(r.id, r.name))
+            continue
+        now = open_cgroup(r.id).stats()
+        mem = now.get("memory", {})
+        usage = max(0, (mem.get("usage") or 0) - (mem.get("inactive_file") or 0))
+        rx, tx = _net_io(r.state.pid)
+        cpu_then = (first[r.id].get("cpu") or {}).get("usage_ns") or 0
+        samples.append(StatsSample(
+            r.id, r.name, cpu_ns_delta=max(0, ((now.get("cpu") or {}).get("usage_ns") or 0) - cpu_then),
+            interval=elapsed, mem_usage=usage, mem_limit=mem.get("limit") or _host_memory(),
+            net_rx=rx, net_tx=tx, block_read=(now.get("blkio") or {}).get("read_bytes") or 0,
+            block_write=(now.get("blkio") or {}).get("write_bytes") or 0,
+            pids=(now.get("pids") or {}).get("current") or 0))
+    return samples
+
+
+def _net_io(pid: int) -> tuple[int, int]:
+    """Bytes received/sent by the container's interfaces except lo (/proc/<pid>/net/dev)."""
+    rx = tx = 0
+    try:
+        with open(f"/proc/{pid}/net/dev") as f:
+            lines = f.read().splitlines()[2:]
+    except OSError:
+        return 0, 0
+    for line in lines:
+        name, _, data = line.partition(":")
+        fields = data.split()
+        if name.strip() != "lo" and len(fields) >= 9:
+            rx += int(fields[0])
+            tx += int(fields[8])
+    return rx, tx
+
+
+def _host_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+@click.command()
+@click.argument("container")
+@click.argument("private_port", required=False)
+@pass_app
+def port(app: AppContext, container: str, private_port: str | None) -> None:
+    """List port mappings or a specific mapping for the container."""
+    from pyctr.runtime.state import ContainerStore
+
+    record = ContainerStore(app.config.paths).get(container)
+    ports = (record.state.network or {}).get("Ports", []) if record.state.running else []
+    lines = []
+    for p in ports:
+        key = f"{p['ContainerPort']}/{p.get('Protocol', 'tcp')}"
+        if private_port and private_port not in (key, str(p["ContainerPort"])):
+            continue
+        target = f"{p.get('HostIp') or '0.0.0.0'}:{p['HostPort']}"
+        lines.append(target if private_port else f"{key} -> {target}")
+    if private_port and not lines:
+        raise NotFoundError(f"No public port '{private_port}' published for {container}")
+    for line in lines:
+        click.echo(line)
+
+
+@click.command(name="_cleanup", hidden=True)
+@click.option("--exit-code", type=int, default=255)
+@click.option("--finished-at", default=None)
+@click.argument("container_id")
+@pass_app
+def cleanup(app: AppContext, exit_code: int, finished_at: str | None, container_id: str) -> None:
+    """Internal: record a container's exit and tear it down (the monitor runs this)."""
+    from pyctr.runtime import container
+
+    container.finish(app.config, container_id, exit_code, finished_at)

@@ -1,0 +1,779 @@
+"""The container lifecycle: create, start (detached or foreground), stop, kill, remove, wait, cleanup.
+
+This module sequences the other runtime parts; the decisions live elsewhere
+(spec.make_spec, state.reconcile, names) and the kernel work in process.py,
+cgroups/ and network/.
+
+Process model (docs/ARCHITECTURE.md). Detached: the CLI forks, the child
+calls setsid and forks M, which launches the container C (M stays C's parent),
+reports "started <pid>" or the start error to the CLI over a pipe, then execs
+the stdlib-only monitor (monitor.py), which logs C's output, reaps it and runs
+`pyctr _cleanup`. Foreground: the CLI itself is M and does the same work
+in-process. Either way `finish()` records the exit and tears everything down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyctr.errors import ConflictError, NotFoundError, PyctrError, RuntimeFailure, UsageError
+from pyctr.runtime import state as st
+from pyctr.runtime.state import ContainerRecord, ContainerStore
+
+if TYPE_CHECKING:
+    from pyctr.config import Config
+    from pyctr.runtime.spec import ContainerSpec, RunOptions
+
+MONITOR_SCRIPT = Path(__file__).with_name("monitor.py")
+STATE_SETTLE_TIMEOUT = 10.0  # how long stop/kill/rm wait for the monitor to record an exit
+
+
+# -- create -------------------------------------------------------------------------------------------
+
+def resolve_image(config: Config, name: str, pull_missing: bool = True, out=None):
+    """The image record for `name`, pulling it first when it is not stored (as `docker run` does)."""
+    from pyctr.image.store import ImageStore
+
+    store = ImageStore(config.paths)
+    try:
+        return store.resolve(name)
+    except NotFoundError:
+        if not pull_missing:
+            raise
+    from pyctr.image.pull import pull
+    from pyctr.image.reference import parse_reference
+
+    out = out or sys.stderr
+    print(f"Unable to find image '{parse_reference(name).familiar}' locally", file=out, flush=True)
+    return pull(config, name, out=out)
+
+
+def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
+    """Store a new container (state "created") for `options`: its spec, Docker config and host files."""
+    from pyctr.runtime.spec import make_spec, parse_limits
+
+    ports = _port_mappings(options)
+    parse_limits(options)  # Docker's CLI refuses `-m 12q` / `--cpus -1` before any pull: check them first
+    if options.stop_signal:
+        parse_signal(options.stop_signal)  # refused now, not when `stop` needs it
+    if options.stop_signal:
+        parse_signal(options.stop_signal)  # Docker: "Invalid signal: X" at create, not at the first stop
+    image = resolve_image(config, options.image, out=out)
+    store = ContainerStore(config.paths)
+
+    def build(container_id: str, name: str) -> dict:
+        bundle = store.directory(container_id)
+        spec = make_spec(image.config, options, container_id, name, bundle, image.layer_dirs,
+                         image_id=image.id, volumes_root=config.paths.volumes)
+        _write_host_files(bundle, spec)
+        return config_document(spec, options, image.id, image.config, ports)
+
+    return store.create(build, options.name)
+
+
+def _port_mappings(options: RunOptions) -> list:
+    """-p and -P, parsed before anything is created so a bad spec costs nothing."""
+    if not options.publish and not options.publish_all:
+        return []
+    from pyctr.runtime.network.publish import parse_publish
+
+    mappings = []
+    for spec in options.publish:
+        mappings += parse_publish(spec)  # parsed whatever the network: Docker's CLI refuses `-p abc` first
+    if options.network in ("none", "host"):
+        return []  # Docker: published ports are discarded with these network modes
+    return mappings
+
+
+def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, image_config: dict,
+                    ports: list) -> dict:
+    """What config.json holds: Docker's Config/HostConfig views, the runtime spec and the options."""
+    inner = image_config.get("config") if isinstance(image_config.get("config"), dict) else image_config
+    exposed = dict((inner or {}).get("ExposedPorts") or {})
+    for p in ports:
+        exposed.setdefault(f"{p.container_port}/{p.proto}", {})
+    if options.publish_all:
+        from pyctr.runtime.network.publish import publish_all
+
+        ports = list(ports) + publish_all(exposed)
+    args = spec.process.args
+    return {
+        "Id": spec.id,
+        "Name": spec.name,
+        "Created": st.now_rfc3339(),
+        "Path": args[0],
+        "Args": args[1:],
+        "Image": image_id,
+        "LowerDirs": list(reversed(spec.rootfs.lowerdirs)),
+        "Ports": [_port_dict(p) for p in ports],
+        "PortMappings": [p.to_dict() for p in ports],
+        "Config": _docker_config(spec, options, exposed, inner or {}),
+        "HostConfig": _host_config(spec, options, ports),
+        "Spec": spec.to_dict(),
+        "Options": asdict(options),
+    }
+
+
+def _port_dict(p) -> dict:
+    return {"HostIp": p.host_ip or "0.0.0.0", "HostPort": p.host_port, "ContainerPort": p.container_port,
+            "Protocol": p.proto}
+
+
+def _docker_config(spec: ContainerSpec, options: RunOptions, exposed: dict, image_config: dict) -> dict:
+    entrypoint = ([options.entrypoint] if options.entrypoint else []) if options.entrypoint is not None \
+        else image_config.get("Entrypoint")
+    cmd = list(options.command) or (None if options.entrypoint is not None else image_config.get("Cmd"))
+    return {
+        "Hostname": spec.hostname, "Domainname": "", "User": spec.process.user,
+        "AttachStdin": options.interactive and not options.detach, "AttachStdout": not options.detach,
+        "AttachStderr": not options.detach, "ExposedPorts": exposed or None, "Tty": options.tty,
+        "OpenStdin": options.interactive, "StdinOnce": options.interactive and not options.detach,
+        "Env": spec.process.env, "Cmd": cmd, "Image": options.image, "Volumes": None,
+        "WorkingDir": spec.process.cwd if spec.process.cwd != "/" or options.workdir else "",
+        "Entrypoint": entrypoint or None, "OnBuild": None, "Labels": spec.labels,
+        "StopSignal": spec.stop_signal, "StopTimeout": options.stop_timeout,
+    }
+
+
+def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
+    bindings: dict[str, list] = {}
+    for p in ports:
+        bindings.setdefault(f"{p.container_port}/{p.proto}", []).append(
+            {"HostIp": p.host_ip if p.host_ip != "0.0.0.0" else "", "HostPort": str(p.host_port or "")})
+    limits = spec.limits
+    return {
+        "Binds": list(options.volumes) or None, "NetworkMode": spec.network.mode, "PortBindings": bindings,
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "AutoRemove": options.rm,
+        "CapAdd": list(options.cap_add) or None, "CapDrop": list(options.cap_drop) or None,
+        "Dns": list(options.dns), "ExtraHosts": list(options.add_host) or None, "Privileged": options.privileged,
+        "PublishAllPorts": options.publish_all, "ReadonlyRootfs": options.read_only,
+        "SecurityOpt": list(options.security_opt) or None, "Init": options.init or None,
+        "Memory": limits.memory or 0, "MemorySwap": limits.memory_swap or 0,
+        "NanoCpus": int(limits.cpu_quota * 1e9 / limits.cpu_period) if limits.cpu_quota else 0,
+        "CpuShares": limits.cpu_shares or 0, "PidsLimit": limits.pids_limit,
+        "LogConfig": {"Type": "json-file", "Config": {}},
+    }
+
+
+def _write_host_files(bundle: Path, spec: ContainerSpec) -> None:
+    """hostname, hosts and resolv.conf in the container dir; the runtime bind-mounts them over /etc."""
+    from pyctr.runtime.network.hostfiles import hosts_file, read_host_resolv_conf, resolv_conf
+
+    _write_text(bundle / "hostname", spec.hostname + "\n")
+    if spec.network.mode == "host":
+        _write_text(bundle / "hosts", _read_or("/etc/hosts", hosts_file(spec.hostname, None)))
+        _write_text(bundle / "resolv.conf", _read_or("/etc/resolv.conf", ""))
+        return
+    _write_text(bundle / "hosts", hosts_file(spec.hostname, None, spec.network.extra_hosts))
+    host_text, upstream = read_host_resolv_conf()
+    _write_text(bundle / "resolv.conf", resolv_conf(host_text, spec.network.dns, upstream))
+
+
+def _read_or(path: str, default: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def _write_text(path: Path, text: str) -> None:
+    from pyctr.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode(), mode=0o644, durable=False)
+
+
+# -- launching, in the process that will be the container's parent (M) -------------------------------------
+
+def load_spec(record: ContainerRecord) -> ContainerSpec:
+    from pyctr.runtime.spec import ContainerSpec
+
+    return ContainerSpec.from_dict(record.config["Spec"])
+
+
+def _cgroup_limits(spec: ContainerSpec):
+    from pyctr.runtime.cgroups.limits import Limits
+
+    lim = spec.limits
+    cpus = lim.cpu_quota / lim.cpu_period if lim.cpu_quota and lim.cpu_period else None
+    return Limits(memory=lim.memory, memory_swap=lim.memory_swap, cpus=cpus, cpu_shares=lim.cpu_shares,
+                  pids_limit=lim.pids_limit, privileged=spec.privileged)
+
+
+class _Launch:
+    """Everything M does around `process.launch`: cgroup, network, state; undone if the start fails."""
+
+    def __init__(self, config: Config, record: ContainerRecord) -> None:
+        self.config = config
+        self.record = record
+        self.spec = load_spec(record)
+        self.store = ContainerStore(config.paths)
+        self.cgroup = None
+        self.network: dict = {}
+
+    def before_exec(self, pid: int) -> None:
+        """In M, while C waits: join the cgroup, plug C into the bridge, write /etc/hosts with its IP."""
+        self.cgroup.add_process(pid)
+        if self.spec.network.mode != "bridge":
+            return
+        from pyctr.runtime.network import PortMapping, setup_network
+        from pyctr.runtime.network.hostfiles import hosts_file
+
+        ports = [PortMapping.from_dict(p) for p in self.record.config.get("PortMappings", [])]
+        info = setup_network(self.config, self.spec.id, pid, ports)
+        _write_text(self.spec.bundle / "hosts", hosts_file(self.spec.hostname, info.ip, self.spec.network.extra_hosts))
+        self.network = {
+            "IPAddress": info.ip, "IPPrefixLen": info.prefixlen, "Gateway": info.gateway, "MacAddress": info.mac,
+            "Bridge": info.bridge,
+            "Ports": [{"HostIp": p.host_ip or "0.0.0.0", "HostPort": p.host_port, "ContainerPort": p.container_port,
+                       "Protocol": p.proto} for p in info.ports],
+        }
+
+    def launch(self, stdio: Any) -> tuple[int, int]:
+        """Start C; on failure record the error as Docker does (State.Error, exit code) and undo everything."""
+        from pyctr.runtime.cgroups import create_cgroup
+        from pyctr.runtime.process import LaunchHooks, launch
+
+        with self._start_lock():
+            try:
+                self.cgroup = create_cgroup(self.spec.id, _cgroup_limits(self.spec))
+                launched = launch(self.spec, LaunchHooks(before_exec=self.before_exec), stdio)
+            except BaseException as e:
+                self._failed(e)
+                raise
+            pid, start_time = launched.pid, launched.start_time
+            me = os.getpid()
+            self.store.update_state(self.spec.id, lambda s: _with_network(
+                st.started(s, pid, start_time, me, st.proc_start_time(me) or 0, st.boot_id()), self.network))
+        return pid, start_time
+
+    @contextlib.contextmanager
+    def _start_lock(self):
+        """One start at a time per container: two `start`s racing must not launch it twice."""
+        import fcntl
+
+        fd = os.open(self.spec.bundle / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConflictError(f"container {self.spec.id[:12]} is already being started") from None
+            if self.store.get(self.spec.id).state.running:
+                raise ConflictError(f"container {self.spec.id[:12]} is already running")
+            yield
+        finally:
+            os.close(fd)
+
+    def _failed(self, e: BaseException) -> None:
+        code = e.exit_code if isinstance(e, PyctrError) else 125
+        message = e.message if isinstance(e, PyctrError) else f"{type(e).__name__}: {e}"
+        self._record_failure(code, message)
+
+    def _record_failure(self, code: int, message: str) -> None:
+        with contextlib.suppress(PyctrError, OSError):
+            self.store.update_state(self.spec.id, lambda s: st.start_failed(s, code, message))
+        with contextlib.suppress(PyctrError, OSError):
+            teardown(self.config, self.record, self.spec)
+        if self.spec.auto_remove:  # Docker removes a --rm container whose start failed too
+            with contextlib.suppress(PyctrError, OSError):
+                self.store.remove_directory(self.spec.id)
+
+
+def _with_network(state: st.ContainerState, network: dict) -> st.ContainerState:
+    from dataclasses import replace
+
+    return replace(state, network=dict(network))
+
+
+def _stdio(stdin: int, stdout: int, stderr: int) -> Any:
+    from pyctr.runtime.process import Stdio
+
+    return Stdio(stdin=stdin, stdout=stdout, stderr=stderr)
+
+
+def _terminal_stdio(slave: int) -> Any:
+    from pyctr.runtime.process import Stdio
+
+    return Stdio.terminal(slave)
+
+
+# -- detached ------------------------------------------------------------------------------------------------
+
+def start_detached(config: Config, record: ContainerRecord) -> int:
+    """Start the container in the background and return C's pid once it runs (or raise its start error)."""
+    _check_startable(record)
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked child
+        _detach_and_launch(config, record, read_end, write_end)
+    os.close(write_end)
+    with open(read_end, "rb") as f:
+        report = f.read().decode(errors="replace")
+    _reap_quietly(child)
+    return _parse_report(report)
+
+
+def _detach_and_launch(config: Config, record: ContainerRecord, read_end: int, report: int) -> None:
+    """In the child: become M (new session, grandchild of the CLI) and never return."""
+    code = 0
+    try:
+        os.close(read_end)
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        _sanitise_fds(keep=report)
+        _become_monitor(config, record, report)
+    except PyctrError as e:
+        _send(report, f"error {e.exit_code} {e.message}")
+        code = e.exit_code
+    except BaseException as e:  # noqa: BLE001 - must never unwind into the CLI's stack
+        _send(report, f"error 125 {type(e).__name__}: {e}")
+        code = 125
+    os._exit(code)
+
+
+def _sanitise_fds(keep: int) -> None:
+    """Stdio to /dev/null, every other fd closed: nothing of the CLI's (its pipes, a tty) stays held."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 65536)
+    os.chdir("/")
+    os.umask(0o022)
+
+
+def _become_monitor(config: Config, record: ContainerRecord, report: int) -> None:
+    launcher = _Launch(config, record)
+    tty = launcher.spec.process.terminal
+    if tty:
+        from pyctr.runtime.tty import open_pty
+
+        master, slave = open_pty(size_from=None)
+        out_r, stdio, close_after = master, _terminal_stdio(slave), [slave]
+        err_r = -1
+    else:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        stdin = _stdin_for_detached(launcher.spec)
+        stdio, close_after = _stdio(stdin, out_w, err_w), [stdin, out_w, err_w]
+    pid, _ = launcher.launch(stdio)
+    for fd in close_after:
+        os.close(fd)
+    _send(report, f"started {pid}")
+    os.close(report)
+    argv = [sys.executable, "-I", "-S", monitor_program(config), str(launcher.spec.bundle), str(pid), str(out_r),
+            str(err_r), "1", *cleanup_command(config, record.id)]
+    for fd in (out_r, err_r):
+        if fd >= 0:
+            os.set_inheritable(fd, True)
+    os.execv(sys.executable, argv)
+
+
+def _stdin_for_detached(spec: ContainerSpec) -> int:
+    """/dev/null, or with -i an open pipe nobody writes to (Docker keeps stdin open for a later attach)."""
+    if spec.process.open_stdin:
+        read_end, write_end = os.pipe()
+        os.set_inheritable(write_end, True)  # held by the monitor for the container's lifetime
+        return read_end
+    return os.open(os.devnull, os.O_RDONLY)
+
+
+def monitor_program(config: Config) -> str:
+    """The monitor as a compiled .pyc under the root's tmp/ (running the .py would compile it: +0.4 MiB each).
+
+    Named after the source's size and mtime and the interpreter, so an updated
+    pyctr never runs a stale monitor; falls back to the source if compiling fails.
+    """
+    try:
+        src = MONITOR_SCRIPT.stat()
+        target = config.paths.tmp / f"monitor-{sys.implementation.cache_tag}-{src.st_size}-{src.st_mtime_ns}.pyc"
+        if not target.exists():
+            import py_compile
+
+            config.paths.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.{os.getpid()}")
+            py_compile.compile(str(MONITOR_SCRIPT), cfile=str(partial), doraise=True)
+            os.rename(partial, target)
+        return str(target)
+    except Exception:  # noqa: BLE001 - whatever went wrong, the source works too
+        return str(MONITOR_SCRIPT)
+
+
+def cleanup_command(config: Config, container_id: str) -> list[str]:
+    """How the monitor calls back into pyctr when the container exits."""
+    argv = [sys.executable, "-m", "pyctr", "--root", str(config.root)]
+    if config.config_file is not None and Path(config.config_file).exists():
+        argv += ["--config", str(config.config_file)]
+    return argv + ["_cleanup", container_id]
+
+
+def _send(fd: int, message: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, (message.replace("\n", " ") + "\n").encode())
+
+
+def _parse_report(report: str) -> int:
+    """The CLI's side of the start handshake: C's pid, or M's error re-raised with its exit code."""
+    line = report.strip().splitlines()[0] if report.strip() else ""
+    word, _, rest = line.partition(" ")
+    if word == "started":
+        return int(rest)
+    if word == "error":
+        code, _, message = rest.partition(" ")
+        raise PyctrError(message or "container failed to start", exit_code=int(code))
+    raise RuntimeFailure("the container's monitor exited before reporting the start")
+
+
+def _reap_quietly(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _check_startable(record: ContainerRecord) -> None:
+    if record.state.running:
+        raise ConflictError(f"container {record.short_id} is already running")
+
+
+# -- foreground ------------------------------------------------------------------------------------------------
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                     signal.SIGUSR2, signal.SIGWINCH)
+
+
+def run_foreground(config: Config, record: ContainerRecord, interactive: bool, keep_log: bool = True) -> int:
+    """Run C with this process as its parent; stream its output; return its exit code (Docker's `run`)."""
+    _check_startable(record)
+    launcher = _Launch(config, record)
+    if launcher.spec.process.terminal:
+        return _run_foreground_tty(config, launcher, interactive)
+    stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY)
+    if not keep_log:  # --rm: the log would be deleted at exit, so give C our stdout/stderr directly
+        pid, _ = launcher.launch(_stdio(stdin, 1, 2))
+        code = _wait_forwarding_signals(pid)
+    else:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pid, _ = launcher.launch(_stdio(stdin, out_w, err_w))
+        os.close(out_w)
+        os.close(err_w)
+        code = _relay_then_wait(launcher.spec, pid, out_r, err_r)
+    if stdin != 0:
+        os.close(stdin)
+    _finish_reporting(config, record.id, code)
+    return code
+
+
+def _relay_then_wait(spec: ContainerSpec, pid: int, out_r: int, err_r: int) -> int:
+    from pyctr.runtime.monitor import relay
+
+    log = os.open(spec.bundle / f"{spec.id}-json.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    previous = _forward_signals(pid)
+    try:
+        relay([(out_r, "stdout", 1), (err_r, "stderr", 2)], log)
+        return _reap(pid)
+    finally:
+        os.close(log)
+        _restore_signals(previous)
+
+
+def _wait_forwarding_signals(pid: int) -> int:
+    previous = _forward_signals(pid)
+    try:
+        return _reap(pid)
+    finally:
+        _restore_signals(previous)
+
+
+def _run_foreground_tty(config: Config, launcher: _Launch, interactive: bool) -> int:
+    """-t: C gets a pty; the runtime core's tty relay copies between it and our terminal."""
+    from pyctr.runtime.tty import open_pty, run_terminal_session
+
+    master, slave = open_pty()
+    try:
+        pid, _ = launcher.launch(_terminal_stdio(slave))
+    finally:
+        os.close(slave)
+    code = run_terminal_session(master, pid, forward_stdin=interactive)
+    _finish_reporting(config, launcher.spec.id, code)
+    return code
+
+
+def _forward_signals(pid: int) -> dict:
+    """Docker's sig-proxy: what the CLI receives, the container receives."""
+    def forward(signum, _frame):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    previous = {}
+    for sig in FORWARDED_SIGNALS:
+        with contextlib.suppress(OSError, ValueError):
+            previous[sig] = signal.signal(sig, forward)
+    return previous
+
+
+def _restore_signals(previous: dict) -> None:
+    for sig, handler in previous.items():
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            signal.signal(sig, handler)
+
+
+def _reap(pid: int) -> int:
+    from pyctr.runtime.monitor import exit_code_of
+
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return exit_code_of(status)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return st.EXIT_UNKNOWN
+
+
+# -- exit and teardown -------------------------------------------------------------------------------------------
+
+def finish(config: Config, container_id: str, exit_code: int, finished_at: str | None = None) -> None:
+    """Record the exit of C and tear everything down (the monitor's `_cleanup`, or the foreground CLI)."""
+    store = ContainerStore(config.paths)
+    try:
+        record = store.get(container_id, reconcile_state=False)
+    except NotFoundError:
+        return  # removed meanwhile (rm -f): nothing left to record
+    spec = load_spec(record)
+    oom = _oom_killed(container_id)
+    with contextlib.suppress(NotFoundError):
+        store.update_state(container_id, lambda s: st.exited(s, exit_code, oom_killed=oom, at=finished_at)
+                           if s.running else None)
+    teardown(config, record, spec)  # raises if something stayed: the directory is then kept for `rm -f`
+    if spec.auto_remove:
+        store.remove_directory(container_id)
+        remove_anonymous_volumes(config, container_id)
+
+
+def _finish_reporting(config: Config, container_id: str, exit_code: int) -> None:
+    """finish() for the foreground CLI: a cleanup problem is a warning; the exit code stays the container's."""
+    try:
+        finish(config, container_id, exit_code, st.now_rfc3339())
+    except PyctrError as e:
+        print(f"Warning: {e.message}", file=sys.stderr)
+
+
+def remove_anonymous_volumes(config: Config, container_id: str) -> None:
+    """`-v /path` volumes (named `<short id>-anon<N>` by make_spec) go with the container on `rm -v` and --rm."""
+    import shutil
+
+    prefix = f"{container_id[:12]}-anon"
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(config.paths.volumes):
+            if name.startswith(prefix) and name[len(prefix):].isdigit():
+                shutil.rmtree(config.paths.volumes / name, ignore_errors=True)
+
+
+def _oom_killed(container_id: str) -> bool:
+    from pyctr.runtime.cgroups import open_cgroup
+
+    try:
+        return open_cgroup(container_id).oom_killed()
+    except (OSError, PyctrError):
+        return False
+
+
+def teardown(config: Config, record: ContainerRecord, spec: ContainerSpec | None = None) -> None:
+    """Undo what a start set up: network, cgroup, a rootfs mount left on the host. Idempotent."""
+    if spec is None:
+        try:
+            spec = load_spec(record)
+        except (PyctrError, KeyError, TypeError, ValueError):
+            spec = None  # damaged spec.json: still remove what is named after the id
+    mode = spec.network.mode if spec is not None else "bridge"
+    merged = Path(spec.rootfs.merged) if spec is not None else record.directory / "rootfs" / "merged"
+    errors = []
+    never_started = record.state.started_at == st.ZERO_TIME and not record.state.network
+    if mode == "bridge" and not never_started:  # a never-started container has no veth to remove
+        try:
+            from pyctr.runtime.network import teardown_network
+
+            teardown_network(config, record.id)
+        except (OSError, PyctrError) as e:
+            errors.append(f"network: {e}")
+    try:
+        from pyctr.runtime.cgroups import open_cgroup
+
+        open_cgroup(record.id).destroy()
+    except (OSError, PyctrError) as e:
+        errors.append(f"cgroup: {e}")
+    _unmount_rootfs(merged)
+    if errors:
+        raise RuntimeFailure(f"cleanup of container {record.short_id} incomplete: {'; '.join(errors)}")
+
+
+def _unmount_rootfs(merged: Path) -> None:
+    """The overlay is normally mounted inside C's own mount namespace; a host mount is cleaned up too."""
+    if not os.path.ismount(merged):
+        return
+    from pyctr.runtime.syscalls import umount2
+
+    MNT_DETACH = 2
+    with contextlib.suppress(OSError):
+        umount2(str(merged), MNT_DETACH)
+
+
+# -- stop, kill, wait, remove ------------------------------------------------------------------------------------
+
+def parse_signal(value: str | int) -> signal.Signals:
+    """KILL, SIGKILL, kill, 9 -> SIGKILL (Docker's signal.ParseSignal)."""
+    text = str(value).strip().upper()
+    try:
+        return signal.Signals(int(text)) if text.isdigit() else signal.Signals[
+            text if text.startswith("SIG") else "SIG" + text]
+    except (KeyError, ValueError):
+        raise UsageError(f"Invalid signal: {value}") from None
+
+
+def kill(config: Config, ref: str, sig: str | int = "KILL") -> ContainerRecord:
+    signum = parse_signal(sig)
+    store = ContainerStore(config.paths)
+    record = store.get(ref)
+    if not record.state.running:
+        raise ConflictError(f"Cannot kill container: {ref}: Container {record.id} is not running")
+    _signal(record, signum)
+    return record
+
+
+def _signal(record: ContainerRecord, signum: int) -> None:
+    """Signal C through a pidfd opened and checked first: a reused pid can never get the signal."""
+    state = record.state
+    try:
+        pidfd = os.pidfd_open(state.pid)
+    except (ProcessLookupError, ValueError):
+        return
+    try:
+        if st.proc_start_time(state.pid) == state.pid_start_time:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signum)
+    finally:
+        os.close(pidfd)
+
+
+def stop(config: Config, ref: str, timeout: int | None = None, sig: str | None = None) -> ContainerRecord:
+    """Docker's stop: the stop signal, then SIGKILL after `timeout` seconds; returns once the exit is recorded."""
+    store = ContainerStore(config.paths)
+    record = store.get(ref)
+    if not record.state.running:
+        return record
+    spec = record.config.get("Spec", {})
+    signum = parse_signal(sig or spec.get("stop_signal") or "SIGTERM")
+    timeout = spec.get("stop_timeout", 10) if timeout is None else timeout
+    _signal(record, signum)
+    if not wait_for_exit(record.state.pid, record.state.pid_start_time, max(timeout, 0)):
+        _signal(record, signal.SIGKILL)
+        wait_for_exit(record.state.pid, record.state.pid_start_time, STATE_SETTLE_TIMEOUT)
+    return wait_recorded(store, record.id)
+
+
+def wait_for_exit(pid: int, start_time: int, timeout: float) -> bool:
+    """Block until process (pid, start_time) is gone, at most `timeout` s; True if it is gone."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+        return _poll_for_exit(pid, start_time, timeout)
+    try:
+        if st.proc_start_time(pid) != start_time:  # a different process now owns the pid
+            return True
+        import select
+
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if poller.poll(max(0, int(remaining * 1000))):
+                return True
+            if remaining <= 0:
+                return not st.process_alive(pid, start_time)
+    finally:
+        os.close(pidfd)
+
+
+def _poll_for_exit(pid: int, start_time: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while st.process_alive(pid, start_time):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def wait_recorded(store: ContainerStore, container_id: str, timeout: float = STATE_SETTLE_TIMEOUT) -> ContainerRecord:
+    """After C died: wait for its monitor to record the exit (reconcile takes over if the monitor is gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = store.get(container_id)
+        if not record.state.running or time.monotonic() > deadline:
+            return record
+        time.sleep(0.01)
+
+
+def wait(config: Config, ref: str) -> int:
+    """Docker's wait: block until the container stops, return its exit code."""
+    store = ContainerStore(config.paths)
+    record = store.get(ref)
+    last_code = record.state.exit_code
+    while record.state.running:  # Docker's default condition "not-running": a created container returns at once
+        wait_for_exit(record.state.pid, record.state.pid_start_time, 3600 * 24 * 365)
+        try:
+            record = wait_recorded(store, record.id)
+        except NotFoundError:
+            code = store.read_exit_file(record.id)
+            return code[0] if code else last_code
+        last_code = record.state.exit_code
+    return record.state.exit_code
+
+
+def remove(config: Config, ref: str, force: bool = False, volumes: bool = False) -> ContainerRecord:
+    """Docker's rm: refuse a running container unless forced; tear down and delete everything."""
+    store = ContainerStore(config.paths)
+    record = store.get(ref)
+    if record.state.running:
+        if not force:
+            raise ConflictError(f"You cannot remove a running container {record.id}. Stop the container before "
+                                "attempting removal or force remove")
+        _signal(record, signal.SIGKILL)
+        wait_for_exit(record.state.pid, record.state.pid_start_time, STATE_SETTLE_TIMEOUT)
+        # Let the monitor finish (it keeps its pid through the exec of `_cleanup`): it writes into the
+        # container's directory until then, which must not race with deleting it.
+        if record.state.monitor_pid and record.state.monitor_pid != os.getpid():
+            wait_for_exit(record.state.monitor_pid, record.state.monitor_start_time, STATE_SETTLE_TIMEOUT)
+        with contextlib.suppress(NotFoundError):
+            store.update_state(record.id, lambda s: st.exited(s, 137) if s.running else None)
+    try:
+        teardown(config, record)
+    except RuntimeFailure:
+        teardown(config, record)  # once more (e.g. a process was still leaving its cgroup); then report
+    store.remove_directory(record.id)
+    if volumes:
+        remove_anonymous_volumes(config, record.id)
+    return record
+
+
+def restart(config: Config, ref: str, timeout: int | None = None) -> ContainerRecord:
+    stop(config, ref, timeout)
+    store = ContainerStore(config.paths)
+    record = store.get(ref)
+    start_detached(config, record)
+    return record

@@ -1,0 +1,250 @@
+"""The container lifecycle through the real CLI: foreground runs, exit codes, create/start, inspect, rm, kill, wait.
+
+Every test runs `pyctr` as a subprocess against a module root into which busybox was pulled from the session
+registry, and removes what it created (the module fixture checks that nothing is left behind).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.conftest import PYCTR_BIN, PyctrRunner, _env_for, make_root
+
+
+def leftovers(root) -> list[str]:
+    """What a removed container can leave behind: its directory, a pyctr cgroup, a mount, a process."""
+    found = [f"dir {p.name}" for p in (root / "containers").iterdir()] if (root / "containers").exists() else []
+    with open("/proc/self/mountinfo") as f:
+        found += [f"mount {line.split()[4]}" for line in f if str(root) in line.split()[4]]
+    return found
+
+
+def proc_gone(pid: int, timeout: float = 5.0) -> bool:
+    """True once `pid` no longer runs (gone, or a zombie waiting for its parent)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def lifecycle_runner(pyctr_config, tmp_path_factory, label: str):
+    """A runner on a root of its own with busybox pulled from the session registry; checks nothing is left after."""
+    if not PYCTR_BIN.exists():
+        pytest.fail(f"{PYCTR_BIN} is missing: run `make install`", pytrace=False)
+    runner = PyctrRunner(_env_for(make_root(tmp_path_factory.mktemp(label) / "root"), pyctr_config))
+    runner("pull", "busybox", check=True, timeout=120)
+    yield runner
+    ids = runner("ps", "-aq", "--no-trunc").stdout.split()
+    if ids:
+        runner("rm", "-f", *ids, timeout=120)
+    assert leftovers(runner.root) == []
+
+
+def removed_after(runner):
+    """The names a test appends are removed (forcefully) after it."""
+    names: list[str] = []
+    yield names
+    if names:
+        runner("rm", "-f", *names, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def lc(pyctr_config, tmp_path_factory):
+    yield from lifecycle_runner(pyctr_config, tmp_path_factory, "lifecycle")
+
+
+@pytest.fixture
+def cleanup(lc):
+    yield from removed_after(lc)
+
+
+def test_run_prints_output_and_exits_0(lc):
+    r = lc("run", "--rm", "--network", "none", "busybox", "echo", "hello", "world")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "hello world\n", "")
+
+
+def test_stdout_and_stderr_are_separate(lc):
+    r = lc("run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert (r.stdout, r.stderr) == ("out\n", "err\n")
+
+
+@pytest.mark.parametrize("argv,code", [
+    (["false"], 1), (["sh", "-c", "exit 3"], 3), (["sh", "-c", "sleep 10 & kill -9 $!; wait $!"], 137),
+    (["nosuchcommand"], 127), (["/etc/passwd"], 126),
+])
+def test_exit_codes_are_dockers(lc, argv, code):
+    r = lc("run", "--rm", "--network", "none", "busybox", *argv)
+    assert r.returncode == code, r.stderr
+    if code in (126, 127):
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_pyctr_errors_are_125(lc):
+    r = lc("run", "--rm", "--network", "none", "--memory", "1k", "busybox", "true")
+    assert r.returncode == 125 and "Minimum memory limit" in r.stderr
+    r = lc("run", "--rm", "--name", "-bad", "busybox", "true")
+    assert r.returncode == 125 and "Invalid container name" in r.stderr
+    r = lc("stop", "nosuchcontainer")
+    assert r.returncode == 125 and r.stderr.strip() == "Error: No such container: nosuchcontainer"
+
+
+def test_stdin_with_i(lc):
+    r = lc("run", "--rm", "-i", "--network", "none", "busybox", "tr", "a-z", "A-Z", input="shout\n")
+    assert (r.returncode, r.stdout) == (0, "SHOUT\n")
+    r = lc("run", "--rm", "--network", "none", "busybox", "cat", input="ignored\n")
+    assert (r.returncode, r.stdout) == (0, "")
+
+
+def test_rm_leaves_nothing(lc):
+    before = set((lc.root / "containers").iterdir()) if (lc.root / "containers").exists() else set()
+    assert lc("run", "--rm", "--network", "none", "busybox", "true").returncode == 0
+    assert set((lc.root / "containers").iterdir()) == before
+
+
+def test_foreground_container_is_kept_without_rm_and_logged(lc, cleanup):
+    cleanup.append("fg1")
+    r = lc("run", "--name", "fg1", "--network", "none", "busybox", "sh", "-c", "echo kept; exit 4")
+    assert (r.returncode, r.stdout) == (4, "kept\n")
+    assert lc("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "fg1").stdout == "exited 4\n"
+    assert lc("logs", "fg1").stdout == "kept\n"
+
+
+def test_name_conflict(lc, cleanup):
+    cleanup.append("dup")
+    cid = lc("create", "--name", "dup", "busybox", "true", check=True).stdout.strip()
+    r = lc("create", "--name", "dup", "busybox", "true")
+    assert r.returncode == 125
+    assert r.stderr.strip() == (
+        f'Error: Conflict. The container name "/dup" is already in use by container "{cid}". '
+        "You have to remove (or rename) that container to be able to reuse that name.")
+
+
+def test_create_then_start_attached(lc, cleanup):
+    cleanup.append("c1")
+    cid = lc("create", "--name", "c1", "--network", "none", "busybox", "sh", "-c", "echo started; exit 2",
+             check=True).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    ps = lc("ps", "-a", "--format", "json").stdout.splitlines()
+    row = next(json.loads(line) for line in ps if json.loads(line)["Names"] == "c1")
+    assert (row["State"], row["Status"]) == ("created", "Created")
+    r = lc("start", "-a", "c1")
+    assert (r.returncode, r.stdout) == (2, "started\n")
+    r = lc("start", "-a", cid[:12])  # again, by short id
+    assert (r.returncode, r.stdout) == (2, "started\n")
+    assert lc("inspect", "-f", "{{.RestartCount}}", "c1").stdout.strip() == "1"
+
+
+def test_inspect_shape(lc, cleanup):
+    cleanup.append("insp")
+    cid = lc("run", "-d", "--name", "insp", "--network", "none", "-e", "FOO=bar", "-l", "tier=web", "busybox",
+             "sleep", "30", check=True).stdout.strip()
+    [obj] = json.loads(lc("inspect", "insp", check=True).stdout)
+    assert obj["Id"] == cid and obj["Name"] == "/insp"
+    assert obj["Path"] == "sleep" and obj["Args"] == ["30"]
+    assert obj["Image"].startswith("sha256:")
+    state = obj["State"]
+    assert set(state) >= {"Status", "Running", "Paused", "Restarting", "OOMKilled", "Dead", "Pid", "ExitCode",
+                          "Error", "StartedAt", "FinishedAt"}
+    assert state["Status"] == "running" and state["Running"] is True and state["Pid"] > 0
+    assert os.path.exists(f"/proc/{state['Pid']}")
+    assert obj["Config"]["Hostname"] == cid[:12] and "FOO=bar" in obj["Config"]["Env"]
+    assert obj["Config"]["Labels"]["tier"] == "web" and obj["Config"]["Image"] == "busybox"
+    assert obj["HostConfig"]["NetworkMode"] == "none"
+    assert lc("inspect", "--format", "{{.Id}}", "insp").stdout.strip() == cid
+    # images too, and Docker's error for unknown names
+    [image] = json.loads(lc("inspect", "busybox", check=True).stdout)
+    assert image["Id"] == obj["Image"]
+    r = lc("inspect", "nosuchthing")
+    assert r.returncode == 1 and "No such object: nosuchthing" in r.stderr
+
+
+def test_kill_with_signal_and_wait(lc, cleanup):
+    cleanup.append("k1")
+    lc("run", "-d", "--name", "k1", "--network", "none", "busybox", "sh", "-c",
+       "trap 'exit 7' USR1; while true; do sleep 0.1; done", check=True)
+    time.sleep(0.3)
+    assert lc("kill", "-s", "USR1", "k1").stdout == "k1\n"
+    r = lc("wait", "k1", timeout=20)
+    assert (r.returncode, r.stdout) == (0, "7\n")
+    r = lc("kill", "k1")
+    assert r.returncode == 125 and "is not running" in r.stderr
+
+
+def test_kill_default_is_sigkill(lc, cleanup):
+    cleanup.append("k2")
+    lc("run", "-d", "--name", "k2", "--network", "none", "busybox", "sleep", "60", check=True)
+    lc("kill", "k2", check=True)
+    assert lc("wait", "k2").stdout == "137\n"
+
+
+def test_rm_running_needs_force(lc):
+    lc("run", "-d", "--name", "r1", "--network", "none", "busybox", "sleep", "60", check=True)
+    pid = int(lc("inspect", "-f", "{{.State.Pid}}", "r1").stdout)
+    r = lc("rm", "r1")
+    assert r.returncode == 125 and "You cannot remove a running container" in r.stderr
+    assert lc("rm", "-f", "r1").stdout == "r1\n"
+    assert proc_gone(pid)
+    assert lc("inspect", "r1").returncode == 1
+
+
+def test_sigterm_to_cli_is_forwarded(lc):
+    env = lc.env
+    proc = subprocess.Popen([str(PYCTR_BIN), "run", "--rm", "--network", "none", "busybox", "sh", "-c",
+                             "trap 'echo got-term; exit 5' TERM; while true; do sleep 0.1; done"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (5, "got-term\n"), err
+
+
+def test_restart(lc, cleanup):
+    cleanup.append("rs")
+    lc("run", "-d", "--name", "rs", "--network", "none", "busybox", "sleep", "60", check=True)
+    pid1 = lc("inspect", "-f", "{{.State.Pid}}", "rs").stdout
+    assert lc("restart", "-t", "0", "rs").stdout == "rs\n"
+    out = lc("inspect", "-f", "{{.State.Status}} {{.State.Pid}} {{.RestartCount}}", "rs").stdout.split()
+    assert out[0] == "running" and out[1] != pid1.strip() and out[2] == "1"
+
+
+def test_missing_image_is_pulled_first(fresh_pyctr):
+    r = fresh_pyctr("run", "--rm", "--network", "none", "busybox", "echo", "pulled", timeout=120)
+    assert (r.returncode, r.stdout) == (0, "pulled\n"), r.stderr
+    assert r.stderr.startswith("Unable to find image 'busybox:latest' locally\n")
+    assert leftovers(fresh_pyctr.root) == []
+
+
+def test_detached_interactive_keeps_stdin_open(lc, cleanup):
+    cleanup.append("di")
+    lc("run", "-di", "--name", "di", "--network", "none", "busybox", "cat", check=True)
+    time.sleep(1)
+    assert lc("inspect", "-f", "{{.State.Status}}", "di").stdout.strip() == "running"
+
+
+def test_anonymous_volumes_go_with_rm_v_and_auto_remove(lc):
+    volumes = lc.root / "volumes"
+
+    def anon() -> list[str]:
+        return sorted(p.name for p in volumes.iterdir() if "-anon" in p.name) if volumes.exists() else []
+
+    before = anon()
+    r = lc("run", "--rm", "--network", "none", "-v", "/data", "busybox", "sh", "-c", "echo x > /data/f; cat /data/f")
+    assert r.stdout == "x\n" and anon() == before
+    lc("run", "--name", "av", "--network", "none", "-v", "/data", "busybox", "true", check=True)
+    assert len(anon()) == len(before) + 1
+    assert lc("rm", "-v", "av").returncode == 0
+    assert anon() == before

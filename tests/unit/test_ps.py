@@ -1,0 +1,123 @@
+"""`ps` strings exactly as Docker prints them."""
+
+import json
+
+import pytest
+
+from pyctr.errors import UsageError
+from pyctr.runtime import ps
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize("seconds,text", [
+    (0.2, "Less than a second"), (1, "1 second"), (5, "5 seconds"), (59, "59 seconds"), (60, "About a minute"),
+    (119, "About a minute"), (120, "2 minutes"), (59 * 60, "59 minutes"), (3600, "About an hour"),
+    (2 * 3600, "2 hours"), (47 * 3600, "47 hours"), (48 * 3600, "2 days"), (13 * 86400, "13 days"),
+    (14 * 86400, "2 weeks"), (60 * 86400, "2 months"), (800 * 86400, "2 years"),
+])
+def test_human_duration(seconds, text):
+    assert ps.human_duration(seconds) == text
+
+
+@pytest.mark.parametrize("status,code,started,finished,text", [
+    ("running", 0, NOW - 31, 0, "Up 31 seconds"),
+    ("running", 0, NOW - 0.1, 0, "Up Less than a second"),
+    ("paused", 0, NOW - 5, 0, "Up 5 seconds (Paused)"),
+    ("exited", 0, NOW - 300, NOW - 120, "Exited (0) 2 minutes ago"),
+    ("exited", 137, NOW - 300, NOW - 3, "Exited (137) 3 seconds ago"),
+    ("created", 0, 0, 0, "Created"),
+    ("dead", 0, 0, 0, "Dead"),
+])
+def test_status_text(status, code, started, finished, text):
+    assert ps.status_text(status, code, started, finished, NOW) == text
+
+
+def test_command_is_quoted_and_truncated_to_20():
+    assert ps.command_text(["sh"]) == '"sh"'
+    assert ps.command_text(["sh", "-c", "sleep 1000; echo done"]) == '"sh -c sleep 1000; e…"'
+    assert len(json.loads(ps.command_text(["x" * 50]))) == 20
+    assert ps.command_text(["sh", "-c", "echo \"hi\""], trunc=False) == '"sh -c echo \\"hi\\""'
+
+
+def test_ports():
+    ports = [{"HostIp": "0.0.0.0", "HostPort": 8000, "ContainerPort": 8000, "Protocol": "tcp"},
+             {"HostIp": "127.0.0.1", "HostPort": 53, "ContainerPort": 53, "Protocol": "udp"}]
+    assert ps.ports_text(ports) == "0.0.0.0:8000->8000/tcp, 127.0.0.1:53->53/udp"
+
+
+def item(**kw):
+    base = dict(id="a" * 64, name="focused_benz", image="busybox", argv=["sleep", "100"], created=NOW - 5,
+                status="running", started=NOW - 5)
+    base.update(kw)
+    return ps.PsItem(**base)
+
+
+def test_table_matches_dockers_layout():
+    ports = [{"HostIp": "0.0.0.0", "HostPort": 8000, "ContainerPort": 8000, "Protocol": "tcp"}]
+    rows = [ps.ps_row(item(ports=ports), NOW)]
+    table = ps.format_table(rows).splitlines()
+    assert table[0] == ("CONTAINER ID   IMAGE     COMMAND       CREATED         STATUS         "
+                        "PORTS                    NAMES")
+    assert table[1] == ("aaaaaaaaaaaa   busybox   \"sleep 100\"   5 seconds ago   Up 5 seconds   "
+                        "0.0.0.0:8000->8000/tcp   focused_benz")
+
+
+def test_empty_table_is_the_header():
+    assert ps.format_table([]) == ("CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES")
+
+
+def test_exited_container_shows_no_ports_and_json_row():
+    ports = [{"HostIp": "0.0.0.0", "HostPort": 8000, "ContainerPort": 8000, "Protocol": "tcp"}]
+    row = ps.ps_row(item(status="exited", exit_code=1, finished=NOW - 2, ports=ports), NOW)
+    assert row["Ports"] == "" and row["Status"] == "Exited (1) 2 seconds ago" and row["State"] == "exited"
+    line = json.loads(ps.format_json_lines([row]))
+    assert set(line) == {"Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes", "Mounts", "Names",
+                         "Networks", "Ports", "RunningFor", "Size", "State", "Status"}
+    assert line["CreatedAt"] == "2023-11-14 22:13:15 +0000 UTC"
+
+
+def test_no_trunc_shows_full_id():
+    assert ps.ps_row(item(), NOW, trunc=False)["ID"] == "a" * 64
+
+
+def test_selection_and_filters():
+    items = [item(id="1" * 64, name="run1", created=NOW - 1),
+             item(id="2" * 64, name="gone", status="exited", created=NOW - 2),
+             item(id="3" * 64, name="new", status="created", created=NOW - 3)]
+    assert [i.name for i in ps.select_items(items, show_all=False, filters={})] == ["run1"]
+    assert [i.name for i in ps.select_items(items, show_all=True, filters={})] == ["run1", "gone", "new"]
+    f = ps.parse_filters(["status=exited"])
+    assert [i.name for i in ps.select_items(items, show_all=False, filters=f)] == ["gone"]
+    f = ps.parse_filters(["status=exited", "status=created"])
+    assert [i.name for i in ps.select_items(items, show_all=False, filters=f)] == ["gone", "new"]
+    f = ps.parse_filters(["name=^ne"])
+    assert [i.name for i in ps.select_items(items, show_all=True, filters=f)] == ["new"]
+    f = ps.parse_filters(["id=222"])
+    assert [i.name for i in ps.select_items(items, show_all=True, filters=f)] == ["gone"]
+    assert [i.name for i in ps.select_items(items, show_all=False, filters={}, latest=True)] == ["run1"]
+    assert [i.name for i in ps.select_items(items, show_all=False, filters={}, last=2)] == ["run1", "gone"]
+
+
+@pytest.mark.parametrize("bad", ["status", "status=sleeping", "color=red"])
+def test_bad_filters(bad):
+    with pytest.raises(UsageError):
+        ps.parse_filters([bad])
+
+
+def test_custom_table_and_template_formats():
+    rows = [ps.ps_row(item(), NOW)]
+    assert ps.format_template("{{.Names}}: {{.Status}}", rows) == "focused_benz: Up 5 seconds"
+    table = ps.format_template("table {{.ID}}\\t{{.Names}}", rows).splitlines()
+    assert table == ["CONTAINER ID   NAMES", "aaaaaaaaaaaa   focused_benz"]
+    assert ps.format_template("table", rows).splitlines()[0].startswith("CONTAINER ID   IMAGE")
+
+
+def test_stats_row_units():
+    s = ps.StatsSample("b" * 64, "web", cpu_ns_delta=250_000_000, interval=0.5, mem_usage=1536 * 1024,
+                       mem_limit=64 * 1024 * 1024, net_rx=1234, net_tx=0, block_read=4096, block_write=0, pids=3)
+    row = ps.stats_row(s)
+    assert row["CPUPerc"] == "50.00%" and row["MemUsage"] == "1.5MiB / 64MiB" and row["MemPerc"] == "2.34%"
+    assert row["NetIO"] == "1.23kB / 0B" and row["BlockIO"] == "4.1kB / 0B" and row["PIDs"] == "3"
+    table = ps.format_stats_table([row]).splitlines()
+    assert table[0].startswith("CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT")

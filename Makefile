@@ -17,6 +17,8 @@ DEB_ALL := $(DEB_RUNTIME) $(DEB_TEST)
 .PHONY: install deb venv test unit integration demo bench bench-peers lint clean
 
 install: deb venv
+	@# bytecode ahead of time: start-up stays fast even where PYTHONDONTWRITEBYTECODE is set
+	@$(PY) -m compileall -q pyctr >/dev/null
 	@ln -sf "$(CURDIR)/$(VENV)/bin/pyctr" $(BIN)/pyctr
 	@echo "pyctr installed: $$(command -v pyctr)"
 
@@ -33,7 +35,8 @@ deb:
 $(VENV)/.stamp: pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	@# compat mode: a plain path entry instead of an import-hook finder (~35 ms off every start-up)
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	@touch $@
 
 venv: $(VENV)/.stamp

@@ -1,0 +1,637 @@
+"""`pyctr exec`: run a command inside a running container, the way runc exec does.
+
+Deciding (`plan_exec`, pure): which namespaces to join, the process to run
+(the container's process with the exec's args, env, cwd, user and
+capabilities), checked against the recorded state.
+
+Doing (`run_exec`), three processes:
+
+  P, the CLI: opens every /proc/<pid>/ns/* of the container's PID 1 before any
+  setns, then checks the PID still belongs to the process recorded at start
+  (PidStartTime), so a reused PID is never entered. P becomes a child
+  subreaper and forks C.
+  C: non-dumpable (CVE-2019-5736: nothing in the container may open its
+  /proc/<pid>/exe, the host interpreter, or its fds), joins the container's
+  cgroup, then the ipc, uts, net, pid, cgroup and mount namespaces (joining the
+  mount namespace moves its root and cwd into the container, so the host cwd is
+  never reachable), seals the import system (no module may be loaded from the
+  container's filesystem by a root Python process), forks G into the PID
+  namespace, tells P G's PID (over a pipe) and exits: G is re-parented to P (a child subreaper),
+  which waits for it; with -d, P is no subreaper and G goes to the host's init,
+  like Docker's exec processes belong to the shim, not to the container's PID 1.
+  Whatever G leaves behind when it exits goes to the container's init.
+  G: with -t, allocates its pty from the container's own /dev/pts/ptmx (so
+  `tty` says /dev/pts/N inside) and passes the master to P over a unix socket
+  (SCM_RIGHTS); then the runtime core's init steps, reused: user from the
+  container's /etc/passwd, HOME, rlimits, setsid (+ controlling tty), PATH
+  lookup, the container's seccomp filter, capabilities, every fd but 0/1/2 and
+  the CLOEXEC report pipe closed (CVE-2024-21626), execve.
+
+The init steps G borrows are listed in REUSED_INIT_STEPS (a unit test checks
+they still exist). A failure in C or G before the execve arrives on the report
+pipe, as for a container start, and is raised in P with Docker's exec exit code
+(126: Docker 20.10 + runc report every exec start failure, even a missing
+command, as 126). Without -t, P forwards the signals it gets to G (via a pidfd).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import replace
+from typing import TYPE_CHECKING, NamedTuple
+
+from pyctr.errors import CommandCannotRun, ConflictError, PyctrError, RuntimeFailure, UsageError
+
+if TYPE_CHECKING:
+    from socket import socket
+
+    from pyctr.config import Config
+    from pyctr.runtime.cgroups import Cgroup
+    from pyctr.runtime.spec import ContainerSpec
+    from pyctr.runtime.state import ContainerState
+
+# (name in spec.namespaces, file under /proc/<pid>/ns, CLONE_* flag), in the order they are joined (runc's:
+# mount last, since after it the host's filesystem, /proc included, is out of reach).
+NAMESPACES: tuple[tuple[str, str, int], ...] = (
+    ("ipc", "ipc", 0x08000000),
+    ("uts", "uts", 0x04000000),
+    ("net", "net", 0x40000000),
+    ("pid", "pid", 0x20000000),
+    ("cgroup", "cgroup", 0x02000000),
+    ("mount", "mnt", 0x00020000),
+)
+# What G borrows from runtime/init.py (the container start's own steps) instead of a second copy.
+REUSED_INIT_STEPS = ("ChildFds", "_install_stdio", "_container_user", "_final_env", "_apply_rlimits",
+                     "_become_session_leader", "find_executable", "_env_path", "_drop_privileges", "_reset_signals",
+                     "_close_other_fds", "_split_env", "exec_error", "_report")
+EXEC_FAILED_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
+_MSG_PID = b"P"
+_MSG_TTY = b"T"
+_MSG_GO = b"G"
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+# Pty devices (linux/major.h): /dev/ptmx is 5:2, slaves are majors 136..143.
+PTMX_DEVICE = (5, 2)
+PTY_SLAVE_MAJORS = range(136, 144)
+TIOCSPTLCK = 0x40045431
+TIOCGPTPEER = 0x5441
+DEVPTS_SUPER_MAGIC = 0x1CD1
+
+
+class ExecOptions(NamedTuple):
+    """What `pyctr exec` parsed from its flags. (NamedTuples in this module: each dataclass costs about a
+    millisecond to define at import, and `exec` is latency-bound.)"""
+
+    args: list[str]
+    interactive: bool = False
+    tty: bool = False
+    detach: bool = False
+    env: tuple[str, ...] | list[str] = ()
+    env_files: tuple[str, ...] | list[str] = ()
+    user: str | None = None
+    workdir: str | None = None
+    privileged: bool = False
+
+
+class Namespace(NamedTuple):
+    name: str
+    proc_name: str
+    flag: int
+
+
+class ExecPlan(NamedTuple):
+    """Everything decided about one exec: whom to enter and what to run there."""
+
+    container_id: str
+    pid: int
+    pid_start_time: int
+    namespaces: tuple[Namespace, ...]
+    spec: ContainerSpec  # the container's spec, its process replaced by the exec'd one
+    container_spec: ContainerSpec  # unchanged: the seccomp filter is the container's
+    tty: bool
+    interactive: bool
+    detach: bool
+
+
+# ------------------------------------------------------------------------------------------ deciding (pure)
+
+
+def namespaces_to_join(container_namespaces: list[str]) -> tuple[Namespace, ...]:
+    """The container's own namespaces, in joining order; one it shares with the host (net=host) is skipped."""
+    return tuple(Namespace(name, proc, flag) for name, proc, flag in NAMESPACES if name in container_namespaces)
+
+
+def replace_or_append_env(env: list[str], updates: list[str]) -> list[str]:
+    """Docker's ReplaceOrAppendEnvValues (the runtime core's implementation in spec.py)."""
+    from pyctr.runtime.spec import _replace_or_append
+
+    return _replace_or_append(env, updates)
+
+
+def expand_user_env(items: list[str], host_env: dict[str, str]) -> list[str]:
+    """-e K=V as is, -e K copied from the host environment (dropped when unset there), as for run."""
+    from pyctr.runtime.spec import _expand_user_env
+
+    return _expand_user_env(items, host_env)
+
+
+def exec_env(container_env: list[str], user_env: list[str], tty: bool, host_env: dict[str, str]) -> list[str]:
+    """The container's process environment, TERM=xterm with -t (when not set), then -e / --env-file on top."""
+    env = list(container_env)
+    if tty and not any(item.startswith("TERM=") for item in env):
+        env.append("TERM=xterm")
+    return replace_or_append_env(env, expand_user_env(user_env, host_env))
+
+
+def exec_capabilities(container_caps: list[str], privileged: bool) -> list[str]:
+    """The container's capability list, or all of them with --privileged (Docker's exec --privileged)."""
+    from pyctr.runtime.capabilities import ALL_CAPABILITIES
+
+    return list(ALL_CAPABILITIES) if privileged else list(container_caps)
+
+
+def ensure_running(container_id: str, state: ContainerState) -> None:
+    """Docker refuses to exec into a container that is not running (exit 125)."""
+    if not state.running or state.pid <= 0:
+        raise ConflictError(f"Error response from daemon: Container {container_id} is not running")
+
+
+def plan_exec(container_id: str, spec: ContainerSpec, state: ContainerState, options: ExecOptions,
+              host_env: dict[str, str], env_file_items: list[str] | None = None) -> ExecPlan:
+    """Decide the exec: refuse a stopped container or bad flags; build the process to run. Pure."""
+    ensure_running(container_id, state)
+    if not options.args:
+        raise UsageError('"pyctr exec" requires at least 2 arguments')
+    cwd = options.workdir or spec.process.cwd or "/"
+    if not cwd.startswith("/"):
+        raise UsageError(f"the working directory '{cwd}' is invalid, it needs to be an absolute path")
+    process = replace(
+        spec.process,
+        args=list(options.args),
+        env=exec_env(spec.process.env, list(env_file_items or []) + list(options.env), options.tty, host_env),
+        cwd=os.path.normpath(cwd),
+        user=options.user if options.user is not None else spec.process.user,
+        terminal=options.tty and not options.detach,
+        open_stdin=options.interactive and not options.detach,
+        capabilities=exec_capabilities(spec.process.capabilities, options.privileged),
+    )
+    return ExecPlan(
+        container_id=container_id,
+        pid=state.pid,
+        pid_start_time=state.pid_start_time,
+        namespaces=namespaces_to_join(spec.namespaces),
+        spec=replace(spec, process=process),
+        container_spec=spec,
+        tty=process.terminal,
+        interactive=process.open_stdin,
+        detach=options.detach,
+    )
+
+
+def exec_failure(kind: str, message: str) -> PyctrError:
+    """What the CLI reports when the process could not be started inside the container (Docker: 126, whatever
+    `kind` the child reported: CommandNotFound, CommandCannotRun or RuntimeFailure)."""
+    return CommandCannotRun(EXEC_FAILED_PREFIX + message + ": unknown")
+
+
+# ------------------------------------------------------------------------------------------ doing
+
+
+def run_exec(config: Config, ref: str, options: ExecOptions) -> int:
+    """`pyctr exec`: the command's exit code (or 0 at once with -d). Raises PyctrError with Docker's codes."""
+    from pyctr.runtime.spec import ContainerSpec
+    from pyctr.runtime.state import ContainerStore
+
+    record = ContainerStore(config.paths).get(ref)
+    ensure_running(record.id, record.state)
+    env_file_items = read_env_files(options.env_files)
+    spec = ContainerSpec.from_dict(record.config["Spec"])  # container.load_spec, without importing the lifecycle
+    plan = plan_exec(record.id, spec, record.state, options, dict(os.environ), env_file_items)
+    return execute(plan)
+
+
+def read_env_files(paths: list[str]) -> list[str]:
+    """--env-file contents, parsed as for run (the runtime core's parser)."""
+    if not paths:
+        return []
+    from pyctr.runtime.spec import _env_from_files
+
+    return _env_from_files(list(paths))
+
+
+def open_namespaces(plan: ExecPlan) -> dict[Namespace, int]:
+    """Open every namespace of the container's PID 1 before joining any, then prove that PID is still it."""
+    fds: dict[Namespace, int] = {}
+    try:
+        for ns in plan.namespaces:
+            fds[ns] = os.open(f"/proc/{plan.pid}/ns/{ns.proc_name}", os.O_RDONLY | os.O_CLOEXEC)
+        verify_same_process(plan)
+    except FileNotFoundError:
+        close_all(fds.values())
+        raise ConflictError(f"Error response from daemon: Container {plan.container_id} is not running") from None
+    except BaseException:
+        close_all(fds.values())
+        raise
+    return fds
+
+
+def verify_same_process(plan: ExecPlan) -> None:
+    """The PID must still be the container's PID 1 started at PidStartTime (not a reused PID)."""
+    from pyctr.runtime.state import proc_start_time
+
+    if proc_start_time(plan.pid) != plan.pid_start_time:
+        raise ConflictError(f"Error response from daemon: Container {plan.container_id} is not running")
+
+
+def close_all(fds) -> None:
+    for fd in list(fds):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def execute(plan: ExecPlan) -> int:
+    """Enter the container and run the plan's process; the exit code (0 with -d once it runs)."""
+    from pyctr.runtime.cgroups import open_cgroup
+    from pyctr.runtime.process import seccomp_program
+
+    program = seccomp_program(plan.container_spec)
+    cgroup = open_cgroup(plan.container_id)
+    preload_child_modules(plan.tty)
+    ns_fds = open_namespaces(plan)
+    try:
+        return _fork_and_wait(plan, ns_fds, cgroup, program)
+    finally:
+        close_all(ns_fds.values())
+
+
+def preload_child_modules(tty: bool) -> None:
+    """Import in P everything C and G use: they must not import anything once inside the container."""
+    import fcntl  # noqa: F401
+    import json  # noqa: F401
+    import resource  # noqa: F401
+    import stat  # noqa: F401
+    import struct  # noqa: F401
+    import termios  # noqa: F401
+
+    import pyctr.runtime.init  # noqa: F401
+    from pyctr.runtime import capabilities, syscalls  # noqa: F401
+
+    capabilities.preload()
+    if tty:  # only -t needs a unix socket (SCM_RIGHTS); `socket` costs milliseconds to import
+        import array  # noqa: F401
+        import socket  # noqa: F401
+
+
+class _Channels(NamedTuple):
+    """P <-> C/G plumbing, all CLOEXEC: the report pipe (empty at EOF = exec'd), the pipe C tells G's PID on,
+    and with -t a seqpacket socket pair for the pty master (G -> P) and "go" (P -> G)."""
+
+    report_r: int
+    report_w: int
+    pid_r: int
+    pid_w: int
+    parent: socket | None
+    child: socket | None
+    stdin: int
+    stdout: int
+    stderr: int
+    opened: list[int]  # fds P opened for the child's stdio (closed after fork)
+
+
+def _channels(plan: ExecPlan) -> _Channels:
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+    parent = child = None
+    if plan.tty:
+        import socket
+
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    opened: list[int] = []
+
+    def devnull(flags: int) -> int:
+        fd = os.open(os.devnull, flags | os.O_CLOEXEC)
+        opened.append(fd)
+        return fd
+
+    stdin = 0 if plan.interactive else devnull(os.O_RDONLY)
+    out = devnull(os.O_WRONLY) if plan.detach else 1
+    err = devnull(os.O_WRONLY) if plan.detach else 2
+    return _Channels(report_r, report_w, pid_r, pid_w, parent, child, stdin, out, err, opened)
+
+
+def _fork_and_wait(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, program: bytes | None) -> int:
+    from pyctr.runtime import syscalls
+
+    ch = _channels(plan)
+    if not plan.detach:
+        # G is re-parented to us when C exits, so we can wait for it (its own orphans go to the container's init).
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    # Signals meant for the command are held until we can forward them (C and G start with them blocked too:
+    # G's init step resets its mask before exec).
+    saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, forwarded_signals())
+    try:
+        target, master = _start(plan, ns_fds, cgroup, program, ch)
+        forwarder = SignalForwarder(target) if not plan.detach and master is None else None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
+    if plan.detach:
+        return 0
+    if master is not None:
+        from pyctr.runtime.tty import run_terminal_session
+
+        return run_terminal_session(master, target, forward_stdin=plan.interactive)
+    with forwarder:
+        return _reap(target)
+
+
+def _start(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, program: bytes | None,
+           ch: _Channels) -> tuple[int, int | None]:
+    """Fork C, get G's PID (and pty master), reap C, wait until G exec'd; undo everything if that fails."""
+    intermediate = os.fork()
+    if intermediate == 0:  # pragma: no cover - runs in the forked child
+        _intermediate_main(plan, ns_fds, cgroup, program, ch)
+    close_all([ch.report_w, ch.pid_w, *ch.opened])
+    if ch.child is not None:
+        ch.child.close()
+    target = 0
+    master = None
+    try:
+        target, master = _receive_handshake(plan, ch)
+        _reap(intermediate)
+        intermediate = 0
+        _wait_for_exec(ch.report_r)
+    except BaseException:
+        if not plan.detach:  # with -d, G is not our child: its PID may already belong to someone else
+            _kill_quietly(target)
+        if master is not None:
+            os.close(master)
+        if intermediate:
+            _reap(intermediate)
+        if target and not plan.detach:
+            _reap(target)
+        raise
+    finally:
+        close_all([ch.report_r, ch.pid_r])
+        if ch.parent is not None:
+            ch.parent.close()
+    return target, master
+
+
+def _receive_handshake(plan: ExecPlan, ch: _Channels) -> tuple[int, int | None]:
+    """G's host PID from C, and with -t the pty master from G (then G waits for "go": the size is set first).
+
+    An end of file instead means C or G failed before: the report pipe says why.
+    """
+    message = os.read(ch.pid_r, 64)  # one small write by C: atomic
+    if not message.startswith(_MSG_PID):
+        _wait_for_exec(ch.report_r)
+        raise RuntimeFailure("pyctr exec: the process entering the container died without reporting why")
+    target, master = int(message[1:]), None
+    if plan.tty:
+        master = _receive_master(ch)
+        from pyctr.runtime.tty import copy_window_size
+
+        copy_window_size(0, master)
+        ch.parent.send(_MSG_GO)
+    return target, master
+
+
+def _receive_master(ch: _Channels) -> int:
+    import socket
+
+    message, fds, _, _ = socket.recv_fds(ch.parent, 64, 1, socket.MSG_CMSG_CLOEXEC)
+    if message == _MSG_TTY and fds:
+        return fds[0]
+    close_all(fds)
+    _wait_for_exec(ch.report_r)
+    raise RuntimeFailure("pyctr exec: the exec'd process died before it set up its terminal")
+
+
+def _wait_for_exec(report_r: int) -> None:
+    """EOF with nothing = the command was exec'd (the pipe is CLOEXEC); otherwise raise what C/G reported."""
+    import json
+
+    chunks = []
+    while chunk := os.read(report_r, 65536):
+        chunks.append(chunk)
+    message = b"".join(chunks)
+    if not message:
+        return
+    report = None
+    if message.startswith(b"E"):
+        with contextlib.suppress(ValueError):
+            report = json.loads(message[1:])
+    if not isinstance(report, dict):
+        raise exec_failure("RuntimeFailure", "the exec'd process exited before exec without reporting why")
+    raise exec_failure(str(report.get("kind")), str(report.get("message") or "exec failed"))
+
+
+def _reap(pid: int) -> int:
+    from pyctr.runtime.process import wait_container
+
+    return wait_container(pid)
+
+
+def _kill_quietly(pid: int) -> None:
+    if pid > 0:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def forwarded_signals() -> set[signal.Signals]:
+    return {getattr(signal, name) for name in FORWARDED_SIGNALS}
+
+
+class SignalForwarder:
+    """While active, what we receive goes to the exec'd process (^C in the user's shell interrupts it).
+
+    Through a pidfd: a signal arriving after the process was reaped cannot hit a reused PID.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pidfd = os.pidfd_open(pid)
+        self.previous: dict[int, object] = {}
+        for number in forwarded_signals():
+            with contextlib.suppress(OSError, ValueError):
+                self.previous[number] = signal.signal(number, self._forward)
+
+    def _forward(self, signum: int, _frame) -> None:
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(self.pidfd, signum)
+
+    def __enter__(self) -> SignalForwarder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(number, handler)
+        os.close(self.pidfd)
+
+
+# ------------------------------------------------------------------------------------------ C: entering
+
+
+def _intermediate_main(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, program: bytes | None,
+                       ch: _Channels) -> None:  # pragma: no cover - runs in the forked child
+    """C: join the cgroup and namespaces, fork G into the PID namespace, tell P its PID, exit. Never returns."""
+    from pyctr.runtime import init
+
+    code = 125
+    try:
+        close_all([ch.report_r, ch.pid_r])
+        if ch.parent is not None:
+            ch.parent.close()
+        _enter(plan, ns_fds, cgroup)
+        target = os.fork()
+        if target == 0:
+            _target_main(plan, program, ch)
+        os.write(ch.pid_w, _MSG_PID + str(target).encode())
+        code = 0
+    except PyctrError as e:
+        init._report(ch.report_w, "RuntimeFailure", e.message)
+    except OSError as e:
+        init._report(ch.report_w, "RuntimeFailure", f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+    except BaseException as e:
+        init._report(ch.report_w, "RuntimeFailure", f"exec setup: {type(e).__name__}: {e}")
+    finally:
+        os._exit(code)
+
+
+def _enter(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup) -> None:
+    """Non-dumpable first; cgroup before the cgroup namespace; the mount namespace last."""
+    from pyctr.runtime import capabilities, syscalls
+
+    syscalls.set_parent_death_signal(signal.SIGKILL)  # P gone during setup: do not linger half-entered
+    capabilities.set_dumpable(False)
+    if cgroup.paths:
+        cgroup.add_process(os.getpid())
+    for ns in plan.namespaces:
+        if ns.name == "mount":
+            seal_imports()
+        syscalls.setns(ns_fds[ns], ns.flag)
+        os.close(ns_fds[ns])
+    os.chdir("/")  # setns(mnt) already moved root and cwd to the container's root; make it explicit
+    os.umask(0o022)
+
+
+def seal_imports() -> None:
+    """From here on, a module import would read the container's filesystem as host root: forbid them all."""
+    import sys
+
+    sys.path[:] = []
+    sys.path_importer_cache.clear()
+    sys.path_hooks[:] = []
+    sys.meta_path[:] = [finder for finder in sys.meta_path
+                        if getattr(finder, "__name__", "") in ("BuiltinImporter", "FrozenImporter")]
+
+
+# ------------------------------------------------------------------------------------------ G: the process
+
+
+def _target_main(plan: ExecPlan, program: bytes | None, ch: _Channels) -> None:  # pragma: no cover - child
+    """G, inside every namespace: set the process up as the container's own and exec. Never returns."""
+    from pyctr.runtime import init
+
+    code = 125
+    try:
+        _prepare_and_exec(plan, program, ch)
+    except PyctrError as e:
+        code = e.exit_code
+        init._report(ch.report_w, type(e).__name__, e.message)
+    except OSError as e:
+        init._report(ch.report_w, "RuntimeFailure", f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+    except BaseException as e:
+        init._report(ch.report_w, "RuntimeFailure", f"exec: {type(e).__name__}: {e}")
+    finally:
+        os._exit(code)
+
+
+def _prepare_and_exec(plan: ExecPlan, program: bytes | None, ch: _Channels) -> None:
+    from pyctr.runtime import init, syscalls
+
+    spec = plan.spec
+    console = _container_terminal(ch) if plan.tty else None
+    stdio = (console, console, console) if console is not None else (ch.stdin, ch.stdout, ch.stderr)
+    init._install_stdio(init.ChildFds(*stdio, go=-1, report=ch.report_w))
+    os.close(ch.pid_w)
+    if ch.child is not None:
+        ch.child.close()
+    enter_workdir(spec.process.cwd)
+    user = init._container_user(spec)
+    env = init._final_env(spec.process.env, user)
+    if console is not None:
+        os.fchown(0, user.uid, -1)  # runc's fixStdioPermissions: the user owns its terminal
+        os.close(console)
+    init._apply_rlimits(spec)
+    init._become_session_leader(console is not None)
+    executable = init.find_executable(spec.process.args[0], init._env_path(env))
+    if program:
+        syscalls.seccomp_set_filter(program)
+    init._drop_privileges(spec, user)
+    init._reset_signals()
+    init._close_other_fds(ch.report_w)
+    try:
+        os.execve(executable, spec.process.args, dict(init._split_env(env)))
+    except OSError as e:
+        raise init.exec_error(spec.process.args[0], e) from None
+
+
+def enter_workdir(cwd: str) -> None:
+    """chdir to the working directory, which must exist (runc exec does not create it, unlike a start)."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise RuntimeFailure(f'chdir to cwd ("{cwd}") set in config.json failed: {e.strerror.lower()}') from None
+    here = os.getcwd()
+    if not here.startswith("/"):
+        raise RuntimeFailure(f"current working directory {here!r} is outside the container root")
+
+
+def _container_terminal(ch: _Channels) -> int:
+    """Allocate a pty from the container's devpts, hand the master to P, wait until P has sized it."""
+    import socket
+
+    master, slave = open_container_pty()
+    try:
+        socket.send_fds(ch.child, [_MSG_TTY], [master])
+    finally:
+        os.close(master)
+    if ch.child.recv(8) != _MSG_GO:
+        raise RuntimeFailure("pyctr exec went away before the terminal was set up")
+    return slave
+
+
+def open_container_pty() -> tuple[int, int]:
+    """(master, slave) from /dev/pts/ptmx of the mount namespace we are in, with no symlink followed.
+
+    Both are checked to be what they claim (a ptmx device on a devpts filesystem, a pty slave), so a
+    container that replaced its /dev/pts cannot make us open something else.
+    """
+    import fcntl
+    import stat
+    import struct
+
+    from pyctr.runtime import syscalls as s
+
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        master = s.openat2(root, "dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY,
+                           s.RESOLVE_IN_ROOT | s.RESOLVE_NO_SYMLINKS | s.RESOLVE_NO_MAGICLINKS)
+    finally:
+        os.close(root)
+    try:
+        st = os.fstat(master)
+        if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != PTMX_DEVICE \
+                or s.filesystem_type(master) != DEVPTS_SUPER_MAGIC:
+            raise RuntimeFailure("/dev/pts/ptmx in the container is not a devpts ptmx")
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        if os.major(os.fstat(slave).st_rdev) not in PTY_SLAVE_MAJORS:
+            os.close(slave)
+            raise RuntimeFailure("the container's pty slave is not a pty")
+    except BaseException:
+        os.close(master)
+        raise
+    return master, slave

@@ -501,7 +501,7 @@ def _intermediate_main(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgr
 
 def _enter(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup) -> None:
     """Non-dumpable first; cgroup before the cgroup namespace; the mount namespace last."""
-    from pyctr.runtime import capabilities, syscalls
+    from pyctr.runtime import capabilities, init, syscalls
 
     syscalls.set_parent_death_signal(signal.SIGKILL)  # P gone during setup: do not linger half-entered
     capabilities.set_dumpable(False)
@@ -509,22 +509,11 @@ def _enter(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup) -> None
         cgroup.add_process(os.getpid())
     for ns in plan.namespaces:
         if ns.name == "mount":
-            seal_imports()
+            init.seal_imports()
         syscalls.setns(ns_fds[ns], ns.flag)
         os.close(ns_fds[ns])
     os.chdir("/")  # setns(mnt) already moved root and cwd to the container's root; make it explicit
     os.umask(0o022)
-
-
-def seal_imports() -> None:
-    """From here on, a module import would read the container's filesystem as host root: forbid them all."""
-    import sys
-
-    sys.path[:] = []
-    sys.path_importer_cache.clear()
-    sys.path_hooks[:] = []
-    sys.meta_path[:] = [finder for finder in sys.meta_path
-                        if getattr(finder, "__name__", "") in ("BuiltinImporter", "FrozenImporter")]
 
 
 # ------------------------------------------------------------------------------------------ G: the process

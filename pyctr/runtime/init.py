@@ -92,6 +92,7 @@ def _setup_and_exec(spec: ContainerSpec, fds: ChildFds) -> None:
         syscalls.bring_loopback_up()
     from pyctr.runtime.rootfs import build_rootfs, remount_root_readonly
 
+    seal_imports()  # the launcher preloaded all we need; after pivot_root an import would read the image
     build_rootfs(spec, fds.console)
     if "uts" in spec.namespaces:  # never rename the host
         syscalls.sethostname(spec.hostname)
@@ -115,6 +116,20 @@ def _setup_and_exec(spec: ContainerSpec, fds: ChildFds) -> None:
         os.execve(executable, spec.process.args, dict(_split_env(env)))
     except OSError as e:
         raise exec_error(spec.process.args[0], e) from None
+
+
+def seal_imports() -> None:
+    """Forbid module imports from here on: after pivot_root (or setns into a container's mount namespace) the
+    import path names the container's files, and code found there would run as root before capabilities drop.
+
+    Modules already loaded keep working (imports consult sys.modules first); a missing one fails loudly."""
+    import sys
+
+    sys.path[:] = []
+    sys.path_importer_cache.clear()
+    sys.path_hooks[:] = []
+    sys.meta_path[:] = [finder for finder in sys.meta_path
+                        if getattr(finder, "__name__", "") in ("BuiltinImporter", "FrozenImporter")]
 
 
 def _namespace_flags(spec: ContainerSpec) -> int:

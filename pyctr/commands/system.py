@@ -82,6 +82,25 @@ def system() -> None:
 system.add_command(info)
 
 
+@system.command()
+@click.option("--dry-run", is_flag=True, help="Report problems without repairing anything.")
+@pass_app
+def check(app: AppContext, dry_run: bool) -> None:
+    """Verify the image store and the containers; repair what is safe to repair.
+
+    Prints one line per problem. Exits 0 when everything is consistent (after repairs), 1 otherwise.
+    """
+    from pyctr.image.check import check_store
+    from pyctr.runtime.check import check_containers
+
+    config = app.config
+    outcomes = check_store(config.paths, repair=not dry_run) + check_containers(config, repair=not dry_run)
+    for outcome in outcomes:
+        click.echo(outcome.line())
+    if any(not outcome.repaired for outcome in outcomes):
+        sys.exit(1)
+
+
 def _add_image_commands() -> None:
     """`system df` lives with the image commands (it is mostly image-store accounting)."""
     from pyctr.commands.image import df

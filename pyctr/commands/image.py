@@ -1,0 +1,672 @@
+"""Image commands: pull, push, images, rmi, tag, save, load, history, login, logout and `image ...`.
+
+Output follows Docker's formats (column names, human sizes and durations,
+"Untagged:/Deleted:" lines) so scripts written for Docker keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from typing import Any
+
+import click
+
+from pyctr.commands import AppContext, pass_app
+
+# ---------------------------------------------------------------- formatting helpers (pure)
+
+_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
+
+
+def human_size(size: float, precision: int = 3) -> str:
+    """Docker's units.HumanSizeWithPrecision: decimal units, `%.3g`."""
+    i = 0
+    while size >= 1000 and i < len(_UNITS) - 1:
+        size /= 1000.0
+        i += 1
+    return f"{size:.{precision}g}{_UNITS[i]}"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def parse_created(created: str) -> float | None:
+    """RFC 3339 (with nanoseconds, as images carry) -> epoch seconds."""
+    import datetime
+
+    if not created:
+        return None
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", created.strip())
+    if not m:
+        return None
+    base = datetime.datetime.fromisoformat(m.group(1) + (m.group(3).replace("Z", "+00:00")))
+    frac = float(m.group(2)) if m.group(2) else 0.0
+    return base.timestamp() + frac
+
+
+def since(created: str, now: float | None = None) -> str:
+    ts = parse_created(created)
+    if ts is None:
+        return "N/A"
+    return human_duration((now or time.time()) - ts) + " ago"
+
+
+def table(rows: list[list[str]]) -> str:
+    """Go tabwriter with padding 3 (as `docker images`): every column but the last padded."""
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for r in rows:
+        cells = [c.ljust(widths[i] + 3) if i < len(r) - 1 else c for i, c in enumerate(r)]
+        lines.append("".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def go_value(value: Any) -> str:
+    """How Go's text/template prints a value."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + " ".join(go_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_value(v)}" for k, v in sorted(value.items())) + "]"
+    return str(value)
+
+
+def _go_json(value: Any) -> str:
+    """Go's encoding/json: compact, no spaces."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def render_template(template: str, obj: Any) -> str:
+    """A subset of Go templates: `{{.A.B}}`, `{{json .}}`, `{{json .A}}`, `{{index .A "k"}}`."""
+    template = template.replace("\\t", "\t").replace("\\n", "\n")
+
+    def lookup(path: str) -> Any:
+        value = obj
+        for part in [p for p in path.strip().lstrip(".").split(".") if p]:
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def replace(m: re.Match) -> str:
+        expr = m.group(1).strip()
+        if expr.startswith("json "):
+            return _go_json(lookup(expr[5:]))
+        if expr.startswith("index "):
+            parts = re.match(r'index\s+(\S+)\s+"([^"]*)"', expr)
+            if parts:
+                base = lookup(parts.group(1))
+                return go_value(base.get(parts.group(2)) if isinstance(base, dict) else None)
+        if expr.startswith("."):
+            return go_value(lookup(expr))
+        raise click.UsageError(f"template: unsupported expression {{{{{expr}}}}}")
+
+    return re.sub(r"\{\{(.*?)\}\}", replace, template)
+
+
+def _store(app: AppContext):
+    from pyctr.image.store import ImageStore
+
+    return ImageStore(app.config.paths)
+
+
+# ---------------------------------------------------------------- pull / push
+
+@click.command()
+@click.argument("name")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Pull this platform from a multi-platform image.")
+@click.option("-a", "--all-tags", is_flag=True, help="Download all tagged images in the repository.")
+@pass_app
+def pull(app: AppContext, name: str, quiet: bool, platform: str | None, all_tags: bool) -> None:
+    """Download an image from a registry."""
+    from pyctr.image.pull import pull as do_pull
+    from pyctr.image.pull import pull_all_tags
+    from pyctr.image.reference import parse_reference
+
+    if all_tags:
+        pull_all_tags(app.config, name, platform=platform, quiet=quiet, out=sys.stdout)
+        click.echo(parse_reference(name, default_tag=False).name)
+        return
+    given = parse_reference(name, default_tag=False)
+    if not quiet and given.tag is None and given.digest is None:
+        click.echo("Using default tag: latest")
+    do_pull(app.config, name, platform=platform, quiet=quiet, out=sys.stdout)
+    click.echo(str(parse_reference(name)))
+
+
+@click.command()
+@click.argument("name")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
+@pass_app
+def push(app: AppContext, name: str, quiet: bool) -> None:
+    """Upload an image to a registry."""
+    from pyctr.image.push import push as do_push
+
+    do_push(app.config, name, quiet=quiet, out=sys.stdout)
+
+
+# ---------------------------------------------------------------- images
+
+def _image_rows(store, show_all: bool, filter_ref: str | None) -> list[dict]:
+    """One row per (image, tag) as `docker images` shows them; untagged images once as <none>."""
+    from pyctr.image.reference import parse_reference
+
+    rows = []
+    for image in store.list_images():
+        digests = {d.split("@")[0]: d.split("@")[1] for d in image.repo_digests}
+        names = [(t.rsplit(":", 1)[0], t.rsplit(":", 1)[1]) for t in image.repo_tags]
+        if not names:
+            names = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
+        for repo, tag in names:
+            if filter_ref:
+                want = parse_reference(filter_ref, default_tag=False)
+                if repo not in (want.familiar_name, want.name) or (want.tag and want.tag != tag):
+                    continue
+            rows.append({"image": image, "Repository": repo, "Tag": tag,
+                         "Digest": digests.get(repo, "<none>")})
+    rows.sort(key=lambda r: (-(parse_created(r["image"].created) or r["image"].added), r["Repository"], r["Tag"]))
+    return rows
+
+
+def row_matches_filter(row: dict, expr: str) -> bool:
+    """`docker images --filter`: dangling=true|false, reference=<glob>, label=<key>[=<value>]."""
+    import fnmatch
+
+    key, _, value = expr.partition("=")
+    if key == "dangling":
+        return (row["Tag"] == "<none>") == (value.lower() in ("true", "1"))
+    if key == "reference":
+        name = f"{row['Repository']}:{row['Tag']}"
+        return fnmatch.fnmatchcase(name, value) or fnmatch.fnmatchcase(row["Repository"], value)
+    if key == "label":
+        labels = (row["image"].config.get("config") or {}).get("Labels") or {}
+        label, has_value, wanted = value.partition("=")
+        return label in labels and (not has_value or labels[label] == wanted)
+    raise click.UsageError(f"invalid filter '{key}'")
+
+
+def _row_json(row: dict, no_trunc: bool) -> dict:
+    image = row["image"]
+    created = image.created
+    ts = parse_created(created)
+    created_at = (time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(ts)) if ts else "")
+    return {
+        "Containers": "N/A", "CreatedAt": created_at, "CreatedSince": since(created),
+        "Digest": row["Digest"], "ID": image.id if no_trunc else image.short_id,
+        "Repository": row["Repository"], "SharedSize": "N/A", "Size": human_size(image.size),
+        "Tag": row["Tag"], "UniqueSize": "N/A", "VirtualSize": human_size(image.size, 4),
+    }
+
+
+@click.command()
+@click.argument("repository", required=False)
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show all images (default hides intermediate images).")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("--digests", is_flag=True, help="Show digests.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("--format", "fmt", help="'json' or a Go template such as '{{.Repository}}:{{.Tag}}'.")
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="Filter output (dangling=true|false, reference=GLOB, label=KEY[=VALUE]).")
+@pass_app
+def images(app: AppContext, repository: str | None, show_all: bool, quiet: bool, digests: bool, no_trunc: bool,
+           fmt: str | None, filters: tuple[str, ...]) -> None:
+    """List images."""
+    rows = _image_rows(_store(app), show_all, repository)
+    for f in filters:
+        rows = [r for r in rows if row_matches_filter(r, f)]
+    if quiet:
+        seen: list[str] = []
+        for r in rows:
+            ident = r["image"].id if no_trunc else r["image"].short_id
+            if ident not in seen:
+                seen.append(ident)
+        for ident in seen:
+            click.echo(ident)
+        return
+    if fmt:
+        for r in rows:
+            doc = _row_json(r, no_trunc)
+            click.echo(_go_json(doc) if fmt == "json" else render_template(fmt, doc))
+        return
+    header = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
+    out = [header]
+    for r in rows:
+        doc = _row_json(r, no_trunc)
+        out.append([doc["Repository"], doc["Tag"]] + ([doc["Digest"]] if digests else [])
+                   + [doc["ID"], doc["CreatedSince"], doc["Size"]])
+    click.echo(table(out))
+
+
+# ---------------------------------------------------------------- rmi / tag
+
+def remove_image(store, name: str, force: bool) -> list[str]:
+    """Docker's rmi semantics; returns the "Untagged: x" / "Deleted: y" lines.
+
+    By name: remove that name; the image goes only with its last tag. By id: the
+    image goes with all its names (refused if several tags, unless forced). An image
+    a container uses is refused unless forced, and then only untagged (kept dangling,
+    so the container's layers stay), as Docker does for a running container.
+    """
+    from pyctr.errors import ConflictError
+
+    image = store.resolve(name)
+    users = store.containers_using().get(image.id, [])
+    ref = _names_image(store, name, image.id)
+    if ref is not None:
+        remaining = ([t for t in image.repo_tags if t != ref.familiar] if not ref.digest
+                     else image.repo_tags + [d for d in image.repo_digests if d != ref.familiar])
+        if remaining:
+            store.untag(ref)
+            return [f"Untagged: {ref.familiar}"]
+        if users and not force:
+            raise ConflictError(f'conflict: unable to remove repository reference "{name}" (must force) - '
+                                f"container {users[0][:12]} is using its referenced image {image.short_id}")
+    else:
+        if users and not force:
+            raise ConflictError(f"conflict: unable to delete {image.short_id} (must be forced) - "
+                                f"image is being used by stopped container {users[0][:12]}")
+        if len(image.repo_tags) > 1 and not force:
+            raise ConflictError(f"conflict: unable to delete {image.short_id} (must be forced) - "
+                                "image is referenced in multiple repositories")
+    lines = [f"Untagged: {t}" for t in image.repo_tags] + [f"Untagged: {d}" for d in image.repo_digests]
+    if users:
+        for name_ in image.repo_tags + image.repo_digests:
+            store.untag(name_)
+        return lines
+    before = {p.name for p in store.paths.layers.iterdir()} if store.paths.layers.is_dir() else set()
+    store.delete_image(image.id)
+    after = {p.name for p in store.paths.layers.iterdir()} if store.paths.layers.is_dir() else set()
+    lines.append(f"Deleted: {image.id}")
+    lines += [f"Deleted: sha256:{h}" for h in (layer.chain_id[7:] for layer in reversed(image.layers))
+              if h in before - after]
+    return lines
+
+
+def _names_image(store, name: str, image_id: str):
+    """The Reference `name` is, if it is a stored tag/digest of `image_id` (not an id)."""
+    from pyctr.errors import InvalidReference
+    from pyctr.image.reference import parse_reference
+
+    if name.startswith("sha256:"):
+        return None
+    try:
+        ref = parse_reference(name)
+    except InvalidReference:
+        return None
+    return ref if store.lookup_name(ref) == image_id else None
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
+@click.option("--no-prune", is_flag=True, help="Do not delete untagged parents.")
+@pass_app
+def rmi(app: AppContext, names: tuple[str, ...], force: bool, no_prune: bool) -> None:
+    """Remove one or more images."""
+    from pyctr.errors import PyctrError
+
+    store = _store(app)
+    failed = 0
+    for name in names:
+        try:
+            for line in remove_image(store, name, force):
+                click.echo(line)
+        except PyctrError as e:
+            click.echo(f"Error: {e.message}", err=True)
+            failed += 1
+    if failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("source")
+@click.argument("target")
+@pass_app
+def tag(app: AppContext, source: str, target: str) -> None:
+    """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
+    from pyctr.image.reference import parse_reference
+
+    store = _store(app)
+    image = store.resolve(source)
+    store.tag(parse_reference(target), image.id)
+
+
+# ---------------------------------------------------------------- inspect / history / prune
+
+@click.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--format", "fmt", help="Format the output using a Go template.")
+@pass_app
+def inspect(app: AppContext, names: tuple[str, ...], fmt: str | None) -> None:
+    """Display detailed information on one or more images."""
+    from pyctr.errors import PyctrError
+
+    store = _store(app)
+    docs, failed = [], 0
+    for name in names:
+        try:
+            docs.append(store.resolve(name).inspect())
+        except PyctrError as e:
+            click.echo(f"Error: {e.message}", err=True)
+            failed += 1
+    if fmt:
+        for doc in docs:
+            click.echo(_go_json(doc) if fmt == "json" else render_template(fmt, doc))
+    else:
+        click.echo(json.dumps(docs, indent=4))
+    if failed:
+        sys.exit(1)
+
+
+def history_rows(image, no_trunc: bool, human: bool = True) -> list[dict]:
+    """config.history newest first, with layer sizes matched to the non-empty entries."""
+    cfg = image.config
+    history = [h for h in cfg.get("history") or [] if isinstance(h, dict)]
+    sizes = [layer.size for layer in image.layers]
+    rows, layer_index = [], 0
+    for h in history:
+        size = 0
+        if not h.get("empty_layer") and layer_index < len(sizes):
+            size = sizes[layer_index]
+            layer_index += 1
+        rows.append({"CreatedBy": h.get("created_by", ""), "Created": h.get("created", ""),
+                     "Size": size, "Comment": h.get("comment", "")})
+    if not history:
+        rows = [{"CreatedBy": "", "Created": cfg.get("created", ""), "Size": s, "Comment": ""} for s in sizes]
+    rows.reverse()
+    for i, r in enumerate(rows):
+        r["ID"] = (image.id if no_trunc else image.short_id) if i == 0 else "<missing>"
+        created_by = r["CreatedBy"].replace("\t", " ").replace("\n", " ")
+        if not no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        r["CreatedByShown"] = created_by
+        r["CreatedSince"] = since(r["Created"]) if human else r["Created"]
+        r["SizeShown"] = human_size(r["Size"]) if human else str(r["Size"])
+    return rows
+
+
+@click.command()
+@click.argument("name")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("-H", "--human", type=bool, default=True, show_default=True,
+              help="Print sizes and dates in human readable format.")
+@click.option("--format", "fmt", help="'json' or a Go template.")
+@pass_app
+def history(app: AppContext, name: str, no_trunc: bool, quiet: bool, human: bool, fmt: str | None) -> None:
+    """Show the history of an image."""
+    rows = history_rows(_store(app).resolve(name), no_trunc, human)
+    if quiet:
+        for r in rows:
+            click.echo(r["ID"])
+        return
+    if fmt:
+        for r in rows:
+            doc = {"ID": r["ID"], "CreatedSince": r["CreatedSince"], "CreatedAt": r["Created"],
+                   "CreatedBy": r["CreatedByShown"], "Size": r["SizeShown"], "Comment": r["Comment"]}
+            click.echo(_go_json(doc) if fmt == "json" else render_template(fmt, doc))
+        return
+    out = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    out += [[r["ID"], r["CreatedSince"], r["CreatedByShown"], r["SizeShown"], r["Comment"]] for r in rows]
+    click.echo(table(out))
+
+
+def prune_images(store, all_unused: bool) -> tuple[list[str], int]:
+    """Remove dangling (or, with all_unused, all) images no container uses; (lines, bytes freed)."""
+    users = store.containers_using()
+    lines, freed = [], 0
+    for image in store.list_images():
+        if image.id in users:
+            continue
+        if image.repo_tags and not all_unused:
+            continue
+        lines += [f"untagged: {t}" for t in image.repo_tags] + [f"untagged: {d}" for d in image.repo_digests]
+        freed += image.size
+        store.delete_image(image.id)
+        lines.append(f"deleted: {image.id}")
+    return lines, freed
+
+
+@click.command()
+@click.option("-a", "--all", "all_unused", is_flag=True, help="Remove all unused images, not just dangling ones.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, hidden=True)
+@pass_app
+def prune(app: AppContext, all_unused: bool, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove unused images."""
+    if not force:
+        what = ("all images without at least one container associated to them" if all_unused
+                else "all dangling images")
+        click.echo(f"WARNING! This will remove {what}.")
+        if not click.confirm("Are you sure you want to continue?", default=False):
+            return
+    store = _store(app)
+    lines, freed = prune_images(store, all_unused)
+    store.collect_garbage()
+    if lines:
+        click.echo("Deleted Images:")
+        for line in lines:
+            click.echo(line)
+        click.echo("")
+    click.echo(f"Total reclaimed space: {human_size(freed)}")
+
+
+# ---------------------------------------------------------------- save / load
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file, instead of STDOUT.")
+@pass_app
+def save(app: AppContext, names: tuple[str, ...], output: str | None) -> None:
+    """Save one or more images to a tar archive (streamed to STDOUT by default)."""
+    from pyctr.errors import UsageError
+    from pyctr.image.archive import save_images
+
+    if output is None and sys.stdout.isatty():
+        raise UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    store = _store(app)
+    if output is None:
+        save_images(store, list(names), sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        from pathlib import Path
+
+        target = Path(output)
+        tmp = target.with_name(f".{target.name}.partial")
+        try:
+            with open(tmp, "wb") as f:
+                save_images(store, list(names), f)
+            tmp.replace(target)
+        except OSError as e:  # Docker: "failed to save image: invalid output path ..."
+            raise UsageError(f"failed to save image: cannot write {output}: {e.strerror or e}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+@click.command()
+@click.option("-i", "--input", "input_path", type=click.Path(exists=True, dir_okay=False),
+              help="Read from tar archive file, instead of STDIN.")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
+@pass_app
+def load(app: AppContext, input_path: str | None, quiet: bool) -> None:
+    """Load an image from a tar archive or STDIN."""
+    from pyctr.errors import UsageError
+    from pyctr.image.archive import load_archive
+
+    if input_path is None and sys.stdin.isatty():
+        raise UsageError("requested load from stdin, but stdin is empty")
+    store = _store(app)
+    if input_path:
+        with open(input_path, "rb") as f:
+            lines = load_archive(store, f)
+    else:
+        lines = load_archive(store, sys.stdin.buffer)
+    if not quiet:
+        for line in lines:
+            click.echo(line)
+
+
+# ---------------------------------------------------------------- login / logout
+
+@click.command()
+@click.argument("server", required=False)
+@click.option("-u", "--username", help="Username.")
+@click.option("-p", "--password", help="Password.")
+@click.option("--password-stdin", is_flag=True, help="Take the password from stdin.")
+@pass_app
+def login(app: AppContext, server: str | None, username: str | None, password: str | None,
+          password_stdin: bool) -> None:
+    """Log in to a registry (credentials go to Docker's config.json)."""
+    from pyctr.errors import UsageError
+    from pyctr.image.auth import normalize_server, store_credentials
+    from pyctr.image.push import login_check
+
+    if password and password_stdin:
+        raise UsageError("--password and --password-stdin are mutually exclusive")
+    if password_stdin:
+        if not username:
+            raise UsageError("Must provide --username with --password-stdin")
+        password = sys.stdin.read().rstrip("\r\n")
+    elif password:
+        click.echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", err=True)
+    if (not username or not password) and not sys.stdin.isatty():
+        raise UsageError("Cannot perform an interactive login from a non TTY device")
+    if not username:
+        username = click.prompt("Username", err=True)
+    if not password:
+        password = click.prompt("Password", hide_input=True, err=True)
+    if not username or not password:
+        raise UsageError("Error: Username and password are required" if not username else "password is required")
+    host = normalize_server(server) if server else "docker.io"
+    login_check(app.config, host, username, password)
+    path = store_credentials(server, username, password)
+    click.echo(f"WARNING! Your password will be stored unencrypted in {path}.", err=True)
+    click.echo("Login Succeeded")
+
+
+@click.command()
+@click.argument("server", required=False)
+def logout(server: str | None) -> None:
+    """Log out from a registry."""
+    from pyctr.image.auth import remove_credentials, server_key
+
+    key = server_key(server)
+    if remove_credentials(server):
+        click.echo(f"Removing login credentials for {key}")
+    else:
+        click.echo(f"Not logged in to {key}")
+
+
+# ---------------------------------------------------------------- system df
+
+def _du(path) -> int:
+    import os
+
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(path):
+        for name in files + dirs:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512 if st.st_blocks else st.st_size
+    return total
+
+
+@click.command()
+@click.option("-v", "--verbose", is_flag=True, hidden=True)
+@click.option("--format", "fmt", help="'json' or a Go template.")
+@pass_app
+def df(app: AppContext, verbose: bool, fmt: str | None) -> None:
+    """Show pyctr disk usage."""
+    store = _store(app)
+    paths = app.config.paths
+    images_ = store.list_images()
+    users = store.containers_using()
+    image_size = sum(i.size for i in images_)
+    active_images = [i for i in images_ if i.id in users]
+    reclaim = image_size - sum(i.size for i in active_images)
+    containers = [p for p in paths.containers.iterdir() if p.is_dir()] if paths.containers.is_dir() else []
+    container_size = sum(_du(p / "rootfs" / "upper") for p in containers)
+    volumes = [p for p in paths.volumes.iterdir() if p.is_dir()] if paths.volumes.is_dir() else []
+    volume_size = sum(_du(p) for p in volumes)
+    cache_size = _du(paths.build_cache) if paths.build_cache.is_dir() else 0
+    pct = f" ({int(100 * reclaim / image_size)}%)" if image_size else " (0%)"
+    rows = [
+        {"Type": "Images", "TotalCount": str(len(images_)), "Active": str(len(active_images)),
+         "Size": human_size(image_size), "Reclaimable": human_size(reclaim) + pct},
+        {"Type": "Containers", "TotalCount": str(len(containers)), "Active": "0",
+         "Size": human_size(container_size), "Reclaimable": human_size(container_size)},
+        {"Type": "Local Volumes", "TotalCount": str(len(volumes)), "Active": "0",
+         "Size": human_size(volume_size), "Reclaimable": human_size(volume_size)},
+        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": human_size(cache_size),
+         "Reclaimable": human_size(cache_size)},
+    ]
+    if fmt:
+        for r in rows:
+            click.echo(_go_json(r) if fmt == "json" else render_template(fmt, r))
+        return
+    out = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]]
+    out += [[r["Type"], r["TotalCount"], r["Active"], r["Size"], r["Reclaimable"]] for r in rows]
+    click.echo(table(out))
+
+
+# ---------------------------------------------------------------- the `image` group
+
+@click.group()
+def image() -> None:
+    """Manage images."""
+
+
+def _alias(command: click.Command, name: str) -> click.Command:
+    return click.Command(name, params=command.params, callback=command.callback, help=command.help,
+                         context_settings=command.context_settings)
+
+
+image.add_command(_alias(images, "ls"))
+image.add_command(_alias(images, "list"))
+image.add_command(inspect)
+image.add_command(_alias(rmi, "rm"))
+image.add_command(prune)
+image.add_command(tag)
+image.add_command(history)
+image.add_command(pull)
+image.add_command(push)
+image.add_command(save)
+image.add_command(load)

@@ -1,0 +1,131 @@
+"""`push`: upload an image's blobs and manifest so any registry client can pull it.
+
+The manifest pulled with the image is pushed unchanged when all its blobs are
+still in the store (its digest then stays the same, as users pinned it);
+images built or loaded locally get a fresh OCI manifest. Layers without a
+compressed blob (loaded from an archive by an older pyctr) are packed again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from pyctr.config import Config
+from pyctr.errors import RegistryError, UsageError
+from pyctr.image.manifest import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, build_manifest
+from pyctr.image.reference import parse_reference
+from pyctr.image.store import ImageRecord, ImageStore, LayerRecord
+
+
+def _client_for(config: Config, registry: str, repository: str, actions: tuple[str, ...]):
+    from pyctr.image.auth import load_credentials
+    from pyctr.image.reference import DOCKER_HUB, Reference
+    from pyctr.image.registry import RegistryClient, endpoints_for
+
+    ref = Reference(registry, repository or "library/x", "latest")
+    # A push goes to the registry itself, never a pull-through mirror.
+    endpoint = endpoints_for(ref, (), config.insecure_registries)[-1]
+    creds = load_credentials(DOCKER_HUB if ref.is_docker_hub else registry)
+    return RegistryClient(endpoint, repository, creds, actions)
+
+
+def login_check(config: Config, registry: str, user: str, password: str) -> None:
+    """Prove the credentials work against the registry's /v2/ (raises RegistryError if not)."""
+    from pyctr.image.reference import DOCKER_HUB_ALIASES
+
+    registry = "docker.io" if registry in DOCKER_HUB_ALIASES + ("registry-1.docker.io",) else registry
+    client = _client_for(config, registry, "", ())
+    client.credentials = (user, password)
+    client.ping()
+
+
+def _layer_blob(store: ImageStore, layer: LayerRecord) -> dict:
+    """The layer's compressed blob descriptor, packing the layer again if the blob is gone."""
+    if layer.blob and store.has_blob(layer.blob["digest"]):
+        return layer.blob
+    from pyctr.image.pack import pack_layer
+
+    store.ensure()
+    tmp = store.paths.tmp / f"repack-{os.getpid()}-{time.monotonic_ns()}.tar.gz"
+    try:
+        with open(tmp, "wb") as out:
+            result = pack_layer(layer.diff_dir, out)
+        if result.diff_id != layer.diff_id:
+            raise RegistryError(f"layer {layer.chain_id} no longer matches its diff id; cannot push it")
+        from pyctr.image.store import file_digest
+
+        digest = file_digest(tmp)
+        size = tmp.stat().st_size
+        store.put_blob_file(tmp, digest, size)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size}
+
+
+def manifest_for(store: ImageStore, image: ImageRecord) -> tuple[bytes, str, list[dict]]:
+    """(manifest bytes, media type, layer blob descriptors) to push for `image`."""
+    if image.manifest_digest and store.has_blob(image.manifest_digest):
+        data = store.read_blob(image.manifest_digest)
+        doc = json.loads(data)
+        layers = doc.get("layers") or []
+        if all(store.has_blob(d["digest"]) for d in layers) and doc.get("config", {}).get("digest") == image.id:
+            return data, doc.get("mediaType") or image.manifest_media_type or OCI_MANIFEST, layers
+    blobs = [_layer_blob(store, layer) for layer in image.layers]
+    config_size = len(store.read_blob(image.id))
+    config_desc = Descriptor(OCI_CONFIG, image.id, config_size)
+    layer_descs = [Descriptor(_oci_layer_type(b["mediaType"]), b["digest"], int(b["size"])) for b in blobs]
+    return build_manifest(config_desc, layer_descs), OCI_MANIFEST, [d.to_json() for d in layer_descs]
+
+
+def _oci_layer_type(media_type: str) -> str:
+    """Docker layer types inside an OCI manifest would be rejected by strict clients."""
+    return {"application/vnd.docker.image.rootfs.diff.tar.gzip": OCI_LAYER_GZIP,
+            "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar"
+            }.get(media_type, media_type)
+
+
+def push(config: Config, name: str, quiet: bool = False, out: TextIO | None = None) -> str:
+    """Push the image named `name` (tag defaults to latest); returns the manifest digest."""
+    out = out if out is not None else sys.stdout
+    ref = parse_reference(name)
+    if ref.digest:
+        raise UsageError("cannot push a digest reference; push a tag")
+    store = ImageStore(config.paths)
+    image = store.resolve(name)
+    say = (lambda s: None) if quiet else (lambda s: (out.write(s + "\n"), out.flush()))
+    say(f"The push refers to repository [{ref.name}]")
+    with store.gc_lock(shared=True):
+        manifest, media_type, layers = manifest_for(store, image)
+        client = _client_for(config, ref.registry, ref.repository, ("pull", "push"))
+        for blob in reversed(layers):
+            _push_blob(store, client, blob, say)
+        _push_blob(store, client, {"digest": image.id, "size": len(store.read_blob(image.id))}, None)
+        client.put_manifest(ref.tag or "latest", manifest, media_type)
+    from pyctr.image.pull import sha256_of
+
+    digest = sha256_of(manifest)
+    store.add_digest(ref, digest, image.id)
+    say(f"{ref.tag}: digest: {digest} size: {len(manifest)}")
+    return digest
+
+
+def _push_blob(store: ImageStore, client, blob: dict, say) -> None:
+    digest, size = blob["digest"], int(blob["size"])
+    short = digest[7:19]
+    if client.blob_exists(digest):
+        if say:
+            say(f"{short}: Layer already exists")
+        return
+    path: Path = store.blob_path(digest)
+    if not path.is_file():
+        raise RegistryError(f"blob {digest} is missing from the store; cannot push it")
+    if say:
+        say(f"{short}: Preparing")
+    client.upload_blob(digest, size, path)
+    if say:
+        say(f"{short}: Pushed")

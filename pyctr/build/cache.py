@@ -17,6 +17,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from pyctr.build.staging import walk_tree
 from pyctr.fsutil import atomic_write_json, ensure_dir, read_json
 
 CACHE_VERSION = 1
@@ -36,7 +37,7 @@ def step_key(parent_id: str, instruction: Any, sources_digest: str | None = None
 def tree_digest(root: Path) -> str:
     """Content and metadata of a staged directory tree (what a COPY will write), mtimes excluded."""
     h = hashlib.sha256()
-    for rel, path, st in _walk(root):
+    for rel, path, st in walk_tree(root):
         kind = stat.S_IFMT(st.st_mode)
         h.update(f"{rel}\0{kind:o}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_uid}\0{st.st_gid}\0".encode())
         if stat.S_ISLNK(st.st_mode):
@@ -52,19 +53,6 @@ def file_digest(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _walk(root: Path):
-    stack = [("", root)]
-    while stack:
-        rel, host = stack.pop()
-        for name in sorted(os.listdir(host), reverse=True):
-            child_rel = f"{rel}/{name}" if rel else name
-            child = host / name
-            st = child.lstat()
-            yield child_rel, child, st
-            if stat.S_ISDIR(st.st_mode):
-                stack.append((child_rel, child))
 
 
 def is_empty_dir(path: Path) -> bool:

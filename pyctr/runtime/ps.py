@@ -12,39 +12,12 @@ import time
 from dataclasses import dataclass, field
 
 from pyctr.errors import UsageError
+from pyctr.units import bytes_size, human_duration, human_size
 
 COLUMNS = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
 _FIELDS = ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names")
 TRUNC_COMMAND = 20
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration, which Docker uses for CREATED and STATUS."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def status_text(status: str, exit_code: int, started: float, finished: float, now: float) -> str:
@@ -203,26 +176,6 @@ def select_items(items: list[PsItem], *, show_all: bool, filters: dict[str, list
 
 STATS_COLUMNS = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS")
 _STATS_FIELDS = ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs")
-
-
-def _size(value: float, base: int, units: tuple[str, ...]) -> str:
-    i = 0
-    while value >= base and i < len(units) - 1:
-        value /= base
-        i += 1
-    return f"{value:.4g}{units[i]}"
-
-
-def bytes_size(value: float) -> str:
-    """go-units BytesSize (binary): "1.5MiB"."""
-    return _size(float(value), 1024, ("B", "KiB", "MiB", "GiB", "TiB", "PiB"))
-
-
-def human_size(value: float) -> str:
-    """go-units HumanSizeWithPrecision(v, 3) (decimal): "1.2kB"."""
-    text = _size(float(value), 1000, ("B", "kB", "MB", "GB", "TB", "PB"))
-    number = text.rstrip("BkMGTP")
-    return f"{float(number):.3g}{text[len(number):]}"
 
 
 @dataclass(frozen=True)

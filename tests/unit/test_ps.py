@@ -6,6 +6,7 @@ import pytest
 
 from pyctr.errors import UsageError
 from pyctr.runtime import ps
+from pyctr.units import human_duration
 
 NOW = 1_700_000_000.0
 
@@ -17,7 +18,7 @@ NOW = 1_700_000_000.0
     (14 * 86400, "2 weeks"), (60 * 86400, "2 months"), (800 * 86400, "2 years"),
 ])
 def test_human_duration(seconds, text):
-    assert ps.human_duration(seconds) == text
+    assert human_duration(seconds) == text
 
 
 @pytest.mark.parametrize("status,code,started,finished,text", [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,17 @@ def fetch(url: str, attempts: int = 50) -> str:
     raise StepFailed(f"{url} did not answer")
 
 
+def fresh_root(env: dict) -> None:
+    """Start from an empty demo root, as a new user would: remove what an earlier demo left."""
+    root = Path(env["PYCTR_ROOT"])
+    if not root.exists():
+        return
+    ids = subprocess.run([PYCTR, "ps", "-aq"], env=env, text=True, capture_output=True).stdout.split()
+    if ids:
+        subprocess.run([PYCTR, "rm", "-f", *ids], env=env, capture_output=True)
+    shutil.rmtree(root)
+
+
 def walkthrough(env: dict) -> None:
     run(env, "run", "--rm", "busybox", "echo", "Hello", "World")
     run(env, "build", "-t", "pyserv", str(REPO / "examples" / "pyserv"))
@@ -99,6 +111,7 @@ def main() -> int:
         with tempfile.NamedTemporaryFile("w", suffix=".toml", dir=DEMO_DIR, delete=False) as cfg:
             cfg.write(f'registry_mirrors = ["http://{host}"]\ninsecure_registries = ["{host}"]\n')
         env = dict(os.environ, PYCTR_CONFIG=cfg.name, PYCTR_ROOT=str(DEMO_DIR / "root"))
+        fresh_root(env)
         print(f"\nDemo state: PYCTR_ROOT={env['PYCTR_ROOT']} PYCTR_CONFIG={cfg.name}")
         print(f"(Docker Hub is replaced by the local registry {host} as a registry mirror.)")
         walkthrough(env)

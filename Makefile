@@ -59,6 +59,9 @@ bench: install
 
 bench-peers: install
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io podman wrk
+	@# no systemd on these machines: start dockerd ourselves when it is not answering
+	@docker info >/dev/null 2>&1 || { (dockerd >/var/log/pyctr-bench-dockerd.log 2>&1 &); \
+	  for i in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; }
 	$(PY) bench/run.py --peers
 
 lint: venv

@@ -116,7 +116,7 @@ def bench_build(ctx: dict, cached: bool) -> Bench:
         return timed(tool, *args)
 
     def setup(tool: Tool, state: dict) -> None:
-        tool.run("pull", ctx["images"]["python"])
+        local_base(tool, ctx)
         tool.run("build", "-q", "-t", "bench-pyserv", str(context))
 
     name = "build examples/pyserv " + ("fully cached" if cached else "cold (--no-cache)")
@@ -153,6 +153,7 @@ def bench_http(ctx: dict) -> Bench:
     context = ctx["pyserv_context"]
 
     def setup(tool: Tool, state: dict) -> None:
+        local_base(tool, ctx)
         tool.run("build", "-q", "-t", "bench-pyserv", str(context))
         state["port"] = free_port()
         state["cid"] = tool.run("run", "-d", "-p", f"127.0.0.1:{state['port']}:8000", "bench-pyserv").stdout.strip()
@@ -190,6 +191,12 @@ def bench_startup(ctx: dict, args: list[str], label: str) -> Bench:
 
 
 # ---------------------------------------------------------------- measuring helpers
+
+
+def local_base(tool: Tool, ctx: dict) -> None:
+    """`FROM python:3-slim` must resolve locally for every tool: pull from loopback, tag with the short name."""
+    tool.run("pull", "-q", ctx["images"]["python"])
+    tool.run("tag", ctx["images"]["python"], "python:3-slim")
 
 
 def wait_http(url: str, seconds: float = 30) -> None:
@@ -231,7 +238,7 @@ def requests_per_second(url: str, seconds: float) -> float:
 
 def runtime_private_kib(tool: str) -> int:
     """Private memory of the per-container helper processes of a runtime (monitor or shim)."""
-    marker = {"pyctr": "monitor.py", "docker": "containerd-shim", "podman": "conmon"}[tool]
+    marker = {"pyctr": "/monitor-", "docker": "containerd-shim", "podman": "conmon"}[tool]
     total = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -248,17 +255,21 @@ def runtime_private_kib(tool: str) -> int:
 # ---------------------------------------------------------------- driver
 
 
-def peers(enabled: bool) -> tuple[list[Tool], list[str]]:
+def peers(enabled: bool, registry_host: str, work: Path) -> tuple[list[Tool], list[str]]:
     found, notes = [], []
     if not enabled:
         return found, ["peers not requested (make bench-peers benchmarks Docker and Podman too)"]
     env = dict(os.environ)
+    # Docker treats 127.0.0.0/8 as insecure by default; podman is told so in its registries.conf.
+    conf = work / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{registry_host}"\ninsecure = true\n')
+    podman_env = dict(env, CONTAINERS_REGISTRIES_CONF=str(conf))
     if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
         found.append(Tool("docker", ["docker"], env))
     else:
         notes.append("docker: no running Docker engine; benchmarked pyctr alone against it")
     if shutil.which("podman"):
-        found.append(Tool("podman", ["podman"], env))
+        found.append(Tool("podman", ["podman"], podman_env))
     else:
         notes.append("podman: not installed")
     return found, notes
@@ -352,7 +363,7 @@ def main() -> int:
             cfg.write_text(f'insecure_registries = ["{reg.host}"]\n')
             env["PYCTR_CONFIG"] = str(cfg)
             tools = [Tool("pyctr", [PYCTR], env)]
-            peer_tools, notes = peers(opts.peers)
+            peer_tools, notes = peers(opts.peers, reg.host, work)
             tools += peer_tools
             ctx = {"images": images, "pyserv_context": REPO / "examples" / "pyserv"}
             benches = [

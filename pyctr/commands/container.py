@@ -92,6 +92,8 @@ def run(app: AppContext, detach: bool, **kw) -> None:
     from pyctr.runtime import container
 
     options = run_options(detach, kw)
+    if options.tty and options.interactive and not detach and not os.isatty(0):
+        raise PyctrError("the input device is not a TTY", exit_code=1)  # Docker's check, before anything is made
     record = container.create(app.config, options)
     if detach:
         container.start_detached(app.config, record)

@@ -682,6 +682,9 @@ def stop(config: Config, ref: str, timeout: int | None = None, sig: str | None =
     return wait_recorded(store, record.id)
 
 
+POLL_SLICE_MS = 3_600_000
+
+
 def wait_for_exit(pid: int, start_time: int, timeout: float) -> bool:
     """Block until process (pid, start_time) is gone, at most `timeout` s; True if it is gone."""
     try:
@@ -702,7 +705,8 @@ def wait_for_exit(pid: int, start_time: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
-            if poller.poll(max(0, int(remaining * 1000))):
+            # poll() takes an int of milliseconds: wait in slices of at most an hour (wait uses a year)
+            if poller.poll(max(0, min(int(remaining * 1000), POLL_SLICE_MS))):
                 return True
             if remaining <= 0:
                 return not st.process_alive(pid, start_time)

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -458,19 +459,33 @@ def run_foreground(config: Config, record: ContainerRecord, interactive: bool, k
     if launcher.spec.process.terminal:
         return _run_foreground_tty(config, launcher, interactive)
     stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY)
-    if not keep_log:  # --rm: the log would be deleted at exit, so give C our stdout/stderr directly
-        pid, _ = launcher.launch(_stdio(stdin, 1, 2))
-        code = _wait_forwarding_signals(pid)
-    else:
+    try:
+        if not keep_log:  # --rm: the log would be deleted at exit, so give C our stdout/stderr directly
+            pid, _ = launcher.launch(_stdio(stdin, 1, 2))
+            return _supervise(config, record.id, pid, lambda: _wait_forwarding_signals(pid))
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         pid, _ = launcher.launch(_stdio(stdin, out_w, err_w))
         os.close(out_w)
         os.close(err_w)
-        code = _relay_then_wait(launcher.spec, pid, out_r, err_r)
-    if stdin != 0:
-        os.close(stdin)
-    _finish_reporting(config, record.id, code)
+        return _supervise(config, record.id, pid, lambda: _relay_then_wait(launcher.spec, pid, out_r, err_r))
+    finally:
+        if stdin != 0:
+            os.close(stdin)
+
+
+def _supervise(config: Config, container_id: str, pid: int, wait: Callable[[], int]) -> int:
+    """Wait for C, then record its exit and clean up (--rm). If the CLI itself fails while C runs, C is killed
+    and the container is still recorded and cleaned up before the error propagates: never a half-removed --rm."""
+    try:
+        code = wait()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        _reap_quietly(pid)
+        _finish_reporting(config, container_id, 128 + signal.SIGKILL)
+        raise
+    _finish_reporting(config, container_id, code)
     return code
 
 
@@ -504,9 +519,8 @@ def _run_foreground_tty(config: Config, launcher: _Launch, interactive: bool) ->
         pid, _ = launcher.launch(_terminal_stdio(slave))
     finally:
         os.close(slave)
-    code = run_terminal_session(master, pid, forward_stdin=interactive)
-    _finish_reporting(config, launcher.spec.id, code)
-    return code
+    return _supervise(config, launcher.spec.id, pid,
+                      lambda: run_terminal_session(master, pid, forward_stdin=interactive))
 
 
 def _forward_signals(pid: int) -> dict:

@@ -27,6 +27,15 @@ def cleanup(lc):
     yield from removed_after(lc)
 
 
+def wait_for_log(lc, name: str, text: str = "ready", seconds: float = 20) -> None:
+    """Wait until the container printed `text`: e.g. its signal trap is in place (PID 1 ignores signals it has
+    no handler for, so a signal sent before the trap would be lost, however loaded the machine)."""
+    deadline = time.monotonic() + seconds
+    while text not in lc("logs", name).stdout:
+        assert time.monotonic() < deadline, f"{name} never printed {text!r}"
+        time.sleep(0.05)
+
+
 def state(lc, name: str, template: str = "{{.State.Status}}") -> str:
     return lc("inspect", "-f", template, name).stdout.strip()
 
@@ -71,8 +80,8 @@ def test_stop_escalates_to_sigkill_after_timeout(lc, cleanup):
 def test_stop_with_trap_exits_quickly_with_its_code(lc, cleanup):
     cleanup.append("polite")
     lc("run", "-d", "--name", "polite", "--network", "none", "busybox", "sh", "-c",
-       "trap 'exit 3' TERM; while true; do sleep 0.1; done", check=True)
-    time.sleep(0.3)
+       "trap 'exit 3' TERM; echo ready; while true; do sleep 0.1; done", check=True)
+    wait_for_log(lc, "polite")
     started = time.monotonic()
     lc("stop", "polite", check=True)
     assert time.monotonic() - started < 3
@@ -83,8 +92,8 @@ def test_stop_with_trap_exits_quickly_with_its_code(lc, cleanup):
 def test_stop_signal_option(lc, cleanup):
     cleanup.append("usr")
     lc("run", "-d", "--name", "usr", "--stop-signal", "USR1", "--network", "none", "busybox", "sh", "-c",
-       "trap 'exit 9' USR1; while true; do sleep 0.1; done", check=True)
-    time.sleep(0.3)
+       "trap 'exit 9' USR1; echo ready; while true; do sleep 0.1; done", check=True)
+    wait_for_log(lc, "usr")
     lc("stop", "usr", check=True)
     assert state(lc, "usr", "{{.State.ExitCode}}") == "9"
 

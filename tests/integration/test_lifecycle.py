@@ -174,8 +174,10 @@ def test_inspect_shape(lc, cleanup):
 def test_kill_with_signal_and_wait(lc, cleanup):
     cleanup.append("k1")
     lc("run", "-d", "--name", "k1", "--network", "none", "busybox", "sh", "-c",
-       "trap 'exit 7' USR1; while true; do sleep 0.1; done", check=True)
-    time.sleep(0.3)
+       "trap 'exit 7' USR1; echo ready; while true; do sleep 0.1; done", check=True)
+    deadline = time.monotonic() + 20  # the trap must be in place before the signal, however loaded the machine
+    while "ready" not in lc("logs", "k1").stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert lc("kill", "-s", "USR1", "k1").stdout == "k1\n"
     r = lc("wait", "k1", timeout=20)
     assert (r.returncode, r.stdout) == (0, "7\n")

@@ -385,14 +385,23 @@ def _inspect_one(app: AppContext, name: str, kind: str | None) -> dict | None:
 def stats(app: AppContext, no_stream: bool, show_all: bool, fmt: str | None, containers: tuple[str, ...]) -> None:
     """Display resource usage statistics of containers."""
     from pyctr.runtime import ps as psfmt
+    from pyctr.runtime.inspect import check_format
     from pyctr.runtime.state import ContainerStore
 
+    templated = fmt not in (None, "", "table", "json", "{{json .}}")
+    if templated:
+        check_format(fmt)  # a bad template fails before anything is sampled, rows or not (Go parses first)
     store = ContainerStore(app.config.paths)
     records = [store.get(c) for c in containers] if containers else [
         r for r in store.list() if show_all or r.state.running]
     while True:
         rows = [psfmt.stats_row(s) for s in _sample_stats(records)]
-        text = psfmt.format_json_lines(rows) if fmt in ("json", "{{json .}}") else psfmt.format_stats_table(rows)
+        if templated:
+            text = psfmt.format_template(fmt, rows)
+        elif fmt in ("json", "{{json .}}"):
+            text = psfmt.format_json_lines(rows)
+        else:
+            text = psfmt.format_stats_table(rows)
         if no_stream:
             click.echo(text)
             return

@@ -73,7 +73,10 @@ def _go_json(value: Any) -> str:
 
 def render_template(template: str, obj: Any) -> str:
     """A subset of Go templates: `{{.A.B}}`, `{{json .}}`, `{{json .A}}`, `{{index .A "k"}}`."""
+    from pyctr.runtime.inspect import check_format
+
     template = template.replace("\\t", "\t").replace("\\n", "\n")
+    check_format(template)
 
     def lookup(path: str) -> Any:
         value = obj

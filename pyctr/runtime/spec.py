@@ -91,6 +91,8 @@ class Mount:
 
 @dataclass
 class Rlimit:
+    """One resource limit set in the container before exec (OCI process.rlimits)."""
+
     type: str  # "RLIMIT_NOFILE"
     soft: int
     hard: int
@@ -116,6 +118,8 @@ class ProcessSpec:
 
 @dataclass
 class RootfsSpec:
+    """The overlay the container runs on: image layers below, its own writable layer above."""
+
     lowerdirs: list[str]  # base layer first, as the image store lists them
     upperdir: str
     workdir: str
@@ -137,6 +141,8 @@ class LimitsSpec:
 
 @dataclass
 class NetworkSpec:
+    """The network mode and what it needs: published ports, DNS servers, extra /etc/hosts entries."""
+
     mode: str = "bridge"  # bridge | host | none
     ports: list[str] = field(default_factory=list)  # -p strings, parsed by network.parse_publish
     publish_all: bool = False
@@ -316,6 +322,8 @@ def parse_volume(spec: str, volumes_root: Path, anonymous_name: str) -> Mount:
         source, destination, opts = parts[0], parts[1], parts[2].split(",")
     else:
         raise UsageError(f"invalid volume specification: '{spec}'")
+    if len(parts) > 1 and not source:
+        raise UsageError(f"invalid spec: {spec}: empty section between colons")
     if not destination:
         raise UsageError(f"invalid volume specification: '{spec}'")
     if not destination.startswith("/"):
@@ -343,6 +351,8 @@ def parse_volume(spec: str, volumes_root: Path, anonymous_name: str) -> Mount:
 
 @dataclass(frozen=True)
 class SecurityOptions:
+    """What --security-opt (and --privileged) decided: no_new_privs and the seccomp profile."""
+
     no_new_privileges: bool = False
     seccomp: str = "default"
     seccomp_profile: dict | None = None
@@ -377,8 +387,23 @@ def _parse_labels(labels: list[str], image_config: dict) -> dict[str, str]:
     result = dict(image_config.get("Labels") or {})
     for label in labels:
         key, _, value = label.partition("=")
+        if not key:
+            raise UsageError(f"invalid argument \"{label}\" for \"-l, --label\" flag: invalid label '{label}': "
+                             "empty name")
         result[key] = value
     return result
+
+
+def _check_dns(servers: list[str]) -> list[str]:
+    """--dns takes IP addresses only (Docker refuses anything else before creating the container)."""
+    import ipaddress
+
+    for server in servers:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise UsageError(f"{server} is not an ip address") from None
+    return list(servers)
 
 
 def _check_network(mode: str) -> str:
@@ -449,7 +474,7 @@ def make_spec(image_config: dict, options: RunOptions, container_id: str, name: 
         readonly_paths=[] if options.privileged else list(READONLY_PATHS),
         namespaces=namespaces,
         limits=parse_limits(options, host_cpus),
-        network=NetworkSpec(network_mode, list(options.publish), options.publish_all, list(options.dns),
+        network=NetworkSpec(network_mode, list(options.publish), options.publish_all, _check_dns(options.dns),
                             list(options.add_host)),
         privileged=options.privileged,
         init=options.init,

@@ -86,6 +86,26 @@ def test_pyserv_example(pyctr):
     assert sum(not h.get("empty_layer") for h in config["history"]) == len(config["rootfs"]["diff_ids"])
 
 
+def test_built_image_pushed_reads_the_same_in_skopeo(pyctr, registry):
+    """The build is a proper image: an independent client sees its config and layers after a push."""
+    import json
+    import subprocess
+
+    build(pyctr, EXAMPLES / "pyserv", "-t", "pyserv-test:latest")
+    target = f"{registry.host}/built/pyserv:v1"
+    pyctr("tag", "pyserv-test:latest", target, check=True)
+    pyctr("push", target, check=True, timeout=120)
+    r = subprocess.run(["skopeo", "inspect", "--config", "--tls-verify=false", f"docker://{target}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout)
+    ours = image(pyctr, "pyserv-test").config
+    for key in ("Entrypoint", "Cmd", "Env", "WorkingDir", "ExposedPorts"):
+        assert seen["config"].get(key) == ours["config"].get(key), key
+    assert seen["rootfs"]["diff_ids"] == ours["rootfs"]["diff_ids"]
+    pyctr("rmi", target, check=True)
+
+
 def test_pyserv_cached_rebuild_reuses_everything(pyctr):
     build(pyctr, EXAMPLES / "pyserv", "-t", "pyserv-test:latest")
     first = image(pyctr, "pyserv-test").id

@@ -57,12 +57,6 @@ BUSYBOX = "busybox"  # resolves to the fixture registry through the config's reg
 # `run` cases that are not about networking use no bridge: the test bridge is shared with other roots.
 RUN = ("run", "--rm", "--network", "none")
 
-# Go's text/template refuses an unclosed action when the template is parsed, before any row is rendered.
-UNCLOSED_TEMPLATE = pytest.mark.xfail(strict=True, reason=(
-    "defect: `images --format '{{.Repository'` prints the template literally (exit 0) instead of "
-    "'template parsing error: template: :1: unclosed action' (125); owner of pyctr/commands/image.py "
-    "render_template (ps/inspect use pyctr/runtime/inspect.py render_format, which checks this)"))
-
 VALUE_CASES = [
     # run/create: flag values Docker's CLI refuses before contacting the daemon (so: before any pull).
     Case("run-memory-unit", (*RUN, "-m", "12q", "nosuch-image-for-sweep"), says="12q"),
@@ -145,27 +139,7 @@ VALUE_CASES = [
 
 ALL_CASES = _flag_cases() + VALUE_CASES
 
-def _defect(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"defect: {reason}")
-
-
-KNOWN_DEFECTS = {
-    "images-format-unclosed": UNCLOSED_TEMPLATE,
-    "stats-format-unclosed": _defect(
-        "`stats --no-stream --format '{{.Name'` with no containers exits 0: the template is only rendered per row, "
-        "never parsed first (Docker: 'template parsing error ... unclosed action', 125); owner of "
-        "pyctr/commands/container.py stats"),
-    "run-volume-empty-source": _defect(
-        "`run -v :/x` is accepted silently (Docker: 'invalid spec: :/x: empty section between colons', 125); "
-        "owner of pyctr/runtime/spec.py parse_volume"),
-    "run-dns-not-an-ip": _defect(
-        "`run --dns 999.1.1.1` is accepted and written to resolv.conf (Docker: '999.1.1.1 is not an ip address', "
-        "125); owner of pyctr/runtime/spec.py / network resolv_conf"),
-    "run-label-empty-name": _defect(
-        "`run -l =x` is accepted (Docker: 'invalid argument \"=x\" for \"-l, --label\" flag: invalid label "
-        "\'=x\': empty name', 125); owner of pyctr/runtime/spec.py _parse_labels"),
-}
-PARAMS = [pytest.param(c, id=c.id, marks=KNOWN_DEFECTS.get(c.id, ())) for c in ALL_CASES]
+PARAMS = [pytest.param(c, id=c.id) for c in ALL_CASES]
 
 
 @pytest.fixture(scope="module")

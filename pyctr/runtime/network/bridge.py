@@ -18,6 +18,9 @@ from pyctr.runtime.network._rtnl import netlink_error_class, open_iproute
 
 OWNER_PREFIX = "pyctr:"
 SYS_CLASS_NET = "/sys/class/net"
+# A new bridge is born under this prefix, labelled, then renamed into place: a bridge with the final name is
+# always labelled, and one left under this prefix by a killed process is garbage that the next start removes.
+NEWBORN_PREFIX = "pyctrnew"
 
 
 def owner_tag(root: object) -> str:
@@ -60,9 +63,8 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, owner: str) -> int:
         with open_iproute() as ipr:
             index = _lookup(ipr, name)
             if index is None:
-                ipr.link("add", ifname=name, kind="bridge")
-                write_owner(name, owner)
-                index = _lookup(ipr, name)
+                remove_newborn_leftovers(ipr)
+                index = _create_labelled(ipr, name, owner, NetlinkError)
             if index is None:
                 raise RuntimeFailure(f"bridge {name} vanished right after it was created")
             _check_is_bridge(ipr, index, name)
@@ -73,6 +75,41 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, owner: str) -> int:
             return index
     except NetlinkError as e:
         raise RuntimeFailure(f"cannot set up bridge {name} ({gateway}/{prefixlen}): {e}") from None
+
+
+def _create_labelled(ipr, name: str, owner: str, netlink_error: type[Exception]) -> int | None:
+    """Create bridge `name` already carrying its owner label (create, label, rename: never unlabelled)."""
+    newborn = f"{NEWBORN_PREFIX}{os.getpid():x}"[:15]
+    ipr.link("add", ifname=newborn, kind="bridge")
+    write_owner(newborn, owner)
+    try:
+        ipr.link("set", index=_lookup(ipr, newborn), ifname=name)
+    except netlink_error as e:
+        ipr.link("del", index=_lookup(ipr, newborn))
+        if e.code != 17:  # EEXIST: another process created `name` meanwhile; use theirs
+            raise
+    return _lookup(ipr, name)
+
+
+def remove_newborn_leftovers(ipr) -> list[str]:
+    """Delete bridges a killed process left under the newborn prefix (never given their name, never used)."""
+    removed = []
+    for entry in os.listdir(SYS_CLASS_NET):
+        if entry.startswith(NEWBORN_PREFIX) and not attached_ports(entry) and not _pid_alive_for(entry):
+            index = _lookup(ipr, entry)
+            if index is not None:
+                ipr.link("del", index=index)
+                removed.append(entry)
+    return removed
+
+
+def _pid_alive_for(newborn: str) -> bool:
+    """The creating process is still at work (between create and rename): leave its bridge alone."""
+    try:
+        pid = int(newborn[len(NEWBORN_PREFIX):], 16)
+    except ValueError:
+        return False
+    return pid != os.getpid() and os.path.exists(f"/proc/{pid}")
 
 
 def remove_bridge(name: str) -> bool:

@@ -15,11 +15,9 @@ garbage collection never removes a layer a running pull is about to use.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,7 +54,7 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
         if not out:
             out.append(diff_id)
         else:
-            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+            out.append("sha256:" + _sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
     return out
 
 
@@ -158,7 +156,7 @@ class BlobWriter:
         self.size = size
         self.final = store.blob_path(digest)
         self.partial = store.paths.tmp / f"blob-{sha256_hex(digest)}.partial"
-        self._hash = hashlib.sha256()
+        self._hash = _sha256()
         self.offset = 0
         self._fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._rehash_existing()
@@ -186,7 +184,7 @@ class BlobWriter:
     def reset(self) -> None:
         os.ftruncate(self._fd, 0)
         os.lseek(self._fd, 0, os.SEEK_SET)
-        self._hash = hashlib.sha256()
+        self._hash = _sha256()
         self.offset = 0
 
     def commit(self) -> Path:
@@ -274,7 +272,7 @@ class ImageStore:
 
     def put_blob_bytes(self, data: bytes, digest: str | None = None) -> str:
         """Store small content (config, manifest), verifying `digest` when given."""
-        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        actual = "sha256:" + _sha256(data).hexdigest()
         if digest is not None and digest != actual:
             raise DigestMismatch(f"content does not match its digest {digest} (got {actual})")
         with self.blob_writer(actual, len(data)) as writer:
@@ -684,8 +682,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _sha256(data: bytes = b""):
+    """hashlib.sha256, imported on first use: `run` and `images` never hash, and hashlib loads OpenSSL."""
+    import hashlib
+
+    return hashlib.sha256(data)
+
+
 def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
+    h = _sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
@@ -696,6 +701,7 @@ def _remove_tree(path: Path) -> None:
     """rmtree that tolerates absence and read-only dirs inside layers (chmod 0555 dirs are common)."""
     if not path.exists() and not path.is_symlink():
         return
+    import shutil  # here: with bz2 and lzma it costs every `images` and `run` a few ms, and only removal needs it
 
     def onerror(func: Any, p: str, exc: Any) -> None:
         with contextlib.suppress(OSError):

@@ -71,6 +71,8 @@ class LaunchHooks:
 
 @dataclass(frozen=True)
 class Launched:
+    """A started container process, named so that a reused pid is never mistaken for it."""
+
     pid: int  # C's PID on the host
     start_time: int  # /proc/<pid>/stat field 22: with the pid, identifies this process across pid reuse
 

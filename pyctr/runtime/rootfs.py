@@ -30,6 +30,8 @@ _KERNEL_FS_OPTIONS = ["nosuid", "noexec", "nodev"]
 
 @dataclass(frozen=True)
 class Device:
+    """A device node created in the container's /dev (Docker's default set)."""
+
     path: str  # inside the container, e.g. /dev/null
     major: int
     minor: int

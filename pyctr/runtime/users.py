@@ -19,6 +19,8 @@ MAX_ID = 2**31 - 1
 
 @dataclass(frozen=True)
 class PasswdEntry:
+    """One line of the container's /etc/passwd (the fields user resolution needs)."""
+
     name: str
     uid: int
     gid: int
@@ -27,6 +29,8 @@ class PasswdEntry:
 
 @dataclass(frozen=True)
 class GroupEntry:
+    """One line of the container's /etc/group."""
+
     name: str
     gid: int
     members: tuple[str, ...] = ()

@@ -1,23 +1,20 @@
 """Container networking: the default bridge, published ports, --network none/host, hosts files.
 
 The only home of pyroute2 in pyctr, and it is imported lazily: importing this
-package costs a few stdlib modules, and `--network none` / `--network host`
-never load pyroute2 at all. The pure parts (publish, ipam, firewall plan,
-hostfiles, ports.resolve_host_ports) are what unit tests exercise; manager.py
-applies them to the kernel.
+package loads nothing (each name loads from its submodule on first use), and
+`--network none` / `--network host` never load pyroute2 at all. The pure parts
+(publish, ipam, firewall plan, hostfiles, ports.resolve_host_ports) are what
+unit tests exercise; manager.py applies them to the kernel.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyctr.runtime.network._rtnl import preload_in_background
-from pyctr.runtime.network.hostfiles import hosts_file, parse_add_host, read_host_resolv_conf, resolv_conf
-from pyctr.runtime.network.loopback import loopback_up_in_current_netns, setup_loopback
-from pyctr.runtime.network.publish import PortMapping, format_ports, parse_publish, publish_all
-from pyctr.runtime.network.veth import netns_path
-
 if TYPE_CHECKING:
+    from pyctr.runtime.network._rtnl import preload_in_background
+    from pyctr.runtime.network.hostfiles import hosts_file, parse_add_host, read_host_resolv_conf, resolv_conf
+    from pyctr.runtime.network.loopback import loopback_up_in_current_netns, setup_loopback
     from pyctr.runtime.network.manager import (
         NetworkInfo,
         check_ports_free,
@@ -26,8 +23,21 @@ if TYPE_CHECKING:
         setup_network,
         teardown_network,
     )
+    from pyctr.runtime.network.publish import PortMapping, format_ports, parse_publish, publish_all
+    from pyctr.runtime.network.veth import netns_path
 
-_MANAGER_NAMES = {"NetworkInfo", "check_ports_free", "network_info", "reap_stale", "setup_network", "teardown_network"}
+# public name -> the submodule that defines it. Loaded on first use (PEP 562), so that importing a pure
+# submodule such as hostfiles (every `run`) does not pay for socket, threading and the bridge code.
+_HOMES = {
+    "preload_in_background": "_rtnl",
+    "hosts_file": "hostfiles", "parse_add_host": "hostfiles", "read_host_resolv_conf": "hostfiles",
+    "resolv_conf": "hostfiles",
+    "loopback_up_in_current_netns": "loopback", "setup_loopback": "loopback",
+    "NetworkInfo": "manager", "check_ports_free": "manager", "network_info": "manager", "reap_stale": "manager",
+    "setup_network": "manager", "teardown_network": "manager",
+    "PortMapping": "publish", "format_ports": "publish", "parse_publish": "publish", "publish_all": "publish",
+    "netns_path": "veth",
+}
 
 __all__ = [
     "NetworkInfo",
@@ -52,9 +62,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Load manager.py (ipam, firewall, ports) only when the bridge is actually used."""
-    if name in _MANAGER_NAMES:
-        from pyctr.runtime.network import manager
+    """Load the submodule that defines `name` only when it is first asked for (manager.py only when the
+    bridge is actually used)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return getattr(manager, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

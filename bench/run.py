@@ -100,8 +100,11 @@ def bench_pull(ctx: dict) -> Bench:
     ref = ctx["images"]["python"]
 
     def before(tool: Tool, state: dict) -> None:
-        tool.run("rmi", "-f", ref, check=False)
-        if tool.name == "pyctr":  # a cold pull: no blobs or layers left over either
+        # A cold pull: the image under every tag, and (pyctr) its blobs and layers, are gone. Other images that
+        # share its layers would make a peer's pull warm: the bench removes its own builds when it ends.
+        found = tool.run("image", "inspect", "-f", "{{.Id}}", ref, check=False).stdout.split()
+        tool.run("rmi", "-f", *(found or [ref]), check=False)
+        if tool.name == "pyctr":
             tool.run("image", "prune", "-a", "-f", check=False)
 
     return Bench("pull python:3-slim (cold, loopback registry)", "<= 0.5",
@@ -383,7 +386,7 @@ def main() -> int:
                     benches.append(b)
             report = "\n".join([
                 "# pyctr benchmarks", "", machine_line(), "", table(benches), "",
-                *(f"- {n}" for n in notes), *(f"- {b.name}: {n}" for b in benches for n in b.notes[:5]), "",
+                *(f"- {n}" for n in notes), *(f"- {b.name}: {n}" for b in benches for n in dict.fromkeys(b.notes)), "",
             ])
             RESULTS.write_text(report)
             print(report)

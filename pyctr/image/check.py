@@ -31,6 +31,7 @@ from typing import Any
 from pyctr.config import Paths
 from pyctr.errors import InvalidReference
 from pyctr.fsutil import atomic_write_json, fsync_dir, read_json
+from pyctr.image.store import pid_alive
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 REPOSITORIES = "repositories.json"
@@ -460,16 +461,6 @@ def mounts_under(prefix: Path, points: list[str]) -> list[str]:
     base = str(prefix).rstrip("/")
     found = [p for p in points if p == base or p.startswith(base + "/")]
     return sorted(set(found), key=lambda p: (-p.count("/"), p))
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read_tmp(directory: Path, points: list[str]) -> tuple[TmpEntry, ...]:

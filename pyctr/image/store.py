@@ -651,7 +651,7 @@ class ImageStore:
                     pass
                 continue
             pid = re.match(r"^[a-z-]+?-(\d+)-", path.name)
-            if pid and not _pid_alive(int(pid.group(1))):
+            if pid and not pid_alive(int(pid.group(1))):
                 if path.is_dir():
                     _remove_tree(path)
                 else:
@@ -672,7 +672,8 @@ def _image_field(doc: Any) -> str | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process holding a temp file (named after its pid) still runs: its file is not garbage yet."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -19,6 +19,8 @@ DEB_ALL := $(DEB_RUNTIME) $(DEB_TEST)
 install: deb venv
 	@# bytecode ahead of time: start-up stays fast even where PYTHONDONTWRITEBYTECODE is set
 	@$(PY) -m compileall -q pyctr >/dev/null
+	@# the command itself: no `site` until it knows the command runs in-process (pyctr/client.py)
+	@$(PY) scripts/write_launcher.py $(VENV)/bin/pyctr
 	@ln -sf "$(CURDIR)/$(VENV)/bin/pyctr" $(BIN)/pyctr
 	@echo "pyctr installed: $$(command -v pyctr)"
 

@@ -16,6 +16,7 @@ gc.set_threshold(50_000, 10, 10)
 
 import os  # noqa: E402
 import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
 import click  # noqa: E402
 
@@ -132,8 +133,11 @@ def _debug_requested(argv: list[str]) -> bool:
     return bool(os.environ.get("PYCTR_DEBUG")) or "--debug" in argv or "-D" in argv[:1]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI and turn every failure into one line and Docker's exit code."""
+def main(argv: list[str] | None = None, *, on_exit: Callable[[int], None] | None = None) -> None:
+    """Run the CLI and turn every failure into one line and Docker's exit code.
+
+    `on_exit` is called with the exit code once all output is flushed, just before the process leaves:
+    the server's worker (pyctr/server.py) tells its client then, not after the interpreter's teardown."""
     as_program = argv is None
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -173,11 +177,11 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_RUNTIME
     code = code if isinstance(code, int) else 0
     if as_program:
-        _exit_now(code)
+        _exit_now(code, on_exit)
     sys.exit(code)
 
 
-def _exit_now(code: int) -> None:
+def _exit_now(code: int, on_exit: Callable[[int], None] | None = None) -> None:
     """Leave without interpreter teardown (tens of ms with click loaded): every command has finished its
     work and closed its files by now; only buffered output remains to flush."""
     try:
@@ -185,4 +189,6 @@ def _exit_now(code: int) -> None:
         sys.stderr.flush()
     except BrokenPipeError:
         code = code or 141
+    if on_exit is not None:
+        on_exit(code)
     os._exit(code)

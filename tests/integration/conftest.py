@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -43,6 +43,71 @@ def write_config(path: Path, registry_url: str, registry_host: str, bridge: str 
 
 
 _fresh_networks = itertools.count(1)
+
+
+def wait_for_killed_workers(timeout: float = 10.0) -> None:
+    """After SIGKILLing a `pyctr` process: wait until the server's worker that ran its command is gone too.
+
+    The server kills a worker when its client dies, within a millisecond or so; a test that inspects the
+    state right after the kill must not race that (in-process, the command died with the client). Between
+    commands the server has one child: its spare."""
+    import time
+
+    from pyctr.client import socket_path
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = [pid for pid in _server_children() if _is_worker(pid)]
+        if not busy:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"pyctr server workers still alive {timeout} s after their client was killed "
+                         f"({socket_path()})")
+
+
+def _server_children() -> list[int]:
+    python = str(REPO_ROOT / ".venv" / "bin" / "python").encode()
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if cmdline.startswith(python) and b"pyctr.server" in cmdline and stat.rsplit(")", 1)[1].split()[1] != "1":
+            children.append(int(entry))
+    return children
+
+
+def _is_worker(pid: int) -> bool:
+    """A spare waits in accept() with no connection yet; a worker has taken one (it holds its client's cwd)."""
+    try:
+        return os.readlink(f"/proc/{pid}/cwd") != "/"
+    except OSError:
+        return False
+
+
+def remove_idle_bridge(name: str) -> None:
+    """pyctr keeps a bridge once created (as Docker keeps docker0); tests remove their own when idle."""
+    attached = subprocess.run(["ip", "-o", "link", "show", "master", name], capture_output=True, text=True)
+    if attached.returncode == 0 and not attached.stdout.strip():
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_bridges(tmp_path_factory) -> Iterator[None]:
+    """At the end of the session: every idle bridge pyctr made for one of this session's roots."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    for alias in Path("/sys/class/net").glob("*/ifalias"):
+        try:
+            label = alias.read_text().strip()
+        except OSError:
+            continue
+        if label.startswith("pyctr:") and label[len("pyctr:"):].startswith(base):
+            remove_idle_bridge(alias.parent.name)
 
 
 def make_root(path: Path) -> Path:
@@ -104,7 +169,7 @@ def pyctr(pyctr_env) -> PyctrRunner:
 
 
 @pytest.fixture
-def fresh_pyctr(registry, tmp_path) -> PyctrRunner:
+def fresh_pyctr(registry, tmp_path) -> Iterator[PyctrRunner]:
     """Run the CLI with an empty root of its own, for tests that need a clean store.
 
     Each fresh root also gets its own bridge and subnet: a bridge belongs to one root (networking refuses to share
@@ -114,4 +179,5 @@ def fresh_pyctr(registry, tmp_path) -> PyctrRunner:
         pytest.fail(f"{PYCTR_BIN} is missing: run `make install`", pytrace=False)
     n = next(_fresh_networks) % 250 + 1
     config = write_config(tmp_path / "config.toml", registry.url, registry.host, f"pyctrt{n}", f"10.78.{n}.0/24")
-    return PyctrRunner(_env_for(make_root(tmp_path / "root"), config))
+    yield PyctrRunner(_env_for(make_root(tmp_path / "root"), config))
+    remove_idle_bridge(f"pyctrt{n}")

@@ -25,7 +25,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PYCTR_BIN, PyctrRunner, _env_for, make_root, write_config
+from tests.integration.conftest import (
+    PYCTR_BIN,
+    PyctrRunner,
+    _env_for,
+    make_root,
+    wait_for_killed_workers,
+    write_config,
+)
 
 TRIALS = 20
 MIN_DELAY = 0.005
@@ -68,6 +75,7 @@ def kill_after(runner: PyctrRunner, args: tuple, delay: float, cwd: Path | None 
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        wait_for_killed_workers()
         return None
 
 
@@ -373,7 +381,8 @@ def test_sigkill_between_bridge_creation_and_label_leaks_no_bridge(registry, tmp
         cid = runner("run", "-d", "-p", "0:80", "busybox", "sleep", "300", check=True).stdout.strip()
         runner("rm", "-f", cid, check=True)
         assert_check_clean(runner, "after the last container")
-        assert not Path(f"/sys/class/net/{bridge}").exists(), "the bridge outlives the last container"
+        assert Path(f"/sys/class/net/{bridge}/ifalias").read_text().strip() == f"pyctr:{runner.root}"  # labelled
+        assert list(Path(f"/sys/class/net/{bridge}/brif").iterdir()) == []  # kept like docker0, idle
         assert not newborn_bridges(), "a killed creation's newborn bridge was never removed"
     finally:
         remove_all(runner)

@@ -14,7 +14,7 @@ import pytest
 from pyctr.config import Paths
 from pyctr.image.store import ImageStore
 from tests.fixtures import seed
-from tests.integration.conftest import PYCTR_BIN
+from tests.integration.conftest import PYCTR_BIN, wait_for_killed_workers
 
 
 def store_of(runner) -> ImageStore:
@@ -135,6 +135,7 @@ def _pull_killed_after(runner, ref: str, delay: float) -> None:
     time.sleep(delay)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    wait_for_killed_workers()
 
 
 @pytest.mark.slow
@@ -172,6 +173,7 @@ def test_killed_download_resumes_from_partial_blob(fresh_pyctr, registry):
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        wait_for_killed_workers()
         partial = [p for p in store.paths.tmp.glob("blob-*.partial") if p.stat().st_size > 0]
         if partial:
             break

@@ -104,14 +104,18 @@ def setup_network(config: Config, container_id: str, pid: int, ports: list[PortM
         resolved = resolve_host_ports(list(ports or []), _taken_ports(state), host_port_is_free, ephemeral_range())
         record = bridge_state.allocate(container_id, veth.host_veth_name(container_id, _veth_names(state)))
         record.ports = [m.to_dict() for m in resolved]
+        rules = firewall.Pending()
         try:
+            rules = _start_rules(bridge_state, owner)  # nft works while the links are made
             sysctl.enable_ip_forwarding()
             bridge_index = bridge_ops.ensure_bridge(net.bridge, gateway, prefixlen, owner)
             sysctl.enable_route_localnet(net.bridge)
             link = veth.ContainerLink(record.veth, record.mac, record.ip, prefixlen, gateway)
             veth.attach_container(link, pid, bridge_index)
-            _apply_rules(bridge_state, owner)
+            rules.wait()
         except BaseException:
+            with contextlib.suppress(PyctrError, OSError):
+                rules.wait()
             bridge_state.release(container_id)
             _undo_setup(bridge_state, record.veth, owner)
             raise
@@ -231,24 +235,25 @@ def _undo_setup(bridge_state: ipam.BridgeState, veth_name: str, owner: str) -> N
 
 
 def _apply_rules(bridge_state: ipam.BridgeState, owner: str) -> None:
-    """Make the kernel match the state: the NAT table exists iff containers do, and so does
-    the bridge if pyctr created it for this root and nothing else is attached to it."""
-    from pyctr.runtime.network import bridge as bridge_ops
+    _start_rules(bridge_state, owner).wait()
 
+
+def _start_rules(bridge_state: ipam.BridgeState, owner: str) -> firewall.Pending:
+    """Start making the kernel's NAT match the state: the table exists iff containers do.
+
+    The bridge itself stays once created, as Docker's docker0 does: an idle bridge carries no traffic and
+    no rules, and re-creating it for every container cost a `run` about 85 ms."""
     bridge = bridge_state.bridge
     if bridge_state.containers:
         forwards = firewall.forwards_from_records(bridge_state.containers.values())
-        firewall.apply(bridge, bridge_state.subnet, forwards)
-        return
-    if not _owns_bridge(bridge, owner):
-        return
-    firewall.remove(bridge)
-    if bridge_ops.read_owner(bridge) == owner and not bridge_ops.attached_ports(bridge):
-        bridge_ops.remove_bridge(bridge)
+        return firewall.start_apply(bridge, bridge_state.subnet, forwards)
+    if _owns_bridge(bridge, owner):
+        return firewall.start_remove(bridge)
+    return firewall.Pending()
 
 
 def teardown_network(config: Config, container_id: str) -> None:
-    """Disconnect a container: veth, address, DNAT rules; the bridge and NAT go with the last one.
+    """Disconnect a container: veth, address, DNAT rules; the NAT table goes with the last one.
 
     Idempotent: calling it again, or for a container never connected, is a no-op.
     """
@@ -266,9 +271,12 @@ def teardown_network(config: Config, container_id: str) -> None:
                 veth.remove_veth(name)
             return
         bridge_state, record = found
-        veth.remove_veth(record.veth)
         bridge_state.release(container_id)
-        _apply_rules(bridge_state, owner)
+        rules = _start_rules(bridge_state, owner)  # nft works while the veth goes
+        try:
+            veth.remove_veth(record.veth)
+        finally:
+            rules.wait()
         _forget_udp_flows([record])
 
 
@@ -276,7 +284,7 @@ def reap_stale(config: Config, live_container_ids: set[str] | list[str]) -> list
     """After a crash: forget containers not in `live_container_ids` and remove what they left.
 
     Also removes pyctr veths on this root's bridge that no record owns, and the
-    bridge and its NAT table when no container is left. Returns the reaped ids.
+    NAT table when no container is left. Returns the reaped ids.
     """
     from pyctr.runtime.network import bridge as bridge_ops
     from pyctr.runtime.network import veth

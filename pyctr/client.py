@@ -1,0 +1,221 @@
+"""The `pyctr` command: hand the command line to the warm server when one is up, else run the CLI here.
+
+Why: Python, click and pyctr's own modules cost about 150 ms on this kind of machine before a command
+does any work, more than the whole of `docker exec`. Like Docker's CLI talking to dockerd, the `pyctr`
+command passes its work to a per-host server (pyctr/server.py) that keeps everything imported and forks
+one worker per command. Unlike dockerd the server is started on first use, needs no set-up and leaves
+when idle. The worker takes over this process's stdin, stdout, stderr, working directory, environment,
+umask and resource limits, so a command behaves as it would in this process; this process relays signals
+to it and exits with its status.
+
+This module imports only built-in modules: its own start-up is the floor every command pays. Whenever
+the server cannot take a command (not root, PYCTR_SERVER=0, no server yet, a differing security
+context, a stale server), the command runs right here, exactly as before.
+"""
+
+from __future__ import annotations
+
+import _signal
+import _socket
+import os
+import sys
+
+PROTOCOL = 1
+SOCKET_DIR = "/run/pyctr"
+# Signals a shell or terminal sends to the CLI; they go on to the worker that does the work.
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGWINCH,
+             _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGCONT)
+# Commands that talk to the user's terminal outside stdin/stdout (password prompts): run here.
+NOT_SERVED = frozenset({"login", "logout"})
+# Global options that take a value: the command name is the first other word.
+VALUE_OPTIONS = frozenset({"--root", "--config"})
+LIMIT_KINDS = 16  # RLIMIT_CPU (0) .. RLIMIT_RTTIME (15) on Linux
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
+
+# Message kinds, server to client: one byte, then a 4-byte little-endian signed value.
+ACCEPTED, DECLINED, STATUS = b"A", b"D", b"S"
+
+
+def socket_path(bin_dir: str = BIN_DIR, package_dir: str = PACKAGE_DIR) -> str:
+    """One server per installation (the interpreter's directory, i.e. the virtualenv, + the package directory),
+    so two checkouts or two virtualenvs never share one; python, python3 and python3.X of one venv do."""
+    import zlib  # built-in
+
+    key = zlib.crc32(f"{bin_dir}\0{package_dir}".encode())
+    return f"{SOCKET_DIR}/server-{key:08x}.sock"
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand's name in a pyctr command line, skipping global options and their values."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in VALUE_OPTIONS:
+            i += 2
+        elif word.startswith("-"):
+            i += 1
+        else:
+            return word
+    return None
+
+
+def wants_server(argv: list[str], environ: dict[str, str] | os._Environ = os.environ, euid: int | None = None) -> bool:
+    """Whether this command line should go to the server (root only; PYCTR_SERVER=0 turns it off)."""
+    if (os.geteuid() if euid is None else euid) != 0:
+        return False
+    if environ.get("PYCTR_SERVER", "1").strip().lower() in ("0", "no", "off", "false"):
+        return False
+    return command_of(argv) not in NOT_SERVED
+
+
+def encode_request(argv: list[str], environ: dict[str, str], umask: int, limits: list[tuple[int, int]]) -> bytes:
+    """The request: a length, then marshalled values (the same interpreter reads it)."""
+    import marshal  # built-in
+
+    body = marshal.dumps((PROTOCOL, BIN_DIR, PACKAGE_DIR, argv, environ, umask, limits))
+    return len(body).to_bytes(4, "little") + body
+
+
+def exit_for(status: int) -> tuple[int, int]:
+    """(exit code, signal to die of or 0) for a worker's wait status, as a shell would see the CLI end."""
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        return 128 - code, -code
+    return code, 0
+
+
+class _Relay:
+    """Forwards the signals this process gets to the worker; those before it is known wait for it."""
+
+    def __init__(self) -> None:
+        self.worker = 0
+        self.pending: list[int] = []
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.worker:
+            try:
+                os.kill(self.worker, signum)
+            except ProcessLookupError:
+                pass
+        else:
+            self.pending.append(signum)
+
+    def start(self, worker: int) -> None:
+        self.worker = worker
+        for signum in self.pending:
+            self(signum, None)
+        self.pending.clear()
+
+
+def _read_message(sock: _socket.socket) -> tuple[bytes, int] | None:
+    data = b""
+    while len(data) < 5:
+        chunk = sock.recv(5 - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data[:1], int.from_bytes(data[1:], "little", signed=True)
+
+
+def _send_request(sock: _socket.socket, request: bytes) -> None:
+    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, cwd))
+        sent = sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+    finally:
+        os.close(cwd)
+    if sent < len(request):
+        sock.sendall(request[sent:])
+
+
+def _limits() -> list[tuple[int, int]]:
+    import resource  # a small C module
+
+    return [resource.getrlimit(r) for r in range(LIMIT_KINDS)]
+
+
+def serve_remotely(argv: list[str], path: str | None = None) -> int | None:
+    """Run the command in a server worker: its exit code, or None when it must run here instead."""
+    path = path or socket_path()
+    try:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    except OSError:
+        return None
+    relay = _Relay()
+    previous = {s: _signal.signal(s, relay) for s in FORWARDED}
+    try:
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            start_server()
+            return None
+        except OSError:
+            return None
+        umask = os.umask(0o022)
+        os.umask(umask)
+        try:
+            _send_request(sock, encode_request(argv, dict(os.environ), umask, _limits()))
+            reply = _read_message(sock)
+        except Exception:  # noqa: BLE001 - e.g. a closed std fd cannot be passed: nothing started, run here
+            return None
+        if reply is None or reply[0] != ACCEPTED:
+            return None
+        relay.start(reply[1])
+        try:
+            done = _read_message(sock)
+        except OSError:
+            done = None
+        if done is None or done[0] != STATUS:
+            os.write(2, b"Error: the pyctr server stopped before the command finished\n")
+            return 125
+        code, signum = exit_for(done[1])
+        if signum:
+            _signal.signal(signum, _signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        return code
+    finally:
+        sock.close()
+        for signum, handler in previous.items():
+            _signal.signal(signum, handler)
+        if not relay.worker:  # the command runs here after all: it gets what arrived meanwhile
+            for signum in relay.pending:
+                os.kill(os.getpid(), signum)
+
+
+def _server_environment() -> dict[str, str]:
+    """The server's own environment is minimal: each worker takes its client's."""
+    env = {"PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")}
+    if "PYCTR_SERVER_IDLE" in os.environ:
+        env["PYCTR_SERVER_IDLE"] = os.environ["PYCTR_SERVER_IDLE"]
+    return env
+
+
+def start_server() -> None:
+    """Start the server in the background for the next commands; this one runs here meanwhile."""
+    try:
+        os.posix_spawn(
+            sys.executable, [sys.executable, "-P", "-m", "pyctr.server"],
+            _server_environment(),
+            file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDWR, 0),
+                          (os.POSIX_SPAWN_DUP2, 0, 1), (os.POSIX_SPAWN_DUP2, 0, 2)],
+            setsid=True,
+        )
+    except OSError:
+        pass
+
+
+def main() -> None:
+    """Entry point of the `pyctr` command."""
+    argv = sys.argv[1:]
+    if wants_server(argv):
+        code = serve_remotely(argv)
+        if code is not None:
+            os._exit(code)
+    if sys.flags.no_site:  # started by the -I -S launcher (scripts/write_launcher.py): now the CLI needs it
+        import site
+
+        site.main()
+    from pyctr.cli import main as run_here
+
+    run_here()

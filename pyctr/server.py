@@ -1,0 +1,420 @@
+"""The warm server behind the `pyctr` command: everything imported once, one forked worker per command.
+
+Why: see pyctr/client.py. The server is an accelerator, never a dependency: it holds no state (the
+store, containers and locks stay on disk exactly as when the CLI runs alone), it serves root only,
+and a command it cannot take runs in the client's own process.
+
+Life cycle: the first `pyctr` command that finds no server starts one (`python -P -m pyctr.server`).
+It takes a lock (one server per installation), imports pyctr's modules, binds a root-only socket
+under /run/pyctr and serves until it has been idle for PYCTR_SERVER_IDLE seconds (default 600) or
+its code changed on disk (checked at every request: a stale server serves nothing and leaves).
+
+Per request it forks a worker, which checks that the client runs in the same security context
+(user, capabilities, no_new_privs, seccomp, LSM label, namespaces, root directory), takes the
+client's stdin/stdout/stderr, working directory, environment, umask and resource limits, closes every
+other descriptor the server had (the listening socket never reaches a container), then runs the CLI
+as the client would have. The server relays the worker's wait status to the client and SIGKILLs the
+worker if the client dies first, so killing the `pyctr` process kills the command, as it would in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import io
+import marshal
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+from pyctr.client import ACCEPTED, BIN_DIR, DECLINED, PACKAGE_DIR, PROTOCOL, SOCKET_DIR, STATUS, socket_path
+
+IDLE_SECONDS = 600.0
+# Modules pyctr's functions import where they are needed (to keep the in-process CLI's start-up small):
+# the server has all of them ready. pyroute2's rtnetlink part is loaded by pyctr's own loader below.
+LAZY_IMPORTS = ("json", "resource", "requests", "urllib3", "prctl", "_prctl", "fcntl", "socket", "tarfile", "shutil",
+                "termios", "tty", "struct", "zstandard", "zlib", "subprocess", "stat", "re", "random", "hashlib",
+                "fnmatch", "datetime", "urllib.request", "urllib.parse", "urllib.error", "tomllib", "tempfile",
+                "select", "pyseccomp", "py_compile", "ipaddress", "gzip", "email.utils", "calendar", "array",
+                "isal", "isal.isal_zlib", "dataclasses", "pathlib")
+MAX_FDS = 4  # stdin, stdout, stderr, working directory
+TOOK, STALE = b"t", b"s"  # spare -> server
+# The fields of /proc/PID/status that make up a process's privileges: a client must match the server.
+PRIVILEGE_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs",
+                    "Seccomp")
+NAMESPACES = ("mnt", "net", "pid", "uts", "ipc", "cgroup", "user")
+# Kept, never closed: the server's own std streams, replaced in each worker by the client's.
+_ORIGINAL_STREAMS: list[object] = []
+
+
+def preload() -> None:
+    """Import what commands use, so that a worker starts with all of it in memory."""
+    import importlib
+    import pkgutil
+
+    import pyctr
+
+    for name in LAZY_IMPORTS:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    skip = {"pyctr.client", "pyctr.server", "pyctr.__main__", "pyctr.runtime.monitor"}
+    for info in pkgutil.walk_packages(pyctr.__path__, "pyctr."):
+        if info.name not in skip:
+            with contextlib.suppress(Exception):
+                importlib.import_module(info.name)
+    with contextlib.suppress(Exception):
+        from pyctr.runtime.network import _rtnl
+
+        _rtnl.iproute_class()
+        _rtnl.netlink_error_class()
+        importlib.import_module("pyroute2.netlink.nfnetlink.nfctsocket")
+
+
+def code_stamp() -> tuple:
+    """What the loaded code is, as files on disk: a change means this server is stale."""
+    stamp = []
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and path.startswith(PACKAGE_DIR):
+            try:
+                st = os.stat(path)
+            except OSError:
+                st = None
+            stamp.append((path, st and (st.st_mtime_ns, st.st_size)))
+    for entry in sys.path:  # a package installed or upgraded changes its directory
+        with contextlib.suppress(OSError):
+            stamp.append((entry, os.stat(entry).st_mtime_ns))
+    return tuple(sorted(stamp, key=lambda item: item[0]))
+
+
+# ------------------------------------------------------------------ the worker side
+
+
+def _privileges(pid: int | str) -> dict[str, str]:
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in PRIVILEGE_FIELDS:
+                fields[key] = value.strip()
+    try:
+        with open(f"/proc/{pid}/attr/current", "rb") as f:
+            fields["lsm"] = f.read().decode(errors="replace")
+    except OSError:
+        fields["lsm"] = ""
+    return fields
+
+
+def _identity(pid: int | str) -> tuple:
+    namespaces = tuple(os.stat(f"/proc/{pid}/ns/{ns}").st_ino for ns in NAMESPACES)
+    root = os.stat(f"/proc/{pid}/root")
+    return namespaces, (root.st_dev, root.st_ino)
+
+
+def same_context(peer_pid: int) -> bool:
+    """Whether the client runs with exactly the server's privileges, namespaces and root directory:
+    the worker acts for the client, so it must never be able to do more than the client could."""
+    try:
+        return _privileges(peer_pid) == _privileges("self") and _identity(peer_pid) == _identity("self")
+    except OSError:
+        return False
+
+
+def _receive(conn: socket.socket) -> tuple[tuple, list[int]]:
+    conn.settimeout(10)
+    data, ancdata, flags, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(MAX_FDS * 4))
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds += [int.from_bytes(payload[i:i + 4], sys.byteorder) for i in range(0, usable, 4)]
+    if flags & socket.MSG_CTRUNC or len(data) < 4:
+        raise ValueError("truncated request")
+    size = int.from_bytes(data[:4], "little")
+    body = data[4:]
+    while len(body) < size:
+        chunk = conn.recv(size - len(body))
+        if not chunk:
+            raise ValueError("truncated request")
+        body += chunk
+    return marshal.loads(body), fds
+
+
+def _stream(fd: int, writing: bool, unbuffered: bool) -> io.TextIOWrapper:
+    """A std stream as the interpreter makes one at start-up, over a descriptor it must not close."""
+    raw = io.FileIO(fd, "wb" if writing else "rb", closefd=False)
+    buffered = io.BufferedWriter(raw) if writing else io.BufferedReader(raw)
+    errors = "backslashreplace" if fd == 2 else "surrogateescape"
+    line_buffering = writing and (fd == 2 or raw.isatty())
+    return io.TextIOWrapper(buffered, encoding="utf-8", errors=errors, line_buffering=line_buffering,
+                            write_through=writing and unbuffered)
+
+
+def _take_over(request: tuple, fds: list[int]) -> None:
+    """Become the client's process: its std streams, cwd, environment, umask, limits and argv."""
+    _, _, _, argv, environ, umask, limits = request
+    for target, fd in enumerate(fds[:3]):
+        os.dup2(fd, target, inheritable=True)
+    os.fchdir(fds[3])
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    os.umask(umask)
+    import resource
+
+    for kind, (soft, hard) in enumerate(limits):
+        if resource.getrlimit(kind) != (soft, hard):
+            resource.setrlimit(kind, (soft, hard))  # may fail (raising needs CAP_SYS_RESOURCE): declined
+    os.environ.clear()
+    os.environ.update(environ)
+    sys.argv = ["pyctr", *argv]
+    _ORIGINAL_STREAMS.extend([sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__])
+    unbuffered = bool(environ.get("PYTHONUNBUFFERED"))
+    sys.stdin = sys.__stdin__ = _stream(0, False, unbuffered)
+    sys.stdout = sys.__stdout__ = _stream(1, True, unbuffered)
+    sys.stderr = sys.__stderr__ = _stream(2, True, unbuffered)
+
+
+def _reset_signals() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as the interpreter sets it at start-up
+
+
+def _reply(conn: socket.socket, kind: bytes, value: int = 0) -> None:
+    conn.sendall(kind + value.to_bytes(4, "little", signed=True), socket.MSG_NOSIGNAL)
+
+
+def worker(conn: socket.socket) -> None:
+    """In a forked child: check and take over the client, then run the CLI. Never returns."""
+    code = 125
+    try:
+        request, fds = _receive(conn)
+        pid, uid, _ = _peer_credentials(conn)
+        if (len(fds) != MAX_FDS or request[0] != PROTOCOL or tuple(request[1:3]) != (BIN_DIR, PACKAGE_DIR)
+                or uid != os.geteuid() or not same_context(pid)):
+            _reply(conn, DECLINED)
+            os._exit(0)
+        try:
+            _take_over(request, fds)
+        except (OSError, ValueError):
+            _reply(conn, DECLINED)
+            os._exit(0)
+        _reply(conn, ACCEPTED, os.getpid())
+        keep = conn.fileno()  # for the exit status; close-on-exec, so no container ever gets it
+        os.closerange(3, keep)  # the listening socket, other clients' connections, the server's pipes
+        os.closerange(keep + 1, 1 << 20)
+        conn.setblocking(True)
+        from pyctr.cli import main
+
+        # The client learns the exit code as soon as the output is flushed, not after this big
+        # process's teardown; the server still reports deaths by signal.
+        main(on_exit=lambda exit_code: _reply(conn, STATUS, exit_code << 8))
+    except BaseException:  # noqa: BLE001 - a worker never returns into the server's loop
+        with contextlib.suppress(Exception):  # only --debug lets an error out of the CLI: show it, as it would
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def spare(listener: socket.socket, channel: socket.socket, stamp: tuple) -> None:
+    """A worker forked ahead of time, waiting in accept(): a command reaches it with no process to wake or
+    fork on the way. It hands the server a copy of the connection (for the exit status and for noticing
+    the client's death), then checks the code on disk is still what it runs, then serves."""
+    try:
+        _reset_signals()
+        conn, _ = listener.accept()
+        stale = code_stamp() != stamp
+        socket.send_fds(channel, [STALE if stale else TOOK], [conn.fileno()])
+    except BaseException:  # noqa: BLE001 - killed or the server left: nothing was started
+        os._exit(0)
+    if stale:  # the client runs the command itself, with the code now on disk
+        with contextlib.suppress(OSError):
+            _reply(conn, DECLINED)
+        os._exit(0)
+    worker(conn)
+
+
+def _peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
+    raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    return tuple(int.from_bytes(raw[i:i + 4], sys.byteorder, signed=True) for i in (0, 4, 8))  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------ the server side
+
+
+class Server:
+    """Keeps one spare worker waiting for a command, relays workers' exit status, leaves when idle or stale."""
+
+    def __init__(self, listener: socket.socket, path: str, idle: float) -> None:
+        self.listener: socket.socket | None = listener
+        self.path = path
+        self.path_inode = os.stat(path).st_ino  # to remove the socket only while it is still ours
+        self.idle = idle
+        self.stamp = code_stamp()
+        self.poll = select.poll()
+        self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, client connection)
+        self.clients: dict[int, int] = {}  # connection fd -> pidfd
+        self.last_active = time.monotonic()
+        self.spare: tuple[int, int, socket.socket] | None = None  # pid, pidfd, channel
+        self._fork_spare()
+
+    def _fork_spare(self) -> None:
+        if self.listener is None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            spare(self.listener, theirs, self.stamp)
+        theirs.close()
+        pidfd = os.pidfd_open(pid)
+        self.spare = (pid, pidfd, ours)
+        self.poll.register(ours, select.POLLIN)
+        self.poll.register(pidfd, select.POLLIN)
+
+    def _forget_spare(self) -> tuple[int, int, socket.socket]:
+        pid, pidfd, channel = self.spare  # type: ignore[misc]
+        self.spare = None
+        self.poll.unregister(channel)
+        self.poll.unregister(pidfd)
+        return pid, pidfd, channel
+
+    def _drop_spare(self) -> None:
+        """Stop the waiting spare: it has not started on any command, so there is nothing to finish."""
+        if self.spare is None:
+            return
+        pid, pidfd, channel = self._forget_spare()
+        channel.close()
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(pidfd)
+
+    def serve(self) -> None:
+        while self.listener is not None or self.workers:
+            if not self.workers and time.monotonic() - self.last_active > self.idle:
+                break
+            timeout = None if self.workers else max(0.0, self.idle - (time.monotonic() - self.last_active))
+            # One event per round: handling it closes and opens descriptors, so the rest of this round's list
+            # could name a number that now means something else. Events not handled are reported again.
+            for fd, _ in self.poll.poll(None if timeout is None else int(timeout * 1000) + 1)[:1]:
+                if self.spare is not None and fd in (self.spare[1], self.spare[2].fileno()):
+                    self._spare_news()
+                elif fd in self.workers:
+                    self._reap(fd)
+                elif fd in self.clients:
+                    self._client_gone(fd)
+        self.retire()
+
+    def _spare_news(self) -> None:
+        """The spare took a connection (it is a worker now), found the code stale, or died."""
+        pid, pidfd, channel = self._forget_spare()
+        try:
+            message, fds, _, _ = socket.recv_fds(channel, 16, 1)
+        except OSError:
+            message, fds = b"", []
+        if message == TOOK and fds:
+            conn = socket.socket(fileno=fds[0])
+            self.workers[pidfd] = (pid, conn)
+            self.clients[conn.fileno()] = pidfd
+            self.poll.register(pidfd, select.POLLIN)
+            self.poll.register(conn, select.POLLRDHUP)
+            self.last_active = time.monotonic()
+        else:  # the code on disk changed (the spare declines and leaves), or it died waiting
+            if message == STALE:
+                self.retire()
+            for fd in fds:
+                os.close(fd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            os.close(pidfd)
+        channel.close()
+        self._fork_spare()  # while the worker runs on the other core
+
+    def _reap(self, pidfd: int) -> None:
+        pid, conn = self.workers.pop(pidfd)
+        _, status = os.waitpid(pid, 0)
+        self.poll.unregister(pidfd)
+        os.close(pidfd)
+        if self.clients.pop(conn.fileno(), None) is not None:
+            self.poll.unregister(conn)
+        with contextlib.suppress(OSError):
+            _reply(conn, STATUS, status)
+        conn.close()
+        self.last_active = time.monotonic()
+
+    def _client_gone(self, conn_fd: int) -> None:
+        """The `pyctr` process died (killed): its command dies with it, as it would in-process."""
+        pidfd = self.clients.pop(conn_fd)
+        self.poll.unregister(conn_fd)
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+
+    def retire(self) -> None:
+        """Stop taking commands: remove the socket (if it is still ours); running workers are still relayed."""
+        if self.listener is None:
+            return
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == self.path_inode:
+                os.unlink(self.path)
+        self.listener.close()
+        self.listener = None
+        self._drop_spare()
+
+
+def _bind(path: str) -> socket.socket:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o077)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old)
+    listener.listen(128)
+    return listener
+
+
+def _idle_seconds() -> float:
+    try:
+        return float(os.environ.get("PYCTR_SERVER_IDLE", IDLE_SECONDS))
+    except ValueError:
+        return IDLE_SECONDS
+
+
+def main() -> int:
+    """Run the server for this installation, unless one is running already."""
+    if os.geteuid() != 0:
+        return 1
+    os.chdir("/")
+    os.makedirs(SOCKET_DIR, mode=0o700, exist_ok=True)
+    if os.stat(SOCKET_DIR).st_uid != 0:
+        return 1
+    path = socket_path()
+    lock = os.open(path.removesuffix(".sock") + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0  # another server serves this installation
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    preload()
+    gc.collect()
+    gc.freeze()  # workers share these pages with the server instead of copying them on the first collection
+    server = Server(_bind(path), path, _idle_seconds())
+    signal.signal(signal.SIGTERM, lambda *_: server.retire())
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The warm server behind the `pyctr` command (pyctr/server.py): commands served by a forked worker behave as
+they do in-process (streams, exit codes, signals, the client's death), only clients with the server's exact
+privileges are served, and a server leaves when its code changes or it is idle.
+
+Every other integration test runs the CLI through the same client, so the whole suite exercises this path too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pyctr import client, server
+from tests.integration.conftest import PYCTR_BIN, REPO_ROOT, _is_worker
+
+PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
+
+
+def server_pids() -> list[int]:
+    """This installation's server: the holder of its listening socket whose parent is not one (the spare is)."""
+    path = client.socket_path()
+    inodes = {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]
+              if line.split()[-1] == path}
+    holders = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = {os.readlink(f"/proc/{entry}/fd/{fd}") for fd in os.listdir(f"/proc/{entry}/fd")}
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if any(f"socket:[{inode}]" in fds for inode in inodes):
+            holders[int(entry)] = ppid
+    return [pid for pid, ppid in holders.items() if ppid not in holders]
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def warm(pyctr):
+    """The session runner with a server up (the first command of a session may have started it)."""
+    def up() -> bool:  # a command that finds no server (or a stale one) starts one
+        pyctr("version", check=True)
+        return os.path.exists(client.socket_path()) and len(server_pids()) == 1
+
+    wait_for(up, timeout=30, what="the pyctr server")
+    pyctr("pull", "-q", "busybox", check=True, timeout=120)
+    return pyctr
+
+
+def running_containers(runner) -> list[str]:
+    return runner("ps", "-q").stdout.split()
+
+
+def test_a_served_command_keeps_streams_apart_and_returns_the_exit_code(warm) -> None:
+    r = warm("run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    r = warm("run", "--rm", "-i", "--network", "none", "busybox", "cat", input="piped\n")
+    assert (r.returncode, r.stdout) == (0, "piped\n")
+    r = warm("run", "--rm", "Not:A:Reference")
+    assert r.returncode == 125 and r.stderr.startswith("Error: invalid reference format")
+
+
+def test_the_command_runs_in_a_worker_not_in_the_client(warm) -> None:
+    proc = subprocess.Popen([str(PYCTR_BIN), "run", "--rm", "--network", "none", "busybox", "sleep", "30"],
+                            env=warm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: running_containers(warm), what="the container")
+        assert children_of(proc.pid) == []  # in-process, the container's first process would be its child
+    finally:
+        proc.kill()
+        proc.wait()
+        for cid in running_containers(warm):
+            warm("rm", "-f", cid)
+
+
+def test_signals_to_the_client_reach_the_command(warm) -> None:
+    script = 'trap "exit 7" TERM; sleep 30 & wait'
+    proc = subprocess.Popen([str(PYCTR_BIN), "run", "--rm", "--network", "none", "busybox", "sh", "-c", script],
+                            env=warm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: running_containers(warm), what="the container")
+    time.sleep(0.2)  # the trap is set once sh runs
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 7, (out, err)
+
+
+def test_killing_the_client_kills_its_worker(warm) -> None:
+    [srv] = server_pids()
+    proc = subprocess.Popen([str(PYCTR_BIN), "run", "--rm", "--network", "none", "busybox", "sleep", "30"],
+                            env=warm.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: running_containers(warm), what="the container")
+        workers = [pid for pid in children_of(srv) if _is_worker(pid)]  # not the spare waiting for the next one
+        assert len(workers) == 1
+        proc.kill()
+        proc.wait()
+        wait_for(lambda: not os.path.exists(f"/proc/{workers[0]}"), timeout=5, what="the worker to die")
+    finally:
+        for cid in running_containers(warm):
+            warm("rm", "-f", cid)
+
+
+@pytest.mark.parametrize("wrapper", [
+    ["setpriv", "--bounding-set", "-sys_admin"],  # fewer capabilities
+    ["setpriv", "--no-new-privs"],
+    ["unshare", "--mount"],  # another mount namespace
+    ["unshare", "--net"],
+])
+def test_a_client_in_another_security_context_is_not_served(wrapper: list[str]) -> None:
+    other = subprocess.Popen([*wrapper, "sleep", "30"])
+    same = subprocess.Popen(["sleep", "30"])
+    try:
+        wait_for(lambda: Path(f"/proc/{other.pid}/comm").read_text().strip() == "sleep", what="the wrapper's exec")
+        assert not server.same_context(other.pid)
+        assert server.same_context(same.pid)
+    finally:
+        other.kill()
+        same.kill()
+        other.wait()
+        same.wait()
+
+
+def test_such_a_client_still_gets_its_command_run_in_its_own_process(warm) -> None:
+    argv = ["setpriv", "--bounding-set", "-sys_admin", str(PYCTR_BIN), "images", "-q"]
+    r = subprocess.run(argv, env=warm.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
+
+
+def test_a_stale_server_hands_over_to_a_fresh_one(warm) -> None:
+    [old] = server_pids()
+    module = Path(client.PACKAGE_DIR) / "units.py"
+    st = module.stat()
+    os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    try:
+        assert warm("version").returncode == 0  # declined by the stale server: runs in the client itself
+    finally:
+        os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
+    wait_for(lambda: not os.path.exists(f"/proc/{old}") or Path(f"/proc/{old}/stat").read_text().split()[2] == "Z",
+             what="the stale server to leave")
+    def fresh() -> bool:
+        warm("version", check=True)  # finds no server: starts one
+        return bool(server_pids()) and server_pids() != [old]
+
+    wait_for(fresh, timeout=30, what="a fresh server")
+
+
+def test_an_idle_server_leaves_and_removes_its_socket(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    code = (
+        "import sys; from pyctr import server\n"
+        f"s = server.Server(server._bind({str(path)!r}), {str(path)!r}, idle=1.0)\n"
+        "s.serve()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT)
+    try:
+        wait_for(path.exists, what="the socket")
+        served = subprocess.run(
+            [sys.executable, "-c", f"import sys; from pyctr import client; sys.exit(client.serve_remotely(['version'], "
+                                   f"{str(path)!r}))"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+        assert served.returncode == 0 and served.stdout.startswith("pyctr version"), served.stderr
+        assert proc.wait(timeout=10) == 0
+        assert not path.exists()
+    finally:
+        proc.kill()

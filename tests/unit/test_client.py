@@ -1,0 +1,99 @@
+"""The `pyctr` command's client half (pyctr/client.py) and the server's request decoding: pure parts."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from pyctr import client, server
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["run", "busybox"], "run"),
+    (["--root", "/x", "ps"], "ps"),
+    (["--config", "c.toml", "-D", "exec", "box", "sh"], "exec"),
+    (["--debug", "login"], "login"),
+    (["--help"], None),
+    ([], None),
+])
+def test_command_of_skips_global_options_and_their_values(argv: list[str], command: str | None) -> None:
+    assert client.command_of(argv) == command
+
+
+def test_only_root_commands_go_to_the_server_and_never_password_prompts() -> None:
+    assert client.wants_server(["run", "busybox"], {}, euid=0)
+    assert not client.wants_server(["run", "busybox"], {}, euid=1000)
+    assert not client.wants_server(["login", "reg"], {}, euid=0)
+    assert not client.wants_server(["logout"], {}, euid=0)
+    for off in ("0", "off", "no", "false", " OFF "):
+        assert not client.wants_server(["ps"], {"PYCTR_SERVER": off}, euid=0)
+    assert client.wants_server(["ps"], {"PYCTR_SERVER": "1"}, euid=0)
+
+
+def test_wait_status_becomes_what_a_shell_sees() -> None:
+    assert client.exit_for(0) == (0, 0)
+    assert client.exit_for(3 << 8) == (3, 0)
+    assert client.exit_for(137 << 8) == (137, 0)
+    assert client.exit_for(9) == (137, 9)  # killed by SIGKILL: the client dies of the same signal
+    assert client.exit_for(15) == (143, 15)
+
+
+def test_one_server_per_installation() -> None:
+    a = client.socket_path("/venv-a/bin", "/src/a/pyctr")
+    assert a == client.socket_path("/venv-a/bin", "/src/a/pyctr")
+    assert a != client.socket_path("/venv-b/bin", "/src/a/pyctr")
+    assert a != client.socket_path("/venv-a/bin", "/src/b/pyctr")
+    assert a.startswith(client.SOCKET_DIR + "/") and len(a) < 100  # sun_path holds 108 bytes
+
+
+def test_a_request_carries_argv_environment_umask_limits_and_four_descriptors() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        env = {"PYCTR_ROOT": "/tmp/r", "ODD": "caf\udce9"}  # undecodable bytes survive (surrogateescape)
+        request = client.encode_request(["run", "--rm", "busybox"], env, 0o027, [(1, 2), (3, 4)])
+        client._send_request(ours, request)
+        received, fds = server._receive(theirs)
+    try:
+        assert received == (client.PROTOCOL, client.BIN_DIR, client.PACKAGE_DIR, ["run", "--rm", "busybox"], env,
+                            0o027, [(1, 2), (3, 4)])
+        assert len(fds) == server.MAX_FDS
+        assert os.path.samestat(os.fstat(fds[3]), os.stat("."))  # the working directory, as a descriptor
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_a_large_environment_arrives_whole() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        env = {f"VAR{i}": "x" * 1000 for i in range(300)}  # ~300 KB: more than one socket buffer
+        request = client.encode_request(["ps"], env, 0o022, [])
+        import threading
+
+        sender = threading.Thread(target=client._send_request, args=(ours, request))
+        sender.start()
+        received, fds = server._receive(theirs)
+        sender.join()
+    for fd in fds:
+        os.close(fd)
+    assert received[4] == env
+
+
+def test_the_signals_a_terminal_sends_are_forwarded() -> None:
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH):
+        assert signum in client.FORWARDED
+
+
+def test_relay_holds_signals_until_the_worker_is_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    relay = client._Relay()
+    relay(2, None)
+    assert sent == [] and relay.pending == [2]
+    relay.start(4242)
+    relay(15, None)
+    assert sent == [(4242, 2), (4242, 15)] and relay.pending == []

@@ -219,3 +219,7 @@ def main() -> None:
     from pyctr.cli import main as run_here
 
     run_here()
+
+
+if __name__ == "__main__":  # the detached container's monitor calls `python -m pyctr.client ... _cleanup ID`
+    main()

@@ -74,21 +74,23 @@ def preload() -> None:
         importlib.import_module("pyroute2.netlink.nfnetlink.nfctsocket")
 
 
-def code_stamp() -> tuple:
-    """What the loaded code is, as files on disk: a change means this server is stale."""
+def loaded_code() -> tuple[str, ...]:
+    """The files the server's code came from: pyctr's loaded modules and the import path's directories
+    (installing or upgrading a package changes its directory)."""
+    files = {getattr(m, "__file__", None) for m in list(sys.modules.values())}
+    return tuple(sorted(f for f in files if f and f.startswith(PACKAGE_DIR))) + tuple(sys.path)
+
+
+def code_stamp(files: tuple[str, ...]) -> tuple:
+    """What those files are on disk now: a change means the server is stale."""
     stamp = []
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if path and path.startswith(PACKAGE_DIR):
-            try:
-                st = os.stat(path)
-            except OSError:
-                st = None
-            stamp.append((path, st and (st.st_mtime_ns, st.st_size)))
-    for entry in sys.path:  # a package installed or upgraded changes its directory
-        with contextlib.suppress(OSError):
-            stamp.append((entry, os.stat(entry).st_mtime_ns))
-    return tuple(sorted(stamp, key=lambda item: item[0]))
+    for path in files:
+        try:
+            st = os.stat(path)
+            stamp.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append(None)
+    return tuple(stamp)
 
 
 # ------------------------------------------------------------------ the worker side
@@ -225,14 +227,18 @@ def worker(conn: socket.socket) -> None:
         os._exit(code)
 
 
-def spare(listener: socket.socket, channel: socket.socket, stamp: tuple) -> None:
+def spare(listener: socket.socket, channel: socket.socket, files: tuple[str, ...], stamp: tuple) -> None:
     """A worker forked ahead of time, waiting in accept(): a command reaches it with no process to wake or
     fork on the way. It hands the server a copy of the connection (for the exit status and for noticing
     the client's death), then checks the code on disk is still what it runs, then serves."""
     try:
         _reset_signals()
+        from pyctr.runtime.syscalls import populate_private_memory
+
+        populate_private_memory()
+        code_stamp(files)  # its first run in a process is several times slower than the next
         conn, _ = listener.accept()
-        stale = code_stamp() != stamp
+        stale = code_stamp(files) != stamp
         socket.send_fds(channel, [STALE if stale else TOOK], [conn.fileno()])
     except BaseException:  # noqa: BLE001 - killed or the server left: nothing was started
         os._exit(0)
@@ -259,7 +265,8 @@ class Server:
         self.path = path
         self.path_inode = os.stat(path).st_ino  # to remove the socket only while it is still ours
         self.idle = idle
-        self.stamp = code_stamp()
+        self.files = loaded_code()
+        self.stamp = code_stamp(self.files)
         self.poll = select.poll()
         self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, client connection)
         self.clients: dict[int, int] = {}  # connection fd -> pidfd
@@ -274,7 +281,7 @@ class Server:
         pid = os.fork()
         if pid == 0:
             ours.close()
-            spare(self.listener, theirs, self.stamp)
+            spare(self.listener, theirs, self.files, self.stamp)
         theirs.close()
         pidfd = os.pidfd_open(pid)
         self.spare = (pid, pidfd, ours)
@@ -372,15 +379,19 @@ class Server:
 
 
 def _bind(path: str) -> socket.socket:
+    """Listen on `path`: bound and listening under a temporary name, then renamed into place, so a client
+    never finds a socket that is not accepting yet (it would run its command in-process)."""
+    partial = f"{path}.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(partial)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o077)
     try:
-        listener.bind(path)
+        listener.bind(partial)
     finally:
         os.umask(old)
     listener.listen(128)
+    os.rename(partial, path)
     return listener
 
 

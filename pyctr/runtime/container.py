@@ -219,18 +219,39 @@ class _Launch:
         self.store = ContainerStore(config.paths)
         self.cgroup = None
         self.network: dict = {}
+        self._network: Concurrently | None = None
+
+    def join_cgroup(self, pid: int) -> None:
+        """In M, while C waits: join the cgroup and, at the same time, start plugging C into the bridge.
+
+        Both are mostly system calls that wait (cgroup v1 moves a process hierarchy by hierarchy, netlink and
+        nft answer in their own time); the network goes on while C builds its rootfs (before_exec joins it)."""
+        if self.spec.network.mode == "bridge":
+            self._network = Concurrently(self._connect, pid)
+        try:
+            self.cgroup.add_process(pid)
+        except BaseException:
+            if self._network is not None:
+                with contextlib.suppress(Exception):
+                    self._network.join()
+            raise
 
     def before_exec(self, pid: int) -> None:
-        """In M, while C waits: join the cgroup, plug C into the bridge, write /etc/hosts with its IP."""
-        self.cgroup.add_process(pid)
-        if self.spec.network.mode != "bridge":
-            return
+        """In M, while C builds its rootfs: wait for the network to be ready."""
+        if self._network is not None:
+            network, self._network = self._network, None
+            network.join()
+
+    def _connect(self, pid: int) -> None:
+        """Plug C into the bridge and write its /etc/hosts with its address."""
         from pyctr.runtime.network import PortMapping, setup_network
         from pyctr.runtime.network.hostfiles import hosts_file
 
         ports = [PortMapping.from_dict(p) for p in self.record.config.get("PortMappings", [])]
         info = setup_network(self.config, self.spec.id, pid, ports)
-        _write_text(self.spec.bundle / "hosts", hosts_file(self.spec.hostname, info.ip, self.spec.network.extra_hosts))
+        # In place: C may have bind-mounted this very file already (a rename would leave it the old one).
+        with open(self.spec.bundle / "hosts", "w") as f:
+            f.write(hosts_file(self.spec.hostname, info.ip, self.spec.network.extra_hosts))
         self.network = {
             "IPAddress": info.ip, "IPPrefixLen": info.prefixlen, "Gateway": info.gateway, "MacAddress": info.mac,
             "Bridge": info.bridge,
@@ -246,7 +267,8 @@ class _Launch:
         with self._start_lock():
             try:
                 self.cgroup = create_cgroup(self.spec.id, _cgroup_limits(self.spec))
-                launched = launch(self.spec, LaunchHooks(before_exec=self.before_exec), stdio)
+                hooks = LaunchHooks(join_cgroup=self.join_cgroup, before_exec=self.before_exec)
+                launched = launch(self.spec, hooks, stdio)
             except BaseException as e:
                 self._failed(e)
                 raise
@@ -446,8 +468,9 @@ def _compiled_monitor(config: Config, interpreter: str) -> str:
 
 
 def cleanup_command(config: Config, container_id: str) -> list[str]:
-    """How the monitor calls back into pyctr when the container exits."""
-    argv = [sys.executable, "-m", "pyctr", "--root", str(config.root)]
+    """How the monitor calls back into pyctr when the container exits: through the `pyctr` client, so that the
+    warm server records the exit in a few ms (in-process, imports alone take ~150 ms), else in-process."""
+    argv = [sys.executable, "-m", "pyctr.client", "--root", str(config.root)]
     if config.config_file is not None and Path(config.config_file).exists():
         argv += ["--config", str(config.config_file)]
     return argv + ["_cleanup", container_id]
@@ -648,13 +671,11 @@ def teardown(config: Config, record: ContainerRecord, spec: ContainerSpec | None
     merged = Path(spec.rootfs.merged) if spec is not None else record.directory / "rootfs" / "merged"
     errors = []
     never_started = record.state.started_at == st.ZERO_TIME and not record.state.network
+    network = None
     if mode == "bridge" and not never_started:  # a never-started container has no veth to remove
-        try:
-            from pyctr.runtime.network import teardown_network
+        from pyctr.runtime.network import teardown_network
 
-            teardown_network(config, record.id)
-        except (OSError, PyctrError) as e:
-            errors.append(f"network: {e}")
+        network = Concurrently(teardown_network, config, record.id)  # alongside the cgroup and the mount
     try:
         from pyctr.runtime.cgroups import open_cgroup
 
@@ -662,8 +683,35 @@ def teardown(config: Config, record: ContainerRecord, spec: ContainerSpec | None
     except (OSError, PyctrError) as e:
         errors.append(f"cgroup: {e}")
     _unmount_rootfs(merged)
+    if network is not None:
+        try:
+            network.join()
+        except (OSError, PyctrError) as e:
+            errors.insert(0, f"network: {e}")
     if errors:
         raise RuntimeFailure(f"cleanup of container {record.short_id} incomplete: {'; '.join(errors)}")
+
+
+class Concurrently:
+    """Run a function in a thread now; join() waits for it and raises what it raised."""
+
+    def __init__(self, function: Callable[..., object], *args: object) -> None:
+        import threading
+
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(function, *args), daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Callable[..., object], *args: object) -> None:
+        try:
+            function(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to join()
+            self._error = e
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _unmount_rootfs(merged: Path) -> None:

@@ -27,6 +27,7 @@ from pyctr.runtime.spec import ContainerSpec
 from pyctr.runtime.users import ExecUser, parse_group, resolve_user
 
 READY = b"R"
+IN_CGROUP = b"C"
 GO = b"G"
 ERROR = b"E"
 REPORT_FD = 3  # where the report pipe sits during the last steps: everything above it is closed
@@ -83,9 +84,8 @@ def _setup_and_exec(spec: ContainerSpec, fds: ChildFds) -> None:
     _install_stdio(fds)
     syscalls.unshare(_namespace_flags(spec))
     os.write(fds.report, READY)
-    if os.read(fds.go, 1) != GO:
+    if os.read(fds.go, 1) != IN_CGROUP:
         os._exit(125)  # M gave up (its hook failed): it reports the error, not us
-    os.close(fds.go)
     if "cgroup" in spec.namespaces:
         syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     if "net" in spec.namespaces:
@@ -104,6 +104,9 @@ def _setup_and_exec(spec: ContainerSpec, fds: ChildFds) -> None:
         remount_root_readonly()
     _become_session_leader(fds.console is not None)
     executable = find_executable(spec.process.args[0], _env_path(env))
+    if os.read(fds.go, 1) != GO:  # M made the network meanwhile
+        os._exit(125)
+    os.close(fds.go)
     if fds.seccomp_program:
         # Before the capability drop (CAP_SYS_ADMIN allows it without no_new_privs); what follows (setuid,
         # capset, prctl, close_range, execve) is allowed by Docker's default profile.

@@ -58,13 +58,16 @@ class Stdio:
 
 @dataclass
 class LaunchHooks:
-    """Callbacks M runs while C waits in its fresh namespaces, before it builds its rootfs and execs.
+    """Callbacks M runs with C's host PID while C is in its fresh namespaces. If one raises, C is killed and
+    reaped and the error propagates from `launch`.
 
-    before_exec(pid): C's host PID; put it in its cgroup, set up its network via
-    /proc/<pid>/ns/net, write hosts/resolv.conf in the bundle. If it raises, C
-    is killed and reaped and the error propagates from `launch`.
+    join_cgroup(pid): put C in its cgroup; C waits for it before it unshares its cgroup namespace.
+    before_exec(pid): runs while C builds its rootfs, which it overlaps: set up the network via
+    /proc/<pid>/ns/net, rewrite hosts in the bundle *in place* (C bind-mounts that very file). C waits for
+    it before it drops its privileges and execs.
     """
 
+    join_cgroup: Callable[[int], None] | None = None
     before_exec: Callable[[int], None] | None = None
     extra: dict = field(default_factory=dict)
 
@@ -222,13 +225,24 @@ def _read_message(fd: int) -> bytes:
 
 
 def _handshake(pid: int, report_r: int, go_w: int, hooks: LaunchHooks) -> None:
-    """Wait for C to be in its namespaces, run the hook, then let C go on."""
+    """Wait for C to be in its namespaces; cgroup, then let C build its rootfs while the network is made."""
+    from pyctr.runtime.init import GO, IN_CGROUP, READY
+
     first = os.read(report_r, 1)
-    if first != b"R":
+    if first != READY:
         _raise_reported(first + _read_message(report_r))
+    if hooks.join_cgroup is not None:
+        hooks.join_cgroup(pid)
+    _tell(go_w, IN_CGROUP)
     if hooks.before_exec is not None:
         hooks.before_exec(pid)
-    os.write(go_w, b"G")
+    _tell(go_w, GO)
+
+
+def _tell(go_w: int, message: bytes) -> None:
+    """A C that failed meanwhile (say, no such command) has closed its end: what it reported is raised next."""
+    with contextlib.suppress(BrokenPipeError):
+        os.write(go_w, message)
 
 
 def _wait_for_exec(pid: int, report_r: int) -> None:

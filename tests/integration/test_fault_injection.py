@@ -121,6 +121,21 @@ def assert_images_complete(runner: PyctrRunner, context: str) -> list[str]:
     return ids
 
 
+def _settled(store, cid: str, timeout: float = 10.0):
+    """The record once a monitor that outlived its container's process has recorded the exit.
+
+    "Running" with the process gone is the moment between the process's death and its monitor's
+    `_cleanup` (state.reconcile leaves it alone while the monitor lives): wait that out, not longer."""
+    deadline = time.monotonic() + timeout
+    record = store.get(cid)
+    while (record.state.status == "running" and not Path(f"/proc/{record.state.pid}").exists()
+           and record.state.monitor_pid and Path(f"/proc/{record.state.monitor_pid}").exists()
+           and time.monotonic() < deadline):
+        time.sleep(0.02)
+        record = store.get(cid)
+    return record
+
+
 def assert_containers_complete(runner: PyctrRunner, context: str) -> list[str]:
     """`pyctr ps -a` lists only containers with a complete config and a sensible, truthful status."""
     from pyctr.runtime.state import ContainerStore
@@ -130,7 +145,7 @@ def assert_containers_complete(runner: PyctrRunner, context: str) -> list[str]:
     store = ContainerStore(config_of(runner).paths)
     ids = listed.stdout.split()
     for cid in ids:
-        record = store.get(cid)
+        record = _settled(store, cid)
         assert record.config.get("Spec") and record.config.get("Id") == cid, f"{context}: {cid} config incomplete"
         status = record.state.status
         assert status in SANE_STATUSES, f"{context}: {cid} has status {status!r}"

@@ -24,9 +24,9 @@ PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
 
 def server_pids() -> list[int]:
     """This installation's server: the holder of its listening socket whose parent is not one (the spare is)."""
-    path = client.socket_path()
+    path = client.socket_path()  # bound as path.<pid>, then renamed: /proc/net/unix shows the bound name
     inodes = {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]
-              if line.split()[-1] == path}
+              if line.split()[-1].startswith(path + ".")}
     holders = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:

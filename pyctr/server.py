@@ -227,17 +227,22 @@ def worker(conn: socket.socket) -> None:
         os._exit(code)
 
 
-def spare(listener: socket.socket, channel: socket.socket, files: tuple[str, ...], stamp: tuple) -> None:
+def spare(listener: socket.socket, channel: socket.socket, files: tuple[str, ...], stamp: tuple,
+          parent: int) -> None:
     """A worker forked ahead of time, waiting in accept(): a command reaches it with no process to wake or
     fork on the way. It hands the server a copy of the connection (for the exit status and for noticing
     the client's death), then checks the code on disk is still what it runs, then serves."""
     try:
         _reset_signals()
-        from pyctr.runtime.syscalls import populate_private_memory
+        from pyctr.runtime.syscalls import populate_private_memory, set_parent_death_signal
 
+        set_parent_death_signal(signal.SIGKILL)  # a spare never outlives its server (it would hold the socket)
+        if os.getppid() != parent:
+            os._exit(0)
         populate_private_memory()
         code_stamp(files)  # its first run in a process is several times slower than the next
         conn, _ = listener.accept()
+        set_parent_death_signal(0)  # a command under way finishes even if the server goes
         stale = code_stamp(files) != stamp
         socket.send_fds(channel, [STALE if stale else TOOK], [conn.fileno()])
     except BaseException:  # noqa: BLE001 - killed or the server left: nothing was started
@@ -278,10 +283,11 @@ class Server:
         if self.listener is None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             ours.close()
-            spare(self.listener, theirs, self.files, self.stamp)
+            spare(self.listener, theirs, self.files, self.stamp, parent)
         theirs.close()
         pidfd = os.pidfd_open(pid)
         self.spare = (pid, pidfd, ours)

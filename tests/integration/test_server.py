@@ -180,3 +180,19 @@ def test_an_idle_server_leaves_and_removes_its_socket(tmp_path: Path) -> None:
         assert not path.exists()
     finally:
         proc.kill()
+
+
+def test_a_killed_server_takes_its_spare_along_and_the_next_command_starts_another(warm) -> None:
+    [srv] = server_pids()
+    wait_for(lambda: children_of(srv), what="the spare")
+    spares = children_of(srv)
+    os.kill(srv, signal.SIGKILL)
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in spares), timeout=5,
+             what="the spare to follow its server")
+    assert warm("version").returncode == 0  # no listener: runs in-process and starts a server
+
+    def fresh() -> bool:
+        warm("version", check=True)
+        return bool(server_pids()) and server_pids() != [srv]
+
+    wait_for(fresh, timeout=30, what="a new server")

@@ -84,16 +84,19 @@ def _setup_and_exec(spec: ContainerSpec, fds: ChildFds) -> None:
     _install_stdio(fds)
     syscalls.unshare(_namespace_flags(spec))
     os.write(fds.report, READY)
-    if os.read(fds.go, 1) != IN_CGROUP:
-        os._exit(125)  # M gave up (its hook failed): it reports the error, not us
-    if "cgroup" in spec.namespaces:
-        syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     if "net" in spec.namespaces:
         syscalls.bring_loopback_up()
     from pyctr.runtime.rootfs import build_rootfs, remount_root_readonly
 
+    def in_cgroup() -> None:
+        """Wait while M puts us in our cgroup (the mounts so far overlap that), then enter its namespace."""
+        if os.read(fds.go, 1) != IN_CGROUP:
+            os._exit(125)  # M gave up (its hook failed): it reports the error, not us
+        if "cgroup" in spec.namespaces:
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+
     seal_imports()  # the launcher preloaded all we need; after pivot_root an import would read the image
-    build_rootfs(spec, fds.console)
+    build_rootfs(spec, fds.console, in_cgroup)
     if "uts" in spec.namespaces:  # never rename the host
         syscalls.sethostname(spec.hostname)
     user = _container_user(spec)

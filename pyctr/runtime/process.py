@@ -232,11 +232,24 @@ def _handshake(pid: int, report_r: int, go_w: int, hooks: LaunchHooks) -> None:
     if first != READY:
         _raise_reported(first + _read_message(report_r))
     if hooks.join_cgroup is not None:
-        hooks.join_cgroup(pid)
+        try:
+            hooks.join_cgroup(pid)
+        except BaseException:
+            _raise_if_reported(report_r)  # C failed first (say, a mount): its reason is the one to give
+            raise
     _tell(go_w, IN_CGROUP)
     if hooks.before_exec is not None:
         hooks.before_exec(pid)
     _tell(go_w, GO)
+
+
+def _raise_if_reported(report_r: int) -> None:
+    import select
+
+    if select.select([report_r], [], [], 0)[0]:
+        message = _read_message(report_r)
+        if message:
+            _raise_reported(message)
 
 
 def _tell(go_w: int, message: bytes) -> None:

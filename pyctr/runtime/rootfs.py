@@ -18,7 +18,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,21 @@ DEFAULT_DEV_SYMLINKS: tuple[tuple[str, str], ...] = (
     ("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"), ("/dev/stdout", "/proc/self/fd/1"),
     ("/dev/stderr", "/proc/self/fd/2"), ("/dev/ptmx", "pts/ptmx"),
 )
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top + "/")
+
+
+def _apply(root_fd: int, root: str, mount: Mount) -> None:
+    try:
+        apply_mount(root_fd, root, mount)
+    except OSError as e:
+        raise RuntimeFailure(f"error mounting {mount.source} to rootfs at {mount.destination}: "
+                             f"{e.strerror or e}") from None
 
 
 def plan_mounts(spec: ContainerSpec) -> list[Mount]:
@@ -407,9 +422,13 @@ def remount_root_readonly() -> None:
     s.mount(None, "/", None, s.MS_REMOUNT | s.MS_BIND | s.MS_RDONLY)
 
 
-def build_rootfs(spec: ContainerSpec, console_fd: int | None = None) -> None:
+def build_rootfs(spec: ContainerSpec, console_fd: int | None = None,
+                 in_cgroup: Callable[[], None] | None = None) -> None:
     """Everything between unshare(CLONE_NEWNS) and pivot_root, in the container process.
 
+    `in_cgroup` waits until the process is in its cgroup and enters its cgroup namespace: it is called
+    once every mount outside /sys/fs/cgroup is made (so they overlap the parent's cgroup writes), before
+    the cgroup filesystems, which must show the container's own cgroup as their root, and the devices.
     A --read-only root is remounted read-only later by init, after it created the working directory.
     """
     from pyctr.runtime import syscalls as s
@@ -418,13 +437,15 @@ def build_rootfs(spec: ContainerSpec, console_fd: int | None = None) -> None:
     rootfs = spec.rootfs
     mount_overlay(rootfs.lowerdirs, rootfs.upperdir, rootfs.workdir, rootfs.merged)
     root = os.path.realpath(rootfs.merged)
+    plan = plan_mounts(spec)
+    late = [m for m in plan if _under(m.destination, CGROUP_ROOT)]
     with opened(os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as root_fd:
-        for mount in plan_mounts(spec):
-            try:
-                apply_mount(root_fd, root, mount)
-            except OSError as e:
-                raise RuntimeFailure(f"error mounting {mount.source} to rootfs at {mount.destination}: "
-                                     f"{e.strerror or e}") from None
+        for mount in [m for m in plan if m not in late]:
+            _apply(root_fd, root, mount)
+        if in_cgroup is not None:
+            in_cgroup()
+        for mount in late:
+            _apply(root_fd, root, mount)
         create_devices(root_fd, console_fd)
         readonly_paths(root_fd, spec.readonly_paths)
         mask_paths(root_fd, spec.masked_paths)

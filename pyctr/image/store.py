@@ -395,6 +395,8 @@ class ImageStore:
                 record["manifest_digest"] = old.get("manifest_digest")
                 record["manifest_media_type"] = old.get("manifest_media_type")
                 record["added"] = old.get("added", record["added"])
+                if record == old:  # a fully cached build: nothing to write (or to wait on the disk for)
+                    return self.get_image(image_id)
             atomic_write_json(path, record)
         return self.get_image(image_id)
 
@@ -477,9 +479,11 @@ class ImageStore:
                 raise NotFoundError(f"No such image: {image_id}")
             repos = self._repositories()
             previous = repos["tags"].get(str(ref))
+            if previous == image_id:
+                return None  # already so: nothing to write
             repos["tags"][str(ref)] = image_id
             self._write_repositories(repos)
-        return previous if previous != image_id else None
+        return previous
 
     def add_digest(self, ref: Reference, manifest_digest: str, image_id: str) -> None:
         """Record `name@digest` (Docker's RepoDigests) for an image pulled or pushed by manifest."""

@@ -494,3 +494,14 @@ def test_iptables_fallback_publishes_and_cleans_up(net_config: Config, make_name
     network.teardown_network(net_config, ID_B)
     assert "PYCTR" not in _run("iptables-save", "-t", "nat").stdout
     assert_nothing_left(net_config)
+
+
+def test_nat_table_removal_is_one_netlink_transaction_and_idempotent() -> None:
+    table = firewall.table_name(TEST_BRIDGE)
+    assert _run("nft", "add", "table", "ip", table).returncode == 0
+    assert _run("nft", "add", "chain", "ip", table, "post",
+                "{ type nat hook postrouting priority 100; }").returncode == 0
+    firewall.delete_table(table)
+    assert not nft_has_table()
+    firewall.delete_table(table)  # absent: still fine
+    assert not nft_has_table()

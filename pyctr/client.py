@@ -20,7 +20,7 @@ import _socket
 import os
 import sys
 
-PROTOCOL = 1
+PROTOCOL = 2
 SOCKET_DIR = "/run/pyctr"
 # Signals a shell or terminal sends to the CLI; they go on to the worker that does the work.
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGWINCH,
@@ -29,6 +29,7 @@ FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _
 NOT_SERVED = frozenset({"login", "logout"})
 # Global options that take a value: the command name is the first other word.
 VALUE_OPTIONS = frozenset({"--root", "--config"})
+MAX_EXTRA_FDS = 64  # descriptors above 2 passed on; a client with more runs its command itself
 LIMIT_KINDS = 16  # RLIMIT_CPU (0) .. RLIMIT_RTTIME (15) on Linux
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
@@ -69,11 +70,13 @@ def wants_server(argv: list[str], environ: dict[str, str] | os._Environ = os.env
     return command_of(argv) not in NOT_SERVED
 
 
-def encode_request(argv: list[str], environ: dict[str, str], umask: int, limits: list[tuple[int, int]]) -> bytes:
-    """The request: a length, then marshalled values (the same interpreter reads it)."""
+def encode_request(argv: list[str], environ: dict[str, str], umask: int, limits: list[tuple[int, int]],
+                   extra_fds: list[int] = ()) -> bytes:  # type: ignore[assignment]
+    """The request: a length, then marshalled values (the same interpreter reads it). `extra_fds`: the
+    numbers the client's descriptors above 2 have, in the order they follow stdin, stdout, stderr and cwd."""
     import marshal  # built-in
 
-    body = marshal.dumps((PROTOCOL, BIN_DIR, PACKAGE_DIR, argv, environ, umask, limits))
+    body = marshal.dumps((PROTOCOL, BIN_DIR, PACKAGE_DIR, argv, environ, umask, limits, list(extra_fds)))
     return len(body).to_bytes(4, "little") + body
 
 
@@ -118,10 +121,25 @@ def _read_message(sock: _socket.socket) -> tuple[bytes, int] | None:
     return data[:1], int.from_bytes(data[1:], "little", signed=True)
 
 
-def _send_request(sock: _socket.socket, request: bytes) -> None:
+def other_descriptors(exclude: tuple[int, ...]) -> list[int]:
+    """The client's open descriptors above 2 (say /dev/fd/63 from `--env-file <(...)`): the worker gets them
+    under the same numbers, as the command would see them in-process."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in exclude:
+            try:
+                os.get_inheritable(fd)  # still open (listdir's own descriptor is not)
+            except OSError:
+                continue
+            found.append(fd)
+    return sorted(found)
+
+
+def _send_request(sock: _socket.socket, request: bytes, extra_fds: list[int] = ()) -> None:  # type: ignore[assignment]
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, cwd))
+        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, cwd, *extra_fds))
         sent = sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
     finally:
         os.close(cwd)
@@ -155,7 +173,10 @@ def serve_remotely(argv: list[str], path: str | None = None) -> int | None:
         umask = os.umask(0o022)
         os.umask(umask)
         try:
-            _send_request(sock, encode_request(argv, dict(os.environ), umask, _limits()))
+            extra = other_descriptors((sock.fileno(),))
+            if len(extra) > MAX_EXTRA_FDS:
+                return None
+            _send_request(sock, encode_request(argv, dict(os.environ), umask, _limits(), extra), extra)
             reply = _read_message(sock)
         except Exception:  # noqa: BLE001 - e.g. a closed std fd cannot be passed: nothing started, run here
             return None

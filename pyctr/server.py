@@ -31,7 +31,17 @@ import socket
 import sys
 import time
 
-from pyctr.client import ACCEPTED, BIN_DIR, DECLINED, PACKAGE_DIR, PROTOCOL, SOCKET_DIR, STATUS, socket_path
+from pyctr.client import (
+    ACCEPTED,
+    BIN_DIR,
+    DECLINED,
+    MAX_EXTRA_FDS,
+    PACKAGE_DIR,
+    PROTOCOL,
+    SOCKET_DIR,
+    STATUS,
+    socket_path,
+)
 
 IDLE_SECONDS = 600.0
 # Modules pyctr's functions import where they are needed (to keep the in-process CLI's start-up small):
@@ -41,7 +51,7 @@ LAZY_IMPORTS = ("json", "resource", "requests", "urllib3", "prctl", "_prctl", "f
                 "fnmatch", "datetime", "urllib.request", "urllib.parse", "urllib.error", "tomllib", "tempfile",
                 "select", "pyseccomp", "py_compile", "ipaddress", "gzip", "email.utils", "calendar", "array",
                 "isal", "isal.isal_zlib", "dataclasses", "pathlib")
-MAX_FDS = 4  # stdin, stdout, stderr, working directory
+MAX_FDS = 4  # stdin, stdout, stderr, working directory; then the client's other descriptors
 TOOK, STALE = b"t", b"s"  # spare -> server
 # The fields of /proc/PID/status that make up a process's privileges: a client must match the server.
 PRIVILEGE_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs",
@@ -128,7 +138,7 @@ def same_context(peer_pid: int) -> bool:
 
 def _receive(conn: socket.socket) -> tuple[tuple, list[int]]:
     conn.settimeout(10)
-    data, ancdata, flags, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(MAX_FDS * 4))
+    data, ancdata, flags, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE((MAX_FDS + MAX_EXTRA_FDS) * 4))
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -156,15 +166,22 @@ def _stream(fd: int, writing: bool, unbuffered: bool) -> io.TextIOWrapper:
                             write_through=writing and unbuffered)
 
 
-def _take_over(request: tuple, fds: list[int]) -> None:
-    """Become the client's process: its std streams, cwd, environment, umask, limits and argv."""
-    _, _, _, argv, environ, umask, limits = request
-    for target, fd in enumerate(fds[:3]):
-        os.dup2(fd, target, inheritable=True)
-    os.fchdir(fds[3])
+def _take_over(request: tuple, fds: list[int], conn: socket.socket) -> socket.socket:
+    """Become the client's process: its descriptors (under the client's numbers), cwd, environment, umask,
+    limits and argv. Returns the connection, moved above every number the client uses."""
+    _, _, _, argv, environ, umask, limits, extra = request
+    targets = [0, 1, 2, *extra]
+    base = max([*targets, *fds, conn.fileno()]) + 1
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in fds]  # out of the way of every target
+    conn = socket.socket(fileno=fcntl.fcntl(conn.detach(), fcntl.F_DUPFD_CLOEXEC, base))
     for fd in fds:
-        if fd > 2:
-            os.close(fd)
+        os.close(fd)
+    received = dict(zip(targets, [*moved[:3], *moved[4:]], strict=True))
+    for target, fd in received.items():
+        os.dup2(fd, target, inheritable=True)
+    os.fchdir(moved[3])
+    for fd in moved:
+        os.close(fd)
     os.umask(umask)
     import resource
 
@@ -179,6 +196,24 @@ def _take_over(request: tuple, fds: list[int]) -> None:
     sys.stdin = sys.__stdin__ = _stream(0, False, unbuffered)
     sys.stdout = sys.__stdout__ = _stream(1, True, unbuffered)
     sys.stderr = sys.__stderr__ = _stream(2, True, unbuffered)
+    return conn
+
+
+def _acceptable(request: object, fds: list[int], uid: int, pid: int) -> bool:
+    """The same protocol and installation, every descriptor announced, and a client as privileged as we are."""
+    if not isinstance(request, tuple) or len(request) != 8 or request[0] != PROTOCOL:
+        return False
+    if tuple(request[1:3]) != (BIN_DIR, PACKAGE_DIR) or len(fds) != MAX_FDS + len(request[7]):
+        return False
+    return uid == os.geteuid() and same_context(pid)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
 
 
 def _reset_signals() -> None:
@@ -198,19 +233,18 @@ def worker(conn: socket.socket) -> None:
     try:
         request, fds = _receive(conn)
         pid, uid, _ = _peer_credentials(conn)
-        if (len(fds) != MAX_FDS or request[0] != PROTOCOL or tuple(request[1:3]) != (BIN_DIR, PACKAGE_DIR)
-                or uid != os.geteuid() or not same_context(pid)):
+        if not _acceptable(request, fds, uid, pid):
             _reply(conn, DECLINED)
             os._exit(0)
         try:
-            _take_over(request, fds)
+            conn = _take_over(request, fds, conn)
         except (OSError, ValueError):
             _reply(conn, DECLINED)
             os._exit(0)
         _reply(conn, ACCEPTED, os.getpid())
-        keep = conn.fileno()  # for the exit status; close-on-exec, so no container ever gets it
-        os.closerange(3, keep)  # the listening socket, other clients' connections, the server's pipes
-        os.closerange(keep + 1, 1 << 20)
+        # Keep the client's descriptors and the connection (for the exit status; close-on-exec, so no
+        # container ever gets it); close the listening socket, other clients' connections, the server's pipes.
+        _close_all_but({0, 1, 2, *request[7], conn.fileno()})
         conn.setblocking(True)
         from pyctr.cli import main
 

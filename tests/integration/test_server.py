@@ -196,3 +196,20 @@ def test_a_killed_server_takes_its_spare_along_and_the_next_command_starts_anoth
         return bool(server_pids()) and server_pids() != [srv]
 
     wait_for(fresh, timeout=30, what="a new server")
+
+
+def test_the_clients_other_descriptors_reach_the_command_and_never_the_container(warm) -> None:
+    """`--env-file <(...)`: the shell hands pyctr /dev/fd/63; the worker has it under the same number."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"FROM_PIPE=yes\n")
+    os.close(write_end)
+    high = os.dup2(read_end, 63)
+    os.close(read_end)
+    try:
+        r = subprocess.run([str(PYCTR_BIN), "run", "--rm", "--network", "none", "--env-file", "/dev/fd/63", "busybox",
+                            "sh", "-c", "echo $FROM_PIPE; ls /proc/self/fd | tr '\\n' ' '"],
+                           env=warm.env, capture_output=True, text=True, timeout=60, pass_fds=[high])
+    finally:
+        os.close(high)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["yes", "0 1 2 3 "]  # 3: ls's own directory; 63 stayed outside

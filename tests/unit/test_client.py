@@ -57,7 +57,7 @@ def test_a_request_carries_argv_environment_umask_limits_and_four_descriptors() 
         received, fds = server._receive(theirs)
     try:
         assert received == (client.PROTOCOL, client.BIN_DIR, client.PACKAGE_DIR, ["run", "--rm", "busybox"], env,
-                            0o027, [(1, 2), (3, 4)])
+                            0o027, [(1, 2), (3, 4)], [])
         assert len(fds) == server.MAX_FDS
         assert os.path.samestat(os.fstat(fds[3]), os.stat("."))  # the working directory, as a descriptor
     finally:

@@ -170,6 +170,11 @@ def _take_over(request: tuple, fds: list[int], conn: socket.socket) -> socket.so
     """Become the client's process: its descriptors (under the client's numbers), cwd, environment, umask,
     limits and argv. Returns the connection, moved above every number the client uses."""
     _, _, _, argv, environ, umask, limits, extra = request
+    import resource
+
+    for kind, (soft, hard) in enumerate(limits):  # first: the one step that may fail (raising a limit)
+        if resource.getrlimit(kind) != (soft, hard):
+            resource.setrlimit(kind, (soft, hard))
     targets = [0, 1, 2, *extra]
     base = max([*targets, *fds, conn.fileno()]) + 1
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in fds]  # out of the way of every target
@@ -183,11 +188,6 @@ def _take_over(request: tuple, fds: list[int], conn: socket.socket) -> socket.so
     for fd in moved:
         os.close(fd)
     os.umask(umask)
-    import resource
-
-    for kind, (soft, hard) in enumerate(limits):
-        if resource.getrlimit(kind) != (soft, hard):
-            resource.setrlimit(kind, (soft, hard))  # may fail (raising needs CAP_SYS_RESOURCE): declined
     os.environ.clear()
     os.environ.update(environ)
     sys.argv = ["pyctr", *argv]
@@ -230,6 +230,7 @@ def _reply(conn: socket.socket, kind: bytes, value: int = 0) -> None:
 def worker(conn: socket.socket) -> None:
     """In a forked child: check and take over the client, then run the CLI. Never returns."""
     code = 125
+    accepted = False
     try:
         request, fds = _receive(conn)
         pid, uid, _ = _peer_credentials(conn)
@@ -238,10 +239,12 @@ def worker(conn: socket.socket) -> None:
             os._exit(0)
         try:
             conn = _take_over(request, fds, conn)
-        except (OSError, ValueError):
-            _reply(conn, DECLINED)
+        except (OSError, ValueError):  # a limit we may not raise (no CAP_SYS_RESOURCE), a descriptor too high
+            with contextlib.suppress(OSError):
+                _reply(conn, DECLINED)
             os._exit(0)
         _reply(conn, ACCEPTED, os.getpid())
+        accepted = True
         # Keep the client's descriptors and the connection (for the exit status; close-on-exec, so no
         # container ever gets it); close the listening socket, other clients' connections, the server's pipes.
         _close_all_but({0, 1, 2, *request[7], conn.fileno()})
@@ -252,6 +255,8 @@ def worker(conn: socket.socket) -> None:
         # process's teardown; the server still reports deaths by signal.
         main(on_exit=lambda exit_code: _reply(conn, STATUS, exit_code << 8))
     except BaseException:  # noqa: BLE001 - a worker never returns into the server's loop
+        if not accepted:  # the client runs the command itself: it says whatever there is to say
+            os._exit(code)
         with contextlib.suppress(Exception):  # only --debug lets an error out of the CLI: show it, as it would
             import traceback
 

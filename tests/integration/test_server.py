@@ -213,3 +213,12 @@ def test_the_clients_other_descriptors_reach_the_command_and_never_the_container
         os.close(high)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["yes", "0 1 2 3 "]  # 3: ls's own directory; 63 stayed outside
+
+
+def test_the_clients_resource_limits_apply_as_in_process(warm) -> None:
+    argv = ["prlimit", "--nofile=512:512", str(PYCTR_BIN), "run", "--rm", "--network", "none", "busybox", "sh", "-c",
+            "ulimit -n"]
+    served = subprocess.run(argv, env=warm.env, capture_output=True, text=True, timeout=60)
+    alone = subprocess.run(argv, env={**warm.env, "PYCTR_SERVER": "0"}, capture_output=True, text=True, timeout=60)
+    assert served.returncode == alone.returncode == 0, (served.stderr, alone.stderr)
+    assert served.stdout == alone.stdout

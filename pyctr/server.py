@@ -9,12 +9,13 @@ It takes a lock (one server per installation), imports pyctr's modules, binds a 
 under /run/pyctr and serves until it has been idle for PYCTR_SERVER_IDLE seconds (default 600) or
 its code changed on disk (checked at every request: a stale server serves nothing and leaves).
 
-Per request it forks a worker, which checks that the client runs in the same security context
-(user, capabilities, no_new_privs, seccomp, LSM label, namespaces, root directory), takes the
-client's stdin/stdout/stderr, working directory, environment, umask and resource limits, closes every
-other descriptor the server had (the listening socket never reaches a container), then runs the CLI
-as the client would have. The server relays the worker's wait status to the client and SIGKILLs the
-worker if the client dies first, so killing the `pyctr` process kills the command, as it would in-process.
+A spare worker, forked ahead of time, waits in accept(); the one that takes a command checks that the
+client runs in the same security context (user, capabilities, no_new_privs, seccomp, LSM label,
+namespaces, root directory), takes the client's descriptors, working directory, environment, umask and
+resource limits, closes every other descriptor the server had (the listening socket never reaches a
+container), then runs the CLI as the client would have, and the server forks the next spare. The worker
+sends the exit code itself; the server reports a worker killed by a signal, and SIGKILLs the worker if
+the client dies first, so killing the `pyctr` process kills the command, as it would in-process.
 """
 
 from __future__ import annotations
@@ -229,7 +230,6 @@ def _reply(conn: socket.socket, kind: bytes, value: int = 0) -> None:
 
 def worker(conn: socket.socket) -> None:
     """In a forked child: check and take over the client, then run the CLI. Never returns."""
-    code = 125
     accepted = False
     try:
         request, fds = _receive(conn)
@@ -256,14 +256,14 @@ def worker(conn: socket.socket) -> None:
         main(on_exit=lambda exit_code: _reply(conn, STATUS, exit_code << 8))
     except BaseException:  # noqa: BLE001 - a worker never returns into the server's loop
         if not accepted:  # the client runs the command itself: it says whatever there is to say
-            os._exit(code)
+            os._exit(125)
         with contextlib.suppress(Exception):  # only --debug lets an error out of the CLI: show it, as it would
             import traceback
 
             traceback.print_exc()
             sys.stderr.flush()
     finally:
-        os._exit(code)
+        os._exit(125)
 
 
 def spare(listener: socket.socket, channel: socket.socket, files: tuple[str, ...], stamp: tuple,

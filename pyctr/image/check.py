@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Any
 
 from pyctr.config import Paths
 from pyctr.errors import InvalidReference
-from pyctr.fsutil import atomic_write_json, fsync_dir, read_json
+from pyctr.fsutil import atomic_write_json, fsync_dir, read_json, remove_tree
 from pyctr.image.store import pid_alive
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -488,24 +487,6 @@ def snapshot_store(paths: Paths) -> StoreSnapshot:
 
 
 # ------------------------------------------------------------------ repairing
-
-def remove_tree(path: Path) -> None:
-    """rmtree that also removes read-only directories (layers often have 0555 dirs); absent is fine."""
-    if not os.path.lexists(path):
-        return
-    if path.is_symlink() or not path.is_dir():
-        path.unlink(missing_ok=True)
-        return
-
-    def onerror(func: Any, p: str, exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
-            func(p)
-
-    shutil.rmtree(path, onerror=onerror)
-    if os.path.lexists(path):
-        raise OSError(f"cannot remove {path}")
-
 
 def unmount_all(points: list[str]) -> None:
     """Detach each mount point (deepest first); one already gone is fine."""

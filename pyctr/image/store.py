@@ -33,7 +33,7 @@ from pyctr.errors import (
     NotFoundError,
     StoreError,
 )
-from pyctr.fsutil import atomic_write_json, ensure_dir, file_lock, fsync_dir, read_json
+from pyctr.fsutil import atomic_write_json, ensure_dir, file_lock, fsync_dir, read_json, remove_tree
 from pyctr.image.reference import Reference, is_sha256_digest, parse_reference
 
 _HEX_PREFIX = re.compile(r"^[0-9a-f]{1,64}$")
@@ -319,7 +319,7 @@ class ImageStore:
             if existing is not None:
                 return existing
             path = self.layer_path(chain_id)
-            _remove_tree(path)  # a killed unpack's leftovers
+            remove_tree(path)  # a killed unpack's leftovers
             diff = path / "diff"
             ensure_dir(path)
             diff.mkdir(mode=0o755)
@@ -331,7 +331,7 @@ class ImageStore:
                         f"layer {blob['digest']} unpacks to {result.diff_id}, but the image config says {diff_id}"
                     )
             except BaseException:
-                _remove_tree(path)
+                remove_tree(path)
                 raise
             record = LayerRecord(chain_id, diff_id, int(result.size), path, parent, dict(blob))
             atomic_write_json(path / "layer.json", record.to_json())
@@ -600,7 +600,7 @@ class ImageStore:
         if self.paths.layers.is_dir():
             for path in self.paths.layers.iterdir():
                 if path.name not in keep_layers:
-                    _remove_tree(path)
+                    remove_tree(path)
                     freed_layers += 1
         if self.paths.blobs.is_dir():
             for path in self.paths.blobs.iterdir():
@@ -657,7 +657,7 @@ class ImageStore:
             pid = re.match(r"^[a-z-]+?-(\d+)-", path.name)
             if pid and not pid_alive(int(pid.group(1))):
                 if path.is_dir():
-                    _remove_tree(path)
+                    remove_tree(path)
                 else:
                     path.unlink(missing_ok=True)
 
@@ -700,20 +700,6 @@ def file_digest(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return "sha256:" + h.hexdigest()
-
-
-def _remove_tree(path: Path) -> None:
-    """rmtree that tolerates absence and read-only dirs inside layers (chmod 0555 dirs are common)."""
-    if not path.exists() and not path.is_symlink():
-        return
-    import shutil  # here: with bz2 and lzma it costs every `images` and `run` a few ms, and only removal needs it
-
-    def onerror(func: Any, p: str, exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
-            func(p)
-
-    shutil.rmtree(path, onerror=onerror)
 
 
 _DOCKER_CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from pyctr.config import Config
 from pyctr.errors import PyctrError
-from pyctr.fsutil import file_lock
-from pyctr.image.check import Finding, Outcome, apply_findings, mount_points, mounts_under, remove_tree, unmount_all
+from pyctr.fsutil import file_lock, remove_tree
+from pyctr.image.check import Finding, Outcome, apply_findings, mount_points, mounts_under, unmount_all
 from pyctr.runtime import state as st
 
 CGROUP_GRACE = 10.0  # seconds an empty cgroup of a non-running container may be a start in progress

@@ -219,7 +219,7 @@ class _Launch:
         self.store = ContainerStore(config.paths)
         self.cgroup = None
         self.network: dict = {}
-        self._network: Concurrently | None = None
+        self._connecting: Concurrently | None = None
 
     def join_cgroup(self, pid: int) -> None:
         """In M, while C waits: join the cgroup and, at the same time, start plugging C into the bridge.
@@ -227,20 +227,20 @@ class _Launch:
         Both are mostly system calls that wait (cgroup v1 moves a process hierarchy by hierarchy, netlink and
         nft answer in their own time); the network goes on while C builds its rootfs (before_exec joins it)."""
         if self.spec.network.mode == "bridge":
-            self._network = Concurrently(self._connect, pid)
+            self._connecting = Concurrently(self._connect, pid)
         try:
             self.cgroup.add_process(pid)
         except BaseException:
-            if self._network is not None:
+            if self._connecting is not None:
                 with contextlib.suppress(Exception):
-                    self._network.join()
+                    self._connecting.join()
             raise
 
     def before_exec(self, pid: int) -> None:
         """In M, while C builds its rootfs: wait for the network to be ready."""
-        if self._network is not None:
-            network, self._network = self._network, None
-            network.join()
+        if self._connecting is not None:
+            connecting, self._connecting = self._connecting, None
+            connecting.join()
 
     def _connect(self, pid: int) -> None:
         """Plug C into the bridge and write its /etc/hosts with its address."""

@@ -438,10 +438,11 @@ def build_rootfs(spec: ContainerSpec, console_fd: int | None = None,
     mount_overlay(rootfs.lowerdirs, rootfs.upperdir, rootfs.workdir, rootfs.merged)
     root = os.path.realpath(rootfs.merged)
     plan = plan_mounts(spec)
-    late = [m for m in plan if _under(m.destination, CGROUP_ROOT)]
+    late = [m for m in plan if _under(m.destination, CGROUP_ROOT)]  # nothing else is mounted below them
     with opened(os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as root_fd:
-        for mount in [m for m in plan if m not in late]:
-            _apply(root_fd, root, mount)
+        for mount in plan:
+            if not _under(mount.destination, CGROUP_ROOT):
+                _apply(root_fd, root, mount)
         if in_cgroup is not None:
             in_cgroup()
         for mount in late:

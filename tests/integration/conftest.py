@@ -66,19 +66,25 @@ def wait_for_killed_workers(timeout: float = 10.0) -> None:
 
 
 def _server_children() -> list[int]:
+    """Children of this checkout's pyctr servers (the current one and any still finishing after retiring)."""
     python = str(REPO_ROOT / ".venv" / "bin" / "python").encode()
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    parents = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
-        if cmdline.startswith(python) and b"pyctr.server" in cmdline and stat.rsplit(")", 1)[1].split()[1] != "1":
-            children.append(int(entry))
-    return children
+        if cmdline.startswith(python) and b"pyctr.server" in cmdline:
+            parents[int(entry)] = ppid
+    return [child for pid, ppid in parents.items() if ppid not in parents for child in children_of(pid)]
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _is_worker(pid: int) -> bool:

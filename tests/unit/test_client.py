@@ -81,13 +81,6 @@ def test_a_large_environment_arrives_whole() -> None:
     assert received[4] == env
 
 
-def test_the_signals_a_terminal_sends_are_forwarded() -> None:
-    import signal
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH):
-        assert signum in client.FORWARDED
-
-
 def test_relay_holds_signals_until_the_worker_is_known(monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[tuple[int, int]] = []
     monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))

@@ -11,7 +11,6 @@ from pyctr.runtime.network.firewall import (
     forwards_from_records,
     iptables_jumps,
     iptables_plan,
-    removal_plan,
     ruleset_plan,
     table_name,
 )
@@ -75,8 +74,26 @@ def test_table_name_is_a_valid_nft_identifier() -> None:
     assert table_name("br-test.1") == "pyctr_br_test_1"
 
 
-def test_removal_plan_is_idempotent_script() -> None:
-    assert removal_plan("pyctrn0") == "table ip pyctr_pyctrn0\ndelete table ip pyctr_pyctrn0\n"
+def test_table_deletion_is_one_batch_create_then_delete_of_that_table() -> None:
+    import struct
+
+    from pyctr.runtime.network.firewall import table_deletion_batch
+
+    batch = table_deletion_batch("pyctr_pyctrn0")
+    messages, offset = [], 0
+    while offset < len(batch):
+        length, kind, flags, seq, _ = struct.unpack_from("=IHHII", batch, offset)
+        messages.append((kind, flags, seq, batch[offset + 16:offset + length]))
+        offset += length
+    assert offset == len(batch) and all(length % 4 == 0 for length in [len(m[3]) + 16 for m in messages])
+    assert [(kind, seq) for kind, _, seq, _ in messages] == [(0x10, 1), (0xA00, 2), (0xA02, 3), (0x11, 4)]
+    assert [flags & 0x4 for _, flags, _, _ in messages] == [0, 0x4, 0x4, 0]  # acks asked for the two changes
+    assert messages[1][1] & 0x400  # NLM_F_CREATE without EXCL: an absent table is no error
+    for _, _, _, body in messages[1:3]:
+        family, _, _ = struct.unpack_from("=BBH", body)
+        attr_len, attr_type = struct.unpack_from("=HH", body, 4)
+        assert (family, attr_type) == (2, 1)  # NFPROTO_IPV4, NFTA_TABLE_NAME
+        assert body[8:4 + attr_len] == b"pyctr_pyctrn0\0"
 
 
 def test_iptables_fallback_plan_mirrors_the_nft_rules() -> None:

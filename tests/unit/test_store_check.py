@@ -12,6 +12,7 @@ import tarfile
 import pytest
 
 from pyctr.config import Paths
+from pyctr.fsutil import remove_tree
 from pyctr.image import check
 from pyctr.image.check import BlobFacts, ImageFacts, LayerFacts, StoreSnapshot, TmpEntry, decide
 from pyctr.image.store import ImageStore, chain_ids
@@ -228,7 +229,7 @@ def test_corrupt_blob_takes_its_image_and_tags_with_it(store):
 def test_dangling_tag_and_missing_layer(store):
     image_id = make_image(store, "busybox:latest", [b"a", b"b"])
     record = store.get_image(image_id)
-    check.remove_tree(record.layers[1].path)
+    remove_tree(record.layers[1].path)
     repos = json.loads((store.paths.images / "repositories.json").read_text())
     repos["tags"]["docker.io/library/ghost:latest"] = "sha256:" + "4" * 64
     (store.paths.images / "repositories.json").write_text(json.dumps(repos))

@@ -94,12 +94,6 @@ def ruleset_plan(bridge: str, subnet: str, forwards: Iterable[Forward]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def removal_plan(bridge: str) -> str:
-    """The nft script that removes the bridge's table, whether it exists or not."""
-    table = table_name(bridge)
-    return f"table ip {table}\ndelete table ip {table}\n"
-
-
 def _dnat_rule(forward: Forward) -> str:
     match = "" if forward.host_ip in ("", ANY_IPV4) else f"ip daddr {forward.host_ip} "
     return (
@@ -146,31 +140,22 @@ class Pending:
             raise RuntimeFailure(f"nft failed to apply pyctr's NAT rules: {detail}")
 
 
-def apply(bridge: str, subnet: str, forwards: list[Forward]) -> None:
-    """Make the kernel's NAT for `bridge` exactly the plan, with the available backend."""
-    start_apply(bridge, subnet, forwards).wait()
-
-
-def remove(bridge: str) -> None:
-    """Remove all of pyctr's NAT for `bridge` (no-op if there is none)."""
-    start_remove(bridge).wait()
-
-
 def start_apply(bridge: str, subnet: str, forwards: list[Forward]) -> Pending:
-    """apply(), returning while nft still works: call wait() on the result before relying on the rules."""
+    """Make the kernel's NAT for `bridge` exactly the plan, with the available backend; returns while nft
+    still works: call wait() on the result before relying on the rules."""
     if backend() == "nft":
         return _start_nft(ruleset_plan(bridge, subnet, forwards))
     _apply_iptables(bridge, subnet, forwards)
     return Pending()
 
 
-def start_remove(bridge: str) -> Pending:
-    """remove(): with nftables, one netlink transaction, done when this returns (see delete_table)."""
+def remove(bridge: str) -> None:
+    """Remove all of pyctr's NAT for `bridge` (no-op if there is none); with nftables, one netlink
+    transaction (see delete_table)."""
     if backend() == "nft":
         delete_table(table_name(bridge))
-        return Pending()
-    _remove_iptables(bridge)
-    return Pending()
+    else:
+        _remove_iptables(bridge)
 
 
 # nfnetlink, for the one transaction pyctr sends itself (linux/netfilter/nfnetlink.h, nf_tables.h).
@@ -185,12 +170,9 @@ NFPROTO_IPV4 = 2
 _closing: list[object] = []
 
 
-def delete_table(name: str) -> None:
-    """Delete nftables table `ip name` if it exists: "create if missing, delete" in one atomic batch.
-
-    The same transaction as `nft -f` with removal_plan, without nft: the commit takes ~0.1 ms, but closing
-    a netlink socket that deleted a table waits 10-20 ms in the kernel, and nft exits only after that. The
-    socket is closed by a thread of its own, so the container's teardown does not wait for it."""
+def table_deletion_batch(name: str) -> bytes:
+    """The nfnetlink batch "table ip <name>; delete table ip <name>" (create if missing, then delete: removes
+    the table whether it exists or not, atomically). Messages 2 and 3 ask for an acknowledgement."""
     import socket
     import struct
 
@@ -201,17 +183,27 @@ def delete_table(name: str) -> None:
     raw = name.encode() + b"\0"
     attribute = struct.pack("=HH", 4 + len(raw), NFTA_TABLE_NAME) + raw + b"\0" * (-len(raw) % 4)
     table_kind = NFNL_SUBSYS_NFTABLES << 8
-    batch = b"".join([
+    return b"".join([
         message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 1, 0),
         message(table_kind | NFT_MSG_NEWTABLE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, 2, NFPROTO_IPV4, attribute),
         message(table_kind | NFT_MSG_DELTABLE, NLM_F_REQUEST | NLM_F_ACK, 3, NFPROTO_IPV4, attribute),
         message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 4, 0),
     ])
+
+
+def delete_table(name: str) -> None:
+    """Delete nftables table `ip name` if it exists, sending table_deletion_batch ourselves.
+
+    nft would do the same transaction, but the commit takes ~0.1 ms while closing a netlink socket that
+    deleted a table waits 10-20 ms in the kernel, and nft exits only after that. Our socket is closed by a
+    thread of its own, so the container's teardown does not wait for it."""
+    import socket
+
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     try:
         sock.settimeout(COMMAND_TIMEOUT)
         sock.bind((0, 0))
-        sock.send(batch)
+        sock.send(table_deletion_batch(name))
         _await_acks(sock, {2, 3})
     except OSError as e:
         sock.close()
@@ -327,8 +319,3 @@ def _run(argv: list[str], stdin: str | None = None, check: bool = True) -> subpr
         detail = " ".join(result.stderr.split())[:400] or f"exit status {result.returncode}"
         raise RuntimeFailure(f"{argv[0]} failed to apply pyctr's NAT rules: {detail}")
     return result
-
-
-def apply_ruleset(script: str) -> None:
-    """Run an nft script as one atomic transaction."""
-    _start_nft(script).wait()

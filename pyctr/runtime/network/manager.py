@@ -248,7 +248,7 @@ def _start_rules(bridge_state: ipam.BridgeState, owner: str) -> firewall.Pending
         forwards = firewall.forwards_from_records(bridge_state.containers.values())
         return firewall.start_apply(bridge, bridge_state.subnet, forwards)
     if _owns_bridge(bridge, owner):
-        return firewall.start_remove(bridge)
+        firewall.remove(bridge)  # one netlink transaction: done already
     return firewall.Pending()
 
 

@@ -375,7 +375,8 @@ class Builder:
     # ------------------------------------------------------------------ COPY / ADD
 
     def _copy(self, result: StageResult, state: ins.BuildState, step: ins.CopyStep) -> StageResult:
-        with self._merged(result.layers) as lower, self._scratch_dir("copy") as stage:
+        with self._merged(result.layers) as lower, self._scratch_dir("copy") as stage, \
+                self._scratch_dir("fetch") as downloads:
             uid, gid = 0, 0
             if step.chown:
                 try:
@@ -386,7 +387,7 @@ class Builder:
             place = Placement(uid=uid, gid=gid, chmod=step.chmod, epoch=self.epoch or 0, lower=lower)
             with self._source_root(step.from_) as source_root:
                 try:
-                    items = self._copy_items(step, source_root)
+                    items = self._copy_items(step, source_root, downloads)
                 except (BuildError, NotFoundError) as e:
                     raise type(e)(f"{step.name} failed: {e.message}") from None
                 if len(items) > 1 and not step.dest.endswith("/"):
@@ -403,12 +404,12 @@ class Builder:
                 return cached
             return self._commit(result, state, stage, created_by, key)
 
-    def _copy_items(self, step: ins.CopyStep, source_root: Path | None) -> list[SourceItem]:
+    def _copy_items(self, step: ins.CopyStep, source_root: Path | None, downloads: Path) -> list[SourceItem]:
         items: list[SourceItem] = [SourceItem(name=name, kind="content", content=content.encode(), mode=0o644)
                                    for name, content in step.heredocs]
         for source in step.sources:
             if step.is_add and source.startswith(("http://", "https://")):
-                items.append(fetch_url(source))
+                items.append(fetch_url(source, downloads))
             elif source_root is not None:
                 items.extend(_image_sources(source_root, source))
             else:

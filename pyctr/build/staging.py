@@ -13,18 +13,27 @@ absolute symlinks point into the image, never at the host.
 from __future__ import annotations
 
 import contextlib
+import email.utils
+import http.client
 import os
 import posixpath
 import shutil
 import stat
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from pyctr.errors import BuildError, NotFoundError
+from pyctr.errors import BuildError, NotFoundError, UnsafeArchiveError
 
 _MAX_LINKS = 40
-_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+# ADD <url> streams the body to disk; past this it stops (Docker has no bound; a build must have one).
+MAX_DOWNLOAD_BYTES = 8 << 30
+_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 
 
 def resolve_in_root(root: Path, path: str) -> Path:
@@ -82,7 +91,7 @@ class SourceItem:
 
     name: str
     host: Path | None = None
-    kind: str = "file"  # file | dir | content
+    kind: str = "file"  # file | dir | content | download (a fetched body in a temp file, moved in)
     entries: list[tuple[str, Path, os.stat_result]] = field(default_factory=list)
     content: bytes | None = None
     mode: int = 0o644
@@ -102,15 +111,49 @@ class Placement:
 
 
 def is_archive(path: Path) -> bool:
-    """Whether ADD should unpack a local file: compressed magic or a tar header."""
+    """Whether ADD unpacks a local file: Docker's IsArchivePath (decompressed, the first tar header parses).
+
+    A compressed file that is not a tar (`notes.txt.gz`) is copied as it is.
+    """
     try:
         with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError:
+            magic = f.read(6)
+            if not magic.startswith(_ARCHIVE_MAGIC) and not _has_tar_header(magic + f.read(506)):
+                return False
+            f.seek(0)
+            return _has_tar_header(_decompressed_head(f, magic))
+    except (OSError, EOFError, ValueError, ImportError):
         return False
-    if head.startswith(_ARCHIVE_MAGIC):
-        return True
-    return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+def _decompressed_head(f: BinaryIO, magic: bytes) -> bytes:
+    import bz2
+    import gzip
+    import lzma
+
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=f).read(512)
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(f).read(512)
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(f).read(512)
+    if magic.startswith(b"\x28\xb5\x2f\xfd"):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(f).read(512)
+    return f.read(512)
+
+
+def _has_tar_header(block: bytes) -> bool:
+    import tarfile
+
+    if len(block) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block[:512], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def stage_copy(items: list[SourceItem], dest: str, stage: Path, place: Placement, *, extract: bool = False) -> None:
@@ -124,7 +167,7 @@ def stage_copy(items: list[SourceItem], dest: str, stage: Path, place: Placement
             _copy_entries(item.entries, target, place)
         elif extract and item.kind == "file" and item.host is not None and is_archive(item.host):
             target = _ensure_parents(stage, base, place, created)
-            _extract(item.host, target, place)
+            _extract(item.host, target)
         else:
             path = posixpath.join(base, item.name) if dest_is_dir else base
             parent = _ensure_parents(stage, posixpath.dirname(path), place, created)
@@ -204,6 +247,9 @@ def _write_item(item: SourceItem, target: Path, place: Placement) -> None:
     mtime_ns = (item.mtime if item.mtime is not None else place.epoch) * 10**9
     if item.kind == "content":
         target.write_bytes(item.content or b"")
+    elif item.kind == "download":
+        assert item.host is not None
+        os.replace(item.host, target)
     else:
         assert item.host is not None
         st = item.host.lstat()
@@ -253,35 +299,70 @@ def _make_missing_parents(out_dir: Path, host_dir: Path, place: Placement, dir_t
         dir_times.append((out, st.st_mtime_ns))
 
 
-def _extract(archive: Path, target: Path, place: Placement) -> None:
-    """ADD of a local archive: unpack with tarfile's `data` filter (nothing lands outside `target`)."""
-    import tarfile
+def _extract(archive: Path, target: Path) -> None:
+    """ADD of a local archive: the project's fd-based extractor, never tarfile's (its filters were bypassed:
+    CVE-2025-4517). Owners come from the archive, as in Docker's legacy builder (--chown does not apply)."""
+    from pyctr.image.unpack import unpack_archive
 
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(target, filter="data", numeric_owner=True)
-    except (tarfile.TarError, OSError) as e:
+        with open(archive, "rb") as stream:
+            unpack_archive(stream, target)
+    except (UnsafeArchiveError, OSError) as e:
         raise BuildError(f"failed to extract {archive.name}: {e}") from None
 
 
-def fetch_url(url: str, timeout: float = 60.0) -> SourceItem:
-    """ADD <url>: the body becomes a 0600 file named after the URL's last path component."""
-    import email.utils
-    import urllib.error
-    import urllib.parse
-    import urllib.request
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only: urllib would also follow ftp://, and a file:// target must be a
+    one-line refusal (Docker's http client refuses other schemes too)."""
 
+    def http_error_302(self, req, fp, code, msg, headers):  # type: ignore[no-untyped-def]
+        target = urllib.parse.urljoin(req.full_url, headers.get("location") or headers.get("uri") or "")
+        scheme = urllib.parse.urlsplit(target).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise BuildError(f"failed to fetch {req.full_url}: redirect to a {scheme}:// URL refused "
+                             f"(only http and https are followed)")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def fetch_url(url: str, into: Path, timeout: float = 60.0, max_bytes: int = MAX_DOWNLOAD_BYTES) -> SourceItem:
+    """ADD <url>: the body, streamed to a file in `into` (never held in memory), becomes a 0600 file named
+    after the URL's last path component; Last-Modified is its mtime, as in Docker. Bounded by `max_bytes`."""
     name = posixpath.basename(urllib.parse.urlparse(url).path) or "index.html"
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
+    fd, tmp = tempfile.mkstemp(prefix="add-url-", dir=into)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - only for ADD <url>
-            body = response.read()
+        with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as response:
+            _check_declared_length(url, response.headers.get("Content-Length"), max_bytes)
+            _copy_bounded(url, response, out, max_bytes)
             modified = response.headers.get("Last-Modified")
     except urllib.error.HTTPError as e:
         raise BuildError(f"failed to fetch {url}: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError) as e:
-        raise NotFoundError(f"failed to fetch {url}: {getattr(e, 'reason', e)}") from None
-    mtime = None
-    if modified:
-        with contextlib.suppress(TypeError, ValueError):
-            mtime = int(email.utils.parsedate_to_datetime(modified).timestamp())
-    return SourceItem(name=name, kind="content", content=body, mode=0o600, mtime=mtime)
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+        raise NotFoundError(f"failed to fetch {url}: {getattr(e, 'reason', None) or e}") from None
+    return SourceItem(name=name, host=Path(tmp), kind="download", mode=0o600, mtime=_http_time(modified))
+
+
+def _check_declared_length(url: str, declared: str | None, max_bytes: int) -> None:
+    if declared and declared.strip().isdigit() and int(declared) > max_bytes:
+        raise BuildError(f"failed to fetch {url}: {declared} bytes is more than ADD takes "
+                         f"({max_bytes} bytes)")
+
+
+def _copy_bounded(url: str, response: BinaryIO, out: BinaryIO, max_bytes: int) -> None:
+    """Copy in 1 MiB chunks; a body longer than `max_bytes` (whatever it declared) stops the build."""
+    total = 0
+    while chunk := response.read(1 << 20):
+        total += len(chunk)
+        if total > max_bytes:
+            raise BuildError(f"failed to fetch {url}: the body is more than ADD takes ({max_bytes} bytes)")
+        out.write(chunk)
+
+
+def _http_time(value: str | None) -> int | None:
+    if not value:
+        return None
+    with contextlib.suppress(TypeError, ValueError):
+        return int(email.utils.parsedate_to_datetime(value).timestamp())
+    return None

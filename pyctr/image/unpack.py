@@ -32,7 +32,7 @@ import tarfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from pyctr.errors import StoreError, UnsafeArchiveError
 from pyctr.image.tarstream import FastTarInfo, LayerSource, SourceError
@@ -161,8 +161,12 @@ def _whiteout_kind(base: str, name: str) -> str | None:
     return "whiteout"
 
 
-def plan_entry(info: tarfile.TarInfo) -> EntryPlan:
-    """Decide how to apply one parsed tar header (pure)."""
+def plan_entry(info: tarfile.TarInfo, *, whiteouts: bool = True) -> EntryPlan:
+    """Decide how to apply one parsed tar header (pure).
+
+    `whiteouts=False` is for archives that are not layers (ADD, a build
+    context): there `.wh.NAME` is an ordinary name, as in Docker's untar.
+    """
     name = info.name
     parts = clean_entry_path(name)
     kind = _KIND_BY_TYPE.get(info.type)
@@ -179,7 +183,7 @@ def plan_entry(info: tarfile.TarInfo) -> EntryPlan:
         name=name, parts=parts, kind=kind, mode=info.mode & 0o7777, uid=info.uid, gid=info.gid,
         mtime_ns=mtime_ns, atime_ns=atime_ns, size=info.size if kind == "file" else 0, stored=stored,
         sparse=sparse, devmajor=info.devmajor, devminor=info.devminor, xattrs=_xattrs_of(info))
-    if parts:
+    if parts and whiteouts:
         wh = _whiteout_kind(parts[-1], name)
         if wh == "whiteout":
             plan.parts = parts[:-1] + (parts[-1][len(WHITEOUT_PREFIX):],)
@@ -504,7 +508,7 @@ def _unpack_into(stream: BinaryIO, media_type: str | None, root_fd: int, threade
         return UnpackResult(diff_id=source.diff_id, size=source.size)
 
 
-def _extract_all(source: LayerSource, extractor: _Extractor) -> None:
+def _extract_all(source: LayerSource, extractor: _Extractor, *, layer: bool = True) -> None:
     tar = _open_tar(source)
     if tar is None:
         return
@@ -512,7 +516,9 @@ def _extract_all(source: LayerSource, extractor: _Extractor) -> None:
         info = _next_member(tar)
         if info is None:
             return
-        plan = plan_entry(info)
+        plan = plan_entry(info, whiteouts=layer)
+        if not layer and not plan.parts:
+            continue  # Docker's untar leaves an existing destination's own metadata alone (`./` entry)
         try:
             extractor.apply(plan)
         except OSError as exc:
@@ -521,3 +527,81 @@ def _extract_all(source: LayerSource, extractor: _Extractor) -> None:
             raise UnsafeArchiveError(f"cannot unpack layer entry {plan.name!r}: {exc}") from None
         except RecursionError:  # removing an absurdly deep directory it replaces
             raise UnsafeArchiveError(f"cannot unpack layer entry {plan.name!r}: directories nested too deep") from None
+
+
+# --- archives that are not layers: ADD of a local tar, a build context on stdin ---------------
+
+BZIP2_MAGIC = b"BZh"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+class _Rewound:
+    """A forward-only stream with the bytes already peeked at put back in front."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._stream.read(n)
+        if n < 0 or n >= len(self._head):
+            data, self._head = self._head, b""
+            return data if n < 0 else data + self._stream.read(n - len(data))
+        data, self._head = self._head[:n], self._head[n:]
+        return data
+
+
+def decompressed(stream: BinaryIO) -> BinaryIO:
+    """`stream` with bzip2 or xz undone; gzip, zstd and plain tar pass through (LayerSource decodes them).
+
+    Docker's untar takes identity, gzip, bzip2 and xz (DecompressStream); a
+    layer never needs bzip2/xz, so they are decoded here rather than in the pump.
+    """
+    import bz2
+    import lzma
+
+    head = stream.read(len(XZ_MAGIC))
+    rewound = cast(BinaryIO, _Rewound(head, stream))
+    if head.startswith(BZIP2_MAGIC):
+        return cast(BinaryIO, bz2.BZ2File(rewound))
+    if head.startswith(XZ_MAGIC):
+        return cast(BinaryIO, lzma.LZMAFile(rewound))
+    return rewound
+
+
+def unpack_archive(stream: BinaryIO, dest: str | os.PathLike[str]) -> int:
+    """Unpack a tar (plain, gzip, bzip2, xz, zstd) into the existing directory `dest`; returns its size.
+
+    Docker's untar semantics for ADD and `build - < context.tar`: entries are
+    merged into what `dest` holds (a later name replaces an earlier one),
+    `.wh.*` names are ordinary files, the archive's `./` entry is skipped,
+    numeric owners are kept (when root). The same fd-based writer as layers,
+    so nothing is written outside `dest` whatever the archive holds (symlink
+    chains, `..`, absolute names, hardlinks out): such entries are refused.
+    """
+    import lzma
+
+    try:
+        root_fd = os.open(dest, DIR_FLAGS)
+    except OSError as exc:
+        raise StoreError(f"cannot unpack an archive into {os.fspath(dest)!r}: {exc.strerror}") from None
+    try:
+        with LayerSource(decompressed(stream), None, threaded=False) as source:
+            extractor = _Extractor(root_fd, source)
+            try:
+                _extract_all(source, extractor, layer=False)
+                try:
+                    extractor.finish_dirs()
+                except OSError as exc:
+                    raise _os_error("directory metadata", exc) from None
+            finally:
+                extractor.close()
+            source.drain()
+            return source.size
+    except SourceError as exc:  # a corrupt bzip2/xz stream, or the stream itself failing
+        raise UnsafeArchiveError(f"cannot read the archive: {exc.original}") from None
+    except (EOFError, OSError, lzma.LZMAError) as exc:  # the same, met while peeking at the first header
+        raise UnsafeArchiveError(f"cannot read the archive: {exc}") from None
+    finally:
+        os.close(root_fd)

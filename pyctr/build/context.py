@@ -14,6 +14,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from pyctr.build.dockerignore import Matcher, Pattern, parse_dockerignore
 from pyctr.errors import BuildError, NotFoundError
@@ -125,6 +126,127 @@ class BuildContext:
                     yield child_rel, child, st
         # Sorting: callers that need strict order sort the result; stack order is reverse-sorted DFS.
 
+    def tar_size(self) -> int:
+        """The size of the context tar Docker's CLI would send ("Sending build context to Docker daemon  X")."""
+        return _tar_size(self.walk("."))
+
     def files_under(self, rel_dir: str) -> list[tuple[str, Path, os.stat_result]]:
         """The included entries of a directory, sorted by path (parents first)."""
         return sorted(self.walk(rel_dir), key=lambda item: item[0])
+
+
+# --- what Docker's CLI sends: the context as a tar (its size), or a context read from stdin -----------
+
+_BLOCK = 512
+_TAR_FOOTER = 2 * _BLOCK  # Go's tar.Writer.Close: two zero blocks, no padding to a record
+
+
+def _fits_ustar(name: str) -> bool:
+    """Go's tar writer keeps a USTAR header when the name fits 100 bytes or splits at a `/` into 155 + 100."""
+    raw = name.encode()
+    if len(raw) <= 100:
+        return True
+    for i in range(len(raw) - 1, 0, -1):
+        if raw[i:i + 1] == b"/" and i <= 155 and len(raw) - i - 1 <= 100:
+            return len(raw) - i - 1 > 0
+    return False
+
+
+def _pax_header_size(records: dict[str, str]) -> int:
+    """A PAX extended header (its own header block plus the records, padded)."""
+    length = 0
+    for key, value in records.items():
+        body = len(key.encode()) + len(value.encode()) + 3
+        digits = len(str(body))
+        while len(str(body + digits)) != digits:
+            digits += 1
+        length += body + digits
+    return _BLOCK + -(-length // _BLOCK) * _BLOCK
+
+
+def context_tar_entry_size(data_size: int, name: str = "Dockerfile", linkname: str = "") -> int:
+    """Bytes one entry takes in the CLI's context tar (Go's archive/tar, as moby's TarWithOptions writes it)."""
+    records = {}
+    if not _fits_ustar(name):
+        records["path"] = name
+    if len(linkname.encode()) > 100:
+        records["linkpath"] = linkname
+    if data_size >= 8 << 30:
+        records["size"] = str(data_size)
+    return (_pax_header_size(records) if records else 0) + _BLOCK + -(-data_size // _BLOCK) * _BLOCK
+
+
+def _tar_size(entries: Iterator[tuple[str, Path, os.stat_result]]) -> int:
+    total = _TAR_FOOTER
+    seen_inodes: set[tuple[int, int]] = set()
+    for rel, host, st in entries:
+        if stat.S_ISSOCK(st.st_mode):
+            continue  # Go's tar cannot hold sockets; moby skips them
+        if stat.S_ISDIR(st.st_mode):
+            total += context_tar_entry_size(0, rel + "/")
+        elif stat.S_ISLNK(st.st_mode):
+            total += context_tar_entry_size(0, rel, os.readlink(host))
+        elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen_inodes:
+            total += context_tar_entry_size(0, rel)  # a hardlink to a file already in the tar
+        else:
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                seen_inodes.add((st.st_dev, st.st_ino))
+            total += context_tar_entry_size(st.st_size if stat.S_ISREG(st.st_mode) else 0, rel)
+    return total
+
+
+@dataclass(frozen=True)
+class StdinContext:
+    """`build -`: either the Dockerfile's text (an empty context) or None (a tar context was unpacked)."""
+
+    dockerfile_text: str | None
+    sent_size: int  # what Docker's CLI would report as sent
+
+
+class _Counting:
+    """Counts the bytes read through it: Docker reports the raw (compressed) bytes of a stdin context."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.count += len(data)
+        return data
+
+
+def read_stdin_context(stream: BinaryIO, directory: Path) -> StdinContext:
+    """Docker's GetContextFromReader: an archive (maybe compressed) is the context, anything else the Dockerfile.
+
+    The archive goes through the same fd-based extractor as layers and ADD, into `directory`, so a hostile
+    context (`..`, symlink chains, hardlinks out) is refused, never written outside.
+    """
+    from pyctr.errors import UnsafeArchiveError
+    from pyctr.image.unpack import PrefixedStream, looks_like_archive, unpack_archive
+
+    counted = _Counting(stream)
+    head = _read_up_to(counted, _BLOCK)
+    if not looks_like_archive(head):
+        data = head + counted.read()
+        return StdinContext(data.decode(errors="replace"), _TAR_FOOTER + context_tar_entry_size(len(data)))
+    try:
+        unpack_archive(cast(BinaryIO, PrefixedStream(head, counted)), directory)
+        while counted.read(1 << 20):
+            pass
+    except UnsafeArchiveError as e:
+        raise BuildError(f"failed to read the build context from stdin: {e}") from None
+    except OSError as e:
+        raise BuildError(f"failed to read the build context from stdin: {e.strerror or e}") from None
+    return StdinContext(None, counted.count)
+
+
+def _read_up_to(stream: _Counting, n: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        data = stream.read(n - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)

@@ -20,11 +20,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pyctr.build import instructions as ins
 from pyctr.build.cache import BuildCache, is_empty_dir, step_key, tree_digest
-from pyctr.build.context import BuildContext, has_wildcard
+from pyctr.build.context import BuildContext, context_tar_entry_size, has_wildcard, read_stdin_context
 from pyctr.build.parser import Dockerfile, Instruction, Stage, parse_dockerfile, parse_trigger
 from pyctr.build.staging import (
     Placement,
@@ -56,6 +56,8 @@ class BuildOptions:
     network: str = "default"
     source_date_epoch: int | None = None
     dockerfile_text: str | None = None  # `-f -`: the Dockerfile came on stdin
+    labels: dict[str, str] = field(default_factory=dict)  # `--label k=v`: LABEL steps at the end of the target
+    context_stream: BinaryIO | None = None  # `build -`: a Dockerfile, or a (compressed) tar context, on stdin
 
 
 @dataclass
@@ -134,6 +136,23 @@ def needed_stages(dockerfile: Dockerfile, target_index: int, meta_env: dict[str,
     return sorted(needed)
 
 
+def with_cli_labels(dockerfile: Dockerfile, target_index: int, labels: dict[str, str]) -> Dockerfile:
+    """`--label`s as Docker's legacy builder adds them: one `LABEL k=v` per key, sorted, at the end of the
+    target stage, never expanded (each character is escaped so `$HOME` stays `$HOME`) (pure)."""
+    if not labels:
+        return dockerfile
+    esc = dockerfile.escape
+
+    def literal(text: str) -> str:
+        return "".join(c if c.isalnum() else esc + c for c in text)
+
+    extra = tuple(Instruction(cmd="label", pairs=((literal(k), literal(labels[k])),), original=f"{k}={labels[k]}",
+                              keyword="LABEL", escape=esc, filename=dockerfile.filename) for k in sorted(labels))
+    stages = list(dockerfile.stages)
+    stages[target_index] = replace(stages[target_index], instructions=stages[target_index].instructions + extra)
+    return replace(dockerfile, stages=tuple(stages))
+
+
 class Builder:
     """One build; `run()` returns the final image id."""
 
@@ -155,15 +174,37 @@ class Builder:
         self.used_args: set[str] = set()
         self._base_config: Any = {}  # the config of the current stage's base (its ONBUILD triggers run)
         self._base_id: str | None = None  # the base image's id, shown after FROM as Docker does
+        self.sent_size: int | None = None  # bytes of a context read from stdin (Docker counts what it sent)
 
     # ------------------------------------------------------------------ top level
 
     def run(self) -> str:
+        with contextlib.ExitStack() as cleanup:
+            if self.options.context_stream is not None:
+                self.options = self._stdin_context(cleanup.enter_context(self._scratch_dir("context")))
+            return self._build_all()
+
+    def _stdin_context(self, directory: Path) -> BuildOptions:
+        """`build -`: a tar context is unpacked (fd-based, hostile entries refused); else it is the Dockerfile."""
+        assert self.options.context_stream is not None
+        stdin = read_stdin_context(self.options.context_stream, directory)
+        self.sent_size = stdin.sent_size
+        if stdin.dockerfile_text is not None:
+            return replace(self.options, context_dir=directory, dockerfile=None,
+                           dockerfile_text=stdin.dockerfile_text, context_stream=None)
+        rel = str(self.options.dockerfile) if self.options.dockerfile is not None else "Dockerfile"
+        _rel, host = BuildContext.open(directory, None).resolve(rel)
+        if not host.is_file():
+            raise NotFoundError(f"Cannot locate specified Dockerfile: {rel}")
+        return replace(self.options, context_dir=directory, dockerfile=host, context_stream=None)
+
+    def _build_all(self) -> str:
         context, dockerfile = self._load()
         self.context = context
         meta = ins.meta_arg_values(dockerfile.meta_args, self.options.build_args)
         meta_env = {k: v for k, v in meta.items() if v is not None}
         target = self._target_index(dockerfile)
+        dockerfile = with_cli_labels(dockerfile, target, self.options.labels)
         stages = needed_stages(dockerfile, target, meta_env)
         self.total = len(dockerfile.meta_args) + sum(1 + len(dockerfile.stages[i].instructions) for i in stages)
         for inst in dockerfile.meta_args:
@@ -193,7 +234,9 @@ class Builder:
         if not dockerfile_path.is_absolute() and self.options.dockerfile is not None and not dockerfile_path.exists():
             dockerfile_path = directory / dockerfile_path
         if self.options.dockerfile_text is not None:
-            return BuildContext.open(directory, None), parse_dockerfile(self.options.dockerfile_text, "Dockerfile")
+            context = BuildContext.open(directory, None)
+            self._sending(context, self.options.dockerfile_text)
+            return context, parse_dockerfile(self.options.dockerfile_text, "Dockerfile")
         try:
             text = Path(dockerfile_path).read_text()
         except FileNotFoundError:
@@ -205,7 +248,19 @@ class Builder:
         with contextlib.suppress(ValueError):
             rel = str(Path(dockerfile_path).resolve().relative_to(Path(directory).resolve()))
         context = BuildContext.open(directory, rel)
+        self._sending(context, None)
         return context, parse_dockerfile(text, Path(dockerfile_path).name)
+
+    def _sending(self, context: BuildContext, stdin_dockerfile: str | None) -> None:
+        """Docker's CLI line before it uploads the context: the size of the tar it sends (go-units HumanSize)."""
+        size = self.sent_size
+        if size is None:
+            size = context.tar_size()
+            if stdin_dockerfile is not None:  # `-f -`: the CLI adds the Dockerfile to the context tar
+                size += context_tar_entry_size(len(stdin_dockerfile.encode()))
+        from pyctr.units import human_size
+
+        self.out(f"Sending build context to Docker daemon  {human_size(size, 4)}")
 
     def _target_index(self, dockerfile: Dockerfile) -> int:
         if self.options.target is None:
@@ -384,7 +439,8 @@ class Builder:
                                                  read_image_file(lower, "/etc/group"))
                 except BuildError as e:
                     raise BuildError(f"{step.name} failed: {e.message}") from None
-            place = Placement(uid=uid, gid=gid, chmod=step.chmod, epoch=self.epoch or 0, lower=lower)
+            place = Placement(uid=uid, gid=gid, chmod=step.chmod, epoch=self.epoch or 0, lower=lower,
+                              keep_owners=step.from_ is not None and not step.chown)
             with self._source_root(step.from_) as source_root:
                 try:
                     items = self._copy_items(step, source_root, downloads)
@@ -396,7 +452,7 @@ class Builder:
                 stage_copy(items, step.dest, stage, place, extract=step.is_add and step.from_ is None)
             digest = tree_digest(stage)
             kind = "dir" if len(items) == 1 and items[0].kind == "dir" else "file" if len(items) == 1 else "multi"
-            created_by = f"{ins.NOP}{step.name} {kind}:{digest} in {step.dest} "
+            created_by = f"{ins.nop(state)}{step.name} {kind}:{digest} in {step.dest} "
             key = step_key(result.image_id, {"copy": step.name, "dest": step.dest, "chmod": step.chmod,
                                              "owner": [uid, gid]}, digest)
             cached = self._from_cache(result, state, created_by, key)

@@ -29,7 +29,6 @@ PROXY_ARGS = frozenset({
     "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
     "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
 })
-NOP = "/bin/sh -c #(nop) "
 
 
 @dataclass(frozen=True)
@@ -145,6 +144,12 @@ class BuildState:
 Result = tuple[BuildState, Step | None]
 
 
+def nop(state: BuildState) -> str:
+    """History prefix of a step that runs nothing: Docker's legacy builder writes the SHELL in force
+    (`getShell(runConfig) + "#(nop) "`), so after `SHELL ["/bin/bash", "-c"]` it is `/bin/bash -c #(nop) `."""
+    return " ".join(state.shell) + " #(nop) "
+
+
 def go_quote_list(items: list[str] | tuple[str, ...]) -> str:
     """Go's fmt `%q` of a []string: `["a" "b"]` (legacy builder history text)."""
     return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
@@ -158,7 +163,8 @@ def _expand(state: BuildState, inst: Instruction, word: str, env: Mapping[str, s
 
 
 def _metadata(state: BuildState, text: str, **config: Any) -> Result:
-    return state.with_config(**config).with_history(NOP + " " + text), None
+    new = state.with_config(**config)  # SHELL's own entry already shows the new shell, as in Docker
+    return new.with_history(nop(new) + " " + text), None
 
 
 # --- FROM ---------------------------------------------------------------------------------
@@ -240,7 +246,7 @@ def apply_arg(state: BuildState, inst: Instruction) -> Result:
         args[name] = value
         texts.append(name if default is None else f"{name}={default}")
     new = replace(state, args=MappingProxyType(args), used_args=state.used_args | {n for n, _ in inst.pairs})
-    return new.with_history(NOP + " ARG " + " ".join(texts)), None
+    return new.with_history(nop(new) + " ARG " + " ".join(texts)), None
 
 
 def apply_workdir(state: BuildState, inst: Instruction) -> Result:
@@ -250,7 +256,7 @@ def apply_workdir(state: BuildState, inst: Instruction) -> Result:
     path = posixpath.normpath(posixpath.join(state.workdir, path))
     path = "/" + path.lstrip("/")
     new = state.with_config(WorkingDir=path)
-    return new, MkdirStep(path=path, created_by=NOP + "WORKDIR " + path)
+    return new, MkdirStep(path=path, created_by=nop(new) + "WORKDIR " + path)
 
 
 def apply_user(state: BuildState, inst: Instruction) -> Result:
@@ -285,7 +291,9 @@ def apply_expose(state: BuildState, inst: Instruction) -> Result:
         raise inst.error(e.message) from None
     exposed = dict(state.config.get("ExposedPorts") or {})
     exposed.update({p: {} for p in ports})
-    return _metadata(state, "EXPOSE " + " ".join(words), ExposedPorts=exposed)
+    # Docker: the parsed port keys, deduplicated and string-sorted ("EXPOSE 443/tcp 80/tcp"), so the
+    # history (and the cache) does not depend on how the line was written.
+    return _metadata(state, "EXPOSE " + " ".join(sorted(set(ports))), ExposedPorts=dict(sorted(exposed.items())))
 
 
 def command_argv(state: BuildState, inst: Instruction) -> list[str]:
@@ -299,14 +307,15 @@ def command_argv(state: BuildState, inst: Instruction) -> list[str]:
 
 def apply_cmd(state: BuildState, inst: Instruction) -> Result:
     cmd = command_argv(state, inst)
-    new, _ = _metadata(state, "CMD " + go_quote_list(cmd), Cmd=cmd)
+    # ArgsEscaped is Windows-only: Docker's resolveCmdLine returns false on Linux (omitted from the JSON).
+    new, _ = _metadata(state, "CMD " + go_quote_list(cmd), Cmd=cmd, ArgsEscaped=None)
     return replace(new, cmd_set=True), None
 
 
 def apply_entrypoint(state: BuildState, inst: Instruction) -> Result:
     """ENTRYPOINT; a CMD inherited from the base (not set in this stage) is reset, as Docker does."""
     entrypoint = command_argv(state, inst)
-    changes: dict[str, Any] = {"Entrypoint": entrypoint}
+    changes: dict[str, Any] = {"Entrypoint": entrypoint, "ArgsEscaped": None}
     if not state.cmd_set:
         changes["Cmd"] = None
     return _metadata(state, "ENTRYPOINT " + go_quote_list(entrypoint), **changes)

@@ -108,6 +108,12 @@ class Placement:
     epoch: int = 0
     lower: Path | None = None
     as_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+    # COPY --from without --chown: files keep the owners they have in the source stage, as in Docker.
+    keep_owners: bool = False
+
+    def owner(self, st: os.stat_result) -> tuple[int, int]:
+        """(uid, gid) for a copied entry whose source has stat `st`."""
+        return (st.st_uid, st.st_gid) if self.keep_owners else (self.uid, self.gid)
 
 
 def is_archive(path: Path) -> bool:
@@ -115,13 +121,15 @@ def is_archive(path: Path) -> bool:
 
     A compressed file that is not a tar (`notes.txt.gz`) is copied as it is.
     """
+    from pyctr.image.unpack import has_tar_header
+
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
-            if not magic.startswith(_ARCHIVE_MAGIC) and not _has_tar_header(magic + f.read(506)):
+            if not magic.startswith(_ARCHIVE_MAGIC) and not has_tar_header(magic + f.read(506)):
                 return False
             f.seek(0)
-            return _has_tar_header(_decompressed_head(f, magic))
+            return has_tar_header(_decompressed_head(f, magic))
     except (OSError, EOFError, ValueError, ImportError):
         return False
 
@@ -142,18 +150,6 @@ def _decompressed_head(f: BinaryIO, magic: bytes) -> bytes:
 
         return zstandard.ZstdDecompressor().stream_reader(f).read(512)
     return f.read(512)
-
-
-def _has_tar_header(block: bytes) -> bool:
-    import tarfile
-
-    if len(block) < 512:
-        return False
-    try:
-        tarfile.TarInfo.frombuf(block[:512], "utf-8", "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True
 
 
 def stage_copy(items: list[SourceItem], dest: str, stage: Path, place: Placement, *, extract: bool = False) -> None:
@@ -255,13 +251,14 @@ def _write_item(item: SourceItem, target: Path, place: Placement) -> None:
         st = item.host.lstat()
         if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(item.host), target)
-            _set_meta(target, 0, place.uid, place.gid, st.st_mtime_ns, place, link=True)
+            _set_meta(target, 0, *place.owner(st), st.st_mtime_ns, place, link=True)
             return
         if not stat.S_ISREG(st.st_mode):
             raise BuildError(f"cannot copy {item.name}: not a regular file or directory")
         shutil.copyfile(item.host, target, follow_symlinks=False)
         mode = place.chmod if place.chmod is not None else stat.S_IMODE(st.st_mode)
-        mtime_ns = st.st_mtime_ns
+        _set_meta(target, mode, *place.owner(st), st.st_mtime_ns, place, link=False)
+        return
     _set_meta(target, mode, place.uid, place.gid, mtime_ns, place, link=False)
 
 
@@ -277,7 +274,7 @@ def _copy_entries(entries: list[tuple[str, Path, os.stat_result]], target: Path,
             if os.path.lexists(out) and not out.is_dir():
                 out.unlink()
             out.mkdir(exist_ok=True)
-            _set_meta(out, mode, place.uid, place.gid, st.st_mtime_ns, place, link=False)
+            _set_meta(out, mode, *place.owner(st), st.st_mtime_ns, place, link=False)
             dir_times.append((out, st.st_mtime_ns))
         elif stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode):
             _write_item(SourceItem(name=rel, host=host), out, place)
@@ -295,7 +292,7 @@ def _make_missing_parents(out_dir: Path, host_dir: Path, place: Placement, dir_t
         st = host.lstat()
         out.mkdir()
         mode = place.chmod if place.chmod is not None else stat.S_IMODE(st.st_mode)
-        _set_meta(out, mode, place.uid, place.gid, st.st_mtime_ns, place, link=False)
+        _set_meta(out, mode, *place.owner(st), st.st_mtime_ns, place, link=False)
         dir_times.append((out, st.st_mtime_ns))
 
 

@@ -35,7 +35,7 @@ from decimal import Decimal, InvalidOperation
 from typing import BinaryIO, cast
 
 from pyctr.errors import StoreError, UnsafeArchiveError
-from pyctr.image.tarstream import FastTarInfo, LayerSource, SourceError
+from pyctr.image.tarstream import GZIP_MAGIC, ZSTD_MAGIC, FastTarInfo, LayerSource, SourceError
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -535,7 +535,26 @@ BZIP2_MAGIC = b"BZh"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
-class _Rewound:
+COMPRESSION_MAGICS = (GZIP_MAGIC, BZIP2_MAGIC, XZ_MAGIC, ZSTD_MAGIC)
+
+
+def has_tar_header(block: bytes) -> bool:
+    """Whether `block` starts with one valid tar header (Go's tar.Reader.Next succeeding, roughly)."""
+    if len(block) < tarfile.BLOCKSIZE:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block[:tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def looks_like_archive(head: bytes) -> bool:
+    """Docker's archive.IsArchive on the first bytes of a stream: a compression magic or a tar header."""
+    return head.startswith(COMPRESSION_MAGICS) or has_tar_header(head)
+
+
+class PrefixedStream:
     """A forward-only stream with the bytes already peeked at put back in front."""
 
     def __init__(self, head: bytes, stream: BinaryIO) -> None:
@@ -562,7 +581,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
     import lzma
 
     head = stream.read(len(XZ_MAGIC))
-    rewound = cast(BinaryIO, _Rewound(head, stream))
+    rewound = cast(BinaryIO, PrefixedStream(head, stream))
     if head.startswith(BZIP2_MAGIC):
         return cast(BinaryIO, bz2.BZ2File(rewound))
     if head.startswith(XZ_MAGIC):

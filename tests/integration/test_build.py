@@ -79,7 +79,7 @@ def test_pyserv_example(pyctr):
     assert (img.layer_dirs[-1] / "server.py").read_bytes() == (EXAMPLES / "pyserv" / "server.py").read_bytes()
     created = [h["created_by"] for h in config["history"][-4:]]
     assert created[1].startswith("/bin/sh -c #(nop) ADD file:") and created[1].endswith(" in /server.py ")
-    assert created[2:] == ["/bin/sh -c #(nop)  EXPOSE 8000", '/bin/sh -c #(nop)  ENTRYPOINT ["python" "server.py"]']
+    assert created[2:] == ["/bin/sh -c #(nop)  EXPOSE 8000/tcp", '/bin/sh -c #(nop)  ENTRYPOINT ["python" "server.py"]']
     base = image(pyctr, "python:3-slim")
     assert len(img.layers) == len(base.layers) + 1  # WORKDIR / exists: no layer
     assert config["history"][-4]["empty_layer"] is True

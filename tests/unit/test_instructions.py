@@ -61,6 +61,7 @@ def test_label_merges_and_expands():
     ("EXPOSE 53/udp 80/TCP", {"53/udp": {}, "80/tcp": {}}),
     ("EXPOSE 7000-7002", {"7000/tcp": {}, "7001/tcp": {}, "7002/tcp": {}}),
     ("ARG P=9000\nEXPOSE $P", {"9000/tcp": {}}),
+    ('ENV PORTS="80 443"\nEXPOSE $PORTS', {"80/tcp": {}, "443/tcp": {}}),  # an unquoted expansion splits
 ])
 def test_expose(text, ports):
     state, _ = apply(text + "\n")

@@ -101,6 +101,7 @@ def test_valid_tag_edges():
 
 def test_with_tag_and_digest_helpers():
     ref = parse_reference("quay.io/a/b:1")
-    assert str(ref.with_digest(DIGEST)) == f"quay.io/a/b@{DIGEST}"
-    assert str(ref.with_tag("2")) == "quay.io/a/b:2"
+    assert str(ref.with_digest(DIGEST)) == f"quay.io/a/b:1@{DIGEST}"  # distribution keeps the tag
+    assert str(ref.with_digest(DIGEST).with_tag("2")) == f"quay.io/a/b:2@{DIGEST}"  # ... and the digest
+    assert str(ref.trimmed().with_digest(DIGEST)) == f"quay.io/a/b@{DIGEST}"  # a repo digest
     assert ref.name == "quay.io/a/b" and ref.familiar_name == "quay.io/a/b"

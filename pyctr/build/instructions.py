@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pyctr.build.parser import Instruction
+from pyctr.build.run_mounts import RunMount, parse_mount, resolve_mount
 from pyctr.build.shell_words import process_word, process_words
 from pyctr.errors import BuildError
 
@@ -42,6 +43,7 @@ class RunStep:
     workdir: str
     network: str | None
     created_by: str
+    mounts: tuple[RunMount, ...] = ()  # RUN --mount: provided for the command, never part of the layer
 
 
 @dataclass(frozen=True)
@@ -433,8 +435,20 @@ def apply_run(state: BuildState, inst: Instruction) -> Result:
     if network is not None and network not in ("default", "none", "host"):
         raise inst.error(f"unsupported network mode: {network}")
     step = RunStep(argv=tuple(argv), env=tuple(env), user=state.config.get("User") or "",
-                   workdir=state.workdir, network=network, created_by=created_by)
+                   workdir=state.workdir, network=network, created_by=created_by, mounts=run_mounts(state, inst))
     return state, step
+
+
+def run_mounts(state: BuildState, inst: Instruction) -> tuple[RunMount, ...]:
+    """RUN --mount values: each field's value expanded with the step's ARG/ENV, BuildKit's defaults filled."""
+    mounts = []
+    for index, text in enumerate(inst.flag_values("mount")):
+        try:
+            mount = parse_mount(text, lambda value: process_word(value, state.expansion_env, inst.escape))
+            mounts.append(resolve_mount(mount, state.workdir, index))
+        except BuildError as e:
+            raise inst.error(e.message) from None
+    return tuple(mounts)
 
 
 def _heredoc_script(content: str) -> str:

@@ -26,7 +26,7 @@ ALLOWED_FLAGS: dict[str, frozenset[str]] = {
     "add": frozenset({"chown", "chmod", "link", "checksum", "keep-git-dir"}),
     "copy": frozenset({"from", "chown", "chmod", "link"}),
     "from": frozenset({"platform"}),
-    "run": frozenset({"network"}),
+    "run": frozenset({"network", "mount"}),
     "healthcheck": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
 }
 INSTRUCTIONS = frozenset({
@@ -67,6 +67,10 @@ class Instruction:
     escape: str = "\\"
     filename: str = "Dockerfile"
     keyword: str = ""  # as written (Docker echoes the original line in `Step N/M : ...`)
+
+    def flag_values(self, name: str) -> list[str]:
+        """Every value of a repeatable flag (`RUN --mount=... --mount=...`), in order."""
+        return [value or "" for key, value in self.flags if key == name]
 
     def flag(self, name: str) -> str | None:
         for key, value in self.flags:

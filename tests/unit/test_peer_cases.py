@@ -54,6 +54,20 @@ def test_peer_tables_present():
         assert (folder / name).exists(), f"{folder / name} is missing"
 
 
+def test_missing_tables_fail_with_a_clear_message(monkeypatch, tmp_path):
+    """Outside a checkout with ../shared/peer-cases the helper raises (so test_peer_tables_present fails)."""
+    import tests.peer_cases as helper
+
+    monkeypatch.setattr(helper, "REPO_ROOT", tmp_path / "nowhere" / "repo")
+    helper.peer_cases_dir.cache_clear()
+    try:
+        with pytest.raises(FileNotFoundError, match="peer test tables not found: no shared/peer-cases folder"):
+            helper.peer_cases_dir()
+        assert helper.table_or_empty("reference-cases.json") == {}
+    finally:
+        helper.peer_cases_dir.cache_clear()
+
+
 def cases(table: dict[str, Any], name: str) -> list[Any]:
     return list(table.get(name) or [])
 

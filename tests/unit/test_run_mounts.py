@@ -153,3 +153,19 @@ def test_stubs_the_runtime_made_are_removed_from_the_layer(tmp_path):
     (upper / "data" / "file").write_text("written under the mount point before it was one")
     remove_mount_stubs(upper, [Path(image)], [Mount("/data", "tmpfs", "tmpfs", [])])
     assert (upper / "data" / "file").exists()
+
+
+def test_bind_source_from_a_stage_stays_inside_its_root(tmp_path):
+    """`from=stage,source=../../etc` or a stage's symlink to /etc mean the stage's own /etc, never the host's."""
+    from pyctr.build.executor import resolve_in_tree
+
+    root = tmp_path / "stage"
+    (root / "etc").mkdir(parents=True)
+    (root / "out").mkdir()
+    os.symlink("/etc", root / "out" / "abs")
+    os.symlink("../../../../etc", root / "out" / "rel")
+    for source in ("../../etc", "/out/abs", "out/rel", "out/abs/../../../etc"):
+        assert resolve_in_tree(root, source) == root / "etc", source
+    os.symlink("loop", root / "loop")
+    with pytest.raises(BuildError, match="too many levels of symbolic links"):
+        resolve_in_tree(root, "loop")

@@ -520,3 +520,21 @@ def test_run_mount_bind_cannot_leave_the_context(pyctr, tmp_path):
     assert (layer / "seen.txt").read_text() == "/etc\n"  # the link is a link in the container's own root
     listed = set((layer / "listed.txt").read_text().split())
     assert "passwd" in listed and listed != set(os.listdir("/etc"))  # busybox's /etc, not the host's: contained
+
+
+def test_heredoc_forms_as_buildkit(pyctr, tmp_path):
+    """`<<-` strips tabs, a quoted name is not expanded, several heredocs in one line, fd-numbered heredocs."""
+    ctx = write(tmp_path / "ctx", {"Dockerfile": (
+        "FROM busybox\nENV NAME=pyctr\n"
+        "RUN <<-EOF\n\techo tabs stripped > /chomp.txt\n\tEOF\n"
+        "COPY <<'RAW' <<COOKED /docs/\n$NAME raw\nRAW\n$NAME cooked\nCOOKED\n"
+        "RUN cat <<A > /a.txt && cat 3<<B <&3 > /b.txt\nfirst\nA\nsecond\nB\n"
+        "RUN <<eo'f'\necho quoted-part > /q.txt\neof\n"
+    )})
+    build(pyctr, ctx, "-t", "heredoc-forms-test", "--network", "none")
+    dirs = image(pyctr, "heredoc-forms-test").layer_dirs
+    assert (dirs[-4] / "chomp.txt").read_text() == "tabs stripped\n"
+    assert (dirs[-3] / "docs" / "RAW").read_text() == "$NAME raw\n"
+    assert (dirs[-3] / "docs" / "COOKED").read_text() == "pyctr cooked\n"
+    assert (dirs[-2] / "a.txt").read_text() == "first\n" and (dirs[-2] / "b.txt").read_text() == "second\n"
+    assert (dirs[-1] / "q.txt").read_text() == "quoted-part\n"

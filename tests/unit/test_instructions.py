@@ -276,3 +276,13 @@ def test_run_heredoc_with_shebang_runs_its_interpreter():
     script = step.argv[-1]
     assert script.startswith("exec /usr/bin/env python3 /dev/fd/3 3<<'PYCTR_HEREDOC_")
     assert "#!/usr/bin/env python3\nprint('hi')\n" in script
+
+
+@pytest.mark.parametrize("line, name, content", [
+    ("COPY <<eo'f' /d/\n$X\neof\n", "eof", "$X\n"),  # a quote in any part: not expanded
+    ("COPY <<'my file' /d/\n$X\nmy file\n", "my file", "$X\n"),
+    ("COPY <<-EOF /d/\n\t$X\n\tEOF\n", "EOF", "x\n"),
+])
+def test_copy_heredoc_names_as_buildkit_reads_them(line, name, content):
+    _, steps = apply("ENV X=x\n" + line)
+    assert steps[-1].sources == () and steps[-1].heredocs == ((name, content),)

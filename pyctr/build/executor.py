@@ -404,6 +404,12 @@ class Builder:
         if not path.exists():
             fresh = root / f".{name}.{secrets.token_hex(4)}"
             fresh.mkdir(mode=mount.mode if mount.mode is not None else 0o755)
+            if mount.from_:  # BuildKit: a stage (or image) path seeds a new cache
+                seed, _ = self._bind_source(mount, scratch / "seed")
+                if seed.is_dir():
+                    shutil.copytree(seed, fresh, symlinks=True, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(seed, fresh / seed.name, follow_symlinks=False)
             os.chmod(fresh, mount.mode if mount.mode is not None else 0o755)
             os.chown(fresh, mount.uid or 0, mount.gid or 0)
             try:
@@ -417,8 +423,9 @@ class Builder:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if mount.sharing == "private" else 0))
             except BlockingIOError:
-                scratch.mkdir(parents=True, mode=0o755)
-                yield scratch
+                private = scratch / "private"
+                private.mkdir(parents=True, mode=0o755)
+                yield private
                 return
             yield path
 

@@ -445,6 +445,17 @@ def test_run_mount_cache_persists_across_builds_and_stays_out_of_the_layer(pyctr
     assert any((c / "runs").is_file() and (c / "runs").read_text() == "run\nrun\n" for c in caches)
 
 
+def test_run_mount_cache_seeded_from_a_stage_and_locked(pyctr, tmp_path):
+    cache_id = f"seeded-{os.getpid()}-{tmp_path.name}"
+    ctx = write(tmp_path / "ctx", {"Dockerfile": (
+        "FROM busybox AS seed\nRUN mkdir /s && echo seeded > /s/first\n"
+        f"FROM busybox\nRUN --mount=type=cache,id={cache_id},from=seed,source=/s,target=/c,sharing=locked,"
+        "mode=0750,uid=65534 sh -c 'cat /c/first > /got.txt && stat -c %a:%u /c >> /got.txt'\n")})
+    build(pyctr, ctx, "-t", "mount-cache-seed-test", "--network", "none")
+    assert (top_layer(pyctr, "mount-cache-seed-test") / "got.txt").read_text() == "seeded\n750:65534\n"
+    assert layer_files(pyctr, "mount-cache-seed-test", 1) == {"got.txt"}
+
+
 def test_run_mount_bind_context_and_stage_read_only_and_discarded(pyctr, tmp_path):
     ctx = write(tmp_path / "ctx", {
         "Dockerfile": (

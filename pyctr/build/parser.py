@@ -1,10 +1,11 @@
 """Dockerfile parser: text in, a tree of stages and instructions out, nothing performed.
 
-Follows Docker's (buildkit's) rules: parser directives (`# escape=`, `# syntax=`)
-only before anything else; comments; line continuations with the escape
-character (comment and empty lines inside a continuation are dropped);
-heredocs for RUN/COPY/ADD; exec (JSON) and shell forms; leading `--flags`;
-`ENV`/`LABEL` in both `k=v` and the legacy `k v` form; `ARG` before `FROM`.
+The text is split by dockerfile_ast.py, a port of buildkit's own parser (parser
+directives only before anything else; comments; line continuations with the
+escape character; heredocs for RUN/COPY/ADD). This module checks each
+instruction as buildkit's instructions package does: known keywords and
+`--flags`, exec (JSON) and shell forms, `ENV`/`LABEL` in both `k=v` and the
+legacy `k v` form, `ARG` before `FROM`, stage names.
 Arguments are kept raw (quotes and `$` intact): substitution needs the
 environment of the step, so it happens in instructions.py.
 Every error is one line naming the file and line, like Docker's.
@@ -33,7 +34,6 @@ INSTRUCTIONS = frozenset({
     "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label",
     "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir",
 })
-_HEREDOC_INSTRUCTIONS = frozenset({"run", "copy", "add"})
 
 
 @dataclass(frozen=True)

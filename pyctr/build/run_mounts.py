@@ -60,13 +60,11 @@ def _parse_bool(key: str, value: str) -> bool:
 
 
 def _parse_uint(key: str, value: str, base: int) -> int:
-    try:
-        number = int(value, base)
-    except ValueError:
-        number = -1
-    if number < 0 or number >= 1 << 32 or value.strip() != value or value.startswith(("+", "-")):
+    """Go's strconv.ParseUint(value, base, 32): digits only (no sign, blanks, `0o` or `_`)."""
+    digits = "01234567" if base == 8 else "0123456789"
+    if not value or any(c not in digits for c in value) or int(value, base) >= 1 << 32:
         raise BuildError(f"invalid value {value} for {key}")
-    return number
+    return int(value, base)
 
 
 def _fields(text: str) -> list[str]:

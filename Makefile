@@ -10,6 +10,8 @@ BIN := /usr/local/bin
 
 # Debian packages: what pyctr needs at run time and to build its Python
 # dependencies, then what the tests use as independent referees and fixtures.
+# Other projects' test tables (tests/unit/test_peer_cases.py) need nothing installed: they are read
+# from ../shared/peer-cases beside the checkout, and the test fails if that folder is missing.
 DEB_RUNTIME := libcap-dev libseccomp2 nftables iptables iproute2 zstd curl ca-certificates tini procps
 DEB_TEST := docker-registry umoci skopeo busybox-static debootstrap debian-archive-keyring apache2-utils procps util-linux
 DEB_ALL := $(DEB_RUNTIME) $(DEB_TEST)

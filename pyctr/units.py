@@ -5,8 +5,10 @@ One home for them so every table agrees: `Up 3 minutes`, `1.23MB`, `1.5MiB`.
 
 from __future__ import annotations
 
-_DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB")
-_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+import re
+
+_DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
 
 def human_duration(seconds: float) -> str:
@@ -55,3 +57,46 @@ def bytes_size(size: float) -> str:
     """go-units BytesSize (binary units): "1.5MiB"."""
     value, unit = _scaled(float(size), 1024, _BINARY)
     return f"{value:.4g}{unit}"
+
+
+_GO_FLOAT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_DECIMAL_MULTIPLIER = {"k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5}
+_BINARY_MULTIPLIER = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def ram_in_bytes(text: str) -> int:
+    """go-units RAMInBytes (`-m 512m`, `--shm-size 1g`): binary multiples; ValueError as Docker words it."""
+    return _parse_size(text, _BINARY_MULTIPLIER)
+
+
+def from_human_size(text: str) -> int:
+    """go-units FromHumanSize: the same syntax with decimal multiples (`1kB` is 1000)."""
+    return _parse_size(text, _DECIMAL_MULTIPLIER)
+
+
+def _parse_size(text: str, multipliers: dict[str, int]) -> int:
+    """go-units parseSize: a number, at most one space, then an optional b/k/kb/kib-style suffix.
+
+    Leading or trailing blanks are refused (`-m " 32 "`), as Docker refuses them.
+    """
+    number, space, suffix = text.partition(" ")
+    if not space:
+        cut = max(text.rfind(c) for c in "0123456789.")
+        if cut == -1:
+            raise ValueError(f"invalid size: '{text}'")
+        number, suffix = text[: cut + 1], text[cut + 1:]
+    if not _GO_FLOAT.match(number):
+        raise ValueError(f'strconv.ParseFloat: parsing "{number}": invalid syntax')
+    size = float(number)
+    if size < 0:
+        raise ValueError(f"invalid size: '{text}'")
+    if not suffix:
+        return int(size)
+    lower = suffix.lower()
+    if len(lower) > 3 or (lower[0] == "b" and len(lower) > 1):
+        raise ValueError(f"invalid suffix: '{lower if len(lower) <= 3 else suffix}'")
+    if lower[0] == "b":
+        return int(size)
+    if lower[0] not in multipliers or (len(lower) == 2 and lower[1] != "b") or (len(lower) == 3 and lower[1:] != "ib"):
+        raise ValueError(f"invalid suffix: '{lower}'")
+    return int(size * multipliers[lower[0]])

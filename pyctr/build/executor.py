@@ -26,6 +26,7 @@ from pyctr.build import instructions as ins
 from pyctr.build.cache import BuildCache, is_empty_dir, step_key, tree_digest
 from pyctr.build.context import BuildContext, context_tar_entry_size, has_wildcard, read_stdin_context
 from pyctr.build.parser import Dockerfile, Instruction, Stage, parse_dockerfile, parse_trigger
+from pyctr.build.run_mounts import RunMount, SecretSource, mount_from_refs
 from pyctr.build.staging import (
     Placement,
     SourceItem,
@@ -37,6 +38,7 @@ from pyctr.build.staging import (
 )
 from pyctr.config import Config
 from pyctr.errors import BuildError, NotFoundError, PyctrError
+from pyctr.runtime.spec import Mount
 
 Printer = Callable[[str], None]
 _MS_RDONLY = 1
@@ -58,6 +60,7 @@ class BuildOptions:
     dockerfile_text: str | None = None  # `-f -`: the Dockerfile came on stdin
     labels: dict[str, str] = field(default_factory=dict)  # `--label k=v`: LABEL steps at the end of the target
     context_stream: BinaryIO | None = None  # `build -`: a Dockerfile, or a (compressed) tar context, on stdin
+    secrets: tuple[SecretSource, ...] = ()  # `--secret id=x,src=path`: for RUN --mount=type=secret only
 
 
 @dataclass
@@ -126,13 +129,16 @@ def needed_stages(dockerfile: Dockerfile, target_index: int, meta_env: dict[str,
         if step.stage is not None:
             todo.append(step.stage)
         for inst in stage.instructions:
-            ref = inst.flag("from") if inst.cmd == "copy" else None
-            if ref is None:
-                continue
-            if ref.lower() in earlier:
-                todo.append(earlier[ref.lower()])
-            elif ref.isdigit() and int(ref) < index:
-                todo.append(int(ref))
+            refs = [inst.flag("from")] if inst.cmd == "copy" else []
+            if inst.cmd == "run":
+                refs += mount_from_refs(inst.flag_values("mount"))  # RUN --mount=...,from=<stage>
+            for ref in refs:
+                if ref is None:
+                    continue
+                if ref.lower() in earlier:
+                    todo.append(earlier[ref.lower()])
+                elif ref.isdigit() and int(ref) < index:
+                    todo.append(int(ref))
     return sorted(needed)
 
 
@@ -399,19 +405,130 @@ class Builder:
 
     def _run(self, result: StageResult, state: ins.BuildState, step: ins.RunStep) -> StageResult:
         network = step.network or self.options.network
-        key = step_key(result.image_id, {"run": list(step.argv), "env": list(step.env), "user": step.user,
-                                         "workdir": step.workdir, "network": network})
-        cached = self._from_cache(result, state, step.created_by, key)
-        if cached is not None:
-            return cached
         from pyctr.build.run_step import run_in_container
 
-        with self._scratch_dir("run") as bundle:
+        with self._scratch_dir("run") as bundle, self._run_mounts(step, bundle) as prepared:
+            key = step_key(result.image_id, {"run": list(step.argv), "env": list(step.env), "user": step.user,
+                                             "workdir": step.workdir, "network": network,
+                                             **({"mounts": prepared.key} if step.mounts else {})})
+            cached = self._from_cache(result, state, step.created_by, key)
+            if cached is not None:
+                return cached
+            run = replace(step, env=step.env + prepared.env) if prepared.env else step
             upper, container_id = run_in_container(
-                self.config, result.image_config(), [r.diff_dir for r in result.layers], step, network, bundle,
-                self.out, self.epoch, quiet=self.options.quiet)
+                self.config, result.image_config(), [r.diff_dir for r in result.layers], run, network, bundle,
+                self.out, self.epoch, quiet=self.options.quiet, mounts=prepared.mounts)
             self.out(f"Removing intermediate container {container_id[:12]}")
             return self._commit(result, state, upper, step.created_by, key)
+
+    # ------------------------------------------------------------------ RUN --mount
+
+    @contextlib.contextmanager
+    def _run_mounts(self, step: ins.RunStep, bundle: Path) -> Iterator[PreparedMounts]:
+        """Host side of RUN --mount: cache dirs, copies of bind sources, secret files; released afterwards."""
+        prepared = PreparedMounts()
+        with contextlib.ExitStack() as stack:
+            for index, mount in enumerate(step.mounts):
+                where = bundle / "mounts" / str(index)
+                if mount.type == "cache":
+                    prepared.add(mount, stack.enter_context(self._cache_dir(mount, where)), {"id": mount.id})
+                elif mount.type == "bind":
+                    source, digest = self._bind_source(mount, where)
+                    prepared.add(mount, source, {"from": mount.from_, "source": mount.source, "digest": digest})
+                elif mount.type == "tmpfs":
+                    size = [f"size={mount.size}"] if mount.size else []
+                    prepared.mounts.append(Mount(mount.target, "tmpfs", "tmpfs", ["nosuid", "nodev", *size]))
+                    prepared.key.append({"tmpfs": mount.target, "size": mount.size})
+                elif mount.type == "secret":
+                    self._secret(mount, where, prepared)
+                elif mount.required:
+                    raise BuildError(f"RUN --mount=type=ssh,id={mount.id}: no SSH agent was forwarded "
+                                     "(pyctr build has no --ssh)")
+            yield prepared
+
+    @contextlib.contextmanager
+    def _cache_dir(self, mount: RunMount, scratch: Path) -> Iterator[Path]:
+        """A persistent dir per cache id under PYCTR_ROOT (kept across builds); `locked` waits for others,
+        `private` takes a fresh dir while another build holds it, `shared` (the default) just uses it."""
+        import fcntl
+
+        root = self.config.paths.root / "cache-mounts"
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = hashlib.sha256(mount.id.encode()).hexdigest()
+        path = root / name
+        if not path.exists():
+            fresh = root / f".{name}.{secrets.token_hex(4)}"
+            fresh.mkdir(mode=mount.mode if mount.mode is not None else 0o755)
+            if mount.from_:  # BuildKit: a stage (or image) path seeds a new cache
+                seed, _ = self._bind_source(mount, scratch / "seed")
+                if seed.is_dir():
+                    shutil.copytree(seed, fresh, symlinks=True, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(seed, fresh / seed.name, follow_symlinks=False)
+            os.chmod(fresh, mount.mode if mount.mode is not None else 0o755)
+            os.chown(fresh, mount.uid or 0, mount.gid or 0)
+            try:
+                os.rename(fresh, path)
+            except OSError:
+                fresh.rmdir()  # another build created it first
+        if mount.sharing not in ("locked", "private"):
+            yield path
+            return
+        with open(root / f"{name}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if mount.sharing == "private" else 0))
+            except BlockingIOError:
+                private = scratch / "private"
+                private.mkdir(parents=True, mode=0o755)
+                yield private
+                return
+            yield path
+
+    def _bind_source(self, mount: RunMount, where: Path) -> tuple[Path, str]:
+        """A private copy of the bind source (context, stage or image): writes to a `rw` bind are discarded,
+        .dockerignore applies, and nothing outside the context or the stage's root can be reached."""
+        where.mkdir(parents=True, mode=0o755)
+        if not mount.from_:
+            rel = self.context.clean(mount.source or ".")
+            items = self._context_sources(rel)
+            stage_copy(items, "/", where, Placement(epoch=self.epoch or 0))
+            copied = where if items[0].kind == "dir" else where / items[0].name
+            return copied, tree_digest(where)
+        with self._source_root(mount.from_) as root:
+            source = resolve_in_tree(root, mount.source) if root is not None else None
+            if source is None or not os.path.lexists(source):
+                raise NotFoundError(f"RUN --mount from {mount.from_}: {mount.source or '/'}: not found")
+            if source.is_dir():
+                shutil.copytree(source, where, symlinks=True, dirs_exist_ok=True)
+                return where, tree_digest(where)
+            shutil.copy2(source, where / source.name, follow_symlinks=False)
+            return where / source.name, tree_digest(where)
+
+    def _secret(self, mount: RunMount, where: Path, prepared: PreparedMounts) -> None:
+        """`--mount=type=secret`: the file at its target (mode 0400 unless set), or an env var with `env=`.
+
+        Neither reaches the layer, the history or the cache key; a missing optional secret is skipped."""
+        given = {s.id: s for s in self.options.secrets}
+        secret = given.get(mount.id)
+        if secret is None:
+            if mount.required:
+                raise BuildError(f"secret {mount.id}: not found")
+            return
+        data = read_secret(secret)
+        if mount.env:
+            prepared.env += (f"{mount.env}={data.decode(errors='replace')}",)
+        if not mount.target:
+            return
+        where.mkdir(parents=True, mode=0o700)
+        path = where / "secret"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chown(path, mount.uid or 0, mount.gid or 0)
+        os.chmod(path, mount.mode if mount.mode is not None else 0o400)
+        where.chmod(0o755)
+        prepared.mounts.append(Mount(mount.target, "bind", str(path), ["bind", "ro", "nosuid", "nodev", "noexec"]))
+        prepared.key.append({"secret": mount.id, "target": mount.target})
 
     # ------------------------------------------------------------------ WORKDIR
 
@@ -536,6 +653,58 @@ class Builder:
             yield path
         finally:
             _remove(path)
+
+
+@dataclass
+class PreparedMounts:
+    """RUN --mount made real on the host: runtime mounts, extra env (secret env=), what the cache key sees."""
+
+    mounts: list[Mount] = field(default_factory=list)
+    env: tuple[str, ...] = ()
+    key: list[Any] = field(default_factory=list)
+
+    def add(self, mount: RunMount, source: Path, key: dict[str, Any]) -> None:
+        options = ["rbind", "rprivate", "ro" if mount.readonly else "rw"]
+        self.mounts.append(Mount(mount.target, "bind", str(source), options))
+        self.key.append({"type": mount.type, "target": mount.target, "readonly": mount.readonly, **key})
+
+
+def read_secret(secret: SecretSource) -> bytes:
+    """The secret's bytes from its file or environment variable (`build --secret`)."""
+    if secret.env is not None:
+        value = os.environ.get(secret.env)
+        if value is None:
+            raise BuildError(f"secret {secret.id}: environment variable {secret.env} is not set")
+        return value.encode()
+    try:
+        return Path(secret.path or "").read_bytes()
+    except OSError as e:
+        raise BuildError(f"secret {secret.id}: cannot read {secret.path}: {e.strerror}") from None
+
+
+def resolve_in_tree(root: Path, path: str) -> Path:
+    """`path` inside `root` as if `root` were `/`: symlinks followed, absolute ones and `..` kept inside it."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        host = root.joinpath(*resolved, part)
+        if host.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise BuildError(f"too many levels of symbolic links: {path}")
+            target = os.readlink(host)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
 
 
 def _mount_readonly_overlay(layer_dirs: list[Path], target: Path) -> None:

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from pyctr.build.dockerfile_ast import AstHeredoc, parse_heredoc
 from pyctr.build.parser import Instruction
+from pyctr.build.run_mounts import RunMount, parse_mount, resolve_mount
 from pyctr.build.shell_words import process_word, process_words
 from pyctr.errors import BuildError
 
@@ -41,6 +43,7 @@ class RunStep:
     workdir: str
     network: str | None
     created_by: str
+    mounts: tuple[RunMount, ...] = ()  # RUN --mount: provided for the command, never part of the layer
 
 
 @dataclass(frozen=True)
@@ -428,7 +431,7 @@ def apply_run(state: BuildState, inst: Instruction) -> Result:
     else:
         script = inst.args[0]
         if inst.heredocs:
-            only_heredoc = len(inst.heredocs) == 1 and re.fullmatch(r"<<-?['\"]?[^\s]+['\"]?", script.strip())
+            only_heredoc = len(inst.heredocs) == 1 and _heredoc_word(script.strip()) is not None
             if only_heredoc:
                 script = _heredoc_script(inst.heredocs[0].content)
             else:
@@ -442,8 +445,28 @@ def apply_run(state: BuildState, inst: Instruction) -> Result:
     if network is not None and network not in ("default", "none", "host"):
         raise inst.error(f"unsupported network mode: {network}")
     step = RunStep(argv=tuple(argv), env=tuple(env), user=state.config.get("User") or "",
-                   workdir=state.workdir, network=network, created_by=created_by)
+                   workdir=state.workdir, network=network, created_by=created_by, mounts=run_mounts(state, inst))
     return state, step
+
+
+def run_mounts(state: BuildState, inst: Instruction) -> tuple[RunMount, ...]:
+    """RUN --mount values: each field's value expanded with the step's ARG/ENV, BuildKit's defaults filled."""
+    mounts = []
+    for index, text in enumerate(inst.flag_values("mount")):
+        try:
+            mount = parse_mount(text, lambda value: process_word(value, state.expansion_env, inst.escape))
+            mounts.append(resolve_mount(mount, state.workdir, index))
+        except BuildError as e:
+            raise inst.error(e.message) from None
+    return tuple(mounts)
+
+
+def _heredoc_word(word: str) -> AstHeredoc | None:
+    """A `<<NAME` word as the parser reads it (quotes in any part of NAME, `<<-`, `3<<`), else None."""
+    try:
+        return parse_heredoc(word)
+    except BuildError:
+        return None
 
 
 def _heredoc_script(content: str) -> str:
@@ -471,11 +494,12 @@ def apply_copy(state: BuildState, inst: Instruction) -> Result:
     """COPY/ADD: sources and destination expanded; a relative destination is under WORKDIR."""
     words = [_expand(state, inst, w) for w in inst.args]
     *sources, dest = words
-    heredocs = {f"<<{'-' if h.chomp else ''}{q}{h.name}{q}": h for h in inst.heredocs for q in ("", "'", '"')}
+    heredocs = {h.name: h for h in inst.heredocs}
     docs = []
     plain = []
     for raw, expanded in zip(inst.args[:-1], sources, strict=True):
-        doc = heredocs.get(raw)
+        word = _heredoc_word(raw)
+        doc = heredocs.get(word.name) if word is not None else None
         if doc is not None:
             docs.append((doc.name, _expand_heredoc(state, inst, doc.content) if doc.expand else doc.content))
         else:

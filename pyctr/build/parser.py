@@ -1,10 +1,11 @@
 """Dockerfile parser: text in, a tree of stages and instructions out, nothing performed.
 
-Follows Docker's (buildkit's) rules: parser directives (`# escape=`, `# syntax=`)
-only before anything else; comments; line continuations with the escape
-character (comment and empty lines inside a continuation are dropped);
-heredocs for RUN/COPY/ADD; exec (JSON) and shell forms; leading `--flags`;
-`ENV`/`LABEL` in both `k=v` and the legacy `k v` form; `ARG` before `FROM`.
+The text is split by dockerfile_ast.py, a port of buildkit's own parser (parser
+directives only before anything else; comments; line continuations with the
+escape character; heredocs for RUN/COPY/ADD). This module checks each
+instruction as buildkit's instructions package does: known keywords and
+`--flags`, exec (JSON) and shell forms, `ENV`/`LABEL` in both `k=v` and the
+legacy `k v` form, `ARG` before `FROM`, stage names.
 Arguments are kept raw (quotes and `$` intact): substitution needs the
 environment of the step, so it happens in instructions.py.
 Every error is one line naming the file and line, like Docker's.
@@ -12,16 +13,13 @@ Every error is one line naming the file and line, like Docker's.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
+from pyctr.build.dockerfile_ast import Node, name_values, parse_ast, parse_json_array, split_command
 from pyctr.build.shell_words import split_words
 from pyctr.errors import BuildError, DockerfileSyntaxError
 
-_DIRECTIVE = re.compile(r"^#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$")
-_KNOWN_DIRECTIVES = {"escape", "syntax", "check"}
-_HEREDOC = re.compile(r"^<<(-?)(['\"]?)([A-Za-z0-9_./-]+)\2$")
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*$")
 
 # Which leading --flags each instruction accepts (anything else: "Unknown flag").
@@ -29,14 +27,13 @@ ALLOWED_FLAGS: dict[str, frozenset[str]] = {
     "add": frozenset({"chown", "chmod", "link", "checksum", "keep-git-dir"}),
     "copy": frozenset({"from", "chown", "chmod", "link"}),
     "from": frozenset({"platform"}),
-    "run": frozenset({"network"}),
+    "run": frozenset({"network", "mount"}),
     "healthcheck": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
 }
 INSTRUCTIONS = frozenset({
     "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label",
     "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir",
 })
-_HEREDOC_INSTRUCTIONS = frozenset({"run", "copy", "add"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +67,10 @@ class Instruction:
     escape: str = "\\"
     filename: str = "Dockerfile"
     keyword: str = ""  # as written (Docker echoes the original line in `Step N/M : ...`)
+
+    def flag_values(self, name: str) -> list[str]:
+        """Every value of a repeatable flag (`RUN --mount=... --mount=...`), in order."""
+        return [value or "" for key, value in self.flags if key == name]
 
     def flag(self, name: str) -> str | None:
         for key, value in self.flags:
@@ -113,97 +114,38 @@ class Dockerfile:
         return len(self.meta_args) + sum(1 + len(s.instructions) for s in self.stages)
 
 
-@dataclass
-class _Lines:
-    """Physical lines with 1-based numbers and a cursor."""
-
-    lines: list[str]
-    pos: int = 0
-
-    def done(self) -> bool:
-        return self.pos >= len(self.lines)
-
-    def take(self) -> tuple[int, str]:
-        self.pos += 1
-        return self.pos, self.lines[self.pos - 1]
-
-
 def parse_dockerfile(text: str, filename: str = "Dockerfile") -> Dockerfile:
-    """Parse a whole Dockerfile into global ARGs and stages."""
-    lines = _Lines(text.removeprefix("\ufeff").replace("\r\n", "\n").split("\n"))
-    directives = _read_directives(lines, filename)
-    escape = directives.get("escape", "\\")
-    instructions = []
-    while not lines.done():
-        inst = _next_instruction(lines, escape, filename)
-        if inst is not None:
-            instructions.append(inst)
-    return _group_stages(instructions, filename, escape, directives)
+    """Parse a whole Dockerfile into global ARGs and stages.
+
+    The text is split into instructions by buildkit's own parser (dockerfile_ast);
+    this module checks and shapes each one as buildkit's instructions package does.
+    """
+    tree = parse_ast(text, filename)
+    instructions = [_instruction(node, tree.escape, filename) for node in tree.children]
+    return _group_stages(instructions, filename, tree.escape, tree.directives)
 
 
-def _read_directives(lines: _Lines, filename: str) -> dict[str, str]:
-    """Parser directives: `# name=value` lines before any comment, blank line or instruction."""
-    found: dict[str, str] = {}
-    while not lines.done():
-        match = _DIRECTIVE.match(lines.lines[lines.pos].strip())
-        if not match or match.group(1).lower() not in _KNOWN_DIRECTIVES:
-            break
-        number, _ = lines.take()
-        name, value = match.group(1).lower(), match.group(2)
-        if name in found:
-            raise DockerfileSyntaxError(f"{filename}:{number}: only one {name} parser directive can be used")
-        if name == "escape" and value not in ("\\", "`"):
-            raise DockerfileSyntaxError(f"{filename}:{number}: invalid escape token '{value}' does not match ` or \\")
-        found[name] = value
-    return found
+def _instruction(node: Node, escape: str, filename: str) -> Instruction:
+    heredocs = tuple(Heredoc(name=h.name, content=h.chomped, expand=h.expand, chomp=h.chomp)
+                     for h in node.heredocs)
+    return _parse_line(node.original, node.start_line, escape, filename, heredocs)
 
 
-def _is_comment_or_blank(line: str) -> bool:
-    stripped = line.strip()
-    return not stripped or stripped.startswith("#")
-
-
-def _continues(line: str, escape: str) -> bool:
-    return line.rstrip(" \t").endswith(escape)
-
-
-def _next_instruction(lines: _Lines, escape: str, filename: str) -> Instruction | None:
-    """Join one logical line (continuations, heredoc bodies) and parse it; None at comments."""
-    number, line = lines.take()
-    if _is_comment_or_blank(line):
-        return None
-    logical = line.lstrip()
-    while _continues(logical, escape):
-        logical = logical.rstrip(" \t")[:-1]
-        while not lines.done() and _is_comment_or_blank(lines.lines[lines.pos]):
-            lines.take()
-        if lines.done():
-            break
-        logical += lines.take()[1]
-    if not logical.strip():  # a lone continuation (`\` then nothing): an empty line, as in buildkit
-        return None
-    return _parse_line(logical, number, escape, filename, lines)
-
-
-def _split_keyword(logical: str) -> tuple[str, str]:
-    parts = logical.strip().split(None, 1)
-    return parts[0], (parts[1] if len(parts) > 1 else "")
-
-
-def _parse_line(logical: str, number: int, escape: str, filename: str, lines: _Lines | None) -> Instruction:
-    keyword, rest = _split_keyword(logical)
-    cmd = keyword.lower()
+def _parse_line(logical: str, number: int, escape: str, filename: str,
+                heredocs: tuple[Heredoc, ...] = ()) -> Instruction:
     where = f"{filename}:{number}"
+    try:
+        keyword, raw_flags, rest = split_command(logical, escape)
+    except BuildError as e:
+        raise DockerfileSyntaxError(f"{where}: {e.message}") from None
+    cmd = keyword.lower()
     if cmd not in INSTRUCTIONS:
         raise DockerfileSyntaxError(f"{where}: unknown instruction: {keyword.upper()}")
-    flags, rest = _extract_flags(rest, escape)
+    flags = [_flag(raw) for raw in raw_flags]
     allowed = ALLOWED_FLAGS.get(cmd, frozenset())
     for name, _ in flags:
         if name not in allowed:
             raise DockerfileSyntaxError(f"{where}: {cmd.upper()}: unknown flag: --{name}")
-    heredocs: tuple[Heredoc, ...] = ()
-    if cmd in _HEREDOC_INSTRUCTIONS and lines is not None and not rest.startswith("["):
-        heredocs = _read_heredocs(rest, escape, lines, where)
     base = Instruction(cmd=cmd, flags=tuple(flags), original=logical.strip()[len(keyword):].strip(),
                        line=number, heredocs=heredocs, escape=escape, filename=filename, keyword=keyword)
     try:
@@ -214,61 +156,21 @@ def _parse_line(logical: str, number: int, escape: str, filename: str, lines: _L
         raise DockerfileSyntaxError(f"{where}: {e.message}") from None
 
 
-def _extract_flags(rest: str, escape: str) -> tuple[list[tuple[str, str | None]], str]:
-    """Leading `--name=value` / `--name` words; `--` alone ends them."""
-    flags: list[tuple[str, str | None]] = []
-    rest = rest.strip()
-    while rest.startswith("--"):
-        word = split_words(rest, escape)[0]
-        rest = rest[len(word):].lstrip()
-        if word == "--":
-            break
-        name, eq, value = word[2:].partition("=")
-        flags.append((name.lower(), _unquote(value) if eq else None))
-    return flags, rest
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
-
-
-def _read_heredocs(rest: str, escape: str, lines: _Lines, where: str) -> tuple[Heredoc, ...]:
-    """Consume the bodies of every `<<NAME` in the instruction, in order."""
-    docs = []
-    for word in split_words(rest, escape):
-        match = _HEREDOC.match(word)
-        if not match:
-            continue
-        chomp, quote, name = match.group(1) == "-", match.group(2), match.group(3)
-        body: list[str] = []
-        while True:
-            if lines.done():
-                raise DockerfileSyntaxError(f"{where}: unterminated heredoc <<{name}")
-            _, text = lines.take()
-            candidate = text.lstrip("\t") if chomp else text
-            if candidate == name:
-                break
-            body.append(candidate + "\n")
-        docs.append(Heredoc(name=name, content="".join(body), expand=not quote, chomp=chomp))
-    return tuple(docs)
+def _flag(raw: str) -> tuple[str, str | None]:
+    """`--name=value` (quotes already removed by the flag splitter) or a bare `--name`."""
+    name, eq, value = raw[2:].partition("=") if raw.startswith("--") else (raw, "", "")
+    return name.lower(), (value if eq else None)
 
 
 # --- per-instruction argument shapes -------------------------------------------------------
 
 
 def _maybe_json(rest: str) -> list[str] | None:
-    """buildkit's parseMaybeJSON: a JSON array of strings, else None (shell form)."""
-    if not rest.startswith("["):
-        return None
-    try:
-        value = json.loads(rest)
-    except ValueError:
-        return None
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    return None
+    """buildkit's parseMaybeJSON: a JSON array of strings, else None (shell form).
+
+    A JSON array with anything but strings in it (`CMD ["a", 42]`) is an error, as in buildkit.
+    """
+    return parse_json_array(rest)
 
 
 def _with(base: Instruction, **changes) -> Instruction:
@@ -324,24 +226,14 @@ def _parse_files(base: Instruction, rest: str) -> Instruction:
 
 def _parse_name_values(base: Instruction, rest: str) -> Instruction:
     """ENV / LABEL: `k=v k2="v 2"` or the legacy `k the value`."""
-    words = split_words(rest, base.escape)
     name = base.cmd.upper()
-    if not words:
+    triples = name_values(rest, name, base.escape)
+    if not triples:
         raise BuildError(f"{name} requires at least one argument")
-    if "=" not in words[0]:
-        parts = rest.split(None, 1)
-        if len(parts) < 2:
-            raise BuildError(f"{name} must have two arguments")
-        return _with(base, pairs=((parts[0], parts[1]),))
-    pairs = []
-    for word in words:
-        key, eq, value = word.partition("=")
-        if not eq:
-            raise BuildError(f"Syntax error - can't find = in \"{word}\". Must be of the form: name=value")
+    for key, _, _ in triples:
         if not key:
             raise BuildError(f"{name} names can not be blank")
-        pairs.append((key, value))
-    return _with(base, pairs=tuple(pairs))
+    return _with(base, pairs=tuple((key, value) for key, value, _ in triples))
 
 
 def _parse_arg(base: Instruction, rest: str) -> Instruction:
@@ -392,7 +284,7 @@ def _parse_onbuild(base: Instruction, rest: str) -> Instruction:
         raise BuildError("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
     if keyword in ("FROM", "MAINTAINER"):
         raise BuildError(f"{keyword} isn't allowed as an ONBUILD trigger")
-    sub = _parse_line(rest, base.line, base.escape, base.filename, None)
+    sub = _parse_line(rest, base.line, base.escape, base.filename)
     return _with(base, sub=sub, args=(rest,))
 
 
@@ -409,7 +301,7 @@ _PARSERS = {
 
 def parse_trigger(text: str, escape: str = "\\", filename: str = "Dockerfile") -> Instruction:
     """Parse one stored ONBUILD trigger (it runs when the image is used as a base)."""
-    return _parse_line(text, 0, escape, filename, None)
+    return _parse_line(text, 0, escape, filename)
 
 
 def _group_stages(instructions: list[Instruction], filename: str, escape: str,

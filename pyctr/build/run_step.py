@@ -14,13 +14,15 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pyctr.build.instructions import RunStep
 from pyctr.config import Config
 from pyctr.errors import BuildError, CommandCannotRun, CommandNotFound, PyctrError
+from pyctr.runtime.spec import Mount
 
 INIT_DIRS = ("proc", "sys", "dev", "dev/pts", "dev/shm", "dev/mqueue", "etc")
 INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
@@ -48,6 +50,83 @@ def make_init_layer(path: Path, lower_has_etc: bool = True) -> Path:
     return path
 
 
+def _lower_kind(lowerdirs: list[Path], rel: str) -> str:
+    """What the image's layers (topmost first) hold at `rel`: dir, file, link, other or absent (whiteouts too)."""
+    for layer in reversed(lowerdirs):
+        try:
+            st = os.lstat(Path(layer) / rel)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return "absent"
+        if stat.S_ISDIR(st.st_mode):
+            return "dir"
+        return "link" if stat.S_ISLNK(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
+    return "absent"
+
+
+def _lower_stat(lowerdirs: list[Path], rel: str) -> os.stat_result | None:
+    for layer in reversed(lowerdirs):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            return os.lstat(Path(layer) / rel)
+    return None
+
+
+def stub_mount_points(init: Path, lowerdirs: list[Path], mounts: Sequence[Mount]) -> list[Mount]:
+    """Create each RUN --mount target in the init layer, so the mount point never lands in the captured layer.
+
+    Parent directories copy the image's own mode and owner (the init layer is on top: a /tmp made 0755 here
+    would hide the image's 1777). A path through a symlink is left to the runtime (which resolves it inside the
+    root); those mounts are returned so their stubs can be removed from the layer afterwards.
+    """
+    left: list[Mount] = []
+    for mount in mounts:
+        parts = Path(os.path.normpath(mount.destination)).relative_to("/").parts
+        kinds = [_lower_kind(lowerdirs, "/".join(parts[: i + 1])) for i in range(len(parts))]
+        if "link" in kinds or any(k in ("file", "other") for k in kinds[:-1]):
+            left.append(mount)
+            continue
+        for i, kind in enumerate(kinds[:-1]):
+            _init_dir(init, lowerdirs, "/".join(parts[: i + 1]), kind)
+        if kinds[-1] == "absent":
+            leaf = init.joinpath(*parts)
+            if mount.type == "bind" and not os.path.isdir(mount.source):
+                leaf.touch(mode=0o644, exist_ok=True)
+            else:
+                leaf.mkdir(mode=0o755, exist_ok=True)
+    return left
+
+
+def _init_dir(init: Path, lowerdirs: list[Path], rel: str, kind: str) -> None:
+    path = init / rel
+    if path.is_dir():
+        return
+    path.mkdir(mode=0o755)
+    st = _lower_stat(lowerdirs, rel) if kind == "dir" else None
+    if st is not None:
+        os.chown(path, st.st_uid, st.st_gid)
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def remove_mount_stubs(upper: Path, lowerdirs: list[Path], mounts: Sequence[Mount]) -> None:
+    """Remove mount points the runtime had to create in the layer (empty, and absent from the image)."""
+    for mount in mounts:
+        parts = Path(os.path.normpath(mount.destination)).relative_to("/").parts
+        for depth in range(len(parts), 0, -1):
+            rel = "/".join(parts[:depth])
+            path = upper / rel
+            if _lower_kind(lowerdirs, rel) != "absent" or not os.path.lexists(path):
+                break
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and not os.listdir(path):
+                os.rmdir(path)
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(path)
+            else:
+                break
+
+
 def failure_message(argv: tuple[str, ...], code: int) -> str:
     """Docker's legacy-builder wording for a failed RUN."""
     return f"The command '{' '.join(argv)}' returned a non-zero code: {code}"
@@ -73,8 +152,12 @@ def _network_mode(network: str) -> str:
 
 def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], step: RunStep, network: str,
                      bundle: Path, out: Callable[[str], None], epoch: int | None,
-                     quiet: bool = False) -> tuple[Path, str]:
-    """Run the step; return (the upper dir holding its changes, the container id). BuildError (exit 1) on failure."""
+                     quiet: bool = False, mounts: Sequence[Mount] = ()) -> tuple[Path, str]:
+    """Run the step; return (the upper dir holding its changes, the container id). BuildError (exit 1) on failure.
+
+    `mounts` are RUN --mount's (prepared by the executor): mounted for the command only, their mount points
+    stubbed in the init layer, so nothing of them is in the returned upper dir.
+    """
     from pyctr.runtime.process import LaunchHooks, Stdio, launch, wait_container
     from pyctr.runtime.spec import RunOptions, make_spec
 
@@ -85,8 +168,10 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
     run_config.update(Env=list(step.env), WorkingDir=step.workdir, User=step.user, Entrypoint=None, Cmd=None)
     mode = _network_mode(network)
     options = RunOptions(image="build", command=list(step.argv), entrypoint="", network=mode)
+    left_in_layer = stub_mount_points(init, lowerdirs, mounts)
     spec = make_spec({"config": run_config}, options, container_id, f"build-{container_id[:12]}", bundle,
                      [*lowerdirs, init], host_env={})
+    spec.mounts.extend(mounts)
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     connected = False
 
@@ -122,5 +207,6 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
     if code != 0:
         raise BuildError(failure_message(step.argv, code), exit_code=1)
     upper = Path(spec.rootfs.upperdir)
+    remove_mount_stubs(upper, lowerdirs, left_in_layer)
     clamp_times(upper, epoch or 0)
     return upper, container_id

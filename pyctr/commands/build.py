@@ -47,14 +47,18 @@ def _parse_labels(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the build output and print image ID on success.")
 @click.option("--network", default="default", metavar="MODE",
               help="Networking mode for the RUN instructions during build (default, none, host, bridge).")
+@click.option("--secret", "secrets", multiple=True, metavar="id=ID,src=PATH",
+              help="Secret to expose to RUN --mount=type=secret (id=ID,src=PATH or id=ID,env=VAR).")
 @click.argument("context", metavar="PATH | -")
 @pass_app
 def build(app: AppContext, tags: tuple[str, ...], dockerfile: str | None, labels: tuple[str, ...],
           build_args: tuple[str, ...], target: str | None, no_cache: bool, quiet: bool, network: str,
+          secrets: tuple[str, ...],
           context: str) -> None:
     """Build an image from a Dockerfile."""
     from pyctr.build.executor import BuildOptions
     from pyctr.build.executor import build as run_build
+    from pyctr.build.run_mounts import parse_secret_flag
     from pyctr.errors import UsageError
     from pyctr.image.reference import parse_reference
 
@@ -80,7 +84,8 @@ def build(app: AppContext, tags: tuple[str, ...], dockerfile: str | None, labels
     options = BuildOptions(context_dir=Path(context), dockerfile=dockerfile_path, tags=tags,
                            build_args=_parse_build_args(build_args), target=target, no_cache=no_cache,
                            quiet=quiet, network=network, dockerfile_text=dockerfile_text,
-                           labels=_parse_labels(labels), context_stream=context_stream)
+                           labels=_parse_labels(labels), context_stream=context_stream,
+                           secrets=tuple(parse_secret_flag(s, dict(os.environ)) for s in secrets))
 
     def out(line: str) -> None:
         click.echo(line)

@@ -489,7 +489,7 @@ class ImageStore:
         """Record `name@digest` (Docker's RepoDigests) for an image pulled or pushed by manifest."""
         with self.records_lock():
             repos = self._repositories()
-            repos["digests"][str(ref.with_digest(manifest_digest))] = image_id
+            repos["digests"][str(ref.trimmed().with_digest(manifest_digest))] = image_id
             self._write_repositories(repos)
 
     def untag(self, reference: str | Reference) -> str | None:
@@ -498,7 +498,7 @@ class ImageStore:
         with self.records_lock():
             repos = self._repositories()
             key = "digests" if ref.digest else "tags"
-            name = str(ref.with_digest(ref.digest)) if ref.digest else str(ref)
+            name = str(ref.trimmed().with_digest(ref.digest)) if ref.digest else str(ref)
             image_id = repos[key].pop(name, None)
             if image_id is not None:
                 self._write_repositories(repos)
@@ -507,7 +507,7 @@ class ImageStore:
     def lookup_name(self, ref: Reference) -> str | None:
         repos = self._repositories()
         if ref.digest:
-            return repos["digests"].get(str(ref.with_digest(ref.digest)))
+            return repos["digests"].get(str(ref.trimmed().with_digest(ref.digest)))
         return repos["tags"].get(str(ref))
 
     def resolve(self, name_or_id: str) -> ImageRecord:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pyctr.errors import UsageError
 from pyctr.runtime.capabilities import tweak_capabilities
+from pyctr.units import ram_in_bytes
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD = 100_000
@@ -35,8 +36,6 @@ READONLY_PATHS: tuple[str, ...] = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/
 
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _VOLUME_OPTIONS = {"ro", "rw", "z", "Z", "nocopy", "private", "rprivate", "shared", "rshared", "slave", "rslave"}
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]?)[iI]?[bB]?$")
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 
 @dataclass
@@ -205,10 +204,10 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
 
 def parse_size(text: str) -> int:
     """Docker's RAMInBytes: 512m, 1g, 100k, 1024 (bytes), binary units, case-insensitive."""
-    match = _SIZE.match(text.strip())
-    if not match:
-        raise UsageError(f"invalid size: '{text}'")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    try:
+        return ram_in_bytes(text)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def parse_limits(options: RunOptions, host_cpus: int | None = None) -> LimitsSpec:

@@ -406,3 +406,146 @@ def test_from_only_is_the_base_image(pyctr, tmp_path):
     ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox\n"})
     out = build(pyctr, ctx, "-q").stdout.strip()
     assert out == image(pyctr, "busybox").id
+
+
+# --- RUN --mount ----------------------------------------------------------------------------
+
+
+def layer_files(pyctr, name: str, count: int) -> set[str]:
+    """Every path in the image's top `count` layers (what the build's own steps put in the image)."""
+    found = set()
+    for layer in image(pyctr, name).layer_dirs[-count:]:
+        for dirpath, dirnames, filenames in os.walk(layer):
+            for entry in dirnames + filenames:
+                found.add(os.path.relpath(os.path.join(dirpath, entry), layer))
+    return found
+
+
+def layers_contain(pyctr, name: str, needle: bytes) -> bool:
+    for layer in image(pyctr, name).layer_dirs:
+        for dirpath, _dirnames, filenames in os.walk(layer):
+            for entry in filenames:
+                path = os.path.join(dirpath, entry)
+                if os.path.isfile(path) and not os.path.islink(path) and needle in Path(path).read_bytes():
+                    return True
+    return False
+
+
+def test_run_mount_cache_persists_across_builds_and_stays_out_of_the_layer(pyctr, tmp_path):
+    cache_id = f"peer-{os.getpid()}-{tmp_path.name}"
+    ctx = write(tmp_path / "ctx", {"Dockerfile": (
+        f"FROM busybox\nRUN --mount=type=cache,target=/var/cache/app,id={cache_id} "
+        "sh -c 'echo run >> /var/cache/app/runs && wc -l < /var/cache/app/runs > /runs.txt'\n")})
+    build(pyctr, ctx, "-t", "mount-cache-test", "--network", "none")
+    assert (top_layer(pyctr, "mount-cache-test") / "runs.txt").read_text().strip() == "1"
+    build(pyctr, ctx, "-t", "mount-cache-test", "--network", "none", "--no-cache")
+    assert (top_layer(pyctr, "mount-cache-test") / "runs.txt").read_text().strip() == "2"  # the cache was kept
+    assert layer_files(pyctr, "mount-cache-test", 1) == {"runs.txt"}  # no /var/cache/app, not even the dir
+    caches = list((pyctr.root / "cache-mounts").iterdir())
+    assert any((c / "runs").is_file() and (c / "runs").read_text() == "run\nrun\n" for c in caches)
+
+
+def test_run_mount_cache_seeded_from_a_stage_and_locked(pyctr, tmp_path):
+    cache_id = f"seeded-{os.getpid()}-{tmp_path.name}"
+    ctx = write(tmp_path / "ctx", {"Dockerfile": (
+        "FROM busybox AS seed\nRUN mkdir /s && echo seeded > /s/first\n"
+        f"FROM busybox\nRUN --mount=type=cache,id={cache_id},from=seed,source=/s,target=/c,sharing=locked,"
+        "mode=0750,uid=65534 sh -c 'cat /c/first > /got.txt && stat -c %a:%u /c >> /got.txt'\n")})
+    build(pyctr, ctx, "-t", "mount-cache-seed-test", "--network", "none")
+    assert (top_layer(pyctr, "mount-cache-seed-test") / "got.txt").read_text() == "seeded\n750:65534\n"
+    assert layer_files(pyctr, "mount-cache-seed-test", 1) == {"got.txt"}
+
+
+def test_run_mount_bind_context_and_stage_read_only_and_discarded(pyctr, tmp_path):
+    ctx = write(tmp_path / "ctx", {
+        "Dockerfile": (
+            "FROM busybox AS builder\nRUN mkdir /out && echo from-stage > /out/artifact\n"
+            "FROM busybox\n"
+            "RUN --mount=type=bind,target=/ctx --mount=type=bind,from=builder,source=/out,target=/stage "
+            "sh -c 'cat /ctx/data.txt /stage/artifact > /result.txt && test ! -e /ctx/ignored.txt "
+            "&& ! touch /ctx/new 2>/dev/null'\n"
+            "RUN --mount=type=bind,source=data.txt,target=/one.txt,rw "
+            "sh -c 'echo changed > /one.txt && cat /one.txt > /written.txt'\n"),
+        "data.txt": "ctx-data\n",
+        "ignored.txt": "never visible\n",
+        ".dockerignore": "ignored.txt\n",
+    })
+    build(pyctr, ctx, "-t", "mount-bind-test", "--network", "none")
+    img = image(pyctr, "mount-bind-test")
+    assert (img.layer_dirs[-2] / "result.txt").read_text() == "ctx-data\nfrom-stage\n"
+    assert (img.layer_dirs[-1] / "written.txt").read_text() == "changed\n"  # rw: writable for the command
+    assert (ctx / "data.txt").read_text() == "ctx-data\n"  # ... but the write went nowhere
+    assert layer_files(pyctr, "mount-bind-test", 2) == {"result.txt", "written.txt"}
+
+
+def test_run_mount_tmpfs(pyctr, tmp_path):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": (
+        "FROM busybox\nRUN --mount=type=tmpfs,target=/scratch,size=1m "
+        "sh -c 'grep \" /scratch tmpfs \" /proc/mounts | grep -q size=1024k && echo hi > /scratch/f "
+        "&& cat /scratch/f > /t.txt'\n")})
+    build(pyctr, ctx, "-t", "mount-tmpfs-test", "--network", "none")
+    assert layer_files(pyctr, "mount-tmpfs-test", 1) == {"t.txt"}
+    assert (top_layer(pyctr, "mount-tmpfs-test") / "t.txt").read_text() == "hi\n"
+
+
+def test_run_mount_secret_never_reaches_layer_or_history(pyctr, tmp_path):
+    token = f"s3cr3t-{tmp_path.name}"
+    (tmp_path / "token").write_text(token)
+    ctx = write(tmp_path / "ctx", {"Dockerfile": (
+        "FROM busybox\n"
+        "RUN --mount=type=secret,id=tok sh -c 'stat -c %a:%u /run/secrets/tok > /mode.txt && "
+        "wc -c < /run/secrets/tok > /len.txt'\n"
+        "RUN --mount=type=secret,id=tok,env=TOKEN,uid=65534,mode=0440,target=/home/tok "
+        "sh -c 'test \"$TOKEN\" = \"$(cat /home/tok)\" && stat -c %a:%u /home/tok > /mode2.txt'\n"
+        "RUN --mount=type=secret,id=absent cat /run/secrets/absent 2>/dev/null || echo skipped > /absent.txt\n")})
+    build(pyctr, ctx, "-t", "mount-secret-test", "--network", "none", "--secret", f"id=tok,src={tmp_path / 'token'}")
+    img = image(pyctr, "mount-secret-test")
+    assert (img.layer_dirs[-3] / "mode.txt").read_text() == "400:0\n"
+    assert (img.layer_dirs[-3] / "len.txt").read_text().strip() == str(len(token))
+    assert (img.layer_dirs[-2] / "mode2.txt").read_text() == "440:65534\n"
+    assert (img.layer_dirs[-1] / "absent.txt").read_text() == "skipped\n"  # an optional secret not given
+    assert layer_files(pyctr, "mount-secret-test", 3) == {"mode.txt", "len.txt", "mode2.txt", "absent.txt"}
+    assert not layers_contain(pyctr, "mount-secret-test", token.encode())
+    assert token not in str(img.config)
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN --mount=type=secret,id=missing,required true\n")
+    result = build(pyctr, ctx, "--network", "none", check=False)
+    assert result.returncode != 0 and "secret missing: not found" in result.stderr
+
+
+def test_run_mount_bind_cannot_leave_the_context(pyctr, tmp_path):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN --mount=type=bind,source=../../etc,target=/x "
+                                                 "cat /x/shadow\n"})
+    result = build(pyctr, ctx, "--network", "none", check=False)
+    assert result.returncode != 0 and "outside the build context" in result.stderr
+    os.symlink("/etc", ctx / "abs")
+    os.symlink("../../../../../../etc", ctx / "rel")
+    for link in ("abs", "rel", "abs/shadow"):
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN --mount=type=bind,source={link},target=/x "
+                                        "cat /x/shadow\n")
+        result = build(pyctr, ctx, "--network", "none", check=False)
+        assert result.returncode != 0 and "outside the build context" in result.stderr, link
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN --mount=type=bind,target=/x "
+                                    "sh -c 'readlink /x/abs > /seen.txt; ls /x/abs/ > /listed.txt'\n")
+    build(pyctr, ctx, "-t", "mount-hostile-test", "--network", "none")
+    layer = top_layer(pyctr, "mount-hostile-test")
+    assert (layer / "seen.txt").read_text() == "/etc\n"  # the link is a link in the container's own root
+    listed = set((layer / "listed.txt").read_text().split())
+    assert "passwd" in listed and listed != set(os.listdir("/etc"))  # busybox's /etc, not the host's: contained
+
+
+def test_heredoc_forms_as_buildkit(pyctr, tmp_path):
+    """`<<-` strips tabs, a quoted name is not expanded, several heredocs in one line, fd-numbered heredocs."""
+    ctx = write(tmp_path / "ctx", {"Dockerfile": (
+        "FROM busybox\nENV NAME=pyctr\n"
+        "RUN <<-EOF\n\techo tabs stripped > /chomp.txt\n\tEOF\n"
+        "COPY <<'RAW' <<COOKED /docs/\n$NAME raw\nRAW\n$NAME cooked\nCOOKED\n"
+        "RUN cat <<A > /a.txt && cat 3<<B <&3 > /b.txt\nfirst\nA\nsecond\nB\n"
+        "RUN <<eo'f'\necho quoted-part > /q.txt\neof\n"
+    )})
+    build(pyctr, ctx, "-t", "heredoc-forms-test", "--network", "none")
+    dirs = image(pyctr, "heredoc-forms-test").layer_dirs
+    assert (dirs[-4] / "chomp.txt").read_text() == "tabs stripped\n"
+    assert (dirs[-3] / "docs" / "RAW").read_text() == "$NAME raw\n"
+    assert (dirs[-3] / "docs" / "COOKED").read_text() == "pyctr cooked\n"
+    assert (dirs[-2] / "a.txt").read_text() == "first\n" and (dirs[-2] / "b.txt").read_text() == "second\n"
+    assert (dirs[-1] / "q.txt").read_text() == "quoted-part\n"

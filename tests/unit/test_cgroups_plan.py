@@ -143,9 +143,12 @@ def test_parse_bytes_like_docker(text, expected):
     assert parse_bytes(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "m", "32x", "-1", "1.2.3m"])
-def test_parse_bytes_refuses_garbage(text):
-    with pytest.raises(UsageError, match="invalid size"):
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "invalid size: ''"), ("m", "invalid size: 'm'"), ("32x", "invalid suffix: 'x'"), ("-1", "invalid size"),
+    ("1.2.3m", 'parsing "1.2.3": invalid syntax'), (" 32 ", "invalid syntax")])
+def test_parse_bytes_refuses_garbage(text, message):
+    """go-units' own wording; blanks around the number are refused as Docker refuses `-m " 32 "`."""
+    with pytest.raises(UsageError, match=message):
         parse_bytes(text)
 
 

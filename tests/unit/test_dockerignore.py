@@ -136,3 +136,19 @@ def test_excluded_source_is_not_found(context_dir):
         ctx.source("app/secret.key")
     with pytest.raises(NotFoundError):
         ctx.source("missing")
+
+
+@pytest.mark.parametrize("line", ["[", "[^bc", "a[", "\\", "[-]", "[a-b-c]", "[Local-Only]/", "!"])
+def test_malformed_patterns_refuse_the_context(tmp_path, line):
+    """Docker refuses the build with an error (never a raw re.error, never a silent match)."""
+    (tmp_path / ".dockerignore").write_text(f"ok\n{line}\n")
+    with pytest.raises(BuildError, match=r"error checking context: (syntax error in pattern|illegal exclusion)"):
+        BuildContext.open(tmp_path)
+
+
+@pytest.mark.parametrize("pattern, path, expected", [
+    ("[\\-x]", "-", True), ("[\\-x]", "x", True), ("[\\-x]", "a", False), ("[\\]a]", "]", True),
+    ("[\\]a]", "\\", False),
+])
+def test_escapes_inside_character_classes(pattern, path, expected):
+    assert excluded(pattern, path) is expected

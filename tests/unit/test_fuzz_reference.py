@@ -47,6 +47,10 @@ def valid_references(draw) -> str:
         st.builds(lambda p: f"127.0.0.1:{p}", st.integers(1, 65535)),
     ))
     components = draw(st.lists(path_components(), min_size=1, max_size=3))
+    if domain is None and len(components) > 1 and "." in components[0]:
+        # Docker reads a dotted first component as a registry: it must then be a valid host name
+        # (`a.b_c/d` leaves distribution with an empty domain, which pyctr refuses).
+        components[0] = components[0].replace("_", "-")
     text = "/".join(([domain] if domain else []) + components)
     tag = draw(st.one_of(st.none(), st.builds(
         str.__add__, st.sampled_from(_TAG_FIRST), st.text(_TAG_FIRST + ".-", max_size=20))))
@@ -78,6 +82,7 @@ def _parse_or_refuse(text: str) -> Reference | None:
 @example("localhost:/app")
 @example("a/" * 200 + "b")
 @example("busybox@md5:" + "a" * 32)
+@example("0.0_0/0")
 def test_random_text_parses_or_is_refused_in_one_line(text: str) -> None:
     ref = _parse_or_refuse(text)
     if ref is not None:

@@ -61,6 +61,7 @@ def test_label_merges_and_expands():
     ("EXPOSE 53/udp 80/TCP", {"53/udp": {}, "80/tcp": {}}),
     ("EXPOSE 7000-7002", {"7000/tcp": {}, "7001/tcp": {}, "7002/tcp": {}}),
     ("ARG P=9000\nEXPOSE $P", {"9000/tcp": {}}),
+    ('ENV PORTS="80 443"\nEXPOSE $PORTS', {"80/tcp": {}, "443/tcp": {}}),  # an unquoted expansion splits
 ])
 def test_expose(text, ports):
     state, _ = apply(text + "\n")
@@ -275,3 +276,13 @@ def test_run_heredoc_with_shebang_runs_its_interpreter():
     script = step.argv[-1]
     assert script.startswith("exec /usr/bin/env python3 /dev/fd/3 3<<'PYCTR_HEREDOC_")
     assert "#!/usr/bin/env python3\nprint('hi')\n" in script
+
+
+@pytest.mark.parametrize("line, name, content", [
+    ("COPY <<eo'f' /d/\n$X\neof\n", "eof", "$X\n"),  # a quote in any part: not expanded
+    ("COPY <<'my file' /d/\n$X\nmy file\n", "my file", "$X\n"),
+    ("COPY <<-EOF /d/\n\t$X\n\tEOF\n", "EOF", "x\n"),
+])
+def test_copy_heredoc_names_as_buildkit_reads_them(line, name, content):
+    _, steps = apply("ENV X=x\n" + line)
+    assert steps[-1].sources == () and steps[-1].heredocs == ((name, content),)

@@ -101,6 +101,14 @@ def test_valid_tag_edges():
 
 def test_with_tag_and_digest_helpers():
     ref = parse_reference("quay.io/a/b:1")
-    assert str(ref.with_digest(DIGEST)) == f"quay.io/a/b@{DIGEST}"
-    assert str(ref.with_tag("2")) == "quay.io/a/b:2"
+    assert str(ref.with_digest(DIGEST)) == f"quay.io/a/b:1@{DIGEST}"  # distribution keeps the tag
+    assert str(ref.with_digest(DIGEST).with_tag("2")) == f"quay.io/a/b:2@{DIGEST}"  # ... and the digest
+    assert str(ref.trimmed().with_digest(DIGEST)) == f"quay.io/a/b@{DIGEST}"  # a repo digest
     assert ref.name == "quay.io/a/b" and ref.familiar_name == "quay.io/a/b"
+
+
+def test_a_dotted_first_component_must_be_a_host():
+    """`a.b_c/d`: Docker takes `a.b_c` as the registry but distribution then finds no valid domain; refused."""
+    with pytest.raises(InvalidReference, match="invalid reference format"):
+        parse_reference("0.0_0/0")
+    assert parse_reference("a.b-c/d").registry == "a.b-c"

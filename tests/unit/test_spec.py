@@ -89,9 +89,11 @@ def test_parse_size(text, value):
     assert parse_size(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "abc", "1x", "-1m"])
-def test_parse_size_rejects(text):
-    with pytest.raises(UsageError, match="invalid size"):
+@pytest.mark.parametrize(("text", "message"), [("", "invalid size"), ("abc", "invalid size"),
+                                              ("1x", "invalid suffix: 'x'"), ("-1m", "invalid size"),
+                                              (" 32 ", "invalid syntax")])
+def test_parse_size_rejects(text, message):
+    with pytest.raises(UsageError, match=message):
         parse_size(text)
 
 

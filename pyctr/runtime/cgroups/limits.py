@@ -7,11 +7,11 @@ Docker's defaults and checks live here (once) so that v1 and v2 agree on them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pyctr.errors import UsageError
+from pyctr.units import ram_in_bytes
 
 CFS_PERIOD_US = 100_000  # Docker's --cpus uses a fixed 100 ms period
 MIN_MEMORY = 6 * 1024 * 1024  # Docker: "Minimum memory limit allowed is 6MB"
@@ -120,8 +120,6 @@ class Limits:
         return cls(**known)
 
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
-_UNIT = {None: 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 def parse_bytes(value: str) -> int:
@@ -129,11 +127,10 @@ def parse_bytes(value: str) -> int:
 
     `--memory-swap -1` (unlimited) is handled by the caller before this.
     """
-    match = _SIZE.match(value.strip())
-    if not match:
-        raise UsageError(f"invalid size: '{value}'")
-    number, unit = match.groups()
-    return int(float(number) * _UNIT[unit.lower() if unit else None])
+    try:
+        return ram_in_bytes(value)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def validate_limits(limits: Limits, ncpus: int | None = None) -> None:

@@ -305,7 +305,23 @@ def _node_text(node: _Node) -> str:
     if isinstance(node, _Pipe):
         decl = (", ".join(node.decl) + (" = " if node.assign else " := ")) if node.decl else ""
         return "(" + decl + " | ".join(_node_text(c) for c in node.cmds) + ")"
+    if isinstance(node, _Branch):
+        pipe = _node_text(node.pipe)[1:-1]
+        text = f"{{{{{node.kind} {pipe}}}}}" + "".join(_node_text(n) for n in node.body)
+        if node.else_body is not None:
+            text += "{{else}}" + "".join(_node_text(n) for n in node.else_body)
+        return text + "{{end}}"
+    if isinstance(node, _Text):
+        return node.text
+    if isinstance(node, _Action):
+        return "{{" + _node_text(node.pipe)[1:-1] + "}}"
     return ""
+
+
+def _error_context(node: _Node) -> str:
+    """Go's ErrorContext: the node's text, cut to 20 characters and "..."."""
+    text = _node_text(node)
+    return text[:20] + "..." if len(text) > 20 else text
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -354,7 +370,7 @@ class _Parser:
     def action(self, tokens: list[_Tok], pos: int) -> _Node:
         head = tokens[0]
         if head.kind == "ident" and head.text in ("if", "range", "with"):
-            return self.branch(head.text, tokens[1:], head.pos)
+            return self.branch(head.text, tokens[1:], tokens[1].pos if len(tokens) > 1 else head.pos)
         if head.kind == "ident" and head.text in ("break", "continue"):
             if self.range_depth == 0:
                 raise self.error(pos, f"{{{{{head.text}}}}} outside {{{{range}}}}")
@@ -812,8 +828,10 @@ def _basic(value: Any) -> tuple[str, Any]:
         raise _CallError("invalid type for comparison")
     if isinstance(value, bool):
         return "bool", value
-    if isinstance(value, (int, float)):
-        return "number", value
+    if isinstance(value, int):
+        return "int", value
+    if isinstance(value, float):
+        return "float", value
     if isinstance(value, str):
         return "string", value
     raise _CallError("invalid type for comparison")
@@ -1005,7 +1023,8 @@ class _Exec:
         line = src.count("\n", 0, node.pos) + 1
         col = node.pos - (src.rfind("\n", 0, node.pos) + 1)
         name = self.template.name
-        return TemplateError(f'template: {name}:{line}:{col}: executing "{name}" at <{_node_text(node)}>: {message}')
+        return TemplateError(f'template: {name}:{line}:{col}: executing "{name}" at <{_error_context(node)}>: '
+                             f"{message}")
 
     def walk(self, dot: Any, nodes: list[_Node]) -> None:
         for node in nodes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from pyctr.output.template import HEADER_FUNCTIONS, TemplateError, go_json, parse
+from pyctr.output.template import HEADER_FUNCTIONS, GoMap, TemplateError, go_json, parse
 
 MIN_WIDTH = 10
 TAB_WIDTH = 1
@@ -127,8 +127,13 @@ def write(fmt: str, contexts: list[Any], header: dict[str, str]) -> str:
             raise TemplateError(f"template parsing error: {e}") from None
     if not is_table(fmt):
         return "".join(rows)
-    head = template.execute_partial(header, HEADER_FUNCTIONS)
+    head = template.execute_partial(GoMap(header, {"Label": label_header}), HEADER_FUNCTIONS)
     return tabwrite(head + "\n" + "".join(rows))
+
+
+def label_header(name: str) -> str:
+    """docker-cli's SubHeaderContext.Label: `{{.Label "com.example.the-tier"}}` heads its column "the tier"."""
+    return name.split(".")[-1].replace("-", " ").replace("_", " ")
 
 
 def check(fmt: str) -> None:

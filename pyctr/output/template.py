@@ -59,6 +59,14 @@ class GoStruct:
     json_names: dict[str, str] = field(default_factory=dict)  # Go's `json:"..."` tags: field -> key
 
 
+class GoMap(dict):
+    """A Go map type with methods (docker-cli's SubHeaderContext has `Label`): methods first, then keys."""
+
+    def __init__(self, items: dict, methods: dict[str, Callable[..., Any]]) -> None:
+        super().__init__(items)
+        self.methods = methods
+
+
 @dataclass(frozen=True)
 class Stringer:
     """A value with a String() method: `text` when printed, `json_value` when encoded."""
@@ -1160,15 +1168,15 @@ class _Exec:
             if self.missing_key_error:
                 raise self.error(node, f"nil data; no entry for key \"{name}\"")
             return NO_VALUE
+        if isinstance(receiver, (GoStruct, GoMap)) and name in receiver.methods:
+            values = [self.arg_value(dot, a) for a in args] + ([] if final is _NO_FINAL else [final])
+            try:
+                return receiver.methods[name](*[_want_str(v) for v in values])
+            except TypeError:
+                raise self.error(node, f"wrong number of args for {name}: want 1 got {len(values)}") from None
+            except _ArgError as e:
+                raise self.error(node, str(e)) from None
         if isinstance(receiver, GoStruct):
-            if name in receiver.methods:
-                values = [self.arg_value(dot, a) for a in args] + ([] if final is _NO_FINAL else [final])
-                try:
-                    return receiver.methods[name](*[_want_str(v) for v in values])
-                except TypeError:
-                    raise self.error(node, f"wrong number of args for {name}: want 1 got {len(values)}") from None
-                except _ArgError as e:
-                    raise self.error(node, str(e)) from None
             if name in receiver.fields:
                 if has_args:
                     raise self.error(node, f"{name} has arguments but cannot be invoked as function")

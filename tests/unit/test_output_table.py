@@ -58,6 +58,10 @@ def test_table_with_header_rows_and_header_functions():
     assert write("table {{upper .Names}}\\t{{pad .Ports 1 1}}|", CONTEXTS, HEADERS) == (
         "NAMES      PORTS |\nWEB       |\nDB         80/tcp |\n")
     assert write("table {{.Names}}", [], HEADERS) == "NAMES\n"
+    # a label column is headed by the label's last dotted part, - and _ as spaces (SubHeaderContext.Label)
+    labelled = [GoStruct("*formatter.ContainerContext", {"Names": "web"}, {"Label": lambda k: "db"})]
+    assert write('table {{.Names}}\\t{{.Label "com.example.the_tier"}}', labelled, HEADERS) == (
+        "NAMES     the tier\nweb       db\n")
     assert write("{{.Names}}", [], HEADERS) == ""
     assert write("{{.Names}}", CONTEXTS, HEADERS) == "web\ndb\n"
 

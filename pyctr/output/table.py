@@ -9,11 +9,13 @@ pipeline, not its usual output, is what makes custom tables and odd templates li
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
 from pyctr.output.template import HEADER_FUNCTIONS, GoMap, TemplateError, go_json, parse
 
+_CELL_END = re.compile("([\t\v\n\f])")
 MIN_WIDTH = 10
 TAB_WIDTH = 1
 PADDING = 3
@@ -21,6 +23,8 @@ PADDING = 3
 
 def text_width(text: str) -> int:
     """Terminal columns of a cell (go-runewidth: East Asian wide and fullwidth count 2, combining marks 0)."""
+    if text.isascii():
+        return len(text)
     width = 0
     for c in text:
         if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
@@ -46,21 +50,18 @@ def tabwrite(text: str, minwidth: int = MIN_WIDTH, padding: int = PADDING) -> st
     """
     out: list[str] = []
     lines: list[list[_Cell]] = [[]]
-    cell: list[str] = []
-    for c in text:
-        if c in "\t\v\n\f":
-            lines[-1].append(_Cell("".join(cell), c == "\t"))
-            cell = []
-            if c in "\n\f":
-                ncells = len(lines[-1])
-                lines.append([])
-                if c == "\f" or ncells == 1:
-                    _format(out, lines, 0, len(lines), [], minwidth, padding)
-                    lines = [[]]
-        else:
-            cell.append(c)
-    if cell:
-        lines[-1].append(_Cell("".join(cell), False))
+    pieces = _CELL_END.split(text)  # cell, terminator, cell, terminator, ..., trailing text
+    for i in range(0, len(pieces) - 1, 2):
+        end = pieces[i + 1]
+        lines[-1].append(_Cell(pieces[i], end == "\t"))
+        if end in "\n\f":
+            ncells = len(lines[-1])
+            lines.append([])
+            if end == "\f" or ncells == 1:
+                _format(out, lines, 0, len(lines), [], minwidth, padding)
+                lines = [[]]
+    if pieces[-1]:
+        lines[-1].append(_Cell(pieces[-1], False))
     _format(out, lines, 0, len(lines), [], minwidth, padding)
     return "".join(out)
 

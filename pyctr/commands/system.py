@@ -112,14 +112,19 @@ def info_document(config, features):
 
 
 def _print_info_template(fmt: str, document) -> None:
-    """docker-cli's formatInfo: a parse error exits 64; the output is followed by a newline."""
+    """docker-cli's formatInfo: a parse error exits 64; the output (even a failing one's) ends with a newline."""
     from pyctr.output import template
 
     try:
         compiled = template.parse(template.json_shorthand(fmt))
     except template.TemplateError as e:
         raise template.TemplateError(e.message, exit_code=64) from None
-    click.echo(compiled.execute(document))
+    try:
+        text = compiled.execute(document)
+    except template.TemplateError:
+        click.echo(compiled.execute_partial(document))
+        raise
+    click.echo(text)
 
 
 @click.group()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from pyctr.errors import PyctrError
@@ -86,26 +87,21 @@ def go_type(value: Any) -> str:
 
 
 def go_float(value: float) -> str:
-    """fmt's %v of a float64: shortest digits, exponent below 1e-4 or from 1e21."""
+    """fmt's %v of a float64 (strconv 'g', shortest): exponent form below 1e-4 and from 1e6 ("1e+06")."""
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     if math.isnan(value):
         return "NaN"
     if value == 0:
         return "0"
-    exponent = math.floor(math.log10(abs(value)))
-    if -4 <= exponent < 21:
-        text = repr(value)
-        if "e" in text:
-            text = f"{value:.{max(0, 20)}f}".rstrip("0").rstrip(".")
-        return text[:-2] if text.endswith(".0") else text
-    mantissa, _, exp = f"{value!r}".partition("e") if "e" in repr(value) else (repr(value), "", "0")
-    exp_n = int(exp) if exp else exponent
-    if not exp:
-        mantissa = repr(value / 10 ** exponent)
-        exp_n = exponent
-    mantissa = mantissa[:-2] if mantissa.endswith(".0") else mantissa
-    return f"{mantissa}e{'+' if exp_n >= 0 else '-'}{abs(exp_n):02d}"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    exp10 = len(digits) + int(exponent) - 1
+    minus = "-" if sign else ""
+    if exp10 < -4 or exp10 >= 6:
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{minus}{mantissa}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
+    return minus + format(Decimal(text).scaleb(exp10 - len(text) + 1), "f")
 
 
 def go_print(value: Any, top: bool = True) -> str:
@@ -159,13 +155,11 @@ def go_json(value: Any, escape_html: bool = False) -> str:
 
 
 def _json_float(value: float) -> str:
-    if value == int(value) and abs(value) < 1e21:
-        return str(int(value))
-    text = repr(value)
-    if "e" in text:
-        mantissa, _, exp = text.partition("e")
-        text = f"{mantissa}e{'-' if exp.startswith('-') else '+'}{int(exp.lstrip('+-')):02d}"
-    return text
+    """encoding/json's float64: plain digits from 1e-6 to 1e21, else exponent form without padding ("1e-7")."""
+    if value == 0 or 1e-6 <= abs(value) < 1e21:
+        return format(Decimal(repr(value)).normalize(), "f")
+    mantissa, _, exp = f"{value!r}".partition("e")
+    return f"{mantissa.removesuffix('.0')}e{'-' if exp.startswith('-') else '+'}{int(exp.lstrip('+-'))}"
 
 
 _JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\u2028": "\\u2028",

@@ -157,10 +157,14 @@ def test_parse_errors_read_as_dockers(template, message):
 
 def test_go_print_and_json_encoding():
     assert go_print(None) == "<no value>" and go_print([None]) == "[<nil>]"
-    assert go_print(1e21) == "1e+21" and go_print(100000.0) == "100000" and go_print(0.0001) == "0.0001"
+    # fmt's %v of float64: shortest digits, %e from exponent 6 (fmt.Println(1e6) prints 1e+06) and below -4
+    assert [go_print(f) for f in (1e21, 100000.0, 0.0001, 1e6, 1234567.0, 123456.789, 0.00001, -2.5, 1.5e-7)] == [
+        "1e+21", "100000", "0.0001", "1e+06", "1.234567e+06", "123456.789", "1e-05", "-2.5", "1.5e-07"]
     # encoding/json escapes <>& unless told not to; MarshalJSON contexts always escape
     assert go_json("<a&b>", escape_html=True) == '"\\u003ca\\u0026b\\u003e"'
     assert go_json("<a&b>") == '"<a&b>"'
     assert go_json("tab\there\u2028\x01") == '"tab\\there\\u2028\\u0001"'
     assert go_json(GoStruct("t", {"b": "<", "a": 1}, json_keys=("b", "a"))) == '{"a":1,"b":"\\u003c"}'
     assert go_json({"x": [1, 2.5, True, None]}) == '{"x":[1,2.5,true,null]}'
+    assert [go_json(f) for f in (1.0, 0.00001, 1e21, 1.5e-7, 123456789.5)] == [
+        "1", "0.00001", "1e+21", "1.5e-7", "123456789.5"]

@@ -277,17 +277,14 @@ def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | 
 
 
 def ps_format(fmt: str | None, quiet: bool, size: bool) -> str:
-    """docker-cli's NewContainerFormat: the default table, `-q` as `{{.ID}}`, `-s` adds the SIZE column."""
+    """docker-cli's NewContainerFormat: `table` (the default) and `raw` obey -q and -s; a custom format is as given."""
     from pyctr.runtime import ps as psfmt
 
-    if not fmt or fmt == "table":
-        if quiet:
-            return "{{.ID}}"
-        return psfmt.DEFAULT_FORMAT + ("\t{{.Size}}" if size else "")
-    if quiet and fmt.startswith("table"):
-        return "{{.ID}}"
-    if size and fmt.startswith("table") and "{{.Size}}" not in fmt:
-        return fmt + "\t{{.Size}}"
+    fmt = fmt or "table"
+    if fmt == "table":
+        return "{{.ID}}" if quiet else psfmt.DEFAULT_FORMAT + ("\\t{{.Size}}" if size else "")
+    if fmt == "raw":
+        return "container_id: {{.ID}}" if quiet else psfmt.RAW_FORMAT + ("size: {{.Size}}\\n" if size else "")
     return fmt
 
 

@@ -38,9 +38,12 @@ DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size":
 
 
 def image_format(fmt: str | None, digests: bool) -> str:
-    """docker-cli's NewImageFormat: the default table (with DIGEST under --digests) or the user's format."""
+    """docker-cli's NewImageFormat: the default table (with DIGEST under --digests), `raw`, or the user's format."""
     if not fmt or fmt == "table":
         return IMAGE_FORMAT_WITH_DIGEST if digests else IMAGE_FORMAT
+    if fmt == "raw":
+        return ("repository: {{ .Repository }}\ntag: {{.Tag}}\n" + ("digest: {{.Digest}}\n" if digests else "")
+                + "image_id: {{.ID}}\ncreated_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n")
     if fmt.startswith("table") and digests and "{{.Digest}}" not in fmt:
         return fmt + "\t{{.Digest}}"
     return fmt

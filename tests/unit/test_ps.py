@@ -155,3 +155,16 @@ def test_stats_row_units():
     assert row["NetIO"] == "1.23kB / 0B" and row["BlockIO"] == "4.1kB / 0B" and row["PIDs"] == "3"
     table = ps.format_stats_table([row]).splitlines()
     assert table[0].startswith("CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT")
+
+
+def test_format_selection_as_docker_cli_new_container_format():
+    from pyctr.commands.container import ps_format
+
+    assert ps_format(None, quiet=True, size=False) == "{{.ID}}"
+    assert ps_format("table", quiet=False, size=True).endswith("{{.Names}}\\t{{.Size}}")
+    # a custom format is used as given: -q and -s only change `table` and `raw`
+    assert ps_format("table {{.Names}}", quiet=True, size=True) == "table {{.Names}}"
+    raw = ps_out(ps_format("raw", quiet=False, size=False), [item(created=NOW - 5)])
+    assert raw == ('container_id: aaaaaaaaaaaa\nimage: busybox\ncommand: "sleep 100"\n'
+                   "created_at: 2023-11-14 22:13:15 +0000 UTC\nstate: running\nstatus: Up 5 seconds\n"
+                   "names: focused_benz\nlabels:\nports:\n\n")

@@ -56,10 +56,12 @@ class GoMap(dict):
 
 @dataclass(frozen=True)
 class Stringer:
-    """A value with a String() method: `text` when printed, `json_value` when encoded."""
+    """A value with a String() method: `text` when printed, `json_value` when encoded, `fields` for `.X`."""
 
     text: str
     json_value: Any
+    fields: dict[str, Any] = field(default_factory=dict)
+    type_name: str = "*formatter.Platform"
 
 
 # ---------------------------------------------------------------------------------------------- printing
@@ -82,7 +84,7 @@ def go_type(value: Any) -> str:
     if isinstance(value, dict):
         return "map[string]interface {}"
     if isinstance(value, Stringer):
-        return "*formatter.Platform"
+        return value.type_name
     return "interface {}"
 
 

@@ -694,6 +694,8 @@ class _Exec:
                 raise self.error(node, f"wrong number of args for {name}: want 1 got {len(values)}") from None
             except ArgumentError as e:
                 raise self.error(node, str(e)) from None
+        if isinstance(receiver, Stringer) and name in receiver.fields and not has_args:
+            return receiver.fields[name]
         if isinstance(receiver, GoStruct):
             if name in receiver.fields:
                 if has_args:

@@ -136,7 +136,10 @@ def platform_value(platform: dict | None) -> Stringer | None:
     ordered = {k: platform[k] for k in ("architecture", "os", "os.version", "os.features", "variant")
                if platform.get(k)}
     text = "/".join(p for p in (platform.get("os"), platform.get("architecture"), platform.get("variant")) if p)
-    return Stringer(text, ordered)
+    fields = {"Architecture": platform.get("architecture", ""), "OS": platform.get("os", ""),
+              "OSVersion": platform.get("os.version", ""), "OSFeatures": platform.get("os.features"),
+              "Variant": platform.get("variant", "")}
+    return Stringer(text, ordered, fields)
 
 
 def ps_context(item: PsItem, row: dict[str, str]) -> GoStruct:

@@ -129,6 +129,7 @@ def test_platform_and_json_as_docker_cli_prints_them():
     assert ps_out("table {{.Names}}\\t{{.Platform}}", [arm]).splitlines() == [
         "NAMES          PLATFORM", "focused_benz   linux/arm64/v8"]
     assert ps_out("{{json .Platform}}", [arm]) == '{"architecture":"arm64","os":"linux","variant":"v8"}\n'
+    assert ps_out("{{.Platform.OS}} {{.Platform.Architecture}} {{.Platform.Variant}}", [arm]) == "linux arm64 v8\n"
     line = ps_out("json", [arm])
     assert '"Platform":{"architecture":"arm64","os":"linux","variant":"v8"}' in line
     assert '"Ports":"0.0.0.0:55000-\\u003e8080/tcp"' in line

@@ -15,6 +15,7 @@ import click
 
 from pyctr.commands import AppContext, pass_app
 from pyctr.errors import NotFoundError, PyctrError
+from pyctr.output import table
 
 RUN_CONTEXT = {"allow_interspersed_args": False}
 
@@ -228,9 +229,12 @@ def wait(app: AppContext, containers: tuple[str, ...]) -> None:
 
 
 def ps_items(records) -> list:
+    from pyctr.output.timefmt import parse_rfc3339
+    from pyctr.platform_info import host_platform
     from pyctr.runtime.ps import PsItem
-    from pyctr.runtime.state import parse_rfc3339
 
+    os_name, arch, variant = host_platform()  # containers run the host's platform
+    platform = {"architecture": arch, "os": os_name, "variant": variant}
     items = []
     for r in records:
         cfg = r.config
@@ -241,7 +245,7 @@ def ps_items(records) -> list:
             status=r.state.status, exit_code=r.state.exit_code, started=parse_rfc3339(r.state.started_at),
             finished=parse_rfc3339(r.state.finished_at), ports=ports if ports is not None else cfg.get("Ports", []),
             labels=cfg.get("Config", {}).get("Labels") or {},
-            network=cfg.get("HostConfig", {}).get("NetworkMode", "bridge"),
+            network=cfg.get("HostConfig", {}).get("NetworkMode", "bridge"), platform=platform,
         ))
     return items
 
@@ -263,27 +267,25 @@ def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | 
     from pyctr.runtime.state import ContainerStore
 
     parsed = psfmt.parse_filters(filters)
-    if fmt:
-        from pyctr.runtime.inspect import check_format
-
-        check_format(fmt)
+    fmt = ps_format(fmt, quiet, size)
+    table.check(fmt)
     items = psfmt.select_items(ps_items(ContainerStore(app.config.paths).list()), show_all=show_all,
                                filters=parsed, last=last, latest=latest)
-    if quiet:
-        for i in items:
-            click.echo(i.id if no_trunc else i.id[:12])
-        return
     now = time.time()
-    rows = [psfmt.ps_row(i, now, trunc=not no_trunc) for i in items]
-    if fmt in ("json", "{{json .}}"):
-        if rows:
-            click.echo(psfmt.format_json_lines(rows))
-    elif fmt and fmt != "table":
-        text = psfmt.format_template(fmt, rows)
-        if text:
-            click.echo(text)
-    else:
-        click.echo(psfmt.format_table(rows))
+    contexts = [psfmt.ps_context(i, psfmt.ps_row(i, now, trunc=not no_trunc)) for i in items]
+    click.echo(table.write(fmt, contexts, psfmt.HEADERS), nl=False)
+
+
+def ps_format(fmt: str | None, quiet: bool, size: bool) -> str:
+    """docker-cli's NewContainerFormat: `table` (the default) and `raw` obey -q and -s; a custom format is as given."""
+    from pyctr.runtime import ps as psfmt
+
+    fmt = fmt or "table"
+    if fmt == "table":
+        return "{{.ID}}" if quiet else psfmt.DEFAULT_FORMAT + ("\\t{{.Size}}" if size else "")
+    if fmt == "raw":
+        return "container_id: {{.ID}}" if quiet else psfmt.RAW_FORMAT + ("size: {{.Size}}\\n" if size else "")
+    return fmt
 
 
 @click.command()
@@ -334,10 +336,9 @@ def inspect(app: AppContext, fmt: str | None, kind: str | None, size: bool, name
     """Return low-level information on containers or images."""
     import json
 
-    from pyctr.runtime.inspect import check_format, render_format
+    from pyctr.output import template
 
-    if fmt:
-        check_format(fmt)
+    compiled = inspect_template(fmt)
     found, missing = [], []
     for name in names:
         obj = _inspect_one(app, name, kind)
@@ -345,15 +346,30 @@ def inspect(app: AppContext, fmt: str | None, kind: str | None, size: bool, name
             missing.append(name)
         else:
             found.append(obj)
-    if fmt:
-        for obj in found:
-            click.echo(render_format(fmt, obj))
+    errors = []
+    if compiled:
+        text, errors = template.inspect_lines(fmt, found)
+        click.echo(text, nl=False)
     else:
         click.echo(json.dumps(found, indent=4, ensure_ascii=False))
     for name in missing:
         click.echo(f"Error: No such object: {name}", err=True)
-    if missing:
+    for error in errors:
+        click.echo(f"Error: {error}", err=True)
+    if missing or errors:
         sys.exit(1)
+
+
+def inspect_template(fmt: str | None):
+    """Parse an inspect `--format` before looking anything up; a parse error exits 64 as docker-cli's does."""
+    from pyctr.output import template
+
+    if not fmt:
+        return None
+    try:
+        return template.parse(fmt)
+    except template.TemplateError as e:
+        raise template.TemplateError(e.message, exit_code=64) from None
 
 
 def _inspect_one(app: AppContext, name: str, kind: str | None) -> dict | None:
@@ -385,27 +401,22 @@ def _inspect_one(app: AppContext, name: str, kind: str | None) -> dict | None:
 def stats(app: AppContext, no_stream: bool, show_all: bool, fmt: str | None, containers: tuple[str, ...]) -> None:
     """Display resource usage statistics of containers."""
     from pyctr.runtime import ps as psfmt
-    from pyctr.runtime.inspect import check_format
     from pyctr.runtime.state import ContainerStore
 
-    templated = fmt not in (None, "", "table", "json", "{{json .}}")
-    if templated:
-        check_format(fmt)  # a bad template fails before anything is sampled, rows or not (Go parses first)
+    fmt = fmt or psfmt.STATS_FORMAT
+    if fmt == "table":
+        fmt = psfmt.STATS_FORMAT
+    table.check(fmt)  # a bad template fails before anything is sampled, rows or not (Go parses first)
     store = ContainerStore(app.config.paths)
     records = [store.get(c) for c in containers] if containers else [
         r for r in store.list() if show_all or r.state.running]
     while True:
-        rows = [psfmt.stats_row(s) for s in _sample_stats(records)]
-        if templated:
-            text = psfmt.format_template(fmt, rows)
-        elif fmt in ("json", "{{json .}}"):
-            text = psfmt.format_json_lines(rows)
-        else:
-            text = psfmt.format_stats_table(rows)
+        contexts = [psfmt.stats_context(psfmt.stats_row(s)) for s in _sample_stats(records)]
+        text = table.write(fmt, contexts, psfmt.STATS_HEADERS)
         if no_stream:
-            click.echo(text)
+            click.echo(text, nl=False)
             return
-        click.echo("\033[2J\033[H" + text)
+        click.echo("\033[2J\033[H" + text, nl=False)
         records = [store.get(r.id) for r in records]
 
 

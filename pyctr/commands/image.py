@@ -7,97 +7,51 @@ Output follows Docker's formats (column names, human sizes and durations,
 from __future__ import annotations
 
 import json
-import re
 import sys
-import time
-from typing import Any
 
 import click
 
 from pyctr.commands import AppContext, pass_app
-from pyctr.units import human_duration, human_size
+from pyctr.output import table
+from pyctr.output.template import GoStruct
+from pyctr.output.timefmt import go_time_text, parse_rfc3339, since
+from pyctr.units import human_size
 
-# ---------------------------------------------------------------- formatting helpers (pure)
+# ---------------------------------------------------------------- formatting (docker-cli's contexts)
 
-
-def parse_created(created: str) -> float | None:
-    """RFC 3339 (with nanoseconds, as images carry) -> epoch seconds."""
-    import datetime
-
-    if not created:
-        return None
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", created.strip())
-    if not m:
-        return None
-    base = datetime.datetime.fromisoformat(m.group(1) + (m.group(3).replace("Z", "+00:00")))
-    frac = float(m.group(2)) if m.group(2) else 0.0
-    return base.timestamp() + frac
-
-
-def since(created: str, now: float | None = None) -> str:
-    ts = parse_created(created)
-    if ts is None:
-        return "N/A"
-    return human_duration((now or time.time()) - ts) + " ago"
-
-
-def table(rows: list[list[str]]) -> str:
-    """Go tabwriter with padding 3 (as `docker images`): every column but the last padded."""
-    if not rows:
-        return ""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for r in rows:
-        cells = [c.ljust(widths[i] + 3) if i < len(r) - 1 else c for i, c in enumerate(r)]
-        lines.append("".join(cells).rstrip())
-    return "\n".join(lines)
+IMAGE_FORMAT = ("table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}"
+                "\t{{.Size}}")
+IMAGE_FORMAT_WITH_DIGEST = ("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{if .CreatedSince }}"
+                            "{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}")
+IMAGE_HEADERS = {
+    "ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT", "Size": "SIZE", "Containers": "CONTAINERS", "VirtualSize": "SIZE",
+    "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
+}
+HISTORY_FORMAT = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+HISTORY_FORMAT_NON_HUMAN = "table {{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+                   "Size": "SIZE", "Comment": "COMMENT"}
+DF_FORMAT = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+              "Reclaimable": "RECLAIMABLE"}
 
 
-def go_value(value: Any) -> str:
-    """How Go's text/template prints a value."""
-    if value is None:
-        return "<no value>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + " ".join(go_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{go_value(v)}" for k, v in sorted(value.items())) + "]"
-    return str(value)
+def image_format(fmt: str | None, digests: bool) -> str:
+    """docker-cli's NewImageFormat: the default table (with DIGEST under --digests), `raw`, or the user's format."""
+    if not fmt or fmt == "table":
+        return IMAGE_FORMAT_WITH_DIGEST if digests else IMAGE_FORMAT
+    if fmt == "raw":
+        return ("repository: {{ .Repository }}\ntag: {{.Tag}}\n" + ("digest: {{.Digest}}\n" if digests else "")
+                + "image_id: {{.ID}}\ncreated_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n")
+    if fmt.startswith("table") and digests and "{{.Digest}}" not in fmt:
+        return fmt + "\t{{.Digest}}"
+    return fmt
 
 
-def _go_json(value: Any) -> str:
-    """Go's encoding/json: compact, no spaces."""
-    return json.dumps(value, separators=(",", ":"))
-
-
-def render_template(template: str, obj: Any) -> str:
-    """A subset of Go templates: `{{.A.B}}`, `{{json .}}`, `{{json .A}}`, `{{index .A "k"}}`."""
-    from pyctr.runtime.inspect import check_format
-
-    template = template.replace("\\t", "\t").replace("\\n", "\n")
-    check_format(template)
-
-    def lookup(path: str) -> Any:
-        value = obj
-        for part in [p for p in path.strip().lstrip(".").split(".") if p]:
-            value = value.get(part) if isinstance(value, dict) else None
-        return value
-
-    def replace(m: re.Match) -> str:
-        expr = m.group(1).strip()
-        if expr.startswith("json "):
-            return _go_json(lookup(expr[5:]))
-        if expr.startswith("index "):
-            parts = re.match(r'index\s+(\S+)\s+"([^"]*)"', expr)
-            if parts:
-                base = lookup(parts.group(1))
-                return go_value(base.get(parts.group(2)) if isinstance(base, dict) else None)
-        if expr.startswith("."):
-            return go_value(lookup(expr))
-        raise click.UsageError(f"template: unsupported expression {{{{{expr}}}}}")
-
-    return re.sub(r"\{\{(.*?)\}\}", replace, template)
+def context(type_name: str, fields: dict) -> GoStruct:
+    """A docker-cli formatter context: fields by name, `{{json .}}` as its MarshalJSON (sorted keys)."""
+    return GoStruct(type_name, fields, json_keys=tuple(fields))
 
 
 def _store(app: AppContext):
@@ -161,7 +115,7 @@ def _image_rows(store, show_all: bool, filter_ref: str | None) -> list[dict]:
                     continue
             rows.append({"image": image, "Repository": repo, "Tag": tag,
                          "Digest": digests.get(repo, "<none>")})
-    rows.sort(key=lambda r: (-(parse_created(r["image"].created) or r["image"].added), r["Repository"], r["Tag"]))
+    rows.sort(key=lambda r: (-(parse_rfc3339(r["image"].created) or r["image"].added), r["Repository"], r["Tag"]))
     return rows
 
 
@@ -185,8 +139,8 @@ def row_matches_filter(row: dict, expr: str) -> bool:
 def _row_json(row: dict, no_trunc: bool) -> dict:
     image = row["image"]
     created = image.created
-    ts = parse_created(created)
-    created_at = (time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(ts)) if ts else "")
+    ts = parse_rfc3339(created)
+    created_at = go_time_text(ts) if ts else ""
     return {
         "Containers": "N/A", "CreatedAt": created_at, "CreatedSince": since(created),
         "Digest": row["Digest"], "ID": image.id if no_trunc else image.short_id,
@@ -208,6 +162,8 @@ def _row_json(row: dict, no_trunc: bool) -> dict:
 def images(app: AppContext, repository: str | None, show_all: bool, quiet: bool, digests: bool, no_trunc: bool,
            fmt: str | None, filters: tuple[str, ...]) -> None:
     """List images."""
+    if fmt:
+        table.check(fmt)
     rows = _image_rows(_store(app), show_all, repository)
     for f in filters:
         rows = [r for r in rows if row_matches_filter(r, f)]
@@ -220,18 +176,9 @@ def images(app: AppContext, repository: str | None, show_all: bool, quiet: bool,
         for ident in seen:
             click.echo(ident)
         return
-    if fmt:
-        for r in rows:
-            doc = _row_json(r, no_trunc)
-            click.echo(_go_json(doc) if fmt == "json" else render_template(fmt, doc))
-        return
-    header = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
-    out = [header]
-    for r in rows:
-        doc = _row_json(r, no_trunc)
-        out.append([doc["Repository"], doc["Tag"]] + ([doc["Digest"]] if digests else [])
-                   + [doc["ID"], doc["CreatedSince"], doc["Size"]])
-    click.echo(table(out))
+    fmt = image_format(fmt, digests)
+    contexts = [context("*formatter.imageContext", _row_json(r, no_trunc)) for r in rows]
+    click.echo(table.write(fmt, contexts, IMAGE_HEADERS), nl=False)
 
 
 # ---------------------------------------------------------------- rmi / tag
@@ -336,8 +283,11 @@ def tag(app: AppContext, source: str, target: str) -> None:
 @pass_app
 def inspect(app: AppContext, names: tuple[str, ...], fmt: str | None) -> None:
     """Display detailed information on one or more images."""
+    from pyctr.commands.container import inspect_template
     from pyctr.errors import PyctrError
+    from pyctr.output import template
 
+    compiled = inspect_template(fmt)
     store = _store(app)
     docs, failed = [], 0
     for name in names:
@@ -346,9 +296,12 @@ def inspect(app: AppContext, names: tuple[str, ...], fmt: str | None) -> None:
         except PyctrError as e:
             click.echo(f"Error: {e.message}", err=True)
             failed += 1
-    if fmt:
-        for doc in docs:
-            click.echo(_go_json(doc) if fmt == "json" else render_template(fmt, doc))
+    if compiled:
+        text, errors = template.inspect_lines(fmt, docs)
+        click.echo(text, nl=False)
+        for error in errors:
+            click.echo(f"Error: {error}", err=True)
+        failed += len(errors)
     else:
         click.echo(json.dumps(docs, indent=4))
     if failed:
@@ -397,15 +350,12 @@ def history(app: AppContext, name: str, no_trunc: bool, quiet: bool, human: bool
         for r in rows:
             click.echo(r["ID"])
         return
-    if fmt:
-        for r in rows:
-            doc = {"ID": r["ID"], "CreatedSince": r["CreatedSince"], "CreatedAt": r["Created"],
-                   "CreatedBy": r["CreatedByShown"], "Size": r["SizeShown"], "Comment": r["Comment"]}
-            click.echo(_go_json(doc) if fmt == "json" else render_template(fmt, doc))
-        return
-    out = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
-    out += [[r["ID"], r["CreatedSince"], r["CreatedByShown"], r["SizeShown"], r["Comment"]] for r in rows]
-    click.echo(table(out))
+    if not fmt or fmt == "table":
+        fmt = HISTORY_FORMAT if human else HISTORY_FORMAT_NON_HUMAN
+    contexts = [context("*image.historyContext", {
+        "ID": r["ID"], "CreatedSince": r["CreatedSince"], "CreatedAt": r["Created"], "CreatedBy": r["CreatedByShown"],
+        "Size": r["SizeShown"], "Comment": r["Comment"]}) for r in rows]
+    click.echo(table.write(fmt, contexts, HISTORY_HEADERS), nl=False)
 
 
 def prune_images(store, all_unused: bool) -> tuple[list[str], int]:
@@ -603,13 +553,8 @@ def df(app: AppContext, verbose: bool, fmt: str | None) -> None:
         {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": human_size(cache_size),
          "Reclaimable": human_size(cache_size)},
     ]
-    if fmt:
-        for r in rows:
-            click.echo(_go_json(r) if fmt == "json" else render_template(fmt, r))
-        return
-    out = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]]
-    out += [[r["Type"], r["TotalCount"], r["Active"], r["Size"], r["Reclaimable"]] for r in rows]
-    click.echo(table(out))
+    contexts = [context("*formatter.diskUsageContext", r) for r in rows]
+    click.echo(table.write(fmt if fmt and fmt != "table" else DF_FORMAT, contexts, DF_HEADERS), nl=False)
 
 
 # ---------------------------------------------------------------- the `image` group

@@ -13,52 +13,72 @@ from pyctr.commands import AppContext, pass_app
 
 
 @click.command()
-@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              help="Output format.")
-def version(fmt: str) -> None:
+@click.option("-f", "--format", "fmt", default=None, help="Format the output using the given Go template ('json').")
+def version(fmt: str | None) -> None:
     """Show the pyctr version information."""
     from pyctr.platform_info import host_platform
 
     os_name, arch, variant = host_platform()
-    info = {
-        "Version": __version__,
-        "ApiVersion": API_VERSION,
-        "PythonVersion": platform.python_version(),
-        "Os": os_name,
-        "Arch": arch + (f"/{variant}" if variant else ""),
-        "KernelVersion": os.uname().release,
-    }
-    if fmt == "json":
-        import json
-
-        click.echo(json.dumps(info))
+    arch_text = arch + (f"/{variant}" if variant else "")
+    if fmt:
+        _print_version_template(fmt, version_document(os_name, arch_text))
         return
     click.echo(f"pyctr version {__version__}")
     click.echo(f" API version:  {API_VERSION} (Docker-compatible)")
-    click.echo(f" Python:       {info['PythonVersion']}")
-    click.echo(f" OS/Arch:      {os_name}/{info['Arch']}")
-    click.echo(f" Kernel:       {info['KernelVersion']}")
+    click.echo(f" Python:       {platform.python_version()}")
+    click.echo(f" OS/Arch:      {os_name}/{arch_text}")
+    click.echo(f" Kernel:       {os.uname().release}")
+
+
+def version_document(os_name: str, arch: str):
+    """docker-cli's versionInfo: `{{.Client.Version}}`, `{{.Server.Version}}`, ... (one process is both)."""
+    from pyctr.output.template import GoStruct
+
+    python = f"python{platform.python_version()}"
+    client = GoStruct("system.clientVersion", {
+        "Platform": GoStruct("struct { Name string }", {"Name": ""}), "Version": __version__,
+        "APIVersion": API_VERSION, "DefaultAPIVersion": API_VERSION, "GitCommit": "", "GoVersion": python,
+        "Os": os_name, "Arch": arch, "BuildTime": "", "Context": "default", "Experimental": True,
+    }, json_names={"APIVersion": "ApiVersion"})
+    details = {"ApiVersion": API_VERSION, "Arch": arch, "BuildTime": "", "Experimental": "false", "GitCommit": "",
+               "GoVersion": python, "KernelVersion": os.uname().release, "MinAPIVersion": API_VERSION,
+               "Os": os_name}
+    server = GoStruct("*types.Version", {
+        "Platform": GoStruct("struct { Name string }", {"Name": "pyctr"}),
+        "Components": [GoStruct("types.ComponentVersion", {"Name": "Engine", "Version": __version__,
+                                                           "Details": details})],
+        "Version": __version__, "APIVersion": API_VERSION, "MinAPIVersion": API_VERSION, "GitCommit": "",
+        "GoVersion": python, "Os": os_name, "Arch": arch, "KernelVersion": os.uname().release,
+        "BuildTime": "",
+    }, json_names={"APIVersion": "ApiVersion"})
+    return GoStruct("system.versionInfo", {"Client": client, "Server": server})
+
+
+def _print_version_template(fmt: str, document) -> None:
+    """docker-cli's prettyPrintVersion: the template through tabwriter(20, 1, 1), what ran printed even on error."""
+    from pyctr.output import template
+    from pyctr.output.table import tabwrite
+
+    compiled = template.parse(template.json_shorthand(fmt), name="version")
+    try:
+        text = compiled.execute(document)
+    except template.TemplateError:
+        click.echo(tabwrite(compiled.execute_partial(document) + "\n", minwidth=20, padding=1), nl=False)
+        raise
+    click.echo(tabwrite(text + "\n", minwidth=20, padding=1), nl=False)
 
 
 @click.command()
-@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              help="Output format.")
+@click.option("-f", "--format", "fmt", default=None, help="Format the output using the given Go template ('json').")
 @pass_app
-def info(app: AppContext, fmt: str) -> None:
+def info(app: AppContext, fmt: str | None) -> None:
     """Report the kernel features pyctr needs, each present or missing with a reason."""
     from pyctr.runtime.features import probe_all
 
     features = probe_all()
     config = app.config
-    if fmt == "json":
-        import json
-
-        click.echo(json.dumps({
-            "Root": str(config.root),
-            "ConfigFile": str(config.config_file),
-            "Features": [{"Name": f.name, "Present": f.present, "Detail": f.detail, "Required": f.required}
-                         for f in features],
-        }))
+    if fmt:
+        _print_info_template(fmt, info_document(config, features))
         return
     click.echo(f"pyctr {__version__}")
     click.echo(f" Root:          {config.root}")
@@ -72,6 +92,39 @@ def info(app: AppContext, fmt: str) -> None:
         click.echo(f"  {f.name:<{width}}  {mark:<7}  {f.detail}")
     if not all(f.present for f in features if f.required):
         sys.exit(1)
+
+
+def info_document(config, features):
+    """What `info --format` sees: Docker's names where pyctr has the fact, plus pyctr's Root/Features."""
+    from pyctr.output.template import GoStruct
+    from pyctr.platform_info import host_platform
+
+    os_name, arch, _variant = host_platform()
+    uname = os.uname()
+    return GoStruct("system.info", {
+        "Name": uname.nodename, "ServerVersion": __version__, "Driver": "overlay2",
+        "DockerRootDir": str(config.root), "KernelVersion": uname.release, "OSType": os_name,
+        "Architecture": uname.machine, "NCPU": os.cpu_count() or 0,
+        "Root": str(config.root), "ConfigFile": str(config.config_file),
+        "Features": [{"Name": f.name, "Present": f.present, "Detail": f.detail, "Required": f.required}
+                     for f in features],
+    })
+
+
+def _print_info_template(fmt: str, document) -> None:
+    """docker-cli's formatInfo: a parse error exits 64; the output (even a failing one's) ends with a newline."""
+    from pyctr.output import template
+
+    try:
+        compiled = template.parse(template.json_shorthand(fmt))
+    except template.TemplateError as e:
+        raise template.TemplateError(e.message, exit_code=64) from None
+    try:
+        text = compiled.execute(document)
+    except template.TemplateError:
+        click.echo(compiled.execute_partial(document))
+        raise
+    click.echo(text)
 
 
 @click.group()

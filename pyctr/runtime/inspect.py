@@ -1,4 +1,4 @@
-"""Docker-compatible `inspect` JSON and the `--format` mini template language, pure.
+"""Docker-compatible `inspect` JSON, pure (its `--format` is pyctr.output.template's).
 
 The container's stored config (Docker-shaped `Config` and `HostConfig`, written
 at create) and its state are merged into the object `docker inspect` prints, so
@@ -8,12 +8,8 @@ work unchanged.
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Any
-
-from pyctr.errors import UsageError
 
 
 def state_object(state: dict) -> dict:
@@ -132,91 +128,3 @@ def container_inspect(config: dict, state: dict, directory: Path) -> dict:
                                             st["Running"],
                                             docker_config.get("ExposedPorts")),
     }
-
-
-# -- --format: a small subset of Go templates ---------------------------------------------------------
-
-_ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}")
-
-
-def render_format(template: str, obj: Any) -> str:
-    """Render `{{.A.B}}`, `{{json .A}}`, `{{.}}`, `{{index .A "k"}}`, `{{upper/lower/len .A}}` and text."""
-    template = template.replace("\\n", "\n").replace("\\t", "\t")
-
-    check_format(template)
-
-    def action(match: re.Match) -> str:
-        return go_string(_evaluate(match.group(1), obj), top=True)
-
-    return _ACTION.sub(action, template)
-
-
-def check_format(template: str) -> None:
-    """Refuse a malformed template before there is anything to render (Go parses it first too)."""
-    if "{{" in _ACTION.sub("", template):
-        raise UsageError("template parsing error: template: :1: unclosed action")
-
-
-def _evaluate(expr: str, obj: Any) -> Any:
-    words = _split_words(expr)
-    if not words:
-        raise UsageError(f"template: empty action in '{{{{{expr}}}}}'")
-    func, args = (words[0], words[1:]) if not words[0].startswith((".", '"')) else (None, words)
-    values = [_value(a, obj) for a in args]
-    if func is None:
-        return values[0]
-    if func == "json":
-        return _Raw(json.dumps(values[0], separators=(",", ":"), ensure_ascii=False))
-    if func == "index":
-        target = values[0]
-        for key in values[1:]:
-            target = target[key] if isinstance(target, dict) else target[int(key)]
-        return target
-    if func == "upper":
-        return str(values[0]).upper()
-    if func == "lower":
-        return str(values[0]).lower()
-    if func == "len":
-        return len(values[0])
-    if func == "join":
-        return str(values[1]).join(values[0] or [])
-    raise UsageError(f'template: function "{func}" not defined')
-
-
-def _split_words(expr: str) -> list[str]:
-    return re.findall(r'"(?:[^"\\]|\\.)*"|\S+', expr)
-
-
-def _value(word: str, obj: Any) -> Any:
-    if word.startswith('"'):
-        return json.loads(word)
-    if word == ".":
-        return obj
-    value = obj
-    for part in word.lstrip(".").split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, dict):
-            raise UsageError(f'template: executing "" at <{word}>: map has no entry for key "{part}"')
-        else:
-            raise UsageError(f"template: executing \"\" at <{word}>: can't evaluate field {part}")
-    return value
-
-
-class _Raw(str):
-    """Already-rendered text (the output of `json`)."""
-
-
-def go_string(value: Any, top: bool = False) -> str:
-    """How Go's text/template prints a value: true, <nil>, map[k:v], [a b]."""
-    if isinstance(value, _Raw):
-        return str(value)
-    if value is None:
-        return "<no value>" if top else "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{go_string(v)}" for k, v in sorted(value.items())) + "]"
-    if isinstance(value, list):
-        return "[" + " ".join(go_string(v) for v in value) + "]"
-    return str(value)

@@ -8,14 +8,33 @@ ago", `"sh -c 'sleep…"`, "0.0.0.0:8000->8000/tcp".
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 
 from pyctr.errors import UsageError
+from pyctr.output import table
+from pyctr.output.template import GoStruct, Stringer
+from pyctr.output.timefmt import go_time_text
 from pyctr.units import bytes_size, human_duration, human_size
 
-COLUMNS = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
-_FIELDS = ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names")
+DEFAULT_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+RAW_FORMAT = """container_id: {{.ID}}
+image: {{.Image}}
+command: {{.Command}}
+created_at: {{.CreatedAt}}
+state: {{- pad .State 1 0}}
+status: {{- pad .Status 1 0}}
+names: {{.Names}}
+labels: {{- pad .Labels 1 0}}
+ports: {{- pad .Ports 1 0}}
+"""
+# docker-cli's NewContainerContext header map: what a `table` format prints above each column
+HEADERS = {
+    "ID": "CONTAINER ID", "Names": "NAMES", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+    "Labels": "LABELS", "Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES", "Networks": "NETWORKS",
+    "Platform": "PLATFORM",
+}
+CONTEXT_TYPE = "*formatter.ContainerContext"  # docker-cli 20.10's name, seen in "can't evaluate field" errors
 TRUNC_COMMAND = 20
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
@@ -67,7 +86,7 @@ def ports_text(ports: list[dict]) -> str:
 
 def created_at_text(epoch: float) -> str:
     """Docker's CreatedAt in `ps --format json`: "2024-05-01 10:00:00 +0000 UTC"."""
-    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(epoch))
+    return go_time_text(epoch)
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,7 @@ class PsItem:
     ports: list[dict] = field(default_factory=list)
     labels: dict = field(default_factory=dict)
     network: str = "bridge"
+    platform: dict | None = None  # the OCI platform of the image ({"architecture": "amd64", "os": "linux"})
 
 
 def ps_row(item: PsItem, now: float, trunc: bool = True) -> dict[str, str]:
@@ -109,19 +129,29 @@ def ps_row(item: PsItem, now: float, trunc: bool = True) -> dict[str, str]:
     }
 
 
+def platform_value(platform: dict | None) -> Stringer | None:
+    """docker-cli's Platform: "linux/arm64/v8" when printed, the OCI platform object in JSON, nil if unknown."""
+    if not platform:
+        return None
+    ordered = {k: platform[k] for k in ("architecture", "os", "os.version", "os.features", "variant")
+               if platform.get(k)}
+    text = "/".join(p for p in (platform.get("os"), platform.get("architecture"), platform.get("variant")) if p)
+    fields = {"Architecture": platform.get("architecture", ""), "OS": platform.get("os", ""),
+              "OSVersion": platform.get("os.version", ""), "OSFeatures": platform.get("os.features"),
+              "Variant": platform.get("variant", "")}
+    return Stringer(text, ordered, fields)
+
+
+def ps_context(item: PsItem, row: dict[str, str]) -> GoStruct:
+    """One container as docker-cli's ContainerContext: the row's fields, `.Label "k"`, `Platform`."""
+    fields: dict = {**row, "Platform": platform_value(item.platform)}
+    return GoStruct(CONTEXT_TYPE, fields, {"Label": lambda name: item.labels.get(name, "")},
+                    json_keys=tuple(fields))
+
+
 def format_table(rows: list[dict[str, str]]) -> str:
-    """Docker's table: Go tabwriter(minwidth 10, padding 3), last column unpadded."""
-    table = [list(COLUMNS)] + [[row[f] for f in _FIELDS] for row in rows]
-    widths = [max(10, max(len(line[i]) for line in table) + 3) for i in range(len(COLUMNS) - 1)]
-    out = []
-    for line in table:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])]
-        out.append(("".join(cells) + line[-1]).rstrip())
-    return "\n".join(out)
-
-
-def format_json_lines(rows: list[dict[str, str]]) -> str:
-    return "\n".join(json.dumps(row, separators=(",", ":"), ensure_ascii=False) for row in rows)
+    """Docker's default `ps` table (no trailing newline)."""
+    return table.write(DEFAULT_FORMAT, rows, HEADERS).rstrip("\n")
 
 
 def parse_filters(filters: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
@@ -174,8 +204,13 @@ def select_items(items: list[PsItem], *, show_all: bool, filters: dict[str, list
 
 # -- stats (`pyctr stats`): same table machinery, Docker's units ------------------------------------------
 
-STATS_COLUMNS = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS")
-_STATS_FIELDS = ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs")
+STATS_FORMAT = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}"
+                "\t{{.PIDs}}")
+STATS_HEADERS = {
+    "Container": "CONTAINER", "Name": "NAME", "ID": "CONTAINER ID", "CPUPerc": "CPU %",
+    "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS",
+}
+STATS_CONTEXT_TYPE = "*container.statsContext"
 
 
 @dataclass(frozen=True)
@@ -212,46 +247,10 @@ def stats_row(s: StatsSample) -> dict[str, str]:
     }
 
 
+def stats_context(row: dict[str, str]) -> GoStruct:
+    return GoStruct(STATS_CONTEXT_TYPE, dict(row), json_keys=tuple(row))
+
+
 def format_stats_table(rows: list[dict[str, str]]) -> str:
-    table = [list(STATS_COLUMNS)] + [[row[f] for f in _STATS_FIELDS] for row in rows]
-    widths = [max(10, max(len(line[i]) for line in table) + 3) for i in range(len(STATS_COLUMNS) - 1)]
-    return "\n".join(("".join(c.ljust(widths[i]) for i, c in enumerate(line[:-1])) + line[-1]).rstrip()
-                     for line in table)
-
-
-# -- `--format 'table {{.ID}}\t{{.Names}}'`: Docker's custom tables ---------------------------------------------
-
-HEADERS = {
-    "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED", "Status": "STATUS",
-    "Ports": "PORTS", "Names": "NAMES", "CreatedAt": "CREATED AT", "State": "STATE", "Labels": "LABELS",
-    "Networks": "NETWORKS", "Size": "SIZE", "Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES",
-    "Name": "NAME", "Container": "CONTAINER", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT",
-    "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS",
-}
-
-
-def align(lines: list[list[str]]) -> str:
-    """Go tabwriter(minwidth 10, padding 3) over rows of cells; the last cell is not padded."""
-    columns = max((len(line) for line in lines), default=0)
-    widths = [max(10, max(len(line[i]) for line in lines if i < len(line)) + 3) for i in range(columns - 1)]
-    out = []
-    for line in lines:
-        cells = [cell.ljust(widths[i]) if i < columns - 1 else cell for i, cell in enumerate(line)]
-        out.append("".join(cells).rstrip())
-    return "\n".join(out)
-
-
-def format_template(template: str, rows: list[dict[str, str]]) -> str:
-    """Rows through a Go-like template; a `table ` prefix adds Docker's headers and aligns tab-separated cells."""
-    import re
-
-    from pyctr.runtime.inspect import render_format
-
-    if not template.startswith("table"):
-        return "\n".join(render_format(template, row) for row in rows)
-    body = template[len("table"):].strip().replace("\\t", "\t") or "\t".join(
-        "{{." + f + "}}" for f in _FIELDS)
-    cells = body.split("\t")
-    header = [re.sub(r"{{\s*\.(\w+)\s*}}", lambda m: HEADERS.get(m.group(1), m.group(1).upper()), c) for c in cells]
-    lines = [header] + [[render_format(c, row) for c in cells] for row in rows]
-    return align(lines)
+    """Docker's default `stats` table (no trailing newline)."""
+    return table.write(STATS_FORMAT, rows, STATS_HEADERS).rstrip("\n")

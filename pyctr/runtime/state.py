@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pyctr.errors import ConflictError, NotFoundError, StoreError
 from pyctr.fsutil import atomic_write_bytes, ensure_dir, file_lock
+from pyctr.output.timefmt import format_rfc3339_ns, parse_rfc3339  # noqa: F401  (one home; state's readers use it)
 from pyctr.runtime import names
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -40,29 +41,6 @@ EXIT_UNKNOWN = 255  # Docker's exit code for a container found dead without a re
 def now_rfc3339() -> str:
     """The current UTC time in Docker's RFC 3339 with nanoseconds ("2024-05-01T10:00:00.123456789Z")."""
     return format_rfc3339_ns(time.time_ns())
-
-
-def format_rfc3339_ns(ns: int) -> str:
-    secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
-
-
-def parse_rfc3339(text: str) -> float:
-    """Seconds since the epoch of a Docker UTC timestamp ("...T10:00:00.123456789Z"); 0.0 for zero/garbage.
-
-    Hand-parsed: `ps` converts three per container and strptime is ~50 us each.
-    """
-    import calendar
-
-    if not text or text.startswith("0001-") or len(text) < 19:
-        return 0.0
-    try:
-        fields = (int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
-                  int(text[17:19]))
-        frac = text[19:].rstrip("Z")
-        return calendar.timegm(fields) + (float(frac) if frac.startswith(".") and len(frac) > 1 else 0.0)
-    except ValueError:
-        return 0.0
 
 
 @dataclass(frozen=True)

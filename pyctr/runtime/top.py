@@ -89,18 +89,11 @@ def _fit(fields: list[str], columns: int) -> list[str]:
 
 
 def format_top(result: TopResult) -> str:
-    """Go's tabwriter (minwidth 20, tabwidth 1, padding 3, spaces): every column but the last is padded."""
+    """docker top's output: each row's cells joined by tabs through Go's tabwriter (minwidth 20, padding 3)."""
+    from pyctr.output.table import tabwrite
+
     rows = [result.titles] + result.processes
-    columns = max(len(r) for r in rows)
-    widths = [0] * columns
-    for row in rows:
-        for i, cell in enumerate(row[:-1]):
-            widths[i] = max(widths[i], len(cell) + PADDING, MIN_WIDTH)
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + row[-1:]
-        lines.append("".join(cells))
-    return "\n".join(lines) + "\n"
+    return tabwrite("".join("\t".join(row) + "\n" for row in rows), minwidth=MIN_WIDTH, padding=PADDING)
 
 
 # ------------------------------------------------------------------------------------------ doing

@@ -100,7 +100,8 @@ VALUE_CASES = [
       for cmd in ("start", "stop", "restart", "kill", "rm", "logs", "wait", "port", "top")],
     Case("inspect-unknown", ("inspect", "nosuch"), code=1, says="nosuch"),
     Case("exec-unknown-container", ("exec", "nosuch", "true"), says="nosuch"),
-    Case("stats-format-unclosed", ("stats", "--no-stream", "--format", "{{.Name"), says="template"),
+    # a --format that does not parse: docker-cli returns a plain error (1); inspect's is StatusError 64
+    Case("stats-format-unclosed", ("stats", "--no-stream", "--format", "{{.Name"), code=1, says="template"),
     Case("stats-unknown-container", ("stats", "--no-stream", "nosuch"), says="nosuch"),
     Case("cp-unknown-container", ("cp", "nosuch:/etc/passwd", "/tmp/pyctr-sweep-never"), says="nosuch"),
     Case("cp-no-container-side", ("cp", "/tmp/a", "/tmp/b"), says="container"),
@@ -108,12 +109,12 @@ VALUE_CASES = [
     Case("stop-time-word", ("stop", "-t", "soon", "nosuch"), says="soon"),
     Case("logs-tail-word", ("logs", "--tail", "some", "nosuch")),
     # formats and filters
-    Case("ps-format-unclosed", ("ps", "-a", "--format", "{{.ID"), says="template"),
+    Case("ps-format-unclosed", ("ps", "-a", "--format", "{{.ID"), code=1, says="template"),
     Case("ps-filter-unknown", ("ps", "--filter", "nosuchkey=1"), says="nosuchkey"),
     Case("ps-filter-malformed", ("ps", "--filter", "novalue"), says="novalue"),
-    Case("images-format-unclosed", ("images", "--format", "{{.Repository"), says="template"),
+    Case("images-format-unclosed", ("images", "--format", "{{.Repository"), code=1, says="template"),
     Case("images-filter-unknown", ("images", "--filter", "nosuchkey=1"), says="nosuchkey"),
-    Case("inspect-format-unclosed", ("inspect", "-f", "{{.Id", BUSYBOX), says="template"),
+    Case("inspect-format-unclosed", ("inspect", "-f", "{{.Id", BUSYBOX), code=64, says="template"),
     Case("inspect-type-unknown", ("inspect", "--type", "volume", BUSYBOX), says="volume"),
     # images
     Case("pull-upper", ("pull", "UPPER"), says="invalid reference format"),

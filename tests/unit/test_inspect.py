@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pyctr.errors import UsageError
+from pyctr.output.template import TemplateError, inspect_lines
 from pyctr.runtime import inspect as ins
 
 CID = "ab" * 32
@@ -73,17 +73,34 @@ OBJ = {"Id": "abc", "State": {"Status": "running", "Running": True, "Pid": 5, "E
     ("{{upper .State.Status}}", "RUNNING"),
     ("{{len .Config.Env}}", "2"),
     ('{{join .Config.Env ","}}', "A=1,B=2"),
+    ("{{range .Config.Env}}{{println .}}{{end}}", "A=1\nB=2\n"),
+    ("{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}{{end}}", "x=y"),
+    ('{{if eq .State.Status "running"}}up{{else}}down{{end}}', "up"),
+    ("{{with .State}}{{.Pid}}{{end}}", "5"),
 ])
 def test_format(template, out):
-    assert ins.render_format(template, OBJ) == out
+    text, errors = inspect_lines(template, [OBJ])
+    assert (text, errors) == (out + "\n", [])
 
 
-@pytest.mark.parametrize("bad", ["{{.Nope}}", "{{.State.Status.X}}", "{{frob .Id}}"])
-def test_format_errors(bad):
-    with pytest.raises(UsageError, match="template"):
-        ins.render_format(bad, OBJ)
+def test_missing_keys_are_errors_as_in_dockers_map_fallback():
+    """docker inspect re-runs a failing template on the JSON map with missingkey=error."""
+    text, errors = inspect_lines("{{.Nope}}", [OBJ, OBJ])
+    assert text == "\n"  # nothing rendered: one empty line (TemplateInspector.Flush)
+    assert errors == ['template parsing error: template: :1:2: executing "" at <.Nope>: map has no entry for key '
+                      '"Nope"'] * 2
+    _, errors = inspect_lines("{{.State.Status.X}}", [OBJ])
+    assert errors == ['template parsing error: template: :1:2: executing "" at <.State.Status.X>: '
+                      "can't evaluate field X in type string"]
 
 
-def test_unclosed_action_is_an_error():
-    with pytest.raises(UsageError, match="template.*unclosed action"):
-        ins.render_format("{{.Id", OBJ)
+@pytest.mark.parametrize("bad,message", [
+    ("{{frob .Id}}", 'template parsing error: template: :1: function "frob" not defined'),
+    ("{{.Id", "template parsing error: template: :1: unclosed action"),
+    ("{{if .Id}}x", "template parsing error: template: :1: unexpected EOF"),
+    ("{{end}}", "template parsing error: template: :1: unexpected {{end}}"),
+])
+def test_format_parse_errors(bad, message):
+    with pytest.raises(TemplateError) as e:
+        inspect_lines(bad, [OBJ])
+    assert str(e.value) == message

@@ -5,6 +5,8 @@ import json
 import pytest
 
 from pyctr.errors import UsageError
+from pyctr.output import table
+from pyctr.output.template import TemplateError
 from pyctr.runtime import ps
 from pyctr.units import human_duration
 
@@ -72,9 +74,9 @@ def test_exited_container_shows_no_ports_and_json_row():
     ports = [{"HostIp": "0.0.0.0", "HostPort": 8000, "ContainerPort": 8000, "Protocol": "tcp"}]
     row = ps.ps_row(item(status="exited", exit_code=1, finished=NOW - 2, ports=ports), NOW)
     assert row["Ports"] == "" and row["Status"] == "Exited (1) 2 seconds ago" and row["State"] == "exited"
-    line = json.loads(ps.format_json_lines([row]))
+    line = json.loads(table.write("json", [ps.ps_context(item(), row)], ps.HEADERS))
     assert set(line) == {"Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes", "Mounts", "Names",
-                         "Networks", "Ports", "RunningFor", "Size", "State", "Status"}
+                         "Networks", "Platform", "Ports", "RunningFor", "Size", "State", "Status"}
     assert line["CreatedAt"] == "2023-11-14 22:13:15 +0000 UTC"
 
 
@@ -106,12 +108,44 @@ def test_bad_filters(bad):
         ps.parse_filters([bad])
 
 
+def ps_out(fmt, items):
+    return table.write(fmt, [ps.ps_context(i, ps.ps_row(i, NOW)) for i in items], ps.HEADERS)
+
+
 def test_custom_table_and_template_formats():
-    rows = [ps.ps_row(item(), NOW)]
-    assert ps.format_template("{{.Names}}: {{.Status}}", rows) == "focused_benz: Up 5 seconds"
-    table = ps.format_template("table {{.ID}}\\t{{.Names}}", rows).splitlines()
-    assert table == ["CONTAINER ID   NAMES", "aaaaaaaaaaaa   focused_benz"]
-    assert ps.format_template("table", rows).splitlines()[0].startswith("CONTAINER ID   IMAGE")
+    assert ps_out("{{.Names}}: {{.Status}}", [item()]) == "focused_benz: Up 5 seconds\n"
+    assert ps_out("table {{.ID}}\\t{{.Names}}", [item()]).splitlines() == [
+        "CONTAINER ID   NAMES", "aaaaaaaaaaaa   focused_benz"]
+    assert ps_out('{{.Label "com.example"}}|{{.Label "nope"}}', [item(labels={"com.example": "v"})]) == "v|\n"
+    assert ps_out("{{upper .Names}} {{title .State}}", [item()]) == "FOCUSED_BENZ Running\n"
+
+
+# docker-cli 28 (commit 67c0be4, "docker ps: allow formatting as JSON"): Platform prints as os/arch[/variant]
+# and marshals as the OCI platform object; the JSON is json.Marshal's, so "->" in Ports is \u003e.
+def test_platform_and_json_as_docker_cli_prints_them():
+    ports = [{"HostIp": "0.0.0.0", "HostPort": 55000, "ContainerPort": 8080, "Protocol": "tcp"}]
+    arm = item(platform={"architecture": "arm64", "os": "linux", "variant": "v8"}, ports=ports,
+               labels={"maintainer": "NGINX <docker-maint@nginx.com>"})
+    assert ps_out("table {{.Names}}\\t{{.Platform}}", [arm]).splitlines() == [
+        "NAMES          PLATFORM", "focused_benz   linux/arm64/v8"]
+    assert ps_out("{{json .Platform}}", [arm]) == '{"architecture":"arm64","os":"linux","variant":"v8"}\n'
+    assert ps_out("{{.Platform.OS}} {{.Platform.Architecture}} {{.Platform.Variant}}", [arm]) == "linux arm64 v8\n"
+    line = ps_out("json", [arm])
+    assert '"Platform":{"architecture":"arm64","os":"linux","variant":"v8"}' in line
+    assert '"Ports":"0.0.0.0:55000-\\u003e8080/tcp"' in line
+    assert '"Labels":"maintainer=NGINX \\u003cdocker-maint@nginx.com\\u003e"' in line
+    assert line == ps_out("{{json .}}", [arm])
+    assert list(json.loads(line)) == sorted(json.loads(line))
+    assert '"Platform":null' in ps_out("json", [item()])
+
+
+def test_a_missing_field_is_dockers_error():
+    with pytest.raises(TemplateError) as e:
+        ps_out("{{.Nope}}", [item()])
+    assert str(e.value) == ('template parsing error: template: :1:2: executing "" at <.Nope>: '
+                            "can't evaluate field Nope in type *formatter.ContainerContext")
+    assert e.value.exit_code == 1
+    assert ps_out("table {{.ID}}", []) == "CONTAINER ID\n"  # no rows: the header only
 
 
 def test_stats_row_units():
@@ -122,3 +156,16 @@ def test_stats_row_units():
     assert row["NetIO"] == "1.23kB / 0B" and row["BlockIO"] == "4.1kB / 0B" and row["PIDs"] == "3"
     table = ps.format_stats_table([row]).splitlines()
     assert table[0].startswith("CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT")
+
+
+def test_format_selection_as_docker_cli_new_container_format():
+    from pyctr.commands.container import ps_format
+
+    assert ps_format(None, quiet=True, size=False) == "{{.ID}}"
+    assert ps_format("table", quiet=False, size=True).endswith("{{.Names}}\\t{{.Size}}")
+    # a custom format is used as given: -q and -s only change `table` and `raw`
+    assert ps_format("table {{.Names}}", quiet=True, size=True) == "table {{.Names}}"
+    raw = ps_out(ps_format("raw", quiet=False, size=False), [item(created=NOW - 5)])
+    assert raw == ('container_id: aaaaaaaaaaaa\nimage: busybox\ncommand: "sleep 100"\n'
+                   "created_at: 2023-11-14 22:13:15 +0000 UTC\nstate: running\nstatus: Up 5 seconds\n"
+                   "names: focused_benz\nlabels:\nports:\n\n")

@@ -47,7 +47,7 @@ def container_options(f):
         click.option("--cpus", default=None, help="Number of CPUs"),
         click.option("-c", "--cpu-shares", type=int, default=None, help="CPU shares (relative weight)"),
         click.option("--pids-limit", type=int, default=None, help="Tune container pids limit (-1 for unlimited)"),
-        click.option("--network", "--net", "network", default="bridge", help="Connect a container to a network"),
+        click.option("--network", "--net", "network", default="default", help="Connect a container to a network"),
         _multiple("-p", "--publish", metavar="LIST", help="Publish a container's port(s) to the host"),
         click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports"),
         _multiple("--dns", metavar="LIST", help="Set custom DNS servers"),
@@ -228,6 +228,7 @@ def wait(app: AppContext, containers: tuple[str, ...]) -> None:
 
 
 def ps_items(records) -> list:
+    from pyctr.runtime.inspect import network_name
     from pyctr.runtime.ps import PsItem
     from pyctr.runtime.state import parse_rfc3339
 
@@ -241,7 +242,7 @@ def ps_items(records) -> list:
             status=r.state.status, exit_code=r.state.exit_code, started=parse_rfc3339(r.state.started_at),
             finished=parse_rfc3339(r.state.finished_at), ports=ports if ports is not None else cfg.get("Ports", []),
             labels=cfg.get("Config", {}).get("Labels") or {},
-            network=cfg.get("HostConfig", {}).get("NetworkMode", "bridge"),
+            network=network_name(cfg.get("HostConfig", {}).get("NetworkMode", "bridge")),
         ))
     return items
 

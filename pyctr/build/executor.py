@@ -288,20 +288,35 @@ class Builder:
         step = ins.plan_from(stage.from_instruction, meta_env, earlier)
         result = self._base(step, stage, meta)
         self.out(f" ---> {(self._base_id or result.image_id)[7:19]}")
+        parent = self._base_id or self._stage_image_id(step.stage)
         triggers = list((self._base_config or {}).get("OnBuild") or [])
         if triggers:
             self.out(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
             for text in triggers:
                 trigger = parse_trigger(text, dockerfile.escape, dockerfile.filename)
                 result = self._apply(result, trigger, announce=False)
+            parent = self._record_step(result, parent)
         for inst in stage.instructions:
             self._step_header(inst)
             result = self._apply(result, inst, announce=True)
+            parent = self._record_step(result, parent)
             self.out(f" ---> {result.image_id[7:19]}")
         self.used_args |= set(result.state.used_args)
         if not stage.instructions and not triggers and self._base_id:
             result = replace(result, unchanged_base=self._base_id)
         return result
+
+    def _stage_image_id(self, stage_index: int | None) -> str | None:
+        """The image an earlier stage ended with (None for `FROM scratch`)."""
+        if stage_index is None:
+            return None
+        earlier = self.results[stage_index]
+        return earlier.unchanged_base or earlier.image_id
+
+    def _record_step(self, result: StageResult, parent: str | None) -> str:
+        """Store the image a step made, as the legacy builder does: an intermediate image whose Parent is the
+        step before (hidden by `images`, listed by `images -a`, deleted with its untagged child by `rmi`)."""
+        return self.store.put_image(result.image_config(), list(result.layers), parent=parent).id
 
     def _base(self, step: ins.FromStep, stage: Stage, meta: dict[str, str | None]) -> StageResult:
         kwargs = {"stage_index": stage.index, "stage_name": stage.name, "build_args": self.options.build_args,

@@ -145,13 +145,17 @@ def push(app: AppContext, name: str, quiet: bool) -> None:
 # ---------------------------------------------------------------- images
 
 def _image_rows(store, show_all: bool, filter_ref: str | None) -> list[dict]:
-    """One row per (image, tag) as `docker images` shows them; untagged images once as <none>."""
+    """One row per (image, tag) as `docker images` shows them; untagged images once as <none>; untagged
+    images a build made another image from (intermediate images) only with -a, as dockerd lists them."""
     from pyctr.image.reference import parse_reference
 
     rows = []
+    children = store.children()
     for image in store.list_images():
         digests = {d.split("@")[0]: d.split("@")[1] for d in image.repo_digests}
         names = [(t.rsplit(":", 1)[0], t.rsplit(":", 1)[1]) for t in image.repo_tags]
+        if not names and not digests and children.get(image.id) and not show_all:
+            continue
         if not names:
             names = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
         for repo, tag in names:
@@ -211,14 +215,9 @@ def images(app: AppContext, repository: str | None, show_all: bool, quiet: bool,
     rows = _image_rows(_store(app), show_all, repository)
     for f in filters:
         rows = [r for r in rows if row_matches_filter(r, f)]
-    if quiet:
-        seen: list[str] = []
+    if quiet:  # docker-cli: the table format `{{.ID}}`, one line per row (an id twice for two tags)
         for r in rows:
-            ident = r["image"].id if no_trunc else r["image"].short_id
-            if ident not in seen:
-                seen.append(ident)
-        for ident in seen:
-            click.echo(ident)
+            click.echo(r["image"].id if no_trunc else r["image"].short_id)
         return
     if fmt:
         for r in rows:
@@ -236,7 +235,7 @@ def images(app: AppContext, repository: str | None, show_all: bool, quiet: bool,
 
 # ---------------------------------------------------------------- rmi / tag
 
-def remove_image(store, name: str, force: bool) -> list[str]:
+def remove_image(store, name: str, force: bool, prune: bool = True) -> list[str]:
     """Docker's rmi semantics; returns the "Untagged: x" / "Deleted: y" lines.
 
     By name: remove that name; the image goes only with its last tag. By id: the
@@ -270,12 +269,45 @@ def remove_image(store, name: str, force: bool) -> list[str]:
         for name_ in image.repo_tags + image.repo_digests:
             store.untag(name_)
         return lines
+    if store.children().get(image.id):
+        if ref is None:
+            raise ConflictError(f"conflict: unable to delete {image.short_id} (cannot be forced) - "
+                                "image has dependent child images")
+        for name_ in image.repo_tags + image.repo_digests:  # by name: untagged, kept for its children
+            store.untag(name_)
+        return lines
+    lines += _delete(store, image)
+    if prune:
+        lines += _delete_untagged_parents(store, image.parent)
+    return lines
+
+
+def _delete(store, image) -> list[str]:
+    """Delete one image: "Deleted: <id>", then one line per layer only it held (chain ids, top first)."""
     before = {p.name for p in store.paths.layers.iterdir()} if store.paths.layers.is_dir() else set()
     store.delete_image(image.id)
     after = {p.name for p in store.paths.layers.iterdir()} if store.paths.layers.is_dir() else set()
-    lines.append(f"Deleted: {image.id}")
-    lines += [f"Deleted: sha256:{h}" for h in (layer.chain_id[7:] for layer in reversed(image.layers))
-              if h in before - after]
+    return [f"Deleted: {image.id}"] + [f"Deleted: sha256:{h}" for h in (layer.chain_id[7:]
+                                                                      for layer in reversed(image.layers))
+                                       if h in before - after]
+
+
+def _delete_untagged_parents(store, parent_id: str) -> list[str]:
+    """dockerd's rmi (without --no-prune) goes on with the parent while it is an intermediate image: untagged,
+    no other child, no container."""
+    from pyctr.errors import NotFoundError
+
+    lines: list[str] = []
+    while parent_id:
+        try:
+            parent = store.get_image(parent_id)
+        except NotFoundError:
+            break
+        if parent.repo_tags or parent.repo_digests or store.children().get(parent.id) \
+                or store.containers_using().get(parent.id):
+            break
+        lines += _delete(store, parent)
+        parent_id = parent.parent
     return lines
 
 
@@ -306,7 +338,7 @@ def rmi(app: AppContext, names: tuple[str, ...], force: bool, no_prune: bool) ->
     failed = 0
     for name in names:
         try:
-            for line in remove_image(store, name, force):
+            for line in remove_image(store, name, force, prune=not no_prune):
                 click.echo(line)
         except PyctrError as e:
             click.echo(f"Error: {e.message}", err=True)
@@ -359,7 +391,7 @@ def history_rows(image, no_trunc: bool, human: bool = True) -> list[dict]:
     """config.history newest first, with layer sizes matched to the non-empty entries."""
     cfg = image.config
     history = [h for h in cfg.get("history") or [] if isinstance(h, dict)]
-    sizes = [layer.size for layer in image.layers]
+    sizes = [layer.diff_size for layer in image.layers]
     rows, layer_index = [], 0
     for h in history:
         size = 0
@@ -409,18 +441,26 @@ def history(app: AppContext, name: str, no_trunc: bool, quiet: bool, human: bool
 
 
 def prune_images(store, all_unused: bool) -> tuple[list[str], int]:
-    """Remove dangling (or, with all_unused, all) images no container uses; (lines, bytes freed)."""
+    """Remove dangling (or, with all_unused, all) images no container uses; (lines, bytes freed).
+
+    An intermediate image (untagged, with a child) is not dangling: it goes when its child goes, as dockerd
+    prunes the parents of what it deletes."""
     users = store.containers_using()
     lines, freed = [], 0
-    for image in store.list_images():
-        if image.id in users:
-            continue
-        if image.repo_tags and not all_unused:
-            continue
-        lines += [f"untagged: {t}" for t in image.repo_tags] + [f"untagged: {d}" for d in image.repo_digests]
-        freed += image.size
-        store.delete_image(image.id)
-        lines.append(f"deleted: {image.id}")
+    removed = True
+    while removed:  # deleting a child can make its parent prunable
+        removed = False
+        children = store.children()
+        for image in store.list_images():
+            if image.id in users or children.get(image.id):
+                continue
+            if image.repo_tags and not all_unused:
+                continue
+            lines += [f"untagged: {t}" for t in image.repo_tags] + [f"untagged: {d}" for d in image.repo_digests]
+            freed += image.size
+            store.delete_image(image.id)
+            lines.append(f"deleted: {image.id}")
+            removed = True
     return lines, freed
 
 

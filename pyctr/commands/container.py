@@ -242,7 +242,7 @@ def ps_items(records) -> list:
             status=r.state.status, exit_code=r.state.exit_code, started=parse_rfc3339(r.state.started_at),
             finished=parse_rfc3339(r.state.finished_at), ports=ports if ports is not None else cfg.get("Ports", []),
             labels=cfg.get("Config", {}).get("Labels") or {},
-            network=network_name(cfg.get("HostConfig", {}).get("NetworkMode", "bridge")),
+            network=network_name(cfg.get("HostConfig", {})),
         ))
     return items
 
@@ -351,8 +351,9 @@ def inspect(app: AppContext, fmt: str | None, kind: str | None, size: bool, name
             click.echo(render_format(fmt, obj))
     else:
         click.echo(json.dumps(found, indent=4, ensure_ascii=False))
+    what = {"container": "container", "image": "image"}.get(kind or "", "object")  # docker-cli's wording
     for name in missing:
-        click.echo(f"Error: No such object: {name}", err=True)
+        click.echo(f"Error: No such {what}: {name}", err=True)
     if missing:
         sys.exit(1)
 

@@ -138,7 +138,11 @@ def pull(app: AppContext, name: str, quiet: bool, platform: str | None, all_tags
 def push(app: AppContext, name: str, quiet: bool) -> None:
     """Upload an image to a registry."""
     from pyctr.image.push import push as do_push
+    from pyctr.image.reference import parse_reference
 
+    given = parse_reference(name, default_tag=False)
+    if not quiet and given.tag is None and given.digest is None:
+        click.echo("Using default tag: latest")  # docker-cli 20.10, as for pull
     do_push(app.config, name, quiet=quiet, out=sys.stdout)
 
 
@@ -538,9 +542,8 @@ def load(app: AppContext, input_path: str | None, quiet: bool) -> None:
             lines = load_archive(store, f)
     else:
         lines = load_archive(store, sys.stdin.buffer)
-    if not quiet:
-        for line in lines:
-            click.echo(line)
+    for line in lines:  # -q hides only the progress: Docker still prints "Loaded image: ..."
+        click.echo(line)
 
 
 # ---------------------------------------------------------------- login / logout

@@ -181,3 +181,8 @@ def test_old_records_get_dockers_defaults():
     host_config = ins.container_inspect(CONFIG, RUNNING, Path("/x"))["HostConfig"]
     assert host_config["ShmSize"] == 67108864 and host_config["Binds"] == ["/src:/dst:ro", "vol:/data"]
     assert "Init" not in host_config and "Tmpfs" not in host_config
+
+
+def test_network_name_of_default_mode_is_bridge():
+    assert ins.network_name({"NetworkMode": "default"}) == "bridge"
+    assert ins.network_name({"NetworkMode": "none"}) == "none" and ins.network_name({}) == "bridge"

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from tests.integration.conftest import PYCTR_BIN, PyctrRunner, _env_for, make_root
+from tests.unit.test_inspect import DOCKER_HOST_CONFIG
 
 
 def leftovers(root) -> list[str]:
@@ -260,3 +261,25 @@ def test_anonymous_volumes_go_with_rm_v_and_auto_remove(lc):
     assert lc("rm", "-v", "av").returncode == 0
     assert anon() == before and (volumes / "named-kept").is_dir()  # rm -v keeps named volumes, as Docker
     shutil.rmtree(volumes / "named-kept")
+
+
+def test_inspect_of_a_missing_name_names_the_type_asked_for(lc):
+    """docker-cli: "No such container" / "No such image" with --type, "No such object" without; exit 1."""
+    for args, message in ((["--type", "container"], "No such container: nope"),
+                          (["--type", "image"], "No such image: nope"), ([], "No such object: nope")):
+        r = lc("inspect", *args, "nope")
+        assert (r.returncode, r.stderr.strip()) == (1, f"Error: {message}")
+
+
+def test_inspect_of_a_plain_run_is_dockers_document(lc, cleanup):
+    """The documents Docker 20.10 printed for `docker run -d busybox sleep 60` (values that do not vary)."""
+    cleanup.append("doc")
+    lc("run", "-d", "--name", "doc", "busybox", "sleep", "60", check=True)
+    [doc] = json.loads(lc("inspect", "doc", check=True).stdout)
+    host = doc["HostConfig"]
+    assert list(host) == list(DOCKER_HOST_CONFIG)  # every key, in Docker's order
+    assert host["NetworkMode"] == "default" and host["ShmSize"] == 67108864
+    assert host["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0} and host["Devices"] == []
+    assert doc["Config"]["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    assert list(doc["NetworkSettings"]["Networks"]) == ["bridge"] and doc["NetworkSettings"]["IPAddress"]
+    assert "HOSTNAME=" + doc["Id"][:12] in lc("exec", "doc", "env", check=True).stdout  # the process has it

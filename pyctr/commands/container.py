@@ -242,7 +242,7 @@ def ps_items(records) -> list:
             status=r.state.status, exit_code=r.state.exit_code, started=parse_rfc3339(r.state.started_at),
             finished=parse_rfc3339(r.state.finished_at), ports=ports if ports is not None else cfg.get("Ports", []),
             labels=cfg.get("Config", {}).get("Labels") or {},
-            network=network_name(cfg.get("HostConfig", {})),
+            network=network_name(cfg.get("HostConfig", {})), image_id=cfg.get("Image", ""),
         ))
     return items
 
@@ -255,7 +255,7 @@ def ps_items(records) -> list:
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided")
 @click.option("-n", "--last", type=int, default=-1, help="Show n last created containers (includes all states)")
 @click.option("-l", "--latest", is_flag=True, help="Show the latest created container (includes all states)")
-@click.option("-s", "--size", is_flag=True, help="Display total file sizes (always 0B here)")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes")
 @pass_app
 def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | None, filters: tuple[str, ...],
        last: int, latest: bool, size: bool) -> None:
@@ -274,6 +274,8 @@ def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | 
         for i in items:
             click.echo(i.id if no_trunc else i.id[:12])
         return
+    if size:
+        items = _with_sizes(app, items)
     now = time.time()
     rows = [psfmt.ps_row(i, now, trunc=not no_trunc) for i in items]
     if fmt in ("json", "{{json .}}"):
@@ -284,7 +286,27 @@ def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | 
         if text:
             click.echo(text)
     else:
-        click.echo(psfmt.format_table(rows))
+        click.echo(psfmt.format_table(rows, with_size=size))
+
+
+def _with_sizes(app: AppContext, items: list) -> list:
+    """dockerd's SizeRw (the container's upper dir, as overlay2 measures it) and SizeRootFs (plus its image)."""
+    from dataclasses import replace
+
+    from pyctr.errors import PyctrError
+    from pyctr.image.store import ImageStore, directory_size
+    from pyctr.runtime.state import ContainerStore
+
+    store, images = ContainerStore(app.config.paths), ImageStore(app.config.paths)
+    sized = []
+    for item in items:
+        rw = directory_size(store.directory(item.id) / "rootfs" / "upper")
+        try:
+            image_size = images.get_image(item.image_id).size if item.image_id else 0
+        except PyctrError:
+            image_size = 0
+        sized.append(replace(item, size_rw=rw, size_root_fs=rw + image_size))
+    return sized
 
 
 @click.command()

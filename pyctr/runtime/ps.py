@@ -86,6 +86,15 @@ class PsItem:
     ports: list[dict] = field(default_factory=list)
     labels: dict = field(default_factory=dict)
     network: str = "bridge"
+    image_id: str = ""  # "sha256:..." (for `ps -s`)
+    size_rw: int = 0  # `ps -s`: the container's writable layer (bytes)
+    size_root_fs: int = 0  # ... plus its image (0: not measured)
+
+
+def size_text(size_rw: int, size_root_fs: int) -> str:
+    """docker-cli's SIZE cell: "12B (virtual 1.98MB)" (go-units HumanSizeWithPrecision, 3 digits)."""
+    text = human_size(size_rw)
+    return f"{text} (virtual {human_size(size_root_fs)})" if size_root_fs > 0 else text
 
 
 def ps_row(item: PsItem, now: float, trunc: bool = True) -> dict[str, str]:
@@ -103,16 +112,17 @@ def ps_row(item: PsItem, now: float, trunc: bool = True) -> dict[str, str]:
         "Networks": item.network,
         "Ports": ports_text(item.ports) if running else "",
         "RunningFor": f"{human_duration(now - item.created)} ago",
-        "Size": "0B",
+        "Size": size_text(item.size_rw, item.size_root_fs),
         "State": item.status,
         "Status": status_text(item.status, item.exit_code, item.started, item.finished, now),
     }
 
 
-def format_table(rows: list[dict[str, str]]) -> str:
-    """Docker's table: Go tabwriter(minwidth 10, padding 3), last column unpadded."""
-    table = [list(COLUMNS)] + [[row[f] for f in _FIELDS] for row in rows]
-    widths = [max(10, max(len(line[i]) for line in table) + 3) for i in range(len(COLUMNS) - 1)]
+def format_table(rows: list[dict[str, str]], with_size: bool = False) -> str:
+    """Docker's table: Go tabwriter(minwidth 10, padding 3), last column unpadded; `ps -s` adds SIZE last."""
+    columns, fields = (COLUMNS + ("SIZE",), _FIELDS + ("Size",)) if with_size else (COLUMNS, _FIELDS)
+    table = [list(columns)] + [[row[f] for f in fields] for row in rows]
+    widths = [max(10, max(len(line[i]) for line in table) + 3) for i in range(len(columns) - 1)]
     out = []
     for line in table:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])]

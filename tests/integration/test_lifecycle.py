@@ -283,3 +283,21 @@ def test_inspect_of_a_plain_run_is_dockers_document(lc, cleanup):
     assert doc["Config"]["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
     assert list(doc["NetworkSettings"]["Networks"]) == ["bridge"] and doc["NetworkSettings"]["IPAddress"]
     assert "HOSTNAME=" + doc["Id"][:12] in lc("exec", "doc", "env", check=True).stdout  # the process has it
+
+
+def test_ps_size_column(lc, cleanup):
+    """`ps -s`: the container's written bytes, then (virtual + the image's), as Docker's SIZE column."""
+    cleanup.append("sized")
+    lc("run", "-d", "--name", "sized", "--network", "none", "busybox", "sh", "-c",
+       "head -c 1000 /dev/zero > /f; sleep 60", check=True)
+    from pyctr.units import human_size
+
+    image = human_size(int(lc("image", "inspect", "-f", "{{.Size}}", "busybox", check=True).stdout) + 1000)
+    deadline = time.monotonic() + 10
+    while True:
+        rows = lc("ps", "-s", check=True).stdout.splitlines()
+        [row] = [r for r in rows[1:] if "sized" in r]
+        if row.endswith(f"1kB (virtual {image})") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert rows[0].endswith("NAMES     SIZE") and row.endswith(f"sized     1kB (virtual {image})")

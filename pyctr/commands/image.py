@@ -158,7 +158,8 @@ def _image_rows(store, show_all: bool, filter_ref: str | None) -> list[dict]:
     for image in store.list_images():
         digests = {d.split("@")[0]: d.split("@")[1] for d in image.repo_digests}
         names = [(t.rsplit(":", 1)[0], t.rsplit(":", 1)[1]) for t in image.repo_tags]
-        if not names and not digests and children.get(image.id) and not show_all:
+        intermediate = not names and not digests and bool(children.get(image.id))
+        if intermediate and not show_all:
             continue
         if not names:
             names = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
@@ -168,7 +169,7 @@ def _image_rows(store, show_all: bool, filter_ref: str | None) -> list[dict]:
                 if repo not in (want.familiar_name, want.name) or (want.tag and want.tag != tag):
                     continue
             rows.append({"image": image, "Repository": repo, "Tag": tag,
-                         "Digest": digests.get(repo, "<none>")})
+                         "Digest": digests.get(repo, "<none>"), "intermediate": intermediate})
     rows.sort(key=lambda r: (-(parse_created(r["image"].created) or r["image"].added), r["Repository"], r["Tag"]))
     return rows
 
@@ -178,8 +179,9 @@ def row_matches_filter(row: dict, expr: str) -> bool:
     import fnmatch
 
     key, _, value = expr.partition("=")
-    if key == "dangling":
-        return (row["Tag"] == "<none>") == (value.lower() in ("true", "1"))
+    if key == "dangling":  # dockerd: an intermediate image (it has a child) is not dangling
+        dangling = row["Tag"] == "<none>" and not row.get("intermediate")
+        return dangling == (value.lower() in ("true", "1"))
     if key == "reference":
         name = f"{row['Repository']}:{row['Tag']}"
         return fnmatch.fnmatchcase(name, value) or fnmatch.fnmatchcase(row["Repository"], value)
@@ -407,8 +409,10 @@ def history_rows(image, no_trunc: bool, human: bool = True) -> list[dict]:
     if not history:
         rows = [{"CreatedBy": "", "Created": cfg.get("created", ""), "Size": s, "Comment": ""} for s in sizes]
     rows.reverse()
+    ids = _history_ids(image, len(rows))
     for i, r in enumerate(rows):
-        r["ID"] = (image.id if no_trunc else image.short_id) if i == 0 else "<missing>"
+        shown = ids.get(i)
+        r["ID"] = (shown if no_trunc else shown[7:19]) if shown else "<missing>"
         created_by = r["CreatedBy"].replace("\t", " ").replace("\n", " ")
         if not no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
@@ -416,6 +420,25 @@ def history_rows(image, no_trunc: bool, human: bool = True) -> list[dict]:
         r["CreatedSince"] = since(r["Created"]) if human else r["Created"]
         r["SizeShown"] = human_size(r["Size"]) if human else str(r["Size"])
     return rows
+
+
+def _history_ids(image, rows: int) -> dict[int, str]:
+    """Row (newest first) -> the id of the local image that row made: the image itself on its top row, and for
+    each ancestor in its Parent chain (the legacy builder's step images) the row of its own newest history entry,
+    as dockerd shows them; rows of images not stored locally are "<missing>"."""
+    from pyctr.errors import PyctrError
+
+    ids = {0: image.id}
+    current = image
+    while current.parent:
+        try:
+            current = image.store.get_image(current.parent)
+        except PyctrError:
+            break
+        depth = len([h for h in current.config.get("history") or [] if isinstance(h, dict)])
+        if 0 < depth <= rows:
+            ids[rows - depth] = current.id
+    return ids
 
 
 @click.command()

@@ -175,8 +175,14 @@ def test_build_keeps_intermediate_images_and_rmi_deletes_them(pulled, tmp_path):
     assert sorted(shown) == sorted([f"steps latest {final}", f"busybox latest {step_ids[0]}"])
     every = pulled("images", "-a", "--format", "{{.Repository}} {{.Tag}} {{.ID}}", check=True).stdout.splitlines()
     assert sorted(every) == sorted(shown + [f"<none> <none> {i}" for i in step_ids[1:3]])
+    assert pulled("images", "-a", "-q", "-f", "dangling=true", check=True).stdout == ""  # they have children
     [doc] = json.loads(pulled("image", "inspect", "steps", check=True).stdout)
     assert doc["Parent"][7:19] == step_ids[2]
+    # history names each step's image as dockerd does for a local build; the base's older rows are <missing>
+    history = pulled("history", "-q", "steps", check=True).stdout.split()
+    base_rows = len(json.loads(pulled("image", "inspect", "busybox", check=True).stdout)[0]["RootFS"]["Layers"])
+    assert history[:4] == [final, step_ids[2], step_ids[1], step_ids[0]]
+    assert set(history[4:]) <= {"<missing>"} and len(history) >= 3 + base_rows
     refused = pulled("rmi", step_ids[1])
     assert refused.returncode == 1 and "image has dependent child images" in refused.stderr
     lines = pulled("rmi", "steps", check=True).stdout.splitlines()

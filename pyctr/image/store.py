@@ -123,6 +123,17 @@ class ImageRecord:
     def short_id(self) -> str:
         return self.id[7:19]
 
+    def graph_driver(self) -> dict:
+        """overlay2's GraphDriver of an image as dockerd shows it: the top layer's dirs (Docker's own names) and
+        the layers under it, top first, as LowerDir (absent for a single layer)."""
+        if not self.layers:
+            return {"Data": None, "Name": "overlay2"}
+        top = self.layers[-1].path
+        data = {"MergedDir": str(top / "merged"), "UpperDir": str(top / "diff"), "WorkDir": str(top / "work")}
+        if len(self.layers) > 1:
+            data = {"LowerDir": ":".join(str(d) for d in reversed(self.layer_dirs[:-1])), **data}
+        return {"Data": data, "Name": "overlay2"}
+
     def inspect(self) -> dict:
         """Docker's `image inspect` document for this image."""
         cfg = self.config
@@ -143,10 +154,7 @@ class ImageRecord:
             "Os": cfg.get("os", ""),
             "Size": self.size,
             "VirtualSize": self.size,
-            "GraphDriver": {
-                "Data": {"LowerDir": ":".join(str(d) for d in reversed(self.layer_dirs))},
-                "Name": "overlay",
-            },
+            "GraphDriver": self.graph_driver(),
             "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in self.layers]},
             "Metadata": {"LastTagTime": _iso_time(self.added)},
         }

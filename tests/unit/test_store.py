@@ -333,4 +333,9 @@ def test_image_inspect_has_dockers_keys_and_container_config(store):
     assert doc["ContainerConfig"]["Hostname"] == "c" * 12
     plain = base.inspect()
     assert plain["Container"] == "" and plain["ContainerConfig"] == EMPTY_CONTAINER_CONFIG
+    top = base.layers[-1].path
+    assert plain["GraphDriver"] == {"Data": {"MergedDir": f"{top}/merged", "UpperDir": f"{top}/diff",
+                                             "WorkDir": f"{top}/work"}, "Name": "overlay2"}
+    two = make_image(store, [{"a": b"1"}, {"b": b"2"}]).inspect()["GraphDriver"]["Data"]
+    assert list(two) == ["LowerDir", "MergedDir", "UpperDir", "WorkDir"] and ":" not in two["LowerDir"]
     assert "Variant" not in plain

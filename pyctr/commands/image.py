@@ -640,6 +640,11 @@ def _du(path) -> int:
     return total
 
 
+def _layers_size(images: list) -> int:
+    """Docker's LayersSize: each layer the images use counted once (build steps share their base's layers)."""
+    return sum({layer.chain_id: layer.diff_size for image in images for layer in image.layers}.values())
+
+
 @click.command()
 @click.option("-v", "--verbose", is_flag=True, hidden=True)
 @click.option("--format", "fmt", help="'json' or a Go template.")
@@ -648,11 +653,14 @@ def df(app: AppContext, verbose: bool, fmt: str | None) -> None:
     """Show pyctr disk usage."""
     store = _store(app)
     paths = app.config.paths
-    images_ = store.list_images()
+    # dockerd counts no intermediate image (untagged, with a child), but every layer, once
+    children = store.children()
+    every_image = store.list_images()
+    images_ = [i for i in every_image if i.repo_tags or i.repo_digests or not children.get(i.id)]
     users = store.containers_using()
-    image_size = sum(i.size for i in images_)
+    image_size = _layers_size(every_image)
     active_images = [i for i in images_ if i.id in users]
-    reclaim = image_size - sum(i.size for i in active_images)
+    reclaim = image_size - _layers_size(active_images)
     containers = [p for p in paths.containers.iterdir() if p.is_dir()] if paths.containers.is_dir() else []
     container_size = sum(_du(p / "rootfs" / "upper") for p in containers)
     volumes = [p for p in paths.volumes.iterdir() if p.is_dir()] if paths.volumes.is_dir() else []

@@ -183,6 +183,9 @@ def test_build_keeps_intermediate_images_and_rmi_deletes_them(pulled, tmp_path):
     base_rows = len(json.loads(pulled("image", "inspect", "busybox", check=True).stdout)[0]["RootFS"]["Layers"])
     assert history[:4] == [final, step_ids[2], step_ids[1], step_ids[0]]
     assert set(history[4:]) <= {"<missing>"} and len(history) >= 3 + base_rows
+    df = pulled("system", "df", check=True).stdout.splitlines()[1].split()
+    assert df[1] == "2"  # dockerd's df counts the two images, not their build steps (and each layer once)
+    assert df[3] == pulled("images", "--format", "{{.Size}}", "steps", check=True).stdout.strip()
     refused = pulled("rmi", step_ids[1])
     assert refused.returncode == 1 and "image has dependent child images" in refused.stderr
     lines = pulled("rmi", "steps", check=True).stdout.splitlines()

@@ -147,6 +147,11 @@ def test_cache_hits_and_misses(pyctr, tmp_path):
     os.utime(ctx / "a.txt", (1, 1))  # mtime only: still a hit (as Docker)
     out = build(pyctr, ctx, "-t", "cache-test", "--network", "none").stdout
     assert out.count("Using cache") == 2 and image(pyctr, "cache-test").id == first
+    os.utime(ctx / "Dockerfile", (2e9, 2e9))
+    out = build(pyctr, ctx, "-t", "cache-test", "--network", "none").stdout
+    newer = image(pyctr, "cache-test")  # a newer input dates the image anew, the steps still hit the cache
+    assert out.count("Using cache") == 2 and newer.config["created"] == "2033-05-18T03:33:20Z"
+    assert [layer.chain_id for layer in newer.layers] == [layer.chain_id for layer in image(pyctr, first).layers]
     (ctx / "a.txt").write_text("two\n")
     out = build(pyctr, ctx, "-t", "cache-test", "--network", "none").stdout
     assert "Using cache" not in out

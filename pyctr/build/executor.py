@@ -3,8 +3,11 @@
 The decisions are made by parser.py and instructions.py; this module does
 the I/O they ask for (COPY staging, RUN containers, layers in the image
 store, the build cache) and prints Docker's legacy-builder output.
-Reproducible by default: every `created` time is SOURCE_DATE_EPOCH (else the
-epoch), layers are packed normalised, RUN upper dirs have their times clamped.
+Reproducible by default: layers are packed normalised with their times clamped to
+SOURCE_DATE_EPOCH (else the epoch); the image's `created` time is SOURCE_DATE_EPOCH
+when set, else derived from the inputs (the newest of the Dockerfile, the context
+files and the base image's `created`), so the same inputs give the same image and
+`images` shows when its inputs last changed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import posixpath
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -107,10 +111,52 @@ def config_digest(doc: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(doc)).hexdigest()
 
 
-def created_time(epoch: int | None) -> str:
-    """RFC 3339 of SOURCE_DATE_EPOCH (or the epoch): fixed, so rebuilds give the same digest."""
-    moment = datetime.datetime.fromtimestamp(epoch or 0, datetime.UTC)
+def created_time(epoch: int | float | None) -> str:
+    """RFC 3339 of a Unix time (whole seconds: the same inputs give the same digest)."""
+    moment = datetime.datetime.fromtimestamp(int(epoch or 0), datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stage_created(epoch: int | None, inputs_time: float | None, base_created: str | None) -> str:
+    """A stage's `created`: SOURCE_DATE_EPOCH when given; else the newest of its inputs' times and its base
+    image's `created` (pure). Never the epoch for a real build: with no dated input at all it is now."""
+    if epoch is not None:
+        return created_time(epoch)
+    times = [t for t in (inputs_time, _parse_time(base_created)) if t]
+    return created_time(max(times) if times else time.time())
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    from pyctr.runtime.state import parse_rfc3339
+
+    try:
+        return parse_rfc3339(text) or None
+    except ValueError:
+        return None
+
+
+def newest_input_time(context: BuildContext, dockerfile: Path | None) -> float | None:
+    """The newest modification time among the Dockerfile and the context's files (.dockerignore applied)."""
+    times = [entry.st_mtime for _rel, _path, entry in context.walk(".")]
+    if dockerfile is not None:
+        with contextlib.suppress(OSError):
+            times.append(dockerfile.stat().st_mtime)
+    return max(times) if times else None
+
+
+def source_date_epoch(options: BuildOptions) -> int | None:
+    """SOURCE_DATE_EPOCH: the option, else `--build-arg SOURCE_DATE_EPOCH=N` (as BuildKit), else the env."""
+    if options.source_date_epoch is not None:
+        return options.source_date_epoch
+    value = options.build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BuildError(f"invalid SOURCE_DATE_EPOCH: {value}") from None
 
 
 def needed_stages(dockerfile: Dockerfile, target_index: int, meta_env: dict[str, str]) -> list[int]:
@@ -171,8 +217,8 @@ class Builder:
         self.err = err or out
         self.store = ImageStore(config.paths)
         self.cache = BuildCache(config.paths.build_cache)
-        self.epoch = options.source_date_epoch if options.source_date_epoch is not None else _env_epoch()
-        self.created = created_time(self.epoch)
+        self.epoch = source_date_epoch(options)
+        self.inputs_time: float | None = None  # newest input mtime, read by _load (without SOURCE_DATE_EPOCH)
         self.results: dict[int, StageResult] = {}
         self.step_number = 0
         # Keys include the parent's id, so a miss upstream already makes every later step miss.
@@ -216,6 +262,8 @@ class Builder:
         for inst in dockerfile.meta_args:
             self._step_header(inst)
             self.used_args.update(name for name, _ in inst.pairs)
+        if "SOURCE_DATE_EPOCH" in self.options.build_args:
+            self.used_args.add("SOURCE_DATE_EPOCH")  # BuildKit's own build arg: consumed by the build itself
         self.store.ensure()
         with self.store.gc_lock(shared=True):
             for index in stages:
@@ -242,6 +290,7 @@ class Builder:
         if self.options.dockerfile_text is not None:
             context = BuildContext.open(directory, None)
             self._sending(context, self.options.dockerfile_text)
+            self._note_inputs(context, None)
             return context, parse_dockerfile(self.options.dockerfile_text, "Dockerfile")
         try:
             text = Path(dockerfile_path).read_text()
@@ -255,6 +304,7 @@ class Builder:
             rel = str(Path(dockerfile_path).resolve().relative_to(Path(directory).resolve()))
         context = BuildContext.open(directory, rel)
         self._sending(context, None)
+        self._note_inputs(context, Path(dockerfile_path))
         return context, parse_dockerfile(text, Path(dockerfile_path).name)
 
     def _sending(self, context: BuildContext, stdin_dockerfile: str | None) -> None:
@@ -267,6 +317,10 @@ class Builder:
         from pyctr.units import human_size
 
         self.out(f"Sending build context to Docker daemon  {human_size(size, 4)}")
+
+    def _note_inputs(self, context: BuildContext, dockerfile: Path | None) -> None:
+        if self.epoch is None:
+            self.inputs_time = newest_input_time(context, dockerfile)
 
     def _target_index(self, dockerfile: Dockerfile) -> int:
         if self.options.target is None:
@@ -294,38 +348,56 @@ class Builder:
         step = ins.plan_from(stage.from_instruction, meta_env, earlier)
         result = self._base(step, stage, meta)
         self.out(f" ---> {(self._base_id or result.image_id)[7:19]}")
+        parent = self._base_id or self._stage_image_id(step.stage)
         triggers = list((self._base_config or {}).get("OnBuild") or [])
         if triggers:
             self.out(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
             for text in triggers:
                 trigger = parse_trigger(text, dockerfile.escape, dockerfile.filename)
                 result = self._apply(result, trigger, announce=False)
+            parent = self._record_step(result, parent)
         for inst in stage.instructions:
             self._step_header(inst)
             result = self._apply(result, inst, announce=True)
+            parent = self._record_step(result, parent)
             self.out(f" ---> {result.image_id[7:19]}")
         self.used_args |= set(result.state.used_args)
         if not stage.instructions and not triggers and self._base_id:
             result = replace(result, unchanged_base=self._base_id)
         return result
 
+    def _stage_image_id(self, stage_index: int | None) -> str | None:
+        """The image an earlier stage ended with (None for `FROM scratch`)."""
+        if stage_index is None:
+            return None
+        earlier = self.results[stage_index]
+        return earlier.unchanged_base or earlier.image_id
+
+    def _record_step(self, result: StageResult, parent: str | None) -> str:
+        """Store the image a step made, as the legacy builder does: an intermediate image whose Parent is the
+        step before (hidden by `images`, listed by `images -a`, deleted with its untagged child by `rmi`)."""
+        return self.store.put_image(result.image_config(), list(result.layers), parent=parent).id
+
     def _base(self, step: ins.FromStep, stage: Stage, meta: dict[str, str | None]) -> StageResult:
         kwargs = {"stage_index": stage.index, "stage_name": stage.name, "build_args": self.options.build_args,
-                  "meta_args": meta, "created": self.created}
+                  "meta_args": meta}
         self._base_id = None
         if step.stage is not None:
             parent = self.results[step.stage]
             self._base_config = parent.state.config
-            state = ins.start_stage(parent.state.config, parent.state.history, **kwargs)
+            created = stage_created(self.epoch, self.inputs_time, parent.state.created)
+            state = ins.start_stage(parent.state.config, parent.state.history, created=created, **kwargs)
             return StageResult(state, list(parent.layers), dict(parent.platform))
         if step.base.lower() == "scratch":
             self._base_config = {}
-            return StageResult(ins.start_stage(None, (), **kwargs), [], _host_platform())
+            created = stage_created(self.epoch, self.inputs_time, None)
+            return StageResult(ins.start_stage(None, (), created=created, **kwargs), [], _host_platform())
         image = self._resolve_image(step.base, step.platform)
         self._base_id = image.id
         config = image.config
         self._base_config = config.get("config") or {}
-        state = ins.start_stage(self._base_config, tuple(config.get("history") or ()), **kwargs)
+        created = stage_created(self.epoch, self.inputs_time, config.get("created"))
+        state = ins.start_stage(self._base_config, tuple(config.get("history") or ()), created=created, **kwargs)
         platform = {k: config[k] for k in ("architecture", "os", "variant") if config.get(k)}
         return StageResult(state, list(image.layers), platform)
 
@@ -353,8 +425,8 @@ class Builder:
 
     def _metadata_step(self, result: StageResult, state: ins.BuildState, announce: bool) -> None:
         """Config-only steps are computed, not run; the cache only decides what Docker would print."""
-        key = step_key(result.image_id, {"metadata": state.history[-1]["created_by"] if state.history else "",
-                                         "args": dict(state.args)})
+        created_by = state.history[-1]["created_by"] if state.history else ""
+        key = step_key(self._cache_parent(result), {"metadata": created_by, "args": dict(state.args)})
         hit = self.use_cache and self.cache.get(key) is not None
         if not hit:
             self.cache.put(key, {"empty": True})
@@ -364,6 +436,16 @@ class Builder:
             self.out(" ---> Using cache")
         else:
             self._announce_container()
+
+    def _cache_parent(self, result: StageResult) -> str:
+        """What a step's cache key names as its parent: the image so far, but without its `created` times
+        unless they are SOURCE_DATE_EPOCH (an input of the layers): touching an unused file or the Dockerfile
+        dates the image anew but must not cost the cache."""
+        doc = result.image_config()
+        if self.epoch is None:
+            doc.pop("created", None)
+            doc["history"] = [{k: v for k, v in h.items() if k != "created"} for h in doc.get("history", [])]
+        return config_digest(doc)
 
     def _announce_container(self) -> None:
         container = secrets.token_hex(32)
@@ -408,9 +490,10 @@ class Builder:
         from pyctr.build.run_step import run_in_container
 
         with self._scratch_dir("run") as bundle, self._run_mounts(step, bundle) as prepared:
-            key = step_key(result.image_id, {"run": list(step.argv), "env": list(step.env), "user": step.user,
-                                             "workdir": step.workdir, "network": network,
-                                             **({"mounts": prepared.key} if step.mounts else {})})
+            key = step_key(self._cache_parent(result),
+                           {"run": list(step.argv), "env": list(step.env), "user": step.user,
+                            "workdir": step.workdir, "network": network,
+                            **({"mounts": prepared.key} if step.mounts else {})})
             cached = self._from_cache(result, state, step.created_by, key)
             if cached is not None:
                 return cached
@@ -533,7 +616,7 @@ class Builder:
     # ------------------------------------------------------------------ WORKDIR
 
     def _mkdir(self, result: StageResult, state: ins.BuildState, step: ins.MkdirStep) -> StageResult:
-        key = step_key(result.image_id, {"workdir": step.path})
+        key = step_key(self._cache_parent(result), {"workdir": step.path})
         cached = self._from_cache(result, state, step.created_by, key)
         if cached is not None:
             return cached
@@ -570,7 +653,7 @@ class Builder:
             digest = tree_digest(stage)
             kind = "dir" if len(items) == 1 and items[0].kind == "dir" else "file" if len(items) == 1 else "multi"
             created_by = f"{ins.nop(state)}{step.name} {kind}:{digest} in {step.dest} "
-            key = step_key(result.image_id, {"copy": step.name, "dest": step.dest, "chmod": step.chmod,
+            key = step_key(self._cache_parent(result), {"copy": step.name, "dest": step.dest, "chmod": step.chmod,
                                              "owner": [uid, gid]}, digest)
             cached = self._from_cache(result, state, created_by, key)
             if cached is not None:
@@ -770,16 +853,6 @@ def _remove(path: Path) -> None:
             func(p)
 
     shutil.rmtree(path, onerror=onerror)
-
-
-def _env_epoch() -> int | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if not value:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise BuildError(f"invalid SOURCE_DATE_EPOCH: {value}") from None
 
 
 def _host_platform() -> dict[str, str]:

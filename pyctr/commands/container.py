@@ -48,7 +48,7 @@ def container_options(f):
         click.option("--cpus", default=None, help="Number of CPUs"),
         click.option("-c", "--cpu-shares", type=int, default=None, help="CPU shares (relative weight)"),
         click.option("--pids-limit", type=int, default=None, help="Tune container pids limit (-1 for unlimited)"),
-        click.option("--network", "--net", "network", default="bridge", help="Connect a container to a network"),
+        click.option("--network", "--net", "network", default="default", help="Connect a container to a network"),
         _multiple("-p", "--publish", metavar="LIST", help="Publish a container's port(s) to the host"),
         click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports"),
         _multiple("--dns", metavar="LIST", help="Set custom DNS servers"),
@@ -231,6 +231,7 @@ def wait(app: AppContext, containers: tuple[str, ...]) -> None:
 def ps_items(records) -> list:
     from pyctr.output.timefmt import parse_rfc3339
     from pyctr.platform_info import host_platform
+    from pyctr.runtime.inspect import network_name
     from pyctr.runtime.ps import PsItem
 
     os_name, arch, variant = host_platform()  # containers run the host's platform
@@ -245,7 +246,7 @@ def ps_items(records) -> list:
             status=r.state.status, exit_code=r.state.exit_code, started=parse_rfc3339(r.state.started_at),
             finished=parse_rfc3339(r.state.finished_at), ports=ports if ports is not None else cfg.get("Ports", []),
             labels=cfg.get("Config", {}).get("Labels") or {},
-            network=cfg.get("HostConfig", {}).get("NetworkMode", "bridge"), platform=platform,
+            network=network_name(cfg.get("HostConfig", {})), platform=platform, image_id=cfg.get("Image", ""),
         ))
     return items
 
@@ -258,7 +259,7 @@ def ps_items(records) -> list:
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided")
 @click.option("-n", "--last", type=int, default=-1, help="Show n last created containers (includes all states)")
 @click.option("-l", "--latest", is_flag=True, help="Show the latest created container (includes all states)")
-@click.option("-s", "--size", is_flag=True, help="Display total file sizes (always 0B here)")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes")
 @pass_app
 def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | None, filters: tuple[str, ...],
        last: int, latest: bool, size: bool) -> None:
@@ -271,6 +272,8 @@ def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | 
     table.check(fmt)
     items = psfmt.select_items(ps_items(ContainerStore(app.config.paths).list()), show_all=show_all,
                                filters=parsed, last=last, latest=latest)
+    if size:
+        items = _with_sizes(app, items)
     now = time.time()
     contexts = [psfmt.ps_context(i, psfmt.ps_row(i, now, trunc=not no_trunc)) for i in items]
     click.echo(table.write(fmt, contexts, psfmt.HEADERS), nl=False)
@@ -286,6 +289,26 @@ def ps_format(fmt: str | None, quiet: bool, size: bool) -> str:
     if fmt == "raw":
         return "container_id: {{.ID}}" if quiet else psfmt.RAW_FORMAT + ("size: {{.Size}}\\n" if size else "")
     return fmt
+
+
+def _with_sizes(app: AppContext, items: list) -> list:
+    """dockerd's SizeRw (the container's upper dir, as overlay2 measures it) and SizeRootFs (plus its image)."""
+    from dataclasses import replace
+
+    from pyctr.errors import PyctrError
+    from pyctr.image.store import ImageStore, directory_size
+    from pyctr.runtime.state import ContainerStore
+
+    store, images = ContainerStore(app.config.paths), ImageStore(app.config.paths)
+    sized = []
+    for item in items:
+        rw = directory_size(store.directory(item.id) / "rootfs" / "upper")
+        try:
+            image_size = images.get_image(item.image_id).size if item.image_id else 0
+        except PyctrError:
+            image_size = 0
+        sized.append(replace(item, size_rw=rw, size_root_fs=rw + image_size))
+    return sized
 
 
 @click.command()
@@ -352,8 +375,9 @@ def inspect(app: AppContext, fmt: str | None, kind: str | None, size: bool, name
         click.echo(text, nl=False)
     else:
         click.echo(json.dumps(found, indent=4, ensure_ascii=False))
+    what = {"container": "container", "image": "image"}.get(kind or "", "object")  # docker-cli's wording
     for name in missing:
-        click.echo(f"Error: No such object: {name}", err=True)
+        click.echo(f"Error: No such {what}: {name}", err=True)
     for error in errors:
         click.echo(f"Error: {error}", err=True)
     if missing or errors:

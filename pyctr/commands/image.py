@@ -92,20 +92,29 @@ def pull(app: AppContext, name: str, quiet: bool, platform: str | None, all_tags
 def push(app: AppContext, name: str, quiet: bool) -> None:
     """Upload an image to a registry."""
     from pyctr.image.push import push as do_push
+    from pyctr.image.reference import parse_reference
 
+    given = parse_reference(name, default_tag=False)
+    if not quiet and given.tag is None and given.digest is None:
+        click.echo("Using default tag: latest")  # docker-cli 20.10, as for pull
     do_push(app.config, name, quiet=quiet, out=sys.stdout)
 
 
 # ---------------------------------------------------------------- images
 
 def _image_rows(store, show_all: bool, filter_ref: str | None) -> list[dict]:
-    """One row per (image, tag) as `docker images` shows them; untagged images once as <none>."""
+    """One row per (image, tag) as `docker images` shows them; untagged images once as <none>; untagged
+    images a build made another image from (intermediate images) only with -a, as dockerd lists them."""
     from pyctr.image.reference import parse_reference
 
     rows = []
+    children = store.children()
     for image in store.list_images():
         digests = {d.split("@")[0]: d.split("@")[1] for d in image.repo_digests}
         names = [(t.rsplit(":", 1)[0], t.rsplit(":", 1)[1]) for t in image.repo_tags]
+        intermediate = not names and not digests and bool(children.get(image.id))
+        if intermediate and not show_all:
+            continue
         if not names:
             names = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
         for repo, tag in names:
@@ -114,7 +123,7 @@ def _image_rows(store, show_all: bool, filter_ref: str | None) -> list[dict]:
                 if repo not in (want.familiar_name, want.name) or (want.tag and want.tag != tag):
                     continue
             rows.append({"image": image, "Repository": repo, "Tag": tag,
-                         "Digest": digests.get(repo, "<none>")})
+                         "Digest": digests.get(repo, "<none>"), "intermediate": intermediate})
     rows.sort(key=lambda r: (-(parse_rfc3339(r["image"].created) or r["image"].added), r["Repository"], r["Tag"]))
     return rows
 
@@ -124,8 +133,9 @@ def row_matches_filter(row: dict, expr: str) -> bool:
     import fnmatch
 
     key, _, value = expr.partition("=")
-    if key == "dangling":
-        return (row["Tag"] == "<none>") == (value.lower() in ("true", "1"))
+    if key == "dangling":  # dockerd: an intermediate image (it has a child) is not dangling
+        dangling = row["Tag"] == "<none>" and not row.get("intermediate")
+        return dangling == (value.lower() in ("true", "1"))
     if key == "reference":
         name = f"{row['Repository']}:{row['Tag']}"
         return fnmatch.fnmatchcase(name, value) or fnmatch.fnmatchcase(row["Repository"], value)
@@ -167,14 +177,9 @@ def images(app: AppContext, repository: str | None, show_all: bool, quiet: bool,
     rows = _image_rows(_store(app), show_all, repository)
     for f in filters:
         rows = [r for r in rows if row_matches_filter(r, f)]
-    if quiet:
-        seen: list[str] = []
+    if quiet:  # docker-cli: the table format `{{.ID}}`, one line per row (an id twice for two tags)
         for r in rows:
-            ident = r["image"].id if no_trunc else r["image"].short_id
-            if ident not in seen:
-                seen.append(ident)
-        for ident in seen:
-            click.echo(ident)
+            click.echo(r["image"].id if no_trunc else r["image"].short_id)
         return
     fmt = image_format(fmt, digests)
     contexts = [context("*formatter.imageContext", _row_json(r, no_trunc)) for r in rows]
@@ -183,7 +188,7 @@ def images(app: AppContext, repository: str | None, show_all: bool, quiet: bool,
 
 # ---------------------------------------------------------------- rmi / tag
 
-def remove_image(store, name: str, force: bool) -> list[str]:
+def remove_image(store, name: str, force: bool, prune: bool = True) -> list[str]:
     """Docker's rmi semantics; returns the "Untagged: x" / "Deleted: y" lines.
 
     By name: remove that name; the image goes only with its last tag. By id: the
@@ -217,12 +222,45 @@ def remove_image(store, name: str, force: bool) -> list[str]:
         for name_ in image.repo_tags + image.repo_digests:
             store.untag(name_)
         return lines
+    if store.children().get(image.id):
+        if ref is None:
+            raise ConflictError(f"conflict: unable to delete {image.short_id} (cannot be forced) - "
+                                "image has dependent child images")
+        for name_ in image.repo_tags + image.repo_digests:  # by name: untagged, kept for its children
+            store.untag(name_)
+        return lines
+    lines += _delete(store, image)
+    if prune:
+        lines += _delete_untagged_parents(store, image.parent)
+    return lines
+
+
+def _delete(store, image) -> list[str]:
+    """Delete one image: "Deleted: <id>", then one line per layer only it held (chain ids, top first)."""
     before = {p.name for p in store.paths.layers.iterdir()} if store.paths.layers.is_dir() else set()
     store.delete_image(image.id)
     after = {p.name for p in store.paths.layers.iterdir()} if store.paths.layers.is_dir() else set()
-    lines.append(f"Deleted: {image.id}")
-    lines += [f"Deleted: sha256:{h}" for h in (layer.chain_id[7:] for layer in reversed(image.layers))
-              if h in before - after]
+    return [f"Deleted: {image.id}"] + [f"Deleted: sha256:{h}" for h in (layer.chain_id[7:]
+                                                                      for layer in reversed(image.layers))
+                                       if h in before - after]
+
+
+def _delete_untagged_parents(store, parent_id: str) -> list[str]:
+    """dockerd's rmi (without --no-prune) goes on with the parent while it is an intermediate image: untagged,
+    no other child, no container."""
+    from pyctr.errors import NotFoundError
+
+    lines: list[str] = []
+    while parent_id:
+        try:
+            parent = store.get_image(parent_id)
+        except NotFoundError:
+            break
+        if parent.repo_tags or parent.repo_digests or store.children().get(parent.id) \
+                or store.containers_using().get(parent.id):
+            break
+        lines += _delete(store, parent)
+        parent_id = parent.parent
     return lines
 
 
@@ -253,7 +291,7 @@ def rmi(app: AppContext, names: tuple[str, ...], force: bool, no_prune: bool) ->
     failed = 0
     for name in names:
         try:
-            for line in remove_image(store, name, force):
+            for line in remove_image(store, name, force, prune=not no_prune):
                 click.echo(line)
         except PyctrError as e:
             click.echo(f"Error: {e.message}", err=True)
@@ -312,7 +350,7 @@ def history_rows(image, no_trunc: bool, human: bool = True) -> list[dict]:
     """config.history newest first, with layer sizes matched to the non-empty entries."""
     cfg = image.config
     history = [h for h in cfg.get("history") or [] if isinstance(h, dict)]
-    sizes = [layer.size for layer in image.layers]
+    sizes = [layer.diff_size for layer in image.layers]
     rows, layer_index = [], 0
     for h in history:
         size = 0
@@ -324,8 +362,10 @@ def history_rows(image, no_trunc: bool, human: bool = True) -> list[dict]:
     if not history:
         rows = [{"CreatedBy": "", "Created": cfg.get("created", ""), "Size": s, "Comment": ""} for s in sizes]
     rows.reverse()
+    ids = _history_ids(image, len(rows))
     for i, r in enumerate(rows):
-        r["ID"] = (image.id if no_trunc else image.short_id) if i == 0 else "<missing>"
+        shown = ids.get(i)
+        r["ID"] = (shown if no_trunc else shown[7:19]) if shown else "<missing>"
         created_by = r["CreatedBy"].replace("\t", " ").replace("\n", " ")
         if not no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
@@ -333,6 +373,25 @@ def history_rows(image, no_trunc: bool, human: bool = True) -> list[dict]:
         r["CreatedSince"] = since(r["Created"]) if human else r["Created"]
         r["SizeShown"] = human_size(r["Size"]) if human else str(r["Size"])
     return rows
+
+
+def _history_ids(image, rows: int) -> dict[int, str]:
+    """Row (newest first) -> the id of the local image that row made: the image itself on its top row, and for
+    each ancestor in its Parent chain (the legacy builder's step images) the row of its own newest history entry,
+    as dockerd shows them; rows of images not stored locally are "<missing>"."""
+    from pyctr.errors import PyctrError
+
+    ids = {0: image.id}
+    current = image
+    while current.parent:
+        try:
+            current = image.store.get_image(current.parent)
+        except PyctrError:
+            break
+        depth = len([h for h in current.config.get("history") or [] if isinstance(h, dict)])
+        if 0 < depth <= rows:
+            ids[rows - depth] = current.id
+    return ids
 
 
 @click.command()
@@ -359,18 +418,26 @@ def history(app: AppContext, name: str, no_trunc: bool, quiet: bool, human: bool
 
 
 def prune_images(store, all_unused: bool) -> tuple[list[str], int]:
-    """Remove dangling (or, with all_unused, all) images no container uses; (lines, bytes freed)."""
+    """Remove dangling (or, with all_unused, all) images no container uses; (lines, bytes freed).
+
+    An intermediate image (untagged, with a child) is not dangling: it goes when its child goes, as dockerd
+    prunes the parents of what it deletes."""
     users = store.containers_using()
     lines, freed = [], 0
-    for image in store.list_images():
-        if image.id in users:
-            continue
-        if image.repo_tags and not all_unused:
-            continue
-        lines += [f"untagged: {t}" for t in image.repo_tags] + [f"untagged: {d}" for d in image.repo_digests]
-        freed += image.size
-        store.delete_image(image.id)
-        lines.append(f"deleted: {image.id}")
+    removed = True
+    while removed:  # deleting a child can make its parent prunable
+        removed = False
+        children = store.children()
+        for image in store.list_images():
+            if image.id in users or children.get(image.id):
+                continue
+            if image.repo_tags and not all_unused:
+                continue
+            lines += [f"untagged: {t}" for t in image.repo_tags] + [f"untagged: {d}" for d in image.repo_digests]
+            freed += image.size
+            store.delete_image(image.id)
+            lines.append(f"deleted: {image.id}")
+            removed = True
     return lines, freed
 
 
@@ -448,9 +515,8 @@ def load(app: AppContext, input_path: str | None, quiet: bool) -> None:
             lines = load_archive(store, f)
     else:
         lines = load_archive(store, sys.stdin.buffer)
-    if not quiet:
-        for line in lines:
-            click.echo(line)
+    for line in lines:  # -q hides only the progress: Docker still prints "Loaded image: ..."
+        click.echo(line)
 
 
 # ---------------------------------------------------------------- login / logout
@@ -524,6 +590,11 @@ def _du(path) -> int:
     return total
 
 
+def _layers_size(images: list) -> int:
+    """Docker's LayersSize: each layer the images use counted once (build steps share their base's layers)."""
+    return sum({layer.chain_id: layer.diff_size for image in images for layer in image.layers}.values())
+
+
 @click.command()
 @click.option("-v", "--verbose", is_flag=True, hidden=True)
 @click.option("--format", "fmt", help="'json' or a Go template.")
@@ -532,11 +603,14 @@ def df(app: AppContext, verbose: bool, fmt: str | None) -> None:
     """Show pyctr disk usage."""
     store = _store(app)
     paths = app.config.paths
-    images_ = store.list_images()
+    # dockerd counts no intermediate image (untagged, with a child), but every layer, once
+    children = store.children()
+    every_image = store.list_images()
+    images_ = [i for i in every_image if i.repo_tags or i.repo_digests or not children.get(i.id)]
     users = store.containers_using()
-    image_size = sum(i.size for i in images_)
+    image_size = _layers_size(every_image)
     active_images = [i for i in images_ if i.id in users]
-    reclaim = image_size - sum(i.size for i in active_images)
+    reclaim = image_size - _layers_size(active_images)
     containers = [p for p in paths.containers.iterdir() if p.is_dir()] if paths.containers.is_dir() else []
     container_size = sum(_du(p / "rootfs" / "upper") for p in containers)
     volumes = [p for p in paths.volumes.iterdir() if p.is_dir()] if paths.volumes.is_dir() else []

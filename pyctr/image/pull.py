@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from pyctr.config import Config
-from pyctr.errors import DigestMismatch, NotFoundError, PyctrError, RegistryError
+from pyctr.errors import DigestMismatch, NotFoundError, PyctrError, RegistryError, StoreError
 from pyctr.image.manifest import (
     Descriptor,
     ImageIndex,
@@ -163,7 +163,8 @@ def _pull_resolved(store: ImageStore, client, ref: Reference, resolved: Resolved
             raise RegistryError(f"image config lists {len(diff_ids)} layers but the manifest has {len(layers)}")
         chains = chain_ids(diff_ids)
         up_to_date = store.lookup_name(ref) == manifest.config.digest
-        records = _fetch_layers(store, client, layers, diff_ids, chains, progress)
+        records = _stored_image_layers(store, manifest.config.digest, chains) \
+            or _fetch_layers(store, client, layers, diff_ids, chains, progress)
         image = store.put_image(config_bytes, records, resolved.manifest_bytes, manifest.media_type)
         # Named before the GC lock is released, so a concurrent prune never sees it dangling.
         if ref.tag and not ref.digest:
@@ -173,6 +174,16 @@ def _pull_resolved(store: ImageStore, client, ref: Reference, resolved: Resolved
     status = "Image is up to date for" if up_to_date else "Downloaded newer image for"
     progress.line(f"Status: {status} {ref.familiar}")
     return store.get_image(image.id)
+
+
+def _stored_image_layers(store: ImageStore, image_id: str, chains: list[str]) -> list[LayerRecord] | None:
+    """The layers of the image when it is stored already: dockerd then pulls nothing and prints no layer
+    lines (no "Already exists"), only the digest and status."""
+    try:
+        image = store.get_image(image_id)
+    except (NotFoundError, StoreError):
+        return None
+    return image.layers if [layer.chain_id for layer in image.layers] == chains else None
 
 
 def _fetch_config(store: ImageStore, client, desc: Descriptor) -> bytes:

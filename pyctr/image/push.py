@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pyctr.config import Config
-from pyctr.errors import RegistryError, UsageError
+from pyctr.errors import NotFoundError, RegistryError, UsageError
 from pyctr.image.manifest import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, build_manifest
 from pyctr.image.reference import parse_reference
 from pyctr.image.store import ImageRecord, ImageStore, LayerRecord
@@ -96,12 +96,14 @@ def push(config: Config, name: str, quiet: bool = False, out: TextIO | None = No
     if ref.digest:
         raise UsageError("cannot push a digest reference; push a tag")
     store = ImageStore(config.paths)
-    image = store.resolve(name)
     say = (lambda s: None) if quiet else (lambda s: (out.write(s + "\n"), out.flush()))
     say(f"The push refers to repository [{ref.name}]")
+    image = _local_image(store, ref)
     with store.gc_lock(shared=True):
         manifest, media_type, layers = manifest_for(store, image)
         client = _client_for(config, ref.registry, ref.repository, ("pull", "push"))
+        for blob in reversed(layers):  # dockerd announces every layer before pushing any (non-TTY lines)
+            say(f"{blob['digest'][7:19]}: Preparing")
         for blob in reversed(layers):
             _push_blob(store, client, blob, say)
         _push_blob(store, client, {"digest": image.id, "size": len(store.read_blob(image.id))}, None)
@@ -114,6 +116,19 @@ def push(config: Config, name: str, quiet: bool = False, out: TextIO | None = No
     return digest
 
 
+def _local_image(store: ImageStore, ref) -> ImageRecord:
+    """The image `ref` names, or dockerd's error: none of the repository's tags is here, or not this tag."""
+    try:
+        return store.resolve(str(ref))
+    except NotFoundError:
+        pass
+    repository_tags = [t for image in store.list_images() for t in image.repo_tags
+                       if t.rsplit(":", 1)[0] == ref.familiar_name]
+    if not repository_tags:
+        raise NotFoundError(f"An image does not exist locally with the tag: {ref.familiar_name}", exit_code=1)
+    raise NotFoundError(f"tag does not exist: {ref.familiar}", exit_code=1)
+
+
 def _push_blob(store: ImageStore, client, blob: dict, say) -> None:
     digest, size = blob["digest"], int(blob["size"])
     short = digest[7:19]
@@ -124,8 +139,6 @@ def _push_blob(store: ImageStore, client, blob: dict, say) -> None:
     path: Path = store.blob_path(digest)
     if not path.is_file():
         raise RegistryError(f"blob {digest} is missing from the store; cannot push it")
-    if say:
-        say(f"{short}: Preparing")
     client.upload_blob(digest, size, path)
     if say:
         say(f"{short}: Pushed")

@@ -72,14 +72,20 @@ class LayerRecord:
     path: Path
     parent: str | None = None
     blob: dict | None = None
+    disk_size: int | None = None  # Docker's DiffSize; None in records written before it was kept
 
     @property
     def diff_dir(self) -> Path:
         return self.path / "diff"
 
+    @property
+    def diff_size(self) -> int:
+        """The layer's size as Docker reports it (image Size, history SIZE): its files, not its tar."""
+        return self.disk_size if self.disk_size is not None else directory_size(self.diff_dir)
+
     def to_json(self) -> dict:
         return {"chain_id": self.chain_id, "diff_id": self.diff_id, "size": self.size,
-                "parent": self.parent, "blob": self.blob}
+                "parent": self.parent, "blob": self.blob, "disk_size": self.disk_size}
 
 
 @dataclass
@@ -94,6 +100,7 @@ class ImageRecord:
     repo_digests: list[str]
     added: float
     store: ImageStore = field(repr=False)
+    parent: str = ""  # the build step image this one was made from (legacy builder's intermediate images)
 
     @cached_property
     def config(self) -> dict:
@@ -109,11 +116,23 @@ class ImageRecord:
 
     @property
     def size(self) -> int:
-        return sum(layer.size for layer in self.layers)
+        """Docker's image Size: the sum of its layers' DiffSize."""
+        return sum(layer.diff_size for layer in self.layers)
 
     @property
     def short_id(self) -> str:
         return self.id[7:19]
+
+    def graph_driver(self) -> dict:
+        """overlay2's GraphDriver of an image as dockerd shows it: the top layer's dirs (Docker's own names) and
+        the layers under it, top first, as LowerDir (absent for a single layer)."""
+        if not self.layers:
+            return {"Data": None, "Name": "overlay2"}
+        top = self.layers[-1].path
+        data = {"MergedDir": str(top / "merged"), "UpperDir": str(top / "diff"), "WorkDir": str(top / "work")}
+        if len(self.layers) > 1:
+            data = {"LowerDir": ":".join(str(d) for d in reversed(self.layer_dirs[:-1])), **data}
+        return {"Data": data, "Name": "overlay2"}
 
     def inspect(self) -> dict:
         """Docker's `image inspect` document for this image."""
@@ -123,9 +142,11 @@ class ImageRecord:
             "Id": self.id,
             "RepoTags": self.repo_tags,
             "RepoDigests": self.repo_digests,
-            "Parent": "",
+            "Parent": self.parent,
             "Comment": _comment(cfg),
             "Created": self.created,
+            "Container": cfg.get("container", ""),
+            "ContainerConfig": _docker_config(dict(cfg.get("container_config") or {})),
             "DockerVersion": cfg.get("docker_version", ""),
             "Author": cfg.get("author", ""),
             "Config": _docker_config(container_config),
@@ -133,15 +154,14 @@ class ImageRecord:
             "Os": cfg.get("os", ""),
             "Size": self.size,
             "VirtualSize": self.size,
-            "GraphDriver": {
-                "Data": {"LowerDir": ":".join(str(d) for d in reversed(self.layer_dirs))},
-                "Name": "overlay",
-            },
+            "GraphDriver": self.graph_driver(),
             "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in self.layers]},
             "Metadata": {"LastTagTime": _iso_time(self.added)},
         }
-        if cfg.get("variant"):
-            doc["Variant"] = cfg["variant"]
+        if cfg.get("variant"):  # `omitempty`, and placed as in Docker's ImageInspect struct
+            doc = {k: v for key, value in doc.items()
+                   for k, v in ([(key, value), ("Variant", cfg["variant"])] if key == "Architecture"
+                                else [(key, value)])}
         return doc
 
 
@@ -307,8 +327,9 @@ class ImageStore:
             return None
         except (OSError, ValueError) as e:
             raise StoreError(f"layer {chain_id} record is unreadable: {e}") from None
+        disk_size = doc.get("disk_size")
         return LayerRecord(doc["chain_id"], doc["diff_id"], int(doc.get("size") or 0), path,
-                           doc.get("parent"), doc.get("blob"))
+                           doc.get("parent"), doc.get("blob"), int(disk_size) if disk_size is not None else None)
 
     def unpack_blob_layer(self, blob: dict, diff_id: str, chain_id: str, parent: str | None) -> LayerRecord:
         """Unpack a stored compressed blob as layer `chain_id` (once; concurrent callers wait)."""
@@ -333,7 +354,7 @@ class ImageStore:
             except BaseException:
                 remove_tree(path)
                 raise
-            record = LayerRecord(chain_id, diff_id, int(result.size), path, parent, dict(blob))
+            record = LayerRecord(chain_id, diff_id, int(result.size), path, parent, dict(blob), directory_size(diff))
             atomic_write_json(path / "layer.json", record.to_json())
             return record
 
@@ -365,8 +386,11 @@ class ImageStore:
         return self.paths.images / f"{sha256_hex(image_id)}.json"
 
     def put_image(self, config: dict | bytes, layers: list[LayerRecord | str], manifest: bytes | None = None,
-                  manifest_media_type: str | None = None) -> ImageRecord:
-        """Record an image whose layers are all stored; returns its record (id = config digest)."""
+                  manifest_media_type: str | None = None, parent: str | None = None) -> ImageRecord:
+        """Record an image whose layers are all stored; returns its record (id = config digest).
+
+        `parent`: the image a build step started from (Docker's Parent); it makes this one's parent an
+        intermediate image that `images` hides and `rmi` of this one deletes when untagged."""
         self.ensure()
         records = self._layer_records(layers)
         if isinstance(config, dict):
@@ -388,6 +412,8 @@ class ImageStore:
             "manifest_media_type": manifest_media_type,
             "added": time.time(),
         }
+        if parent:
+            record["parent"] = parent
         with self.records_lock():
             path = self._record_path(image_id)
             if path.exists() and manifest_digest is None:
@@ -395,6 +421,8 @@ class ImageStore:
                 record["manifest_digest"] = old.get("manifest_digest")
                 record["manifest_media_type"] = old.get("manifest_media_type")
                 record["added"] = old.get("added", record["added"])
+                if not parent and old.get("parent"):
+                    record["parent"] = old["parent"]  # a pull or load of a built image keeps its history
                 if record == old:  # a fully cached build: nothing to write (or to wait on the disk for)
                     return self.get_image(image_id)
             atomic_write_json(path, record)
@@ -431,7 +459,7 @@ class ImageStore:
                 layer.blob = blob
         tags, digests = self._names_for(image_id)
         return ImageRecord(image_id, layers, doc.get("manifest_digest"), doc.get("manifest_media_type"),
-                           tags, digests, float(doc.get("added") or 0), self)
+                           tags, digests, float(doc.get("added") or 0), self, str(doc.get("parent") or ""))
 
     def image_ids(self) -> list[str]:
         if not self.paths.images.is_dir():
@@ -537,6 +565,18 @@ class ImageStore:
         return matches[0]
 
     # ------------------------------------------------------------------ users and deletion
+
+    def children(self) -> dict[str, list[str]]:
+        """image id -> ids of the images recorded as built from it (Docker's image store Children)."""
+        out: dict[str, list[str]] = {}
+        for image_id in self.image_ids():
+            try:
+                parent = read_json(self._record_path(image_id)).get("parent")
+            except (OSError, ValueError):
+                continue
+            if parent:
+                out.setdefault(parent, []).append(image_id)
+        return out
 
     def containers_using(self) -> dict[str, list[str]]:
         """image id -> ids of containers whose config.json names it (field `Image`/`image`/`image_id`)."""
@@ -660,6 +700,30 @@ class ImageStore:
                     remove_tree(path)
                 else:
                     path.unlink(missing_ok=True)
+
+
+def directory_size(root: Path) -> int:
+    """moby's pkg/directory.Size, what overlay2 reports as a layer's DiffSize: the apparent sizes of
+    everything but directories (symlinks count their target's length), each hard-linked inode once."""
+    total = 0
+    seen: set[int] = set()
+    stack = [str(root)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif st.st_size and st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_size
+    return total
 
 
 def _image_field(doc: Any) -> str | None:

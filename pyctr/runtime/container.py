@@ -118,6 +118,7 @@ def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, ima
         "PortMappings": [p.to_dict() for p in ports],
         "Config": _docker_config(spec, options, exposed, inner or {}),
         "HostConfig": _host_config(spec, options, ports),
+        "MountPoints": mount_points(spec, options),
         "Spec": spec.to_dict(),
         "Options": asdict(options),
     }
@@ -132,16 +133,33 @@ def _docker_config(spec: ContainerSpec, options: RunOptions, exposed: dict, imag
     entrypoint = ([options.entrypoint] if options.entrypoint else []) if options.entrypoint is not None \
         else image_config.get("Entrypoint")
     cmd = list(options.command) or (None if options.entrypoint is not None else image_config.get("Cmd"))
-    return {
+    from pyctr.runtime.inspect import config_object
+
+    volumes = dict(image_config.get("Volumes") or {})
+    volumes.update({v: {} for v in options.volumes if ":" not in v})  # `-v /dst`: Docker's CLI puts it here
+    return config_object({
         "Hostname": spec.hostname, "Domainname": "", "User": spec.process.user,
         "AttachStdin": options.interactive and not options.detach, "AttachStdout": not options.detach,
         "AttachStderr": not options.detach, "ExposedPorts": exposed or None, "Tty": options.tty,
         "OpenStdin": options.interactive, "StdinOnce": options.interactive and not options.detach,
-        "Env": spec.process.env, "Cmd": cmd, "Image": options.image, "Volumes": None,
+        "Env": spec.config_env or None, "Cmd": cmd, "Image": options.image, "Volumes": volumes or None,
         "WorkingDir": spec.process.cwd if spec.process.cwd != "/" or options.workdir else "",
-        "Entrypoint": entrypoint or None, "OnBuild": None, "Labels": spec.labels,
-        "StopSignal": spec.stop_signal, "StopTimeout": options.stop_timeout,
-    }
+        "Entrypoint": entrypoint or None, "OnBuild": image_config.get("OnBuild"), "Labels": spec.labels,
+        "StopSignal": options.stop_signal or image_config.get("StopSignal"), "StopTimeout": options.stop_timeout,
+    })
+
+
+def mount_points(spec: ContainerSpec, options: RunOptions) -> list[dict]:
+    """Docker's `Mounts` of inspect, one per `-v` (the spec's mounts are sorted by depth: match by target)."""
+    from pyctr.runtime.inspect import mount_point
+
+    sources = {m.destination: m.source for m in spec.mounts}
+    points = []
+    for volume in options.volumes:
+        parts = volume.split(":")
+        destination = os.path.normpath(parts[0] if len(parts) == 1 else parts[1])
+        points.append(mount_point(volume, sources.get(destination, "")))
+    return points
 
 
 def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
@@ -150,18 +168,34 @@ def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
         bindings.setdefault(f"{p.container_port}/{p.proto}", []).append(
             {"HostIp": p.host_ip if p.host_ip != "0.0.0.0" else "", "HostPort": str(p.host_port or "")})
     limits = spec.limits
-    return {
-        "Binds": list(options.volumes) or None, "NetworkMode": spec.network.mode, "PortBindings": bindings,
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "AutoRemove": options.rm,
+    from pyctr.runtime.inspect import host_config_object
+
+    cgroup_v2 = _cgroup_version() == 2
+    return host_config_object({
+        "Binds": [v for v in options.volumes if ":" in v] or None,  # `-v /dst` is a volume of Config.Volumes
+        "NetworkMode": options.network, "PortBindings": bindings, "AutoRemove": options.rm,
         "CapAdd": list(options.cap_add) or None, "CapDrop": list(options.cap_drop) or None,
-        "Dns": list(options.dns), "ExtraHosts": list(options.add_host) or None, "Privileged": options.privileged,
+        "CgroupnsMode": "private" if "cgroup" in spec.namespaces else "host",
+        "Dns": list(options.dns), "ExtraHosts": list(options.add_host) or None,
+        "GroupAdd": list(options.group_add) or None, "Privileged": options.privileged,
         "PublishAllPorts": options.publish_all, "ReadonlyRootfs": options.read_only,
         "SecurityOpt": list(options.security_opt) or None, "Init": options.init or None,
         "Memory": limits.memory or 0, "MemorySwap": limits.memory_swap or 0,
         "NanoCpus": int(limits.cpu_quota * 1e9 / limits.cpu_period) if limits.cpu_quota else 0,
         "CpuShares": limits.cpu_shares or 0, "PidsLimit": limits.pids_limit,
-        "LogConfig": {"Type": "json-file", "Config": {}},
-    }
+        "OomKillDisable": None if cgroup_v2 else False,  # dockerd drops it where the kernel cannot (v2)
+        "MaskedPaths": list(spec.masked_paths) or None, "ReadonlyPaths": list(spec.readonly_paths) or None,
+    })
+
+
+def _cgroup_version() -> int:
+    """1 or 2 (2 when it cannot be told: what current distributions run)."""
+    try:
+        from pyctr.runtime.cgroups import current_mode
+
+        return current_mode().version
+    except (OSError, PyctrError):
+        return 2
 
 
 def _write_host_files(bundle: Path, spec: ContainerSpec) -> None:
@@ -628,8 +662,9 @@ def finish(config: Config, container_id: str, exit_code: int, finished_at: str |
                            if s.running else None)
     teardown(config, record, spec)  # raises if something stayed: the directory is then kept for `rm -f`
     if spec.auto_remove:
+        volumes = anonymous_volumes(record)
         store.remove_directory(container_id)
-        remove_anonymous_volumes(config, container_id)
+        remove_anonymous_volumes(config, volumes)
 
 
 def _finish_reporting(config: Config, container_id: str, exit_code: int) -> None:
@@ -640,15 +675,21 @@ def _finish_reporting(config: Config, container_id: str, exit_code: int) -> None
         print(f"Warning: {e.message}", file=sys.stderr)
 
 
-def remove_anonymous_volumes(config: Config, container_id: str) -> None:
-    """`-v /path` volumes (named `<short id>-anon<N>` by make_spec) go with the container on `rm -v` and --rm."""
+def anonymous_volumes(record: ContainerRecord) -> list[str]:
+    """Names of the container's `-v /path` volumes (spec.anonymous_volume_name); read them before the
+    container's directory (where its options are) goes."""
+    from pyctr.runtime.spec import anonymous_volume_name
+
+    volumes = (record.config.get("Options") or {}).get("volumes") or []
+    return [anonymous_volume_name(record.id, index) for index, volume in enumerate(volumes) if ":" not in volume]
+
+
+def remove_anonymous_volumes(config: Config, names: list[str]) -> None:
+    """Anonymous volumes go with the container on `rm -v` and --rm; named volumes and binds stay."""
     import shutil
 
-    prefix = f"{container_id[:12]}-anon"
-    with contextlib.suppress(FileNotFoundError):
-        for name in os.listdir(config.paths.volumes):
-            if name.startswith(prefix) and name[len(prefix):].isdigit():
-                shutil.rmtree(config.paths.volumes / name, ignore_errors=True)
+    for name in names:
+        shutil.rmtree(config.paths.volumes / name, ignore_errors=True)
 
 
 def _oom_killed(container_id: str) -> bool:
@@ -865,9 +906,9 @@ def remove(config: Config, ref: str, force: bool = False, volumes: bool = False)
         teardown(config, record)
     except RuntimeFailure:
         teardown(config, record)  # once more (e.g. a process was still leaving its cgroup); then report
+    anonymous = anonymous_volumes(record) if volumes else []
     store.remove_directory(record.id)
-    if volumes:
-        remove_anonymous_volumes(config, record.id)
+    remove_anonymous_volumes(config, anonymous)
     return record
 
 

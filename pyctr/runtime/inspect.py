@@ -68,6 +68,86 @@ def network_settings(network: dict, mode: str, ports: list[dict], running: bool,
     }
 
 
+# Docker 20.10 (API 1.41) HostConfig: every key in the order of moby's api/types/container HostConfig struct
+# (Resources embedded where it is), with the values `docker inspect` shows for a plain `docker run busybox`.
+# StorageOpt, Tmpfs, Sysctls, Mounts and Init are `omitempty` there: present only when set.
+HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+    "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None,
+    "CapAdd": None, "CapDrop": None, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [], "DnsSearch": [],
+    "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0,
+    "PidMode": "", "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None,
+    "StorageOpt": None, "Tmpfs": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864, "Sysctls": None,
+    "Runtime": "runc", "ConsoleSize": [0, 0], "Isolation": "",
+    "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
+    "BlkioDeviceReadBps": None, "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None,
+    "BlkioDeviceWriteIOps": None, "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
+    "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None,
+    "KernelMemory": 0, "KernelMemoryTCP": 0, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+    "OomKillDisable": False, "PidsLimit": None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
+    "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+    "Mounts": None, "MaskedPaths": None, "ReadonlyPaths": None, "Init": None,
+}
+_HOST_CONFIG_OMITEMPTY = ("StorageOpt", "Tmpfs", "Sysctls", "Mounts", "Init")
+
+# Docker 20.10 container Config, in the order of moby's api/types/container Config struct; the second
+# tuple holds its `omitempty` keys (shown only when set).
+CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts",
+               "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped", "Image", "Volumes",
+               "WorkingDir", "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild", "Labels", "StopSignal",
+               "StopTimeout", "Shell")
+_CONFIG_OMITEMPTY = ("ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress", "StopSignal",
+                     "StopTimeout", "Shell")
+_CONFIG_DEFAULTS: dict[str, Any] = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False,
+                                    "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
+                                    "StdinOnce": False, "Env": None, "Cmd": None, "Image": "", "Volumes": None,
+                                    "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None}
+
+
+def _omit_empty(value: Any) -> bool:
+    """Go's encoding/json `omitempty`: false, 0, "", nil and empty maps/slices are left out."""
+    return value is None or value is False or value == 0 or value == "" or value == [] or value == {}
+
+
+def host_config_object(stored: dict) -> dict:
+    """Docker's full HostConfig from what create stored (older records stored fewer keys: defaults fill in)."""
+    out = {}
+    for key, default in HOST_CONFIG_DEFAULTS.items():
+        value = stored.get(key, default)
+        if key in _HOST_CONFIG_OMITEMPTY and _omit_empty(value):
+            continue
+        out[key] = value
+    return out
+
+
+def config_object(stored: dict) -> dict:
+    """Docker's container (or image) Config: its keys in Docker's order, `omitempty` ones only when set."""
+    out = {}
+    for key in CONFIG_KEYS:
+        value = stored.get(key, _CONFIG_DEFAULTS.get(key))
+        if key in _CONFIG_OMITEMPTY and _omit_empty(value):
+            continue
+        out[key] = value
+    return out
+
+
+def mount_point(volume: str, host_source: str) -> dict:
+    """The `Mounts` entry of one `-v` value, as Docker records it: `/host:/dst` is a bind; `name:/dst` a local
+    volume (mode "z", Docker's default relabel option for named volumes); `/dst` alone an anonymous volume whose
+    64-hex name is the directory above `_data`."""
+    parts = volume.split(":")
+    mode = parts[2] if len(parts) > 2 else ""
+    rw = "ro" not in mode.split(",")
+    destination = parts[0] if len(parts) == 1 else parts[1]
+    if len(parts) > 1 and parts[0].startswith("/"):
+        return {"Type": "bind", "Source": host_source, "Destination": destination, "Mode": mode, "RW": rw,
+                "Propagation": "rprivate"}
+    name = Path(host_source).parent.name
+    return {"Type": "volume", "Name": name, "Source": host_source, "Destination": destination,
+            "Driver": "local", "Mode": mode or ("z" if len(parts) > 1 else ""), "RW": rw, "Propagation": ""}
+
+
 def mounts_object(volumes: list[str]) -> list[dict]:
     """Mounts from `-v src:dst[:ro]` values: bind mounts (absolute src) or named volumes."""
     mounts = []
@@ -111,7 +191,7 @@ def container_inspect(config: dict, state: dict, directory: Path) -> dict:
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": None,
-        "HostConfig": host_config,
+        "HostConfig": host_config_object(host_config),
         "GraphDriver": {
             "Data": {
                 "LowerDir": ":".join(config.get("LowerDirs", [])),
@@ -121,10 +201,16 @@ def container_inspect(config: dict, state: dict, directory: Path) -> dict:
             },
             "Name": "overlay2",
         },
-        "Mounts": mounts_object(host_config.get("Binds") or []),
-        "Config": docker_config,
-        "NetworkSettings": network_settings(state.get("Network") or {}, host_config.get("NetworkMode", "bridge"),
+        "Mounts": config["MountPoints"] if "MountPoints" in config else mounts_object(host_config.get("Binds") or []),
+        "Config": config_object(docker_config),
+        "NetworkSettings": network_settings(state.get("Network") or {}, network_name(host_config),
                                             (state.get("Network") or {}).get("Ports") or config.get("Ports", []),
                                             st["Running"],
                                             docker_config.get("ExposedPorts")),
     }
+
+
+def network_name(host_config: dict) -> str:
+    """The network a container is on: NetworkMode "default" is the bridge network (Docker's Networks key)."""
+    mode = host_config.get("NetworkMode", "bridge")
+    return "bridge" if mode == "default" else mode

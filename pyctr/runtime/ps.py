@@ -106,6 +106,15 @@ class PsItem:
     labels: dict = field(default_factory=dict)
     network: str = "bridge"
     platform: dict | None = None  # the OCI platform of the image ({"architecture": "amd64", "os": "linux"})
+    image_id: str = ""  # "sha256:..." (for `ps -s`)
+    size_rw: int = 0  # `ps -s`: the container's writable layer (bytes)
+    size_root_fs: int = 0  # ... plus its image (0: not measured)
+
+
+def size_text(size_rw: int, size_root_fs: int) -> str:
+    """docker-cli's SIZE cell: "12B (virtual 1.98MB)" (go-units HumanSizeWithPrecision, 3 digits)."""
+    text = human_size(size_rw)
+    return f"{text} (virtual {human_size(size_root_fs)})" if size_root_fs > 0 else text
 
 
 def ps_row(item: PsItem, now: float, trunc: bool = True) -> dict[str, str]:
@@ -123,7 +132,7 @@ def ps_row(item: PsItem, now: float, trunc: bool = True) -> dict[str, str]:
         "Networks": item.network,
         "Ports": ports_text(item.ports) if running else "",
         "RunningFor": f"{human_duration(now - item.created)} ago",
-        "Size": "0B",
+        "Size": size_text(item.size_rw, item.size_root_fs),
         "State": item.status,
         "Status": status_text(item.status, item.exit_code, item.started, item.finished, now),
     }
@@ -149,9 +158,10 @@ def ps_context(item: PsItem, row: dict[str, str]) -> GoStruct:
                     json_keys=tuple(fields))
 
 
-def format_table(rows: list[dict[str, str]]) -> str:
-    """Docker's default `ps` table (no trailing newline)."""
-    return table.write(DEFAULT_FORMAT, rows, HEADERS).rstrip("\n")
+def format_table(rows: list[dict[str, str]], with_size: bool = False) -> str:
+    """Docker's default `ps` table (no trailing newline); `ps -s` adds SIZE last."""
+    fmt = DEFAULT_FORMAT + ("\\t{{.Size}}" if with_size else "")
+    return table.write(fmt, rows, HEADERS).rstrip("\n")
 
 
 def parse_filters(filters: tuple[str, ...] | list[str]) -> dict[str, list[str]]:

@@ -175,6 +175,7 @@ class ContainerSpec:
     stop_timeout: int = 10
     labels: dict[str, str] = field(default_factory=dict)
     volumes_to_create: list[str] = field(default_factory=list)  # host dirs (bind sources, named volumes)
+    config_env: list[str] = field(default_factory=list)  # Docker's Config.Env (image's + user's, see config_env)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,10 +305,23 @@ def parse_env_file(text: str, path: str) -> list[str]:
 def merge_env(image_config: dict, user_env: list[str], hostname: str, tty: bool,
               host_env: dict[str, str] | None = None) -> list[str]:
     """PATH, HOSTNAME, TERM (with -t) first, then the image's Env, then the user's, replacing keys in place."""
-    host_env = dict(os.environ) if host_env is None else host_env
     base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"] + (["TERM=xterm"] if tty else [])
-    config_env = _replace_or_append(list(image_config.get("Env") or []), _expand_user_env(user_env, host_env))
-    return _replace_or_append(base, config_env)
+    return _replace_or_append(base, config_env(image_config, user_env, host_env))
+
+
+def config_env(image_config: dict, user_env: list[str], host_env: dict[str, str] | None = None) -> list[str]:
+    """Docker's `Config.Env`: the image's Env updated by the user's -e/--env-file, without what the runtime
+    adds to the process (PATH default, HOSTNAME, TERM), which `inspect` does not show."""
+    host_env = dict(os.environ) if host_env is None else host_env
+    return _replace_or_append(list(image_config.get("Env") or []), _expand_user_env(user_env, host_env))
+
+
+def anonymous_volume_name(container_id: str, index: int) -> str:
+    """The name of the container's index-th `-v /path` volume: 64 hex digits like Docker's random ids,
+    derived from the container id so that `rm -v` finds the same names again."""
+    import hashlib
+
+    return hashlib.sha256(f"{container_id}/anonymous-volume/{index}".encode()).hexdigest()
 
 
 def parse_volume(spec: str, volumes_root: Path, anonymous_name: str) -> Mount:
@@ -433,7 +447,8 @@ def make_spec(image_config: dict, options: RunOptions, container_id: str, name: 
         raise UsageError(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
     user_env = _env_from_files(options.env_files) + list(options.env)
     capabilities = tweak_capabilities(options.cap_add, options.cap_drop, options.privileged)
-    mounts = [parse_volume(v, volumes_root, f"{container_id[:12]}-anon{i}") for i, v in enumerate(options.volumes)]
+    mounts = [parse_volume(v, volumes_root, anonymous_volume_name(container_id, i))
+              for i, v in enumerate(options.volumes)]
     mounts.sort(key=lambda m: len(Path(m.destination).parts))
     security = parse_security_opts(options.security_opt, options.privileged)
     args = merge_command(config, options)
@@ -483,6 +498,7 @@ def make_spec(image_config: dict, options: RunOptions, container_id: str, name: 
         stop_timeout=options.stop_timeout if options.stop_timeout is not None else 10,
         labels=_parse_labels(options.labels, config),
         volumes_to_create=[m.source for m in mounts],
+        config_env=config_env(config, user_env, host_env),
     )
 
 

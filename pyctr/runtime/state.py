@@ -84,11 +84,11 @@ _KEYS = {
 
 def started(state: ContainerState, pid: int, pid_start: int, monitor_pid: int, monitor_start: int,
             boot_id: str, at: str | None = None) -> ContainerState:
-    """The transition created/exited -> running."""
-    restarts = state.restart_count + (1 if state.started_at != ZERO_TIME else 0)
+    """The transition created/exited -> running. RestartCount stays: Docker counts only the restarts its
+    restart policy makes, not a `start` or `restart` the user asks for (and pyctr has no restart policy)."""
     return replace(state, status="running", pid=pid, pid_start_time=pid_start, monitor_pid=monitor_pid,
                    monitor_start_time=monitor_start, boot_id=boot_id, exit_code=0, oom_killed=False,
-                   error="", started_at=at or now_rfc3339(), finished_at=ZERO_TIME, restart_count=restarts)
+                   error="", started_at=at or now_rfc3339(), finished_at=ZERO_TIME)
 
 
 def exited(state: ContainerState, exit_code: int, *, oom_killed: bool = False, error: str = "",

@@ -147,6 +147,11 @@ def test_cache_hits_and_misses(pyctr, tmp_path):
     os.utime(ctx / "a.txt", (1, 1))  # mtime only: still a hit (as Docker)
     out = build(pyctr, ctx, "-t", "cache-test", "--network", "none").stdout
     assert out.count("Using cache") == 2 and image(pyctr, "cache-test").id == first
+    os.utime(ctx / "Dockerfile", (2e9, 2e9))
+    out = build(pyctr, ctx, "-t", "cache-test", "--network", "none").stdout
+    newer = image(pyctr, "cache-test")  # a newer input dates the image anew, the steps still hit the cache
+    assert out.count("Using cache") == 2 and newer.config["created"] == "2033-05-18T03:33:20Z"
+    assert [layer.chain_id for layer in newer.layers] == [layer.chain_id for layer in image(pyctr, first).layers]
     (ctx / "a.txt").write_text("two\n")
     out = build(pyctr, ctx, "-t", "cache-test", "--network", "none").stdout
     assert "Using cache" not in out
@@ -303,14 +308,22 @@ def test_no_cache_rebuild_gives_the_same_digest(pyctr, tmp_path):
                       "CMD [\"cat\", \"/out/x\"]\n",
         "a.txt": "a", "d/b.txt": "b",
     })
+    for path in [ctx, *ctx.rglob("*")]:
+        os.utime(path, (1800000000, 1800000000))  # newer than the base image: the newest input
     first = build(pyctr, ctx, "-q", "--no-cache", "--network", "none").stdout.strip()
     second = build(pyctr, ctx, "-q", "--no-cache", "--network", "none").stdout.strip()
     assert first.startswith("sha256:") and first == second
-    assert image(pyctr, first).config["created"] == "1970-01-01T00:00:00Z"
+    # Not the epoch (Docker's `images` said "56 years ago"): the time the newest input was written.
+    assert image(pyctr, first).config["created"] == "2027-01-15T08:00:00Z"
     third = pyctr("build", "-q", "--no-cache", "--network", "none", str(ctx), check=True, timeout=240,
                   env_extra={"SOURCE_DATE_EPOCH": "1700000000"}).stdout.strip()
     assert third != first
     assert image(pyctr, third).config["created"] == "2023-11-14T22:13:20Z"
+    # BuildKit's way: the build arg, consumed by the build (no "not consumed" warning)
+    fourth = build(pyctr, ctx, "--no-cache", "--network", "none", "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+    assert image(pyctr, third).id in {r.id for r in store_of(pyctr).list_images()}
+    assert "were not consumed" not in fourth.stderr
+    assert f"Successfully built {third[7:19]}" in fourth.stdout
 
 
 def test_quiet_prints_only_the_id(pyctr, tmp_path):

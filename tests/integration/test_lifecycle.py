@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -16,6 +17,7 @@ import time
 import pytest
 
 from tests.integration.conftest import PYCTR_BIN, PyctrRunner, _env_for, make_root
+from tests.unit.test_inspect import DOCKER_HOST_CONFIG
 
 
 def leftovers(root) -> list[str]:
@@ -144,7 +146,7 @@ def test_create_then_start_attached(lc, cleanup):
     assert (r.returncode, r.stdout) == (2, "started\n")
     r = lc("start", "-a", cid[:12])  # again, by short id
     assert (r.returncode, r.stdout) == (2, "started\n")
-    assert lc("inspect", "-f", "{{.RestartCount}}", "c1").stdout.strip() == "1"
+    assert lc("inspect", "-f", "{{.RestartCount}}", "c1").stdout.strip() == "0"  # Docker: a start is no restart
 
 
 def test_inspect_shape(lc, cleanup):
@@ -220,7 +222,8 @@ def test_restart(lc, cleanup):
     pid1 = lc("inspect", "-f", "{{.State.Pid}}", "rs").stdout
     assert lc("restart", "-t", "0", "rs").stdout == "rs\n"
     out = lc("inspect", "-f", "{{.State.Status}} {{.State.Pid}} {{.RestartCount}}", "rs").stdout.split()
-    assert out[0] == "running" and out[1] != pid1.strip() and out[2] == "1"
+    # Docker 20.10: RestartCount counts restart-policy restarts only; after `docker restart` it is still 0
+    assert out[0] == "running" and out[1] != pid1.strip() and out[2] == "0"
 
 
 def test_missing_image_is_pulled_first(fresh_pyctr):
@@ -241,12 +244,60 @@ def test_anonymous_volumes_go_with_rm_v_and_auto_remove(lc):
     volumes = lc.root / "volumes"
 
     def anon() -> list[str]:
-        return sorted(p.name for p in volumes.iterdir() if "-anon" in p.name) if volumes.exists() else []
+        return sorted(p.name for p in volumes.iterdir() if re.fullmatch(r"[0-9a-f]{64}", p.name)) \
+            if volumes.exists() else []
 
     before = anon()
     r = lc("run", "--rm", "--network", "none", "-v", "/data", "busybox", "sh", "-c", "echo x > /data/f; cat /data/f")
     assert r.stdout == "x\n" and anon() == before
-    lc("run", "--name", "av", "--network", "none", "-v", "/data", "busybox", "true", check=True)
+    lc("run", "--name", "av", "--network", "none", "-v", "/data", "-v", "named-kept:/n", "busybox", "true", check=True)
     assert len(anon()) == len(before) + 1
+    # Docker records it as a local volume named by 64 hex digits (not a bind of a pyctr directory)
+    mounts = json.loads(lc("inspect", "-f", "{{json .Mounts}}", "av").stdout)
+    [mount] = [m for m in mounts if m["Destination"] == "/data"]
+    assert (mount["Type"], mount["Driver"]) == ("volume", "local")
+    assert mount["Source"] == str(volumes / mount["Name"] / "_data")
+    assert mount["Name"] in anon()
     assert lc("rm", "-v", "av").returncode == 0
-    assert anon() == before
+    assert anon() == before and (volumes / "named-kept").is_dir()  # rm -v keeps named volumes, as Docker
+    shutil.rmtree(volumes / "named-kept")
+
+
+def test_inspect_of_a_missing_name_names_the_type_asked_for(lc):
+    """docker-cli: "No such container" / "No such image" with --type, "No such object" without; exit 1."""
+    for args, message in ((["--type", "container"], "No such container: nope"),
+                          (["--type", "image"], "No such image: nope"), ([], "No such object: nope")):
+        r = lc("inspect", *args, "nope")
+        assert (r.returncode, r.stderr.strip()) == (1, f"Error: {message}")
+
+
+def test_inspect_of_a_plain_run_is_dockers_document(lc, cleanup):
+    """The documents Docker 20.10 printed for `docker run -d busybox sleep 60` (values that do not vary)."""
+    cleanup.append("doc")
+    lc("run", "-d", "--name", "doc", "busybox", "sleep", "60", check=True)
+    [doc] = json.loads(lc("inspect", "doc", check=True).stdout)
+    host = doc["HostConfig"]
+    assert list(host) == list(DOCKER_HOST_CONFIG)  # every key, in Docker's order
+    assert host["NetworkMode"] == "default" and host["ShmSize"] == 67108864
+    assert host["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0} and host["Devices"] == []
+    assert doc["Config"]["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    assert list(doc["NetworkSettings"]["Networks"]) == ["bridge"] and doc["NetworkSettings"]["IPAddress"]
+    assert "HOSTNAME=" + doc["Id"][:12] in lc("exec", "doc", "env", check=True).stdout  # the process has it
+
+
+def test_ps_size_column(lc, cleanup):
+    """`ps -s`: the container's written bytes, then (virtual + the image's), as Docker's SIZE column."""
+    cleanup.append("sized")
+    lc("run", "-d", "--name", "sized", "--network", "none", "busybox", "sh", "-c",
+       "head -c 1000 /dev/zero > /f; sleep 60", check=True)
+    from pyctr.units import human_size
+
+    image = human_size(int(lc("image", "inspect", "-f", "{{.Size}}", "busybox", check=True).stdout) + 1000)
+    deadline = time.monotonic() + 10
+    while True:
+        rows = lc("ps", "-s", check=True).stdout.splitlines()
+        [row] = [r for r in rows[1:] if "sized" in r]
+        if row.endswith(f"1kB (virtual {image})") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert rows[0].endswith("NAMES     SIZE") and row.endswith(f"sized     1kB (virtual {image})")

@@ -37,7 +37,10 @@ def test_push_then_skopeo_inspects_it(pulled, registry):
     pulled("tag", "busybox", target, check=True)
     r = pulled("push", target, check=True)
     lines = r.stdout.splitlines()
-    assert lines[0] == f"The push refers to repository [{registry.host}/pushed/bb]"
+    layer = ImageStore(Paths(pulled.root)).resolve(target).layers[0].blob["digest"][7:19]
+    # Docker 20.10 (not a TTY): every layer's "Preparing" first, then its outcome, then the digest line
+    assert lines[:3] == [f"The push refers to repository [{registry.host}/pushed/bb]", f"{layer}: Preparing",
+                         f"{layer}: Pushed"]
     digest = lines[-1].split("digest: ")[1].split()[0]
     info = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{target}").stdout)
     assert info["Digest"] == digest
@@ -45,9 +48,18 @@ def test_push_then_skopeo_inspects_it(pulled, registry):
     raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{target}").stdout)
     assert raw["config"]["digest"] == image_id(pulled, "busybox")
     again = pulled("push", target, check=True)
-    assert "Layer already exists" in again.stdout
+    assert again.stdout.splitlines()[1:3] == [f"{layer}: Preparing", f"{layer}: Layer already exists"]
     assert f"{registry.host}/pushed/bb@{digest}" in json.loads(
         pulled("image", "inspect", target, check=True).stdout)[0]["RepoDigests"]
+
+
+def test_push_of_a_missing_tag_says_what_docker_says(pulled, registry):
+    r = pulled("push", f"{registry.host}/nothere")
+    assert r.stdout == f"Using default tag: latest\nThe push refers to repository [{registry.host}/nothere]\n"
+    assert r.returncode == 1 and f"An image does not exist locally with the tag: {registry.host}/nothere" in r.stderr
+    pulled("tag", "busybox", f"{registry.host}/there:v1", check=True)
+    r = pulled("push", f"{registry.host}/there:v2")
+    assert r.returncode == 1 and f"tag does not exist: {registry.host}/there:v2" in r.stderr
 
 
 def test_save_load_round_trip(pulled, tmp_path):
@@ -64,6 +76,7 @@ def test_save_load_round_trip(pulled, tmp_path):
     pulled("rmi", "busybox", check=True)
     r = pulled("load", "-i", archive, check=True)
     assert r.stdout == "Loaded image: busybox:latest\n"
+    assert pulled("load", "-q", "-i", archive, check=True).stdout == "Loaded image: busybox:latest\n"  # as Docker
     assert image_id(pulled, "busybox") == original
     image = ImageStore(Paths(pulled.root)).resolve("busybox")
     assert (image.layer_dirs[0] / "bin" / "busybox").exists()

@@ -1,5 +1,6 @@
 """`inspect` JSON shape (Docker's keys and types) and the --format template subset."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,101 @@ def test_format_parse_errors(bad, message):
     with pytest.raises(TemplateError) as e:
         inspect_lines(bad, [OBJ])
     assert str(e.value) == message
+
+
+# -- Docker 20.10's documents (API 1.41), as `docker inspect` printed them for `docker run busybox` ----------
+
+# HostConfig of `docker run -d busybox sleep 9` (Docker 20.10.x; CgroupnsMode "private" and OomKillDisable null
+# are its cgroup v2 values: v1 shows "host"/false), in the order Docker prints the keys.
+DOCKER_HOST_CONFIG = {
+    "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+    "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
+    "CgroupnsMode": "private", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
+    "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
+    "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "",
+    "UsernsMode": "", "ShmSize": 67108864, "Runtime": "runc", "ConsoleSize": [0, 0], "Isolation": "",
+    "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
+    "BlkioDeviceReadBps": None, "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None,
+    "BlkioDeviceWriteIOps": None, "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
+    "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None,
+    "KernelMemory": 0, "KernelMemoryTCP": 0, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+    "OomKillDisable": None, "PidsLimit": None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
+    "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+    "MaskedPaths": ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
+    "ReadonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+}
+# Its Config (busybox's image Env, no HOSTNAME: the daemon adds that to the process, not to Config.Env).
+DOCKER_CONFIG_KEYS = ["Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
+                      "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir", "Entrypoint",
+                      "OnBuild", "Labels"]
+BUSYBOX_CONFIG = {"config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                             "Cmd": ["sh"]}}
+
+
+def _created_document(tmp_path, monkeypatch, **options):
+    from pyctr.runtime import container
+    from pyctr.runtime.spec import RunOptions, make_spec
+
+    monkeypatch.setattr(container, "_cgroup_version", lambda: 2)
+    run = RunOptions(image="busybox", **options)
+    spec = make_spec(BUSYBOX_CONFIG, run, CID, "web", tmp_path / "containers" / CID, [tmp_path / "l1"],
+                     volumes_root=tmp_path / "volumes", host_env={})
+    return container.config_document(spec, run, "sha256:" + "c" * 64, BUSYBOX_CONFIG, [])
+
+
+def test_host_config_of_a_plain_run_is_dockers(tmp_path, monkeypatch):
+    from pyctr.commands.container import run as run_command
+
+    network_default = next(p.default for p in run_command.params if p.name == "network")  # a plain `run`
+    doc = _created_document(tmp_path, monkeypatch, command=["sleep", "9"], detach=True, network=network_default)
+    host_config = ins.container_inspect(doc, {"Status": "created"}, tmp_path)["HostConfig"]
+    assert list(host_config) == list(DOCKER_HOST_CONFIG)
+    differing = {k: (host_config[k], v) for k, v in DOCKER_HOST_CONFIG.items()
+                 if k != "MaskedPaths" and host_config[k] != v}
+    assert differing == {}
+    assert set(DOCKER_HOST_CONFIG["MaskedPaths"]) <= set(host_config["MaskedPaths"])
+
+
+def test_config_env_has_no_injected_hostname(tmp_path, monkeypatch):
+    doc = _created_document(tmp_path, monkeypatch, tty=True, env=["A=1"])
+    config = ins.container_inspect(doc, {"Status": "created"}, tmp_path)["Config"]
+    assert config["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "A=1"]
+    assert config["Hostname"] == CID[:12] and config["Labels"] == {}
+    assert list(config) == DOCKER_CONFIG_KEYS
+    assert "HOSTNAME=" + CID[:12] in doc["Spec"]["process"]["env"]  # the process still gets it, as in Docker
+
+
+def test_anonymous_volume_is_a_volume_with_a_hex_name(tmp_path, monkeypatch):
+    doc = _created_document(tmp_path, monkeypatch, volumes=["/data", "cache:/cache", "/srv:/srv:ro"])
+    obj = ins.container_inspect(doc, {"Status": "created"}, tmp_path)
+    anonymous, named, bind = obj["Mounts"]
+    assert re.fullmatch(r"[0-9a-f]{64}", anonymous["Name"])
+    assert anonymous == {"Type": "volume", "Name": anonymous["Name"],
+                         "Source": f"{tmp_path}/volumes/{anonymous['Name']}/_data", "Destination": "/data",
+                         "Driver": "local", "Mode": "", "RW": True, "Propagation": ""}
+    assert named == {"Type": "volume", "Name": "cache", "Source": f"{tmp_path}/volumes/cache/_data",
+                     "Destination": "/cache", "Driver": "local", "Mode": "z", "RW": True, "Propagation": ""}
+    assert bind == {"Type": "bind", "Source": "/srv", "Destination": "/srv", "Mode": "ro", "RW": False,
+                    "Propagation": "rprivate"}
+    assert obj["HostConfig"]["Binds"] == ["cache:/cache", "/srv:/srv:ro"]  # Docker's CLI: `/data` is no bind
+    assert obj["Config"]["Volumes"] == {"/data": {}}
+
+
+def test_config_omitempty_keys_appear_only_when_set():
+    shown = ins.config_object({"ExposedPorts": {"80/tcp": {}}, "StopSignal": "SIGUSR1", "Labels": {}})
+    assert list(shown)[6] == "ExposedPorts" and shown["StopSignal"] == "SIGUSR1" and shown["Labels"] == {}
+    assert "StopTimeout" not in shown and "Healthcheck" not in shown
+    assert "ExposedPorts" not in ins.config_object({"ExposedPorts": None})
+
+
+def test_old_records_get_dockers_defaults():
+    host_config = ins.container_inspect(CONFIG, RUNNING, Path("/x"))["HostConfig"]
+    assert host_config["ShmSize"] == 67108864 and host_config["Binds"] == ["/src:/dst:ro", "vol:/data"]
+    assert "Init" not in host_config and "Tmpfs" not in host_config
+
+
+def test_network_name_of_default_mode_is_bridge():
+    assert ins.network_name({"NetworkMode": "default"}) == "bridge"
+    assert ins.network_name({"NetworkMode": "none"}) == "none" and ins.network_name({}) == "bridge"

@@ -66,6 +66,17 @@ def test_table_matches_dockers_layout():
                         "0.0.0.0:8000->8000/tcp   focused_benz")
 
 
+def test_size_column_as_docker_prints_it():
+    """`docker ps -s` (20.10): SIZE last, "<rw> (virtual <rw + image>)" with 3 significant digits."""
+    rows = [ps.ps_row(item(size_rw=0, size_root_fs=1984343), NOW),
+            ps.ps_row(item(id="b" * 64, name="b", size_rw=12, size_root_fs=1984355), NOW)]
+    table = ps.format_table(rows, with_size=True).splitlines()
+    assert table[0].endswith("NAMES          SIZE")
+    assert table[1].endswith("focused_benz   0B (virtual 1.98MB)")
+    assert table[2].endswith("b              12B (virtual 1.98MB)")
+    assert ps.size_text(0, 0) == "0B"
+
+
 def test_empty_table_is_the_header():
     assert ps.format_table([]) == ("CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES")
 

@@ -21,7 +21,7 @@ def parse(*argv: str, command=cmd.run):
 
 def test_minimal():
     o = parse("busybox")
-    assert o.image == "busybox" and o.command == [] and not o.detach and o.network == "bridge"
+    assert o.image == "busybox" and o.command == [] and not o.detach and o.network == "default"
 
 
 def test_command_after_image_keeps_its_flags():

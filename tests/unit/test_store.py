@@ -182,7 +182,29 @@ def test_put_image_resolve_and_names(store):
     got = store.resolve("busybox")
     assert got.repo_tags == ["127.0.0.1:5000/a/b:v1", "busybox:latest"]
     assert got.created == "2024-01-02T03:04:05Z"
-    assert got.size == sum(layer.size for layer in got.layers)
+    # Docker's image Size is the layers' DiffSize (file bytes: 1 + 1 here), not the tar bytes (2 x 10240)
+    assert got.size == 2 and sum(layer.size for layer in got.layers) == 20480
+
+
+def test_size_counts_files_once_per_inode_and_symlinks_by_target_length(tmp_path):
+    from pyctr.image.store import directory_size
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "busybox").write_bytes(b"x" * 1000)
+    for name in ("sh", "ls", "cat"):
+        os.link(tmp_path / "d" / "busybox", tmp_path / "d" / name)
+    (tmp_path / "link").symlink_to("d/busybox")  # 9 bytes of target
+    (tmp_path / "empty").write_bytes(b"")
+    assert directory_size(tmp_path) == 1009
+
+
+def test_parent_and_children_of_build_steps(store):
+    base = make_image(store, [{"bin/sh": b"x"}])
+    child = store.put_image({**base.config, "config": {"Cmd": ["true"]}}, list(base.layers), parent=base.id)
+    assert child.parent == base.id and child.inspect()["Parent"] == base.id
+    assert store.children() == {base.id: [child.id]}
+    again = store.put_image({**base.config, "config": {"Cmd": ["true"]}}, list(base.layers))
+    assert again.parent == base.id  # recording it again (a load of the same image) keeps its parent
 
 
 def test_not_found_message(store):
@@ -287,3 +309,33 @@ def test_put_image_refuses_layers_chained_on_another_parent(store):
     with pytest.raises(StoreError, match="another parent"):
         store.put_image({"os": "linux"}, [base, orphan])
     assert store.get_layer("") is None and store.get_layer("nonsense") is None
+
+
+# `docker image inspect` of an image Docker 20.10's legacy builder made (keys in Docker's order) and its
+# ContainerConfig when the config has none (BuildKit's images): every key, empty.
+DOCKER_IMAGE_KEYS = ["Id", "RepoTags", "RepoDigests", "Parent", "Comment", "Created", "Container",
+                     "ContainerConfig", "DockerVersion", "Author", "Config", "Architecture", "Variant", "Os", "Size",
+                     "VirtualSize", "GraphDriver", "RootFS", "Metadata"]
+EMPTY_CONTAINER_CONFIG = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+                          "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+                          "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+                          "OnBuild": None, "Labels": None}
+
+
+def test_image_inspect_has_dockers_keys_and_container_config(store):
+    base = make_image(store, [{"bin/sh": b"x"}])
+    legacy = {**base.config, "variant": "v8", "container": "c" * 64,
+              "container_config": {"Hostname": "c" * 12, "Cmd": ["/bin/sh", "-c", "#(nop) ", 'CMD ["sh"]']}}
+    doc = store.put_image(legacy, list(base.layers)).inspect()
+    assert list(doc) == DOCKER_IMAGE_KEYS
+    assert doc["Container"] == "c" * 64
+    assert doc["ContainerConfig"]["Cmd"] == ["/bin/sh", "-c", "#(nop) ", 'CMD ["sh"]']
+    assert doc["ContainerConfig"]["Hostname"] == "c" * 12
+    plain = base.inspect()
+    assert plain["Container"] == "" and plain["ContainerConfig"] == EMPTY_CONTAINER_CONFIG
+    top = base.layers[-1].path
+    assert plain["GraphDriver"] == {"Data": {"MergedDir": f"{top}/merged", "UpperDir": f"{top}/diff",
+                                             "WorkDir": f"{top}/work"}, "Name": "overlay2"}
+    two = make_image(store, [{"a": b"1"}, {"b": b"2"}]).inspect()["GraphDriver"]["Data"]
+    assert list(two) == ["LowerDir", "MergedDir", "UpperDir", "WorkDir"] and ":" not in two["LowerDir"]
+    assert "Variant" not in plain

@@ -255,10 +255,8 @@ def close_all(fds) -> None:
 def execute(plan: ExecPlan) -> int:
     """Enter the container and run the plan's process; the exit code (0 with -d once it runs)."""
     from pyctr.runtime.cgroups import open_cgroup
-    from pyctr.runtime.execshim import sealed_shim
     from pyctr.runtime.process import seccomp_program
 
-    sealed_shim()  # before anything is started: without the shim nothing is exec'd (G inherits it)
     program = seccomp_program(plan.container_spec)
     cgroup = open_cgroup(plan.container_id)
     preload_child_modules(plan.tty)
@@ -289,7 +287,8 @@ def preload_child_modules(tty: bool) -> None:
 
 class _Channels(NamedTuple):
     """P <-> C/G plumbing, all CLOEXEC: the report pipe (empty at EOF = exec'd), the pipe C tells G's PID on,
-    and with -t a seqpacket socket pair for the pty master (G -> P) and "go" (P -> G)."""
+    and with -t a seqpacket socket pair for the pty master (G -> P) and "go" (P -> G); the sealed exec shim
+    G execs the command through (made in P: inside the container the host's copy is out of reach)."""
 
     report_r: int
     report_w: int
@@ -301,9 +300,13 @@ class _Channels(NamedTuple):
     stdout: int
     stderr: int
     opened: list[int]  # fds P opened for the child's stdio (closed after fork)
+    shim: int
 
 
 def _channels(plan: ExecPlan) -> _Channels:
+    from pyctr.runtime.execshim import sealed_shim
+
+    shim = sealed_shim()  # first: without the shim nothing is started
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
     parent = child = None
@@ -321,7 +324,7 @@ def _channels(plan: ExecPlan) -> _Channels:
     stdin = 0 if plan.interactive else devnull(os.O_RDONLY)
     out = devnull(os.O_WRONLY) if plan.detach else 1
     err = devnull(os.O_WRONLY) if plan.detach else 2
-    return _Channels(report_r, report_w, pid_r, pid_w, parent, child, stdin, out, err, opened)
+    return _Channels(report_r, report_w, pid_r, pid_w, parent, child, stdin, out, err, opened, shim)
 
 
 def _fork_and_wait(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, program: bytes | None) -> int:
@@ -548,7 +551,7 @@ def _target_main(plan: ExecPlan, program: bytes | None, ch: _Channels) -> None: 
 
 
 def _prepare_and_exec(plan: ExecPlan, program: bytes | None, ch: _Channels) -> None:
-    from pyctr.runtime import execshim, init, syscalls
+    from pyctr.runtime import init, syscalls
 
     spec = plan.spec
     console = _container_terminal(ch) if plan.tty else None
@@ -570,7 +573,7 @@ def _prepare_and_exec(plan: ExecPlan, program: bytes | None, ch: _Channels) -> N
         syscalls.seccomp_set_filter(program)
     init._drop_privileges(spec, user)
     init._reset_signals()
-    init._close_other_fds(ch.report_w, execshim.sealed_shim())
+    init._close_other_fds(ch.report_w, ch.shim)
     init.exec_through_shim(executable, spec.process.args, env)
 
 

@@ -84,10 +84,10 @@ def load_sealed_copy(path: str) -> int:
 
 def exec_command(shim_fd: int, report_fd: int, executable: str, args: list[str], env: dict[str, str]) -> NoReturn:
     """The container process's last step: exec the shim from its sealed fd (execveat AT_EMPTY_PATH) with the
-    report pipe left open for it; the shim execs `executable`. Raises RuntimeFailure if the shim cannot start."""
+    report pipe left open for it; the shim execs `executable`. Raises OSError if the shim cannot start."""
     os.set_inheritable(report_fd, True)  # the shim makes it close-on-exec again before exec'ing the command
     try:
         os.execve(shim_fd, shim_argv(report_fd, executable, args), env)  # fexecve: execveat(fd, "", AT_EMPTY_PATH)
-    except OSError as e:
+    except OSError:
         os.set_inheritable(report_fd, False)
-        raise RuntimeFailure(f"cannot start pyctr's exec shim: {(e.strerror or str(e)).lower()}") from None
+        raise

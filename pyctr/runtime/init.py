@@ -130,7 +130,12 @@ def exec_through_shim(executable: str, args: list[str], env: list[str]) -> None:
     arrives on the report pipe as `E{"errno": N}`: runtime/execshim.shim_failure)."""
     from pyctr.runtime import execshim
 
-    execshim.exec_command(SHIM_FD, REPORT_FD, executable, args, dict(_split_env(env)))
+    try:
+        execshim.exec_command(SHIM_FD, REPORT_FD, executable, args, dict(_split_env(env)))
+    except OSError as e:
+        if e.errno == errno.E2BIG:  # the command's arguments and environment, not the shim, are too big
+            raise exec_error(args[0], e) from None
+        raise RuntimeFailure(f"cannot start pyctr's exec shim: {(e.strerror or str(e)).lower()}") from None
 
 
 def seal_imports() -> None:

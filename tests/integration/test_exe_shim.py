@@ -219,3 +219,13 @@ def run_shim(path: str, argv: list[str]) -> tuple[int, bytes, bytes]:
     os.close(report_r)
     os.close(err_r)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), report, stderr
+
+
+def test_arguments_too_long_are_the_commands_error_as_before(pyctr, tmp_path):
+    """E2BIG comes from the shim's own exec (it gets the command's argv and environment): still the command's
+    126 with the init's message, not an internal error."""
+    env_file = tmp_path / "big.env"
+    env_file.write_text("BIG=" + "x" * 200_000 + "\n")  # over MAX_ARG_STRLEN (128 KiB)
+    result = pyctr("run", "--rm", "--network", "none", "--env-file", env_file, "busybox", "true", timeout=60)
+    assert result.returncode == 126, (result.returncode, result.stderr)
+    assert 'exec: "true": argument list too long' in result.stderr, result.stderr

@@ -201,7 +201,9 @@ def test_the_shim_runs_its_command_and_refuses_itself(tmp_path):
 
 def run_shim(path: str, argv: list[str]) -> tuple[int, bytes, bytes]:
     """Exec the shim from its sealed memfd in a child, as the init does (report pipe at fd 3)."""
-    shim = execshim.load_sealed_copy(execshim.SHIM_PATH)
+    loaded = execshim.load_sealed_copy(execshim.SHIM_PATH)
+    shim = fcntl.fcntl(loaded, fcntl.F_DUPFD_CLOEXEC, 10)  # above the fds the child sets up
+    os.close(loaded)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()

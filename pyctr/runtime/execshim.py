@@ -85,9 +85,11 @@ def load_sealed_copy(path: str) -> int:
 def exec_command(shim_fd: int, report_fd: int, executable: str, args: list[str], env: dict[str, str]) -> NoReturn:
     """The container process's last step: exec the shim from its sealed fd (execveat AT_EMPTY_PATH) with the
     report pipe left open for it; the shim execs `executable`. Raises OSError if the shim cannot start."""
+    from pyctr.runtime.syscalls import execveat_fd
+
     os.set_inheritable(report_fd, True)  # the shim makes it close-on-exec again before exec'ing the command
     try:
-        os.execve(shim_fd, shim_argv(report_fd, executable, args), env)  # fexecve: execveat(fd, "", AT_EMPTY_PATH)
+        execveat_fd(shim_fd, shim_argv(report_fd, executable, args), env)
     except OSError:
         os.set_inheritable(report_fd, False)
         raise

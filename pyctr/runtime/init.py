@@ -116,7 +116,7 @@ def _setup_and_exec(spec: ContainerSpec, fds: ChildFds) -> None:
     os.close(fds.go)
     if fds.seccomp_program:
         # Before the capability drop (CAP_SYS_ADMIN allows it without no_new_privs); what follows (setuid,
-        # capset, prctl, close_range, execve) is allowed by Docker's default profile.
+        # capset, prctl, close_range, fcntl, execveat of the shim, its execve) is allowed by Docker's default profile.
         syscalls.seccomp_set_filter(fds.seccomp_program)
     _drop_privileges(spec, user)
     _reset_signals()
@@ -135,7 +135,9 @@ def exec_through_shim(executable: str, args: list[str], env: list[str]) -> None:
     except OSError as e:
         if e.errno == errno.E2BIG:  # the command's arguments and environment, not the shim, are too big
             raise exec_error(args[0], e) from None
-        raise RuntimeFailure(f"cannot start pyctr's exec shim: {(e.strerror or str(e)).lower()}") from None
+        # No fallback through a path (/proc/self/fd/N): inside the container, a path is the container's to forge.
+        hint = " (the seccomp profile must allow execveat)" if e.errno in (errno.EPERM, errno.ENOSYS) else ""
+        raise RuntimeFailure(f"cannot start pyctr's exec shim: {(e.strerror or str(e)).lower()}{hint}") from None
 
 
 def seal_imports() -> None:

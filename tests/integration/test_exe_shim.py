@@ -231,3 +231,24 @@ def test_arguments_too_long_are_the_commands_error_as_before(pyctr, tmp_path):
     result = pyctr("run", "--rm", "--network", "none", "--env-file", env_file, "busybox", "true", timeout=60)
     assert result.returncode == 126, (result.returncode, result.stderr)
     assert 'exec: "true": argument list too long' in result.stderr, result.stderr
+
+
+def test_a_profile_without_execveat_fails_clearly_and_never_falls_back_to_a_path(pyctr, tmp_path):
+    """The shim starts only by execveat of its fd: a seccomp profile that denies it (here with ENOSYS, on which
+    glibc's fexecve would retry through /proc/self/fd/N, a path a container can forge) stops the start with a
+    one-line error instead."""
+    import json
+
+    from pyctr.runtime.seccomp import default_profile
+
+    profile = default_profile()
+    for rule in profile["syscalls"]:
+        rule["names"] = [name for name in rule["names"] if name != "execveat"]
+    profile["defaultErrnoRet"] = 38  # ENOSYS
+    path = tmp_path / "no-execveat.json"
+    path.write_text(json.dumps(profile))
+    result = pyctr("run", "--rm", "--network", "none", "--security-opt", f"seccomp={path}", "busybox", "true",
+                   timeout=60)
+    assert result.returncode == 125, (result.returncode, result.stderr)
+    assert "cannot start pyctr's exec shim" in result.stderr and "execveat" in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: cannot start"), result.stderr

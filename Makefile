@@ -12,19 +12,30 @@ BIN := /usr/local/bin
 # dependencies, then what the tests use as independent referees and fixtures.
 # Other projects' test tables (tests/unit/test_peer_cases.py) need nothing installed: they are read
 # from ../shared/peer-cases beside the checkout, and the test fails if that folder is missing.
-DEB_RUNTIME := libcap-dev libseccomp2 nftables iptables iproute2 zstd curl ca-certificates tini procps
+DEB_RUNTIME := libcap-dev libseccomp2 nftables iptables iproute2 zstd curl ca-certificates tini procps gcc
 DEB_TEST := docker-registry umoci skopeo busybox-static debootstrap debian-archive-keyring apache2-utils procps util-linux
 DEB_ALL := $(DEB_RUNTIME) $(DEB_TEST)
 
-.PHONY: install deb venv test unit integration demo bench bench-peers lint clean
+.PHONY: install shim deb venv test unit integration demo bench bench-peers lint clean
 
-install: deb venv
+install: deb venv shim
 	@# bytecode ahead of time: start-up stays fast even where PYTHONDONTWRITEBYTECODE is set
 	@$(PY) -m compileall -q pyctr >/dev/null
 	@# the command itself: no `site` until it knows the command runs in-process (pyctr/client.py)
 	@$(PY) scripts/write_launcher.py $(VENV)/bin/pyctr
 	@ln -sf "$(CURDIR)/$(VENV)/bin/pyctr" $(BIN)/pyctr
 	@echo "pyctr installed: $$(command -v pyctr)"
+
+# The exec shim (pyctr/runtime/shim/exec_shim.c): a static ELF with no libc and no loader, the binary every
+# container command is exec'd through (CVE-2019-5736; docs/ARCHITECTURE.md). Built here, never committed.
+SHIM := pyctr/runtime/shim/exec-shim
+SHIM_CFLAGS := -static -nostdlib -ffreestanding -fno-builtin -fno-stack-protector -fno-asynchronous-unwind-tables \
+	-fno-pie -no-pie -Os -Wall -Wextra -Werror -Wl,--build-id=none -s
+
+shim: $(SHIM)
+
+$(SHIM): pyctr/runtime/shim/exec_shim.c pyctr/runtime/shim/syscall.h
+	gcc $(SHIM_CFLAGS) -o $@.tmp $< && mv -f $@.tmp $@
 
 deb:
 	@missing=$$(for p in $(DEB_ALL); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \

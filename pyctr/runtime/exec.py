@@ -24,8 +24,10 @@ Doing (`run_exec`), three processes:
   `tty` says /dev/pts/N inside) and passes the master to P over a unix socket
   (SCM_RIGHTS); then the runtime core's init steps, reused: user from the
   container's /etc/passwd, HOME, rlimits, setsid (+ controlling tty), PATH
-  lookup, the container's seccomp filter, capabilities, every fd but 0/1/2 and
-  the CLOEXEC report pipe closed (CVE-2024-21626), execve.
+  lookup, the container's seccomp filter, capabilities, every fd but 0/1/2,
+  the CLOEXEC report pipe and the sealed exec shim closed (CVE-2024-21626),
+  execveat of the shim, which execs the command (runtime/execshim.py: the
+  host interpreter never becomes a container process's exe, CVE-2019-5736).
 
 The init steps G borrows are listed in REUSED_INIT_STEPS (a unit test checks
 they still exist). A failure in C or G before the execve arrives on the report
@@ -65,7 +67,7 @@ NAMESPACES: tuple[tuple[str, str, int], ...] = (
 # What G borrows from runtime/init.py (the container start's own steps) instead of a second copy.
 REUSED_INIT_STEPS = ("ChildFds", "_install_stdio", "_container_user", "_final_env", "_apply_rlimits",
                      "_become_session_leader", "find_executable", "_env_path", "_drop_privileges", "_reset_signals",
-                     "_close_other_fds", "_split_env", "exec_error", "_report")
+                     "_close_other_fds", "_split_env", "exec_through_shim", "_report")
 EXEC_FAILED_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
 _MSG_PID = b"P"
 _MSG_TTY = b"T"
@@ -275,7 +277,7 @@ def preload_child_modules(tty: bool) -> None:
     import termios  # noqa: F401
 
     import pyctr.runtime.init  # noqa: F401
-    from pyctr.runtime import capabilities, syscalls  # noqa: F401
+    from pyctr.runtime import capabilities, execshim, syscalls  # noqa: F401
 
     capabilities.preload()
     if tty:  # only -t needs a unix socket (SCM_RIGHTS); `socket` costs milliseconds to import
@@ -285,7 +287,8 @@ def preload_child_modules(tty: bool) -> None:
 
 class _Channels(NamedTuple):
     """P <-> C/G plumbing, all CLOEXEC: the report pipe (empty at EOF = exec'd), the pipe C tells G's PID on,
-    and with -t a seqpacket socket pair for the pty master (G -> P) and "go" (P -> G)."""
+    and with -t a seqpacket socket pair for the pty master (G -> P) and "go" (P -> G); the sealed exec shim
+    G execs the command through (made in P: inside the container the host's copy is out of reach)."""
 
     report_r: int
     report_w: int
@@ -297,9 +300,13 @@ class _Channels(NamedTuple):
     stdout: int
     stderr: int
     opened: list[int]  # fds P opened for the child's stdio (closed after fork)
+    shim: int
 
 
 def _channels(plan: ExecPlan) -> _Channels:
+    from pyctr.runtime.execshim import sealed_shim
+
+    shim = sealed_shim()  # first: without the shim nothing is started
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
     parent = child = None
@@ -317,7 +324,7 @@ def _channels(plan: ExecPlan) -> _Channels:
     stdin = 0 if plan.interactive else devnull(os.O_RDONLY)
     out = devnull(os.O_WRONLY) if plan.detach else 1
     err = devnull(os.O_WRONLY) if plan.detach else 2
-    return _Channels(report_r, report_w, pid_r, pid_w, parent, child, stdin, out, err, opened)
+    return _Channels(report_r, report_w, pid_r, pid_w, parent, child, stdin, out, err, opened, shim)
 
 
 def _fork_and_wait(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, program: bytes | None) -> int:
@@ -360,7 +367,7 @@ def _start(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, program
         target, master = _receive_handshake(plan, ch)
         _reap(intermediate)
         intermediate = 0
-        _wait_for_exec(ch.report_r)
+        _wait_for_exec(ch.report_r, plan.spec.process.args[0])
     except BaseException:
         if not plan.detach:  # with -d, G is not our child: its PID may already belong to someone else
             _kill_quietly(target)
@@ -408,9 +415,12 @@ def _receive_master(ch: _Channels) -> int:
     raise RuntimeFailure("pyctr exec: the exec'd process died before it set up its terminal")
 
 
-def _wait_for_exec(report_r: int) -> None:
-    """EOF with nothing = the command was exec'd (the pipe is CLOEXEC); otherwise raise what C/G reported."""
+def _wait_for_exec(report_r: int, command: str = "") -> None:
+    """EOF with nothing = the command was exec'd (the pipe is CLOEXEC); otherwise raise what C/G reported
+    (the exec shim reports a failed execve of `command` as its errno: runtime/execshim.py)."""
     import json
+
+    from pyctr.runtime.execshim import shim_failure
 
     chunks = []
     while chunk := os.read(report_r, 65536):
@@ -424,6 +434,9 @@ def _wait_for_exec(report_r: int) -> None:
             report = json.loads(message[1:])
     if not isinstance(report, dict):
         raise exec_failure("RuntimeFailure", "the exec'd process exited before exec without reporting why")
+    failure = shim_failure(report, command)
+    if failure is not None:
+        raise exec_failure(type(failure).__name__, failure.message)
     raise exec_failure(str(report.get("kind")), str(report.get("message") or "exec failed"))
 
 
@@ -560,11 +573,8 @@ def _prepare_and_exec(plan: ExecPlan, program: bytes | None, ch: _Channels) -> N
         syscalls.seccomp_set_filter(program)
     init._drop_privileges(spec, user)
     init._reset_signals()
-    init._close_other_fds(ch.report_w)
-    try:
-        os.execve(executable, spec.process.args, dict(init._split_env(env)))
-    except OSError as e:
-        raise init.exec_error(spec.process.args[0], e) from None
+    init._close_other_fds(ch.report_w, ch.shim)
+    init.exec_through_shim(executable, spec.process.args, env)
 
 
 def enter_workdir(cwd: str) -> None:

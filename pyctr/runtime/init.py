@@ -10,7 +10,9 @@ empty) and exits. Order matters and follows runc:
   our cgroup and network) -> unshare cgroup -> rootfs + pivot_root -> hostname
   -> user lookup in the container's /etc/passwd -> rlimits -> cwd -> setsid/tty
   -> executable lookup -> seccomp filter -> bounding set, inheritable/ambient cleared, setuid,
-  permitted/effective, no_new_privs -> close every other fd -> execve.
+  permitted/effective, no_new_privs -> close every other fd -> execveat of the sealed exec shim, which
+  execs the command (runtime/execshim.py: the host interpreter is never the exe of anything the
+  container runs, CVE-2019-5736).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ READY = b"R"
 IN_CGROUP = b"C"
 GO = b"G"
 ERROR = b"E"
-REPORT_FD = 3  # where the report pipe sits during the last steps: everything above it is closed
+REPORT_FD = 3  # where the report pipe sits during the last steps: everything above SHIM_FD is closed
+SHIM_FD = 4  # where the sealed exec shim (runtime/execshim.py) sits during the last steps
 MAX_ETC_FILE = 4 * 1024 * 1024
 _RESET_SIGNALS = ("SIGPIPE", "SIGINT", "SIGXFSZ", "SIGXFZ", "SIGTERM", "SIGHUP", "SIGCHLD", "SIGWINCH")
 
@@ -46,6 +49,7 @@ class ChildFds:
     report: int  # C -> M: "R" when in its namespaces, then "E"+json on failure; CLOEXEC
     console: int | None = None  # pty slave for -t: controlling terminal and /dev/console
     seccomp_program: bytes | None = None  # BPF compiled by M; installed while C is still root
+    shim: int = -1  # the sealed exec shim's memfd (CLOEXEC), made by M: C execs the command through it
 
 
 def container_main(spec: ContainerSpec, fds: ChildFds) -> None:
@@ -112,16 +116,28 @@ def _setup_and_exec(spec: ContainerSpec, fds: ChildFds) -> None:
     os.close(fds.go)
     if fds.seccomp_program:
         # Before the capability drop (CAP_SYS_ADMIN allows it without no_new_privs); what follows (setuid,
-        # capset, prctl, close_range, execve) is allowed by Docker's default profile.
+        # capset, prctl, close_range, fcntl, execveat of the shim, its execve) is allowed by Docker's default profile.
         syscalls.seccomp_set_filter(fds.seccomp_program)
     _drop_privileges(spec, user)
     _reset_signals()
-    _close_other_fds(fds.report)
+    _close_other_fds(fds.report, fds.shim)
     syscalls.set_parent_death_signal(0)
+    exec_through_shim(executable, spec.process.args, env)
+
+
+def exec_through_shim(executable: str, args: list[str], env: list[str]) -> None:
+    """The last step: after `_close_other_fds`, exec the sealed shim, which execs the command (its failure
+    arrives on the report pipe as `E{"errno": N}`: runtime/execshim.shim_failure)."""
+    from pyctr.runtime import execshim
+
     try:
-        os.execve(executable, spec.process.args, dict(_split_env(env)))
+        execshim.exec_command(SHIM_FD, REPORT_FD, executable, args, dict(_split_env(env)))
     except OSError as e:
-        raise exec_error(spec.process.args[0], e) from None
+        if e.errno == errno.E2BIG:  # the command's arguments and environment, not the shim, are too big
+            raise exec_error(args[0], e) from None
+        # No fallback through a path (/proc/self/fd/N): inside the container, a path is the container's to forge.
+        hint = " (the seccomp profile must allow execveat)" if e.errno in (errno.EPERM, errno.ENOSYS) else ""
+        raise RuntimeFailure(f"cannot start pyctr's exec shim: {(e.strerror or str(e)).lower()}{hint}") from None
 
 
 def seal_imports() -> None:
@@ -307,11 +323,19 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def _close_other_fds(report_fd: int) -> None:
-    """Keep 0, 1, 2 and the CLOEXEC report pipe (moved to fd 3); close every other fd (CVE-2024-21626)."""
+def _close_other_fds(report_fd: int, shim_fd: int) -> None:
+    """Keep 0, 1, 2, the report pipe (moved to fd 3) and the sealed shim (fd 4), both CLOEXEC; close every other
+    fd (CVE-2024-21626). A missing shim fails here: the command is never exec'd the unsafe way."""
+    import fcntl
+
     from pyctr.runtime import syscalls
 
-    if report_fd != REPORT_FD:
-        os.dup2(report_fd, REPORT_FD, inheritable=False)
-        _report_fd_now.append(REPORT_FD)
-    syscalls.close_range(REPORT_FD + 1)
+    if shim_fd < 0:
+        raise RuntimeFailure("pyctr's exec shim was not loaded")
+    # Copies above both targets first, so that neither move overwrites the other's source.
+    report_copy = fcntl.fcntl(report_fd, fcntl.F_DUPFD_CLOEXEC, SHIM_FD + 1)
+    shim_copy = fcntl.fcntl(shim_fd, fcntl.F_DUPFD_CLOEXEC, SHIM_FD + 1)
+    os.dup2(report_copy, REPORT_FD, inheritable=False)
+    _report_fd_now.append(REPORT_FD)
+    os.dup2(shim_copy, SHIM_FD, inheritable=False)
+    syscalls.close_range(SHIM_FD + 1)

@@ -11,9 +11,11 @@ opens /proc/<runtime pid>/exe from inside the container. M is outside the
 container's PID namespace, so no /proc the container can mount shows it;
 C itself is made non-dumpable until it execs (so its own /proc/self/exe,
 the host python, cannot be opened by other container processes during setup)
-and execve replaces that exe with the container's binary before any
-container code runs. pyctr never joins a running container by exec-ing the
-host interpreter inside it.
+and C does not exec the command itself: it execs a sealed memfd copy of a
+static shim, which execs the command (runtime/execshim.py), so a command that
+is /proc/self/exe (or a symlink or #! to it) runs the shim, never the host
+interpreter. pyctr never joins a running container by exec-ing the host
+interpreter inside it.
 """
 
 from __future__ import annotations
@@ -137,18 +139,21 @@ def launch(spec: ContainerSpec, hooks: LaunchHooks | None = None, stdio: Stdio |
                 return launch(spec, hooks, stdio)
             finally:
                 os.close(stdio.stdin)
+    from pyctr.runtime.execshim import sealed_shim
+
     prepare_bundle(spec)
     program = seccomp_program(spec)
+    shim = sealed_shim()  # before anything is started: without the shim no container starts
     _preload_child_modules()
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    fds = ChildFds(stdio.stdin, stdio.stdout, stdio.stderr, go_r, report_w, stdio.console, program)
+    fds = ChildFds(stdio.stdin, stdio.stdout, stdio.stderr, go_r, report_w, stdio.console, program, shim)
     pid = _fork_into_new_pid_namespace(spec, fds)
     os.close(report_w)
     os.close(go_r)
     try:
         _handshake(pid, report_r, go_w, hooks)
-        _wait_for_exec(pid, report_r)
+        _wait_for_exec(report_r, spec.process.args[0])
     except BaseException:
         _kill_and_reap(pid)
         raise
@@ -258,19 +263,26 @@ def _tell(go_w: int, message: bytes) -> None:
         os.write(go_w, message)
 
 
-def _wait_for_exec(pid: int, report_r: int) -> None:
+def _wait_for_exec(report_r: int, command: str) -> None:
     message = _read_message(report_r)
     if message:
-        _raise_reported(message)
+        _raise_reported(message, command)
 
 
-def _raise_reported(message: bytes) -> None:
-    """C failed: raise what it reported (or that it died without a word); `launch` then reaps it."""
+def _raise_reported(message: bytes, command: str = "") -> None:
+    """C failed: raise what it reported (or that it died without a word); `launch` then reaps it.
+
+    The exec shim reports a failed execve of `command` as its errno (runtime/execshim.py)."""
+    from pyctr.runtime.execshim import shim_failure
+
     report = None
     if message.startswith(b"E"):
         with contextlib.suppress(ValueError):
             report = json.loads(message[1:])
     if isinstance(report, dict):
+        failure = shim_failure(report, command)
+        if failure is not None:
+            raise failure
         error = _ERRORS.get(report.get("kind"), RuntimeFailure)
         raise error(report.get("message") or "container init failed")
     raise RuntimeFailure("container init exited before exec without reporting why")

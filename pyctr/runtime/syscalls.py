@@ -66,8 +66,8 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 # Syscall numbers that glibc does not wrap (or wraps only in recent versions).
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "setns": 308, "close_range": 436, "openat2": 437},
-    "aarch64": {"pivot_root": 41, "setns": 268, "close_range": 436, "openat2": 437},
+    "x86_64": {"pivot_root": 155, "setns": 308, "close_range": 436, "openat2": 437, "execveat": 322},
+    "aarch64": {"pivot_root": 41, "setns": 268, "close_range": 436, "openat2": 437, "execveat": 281},
 }
 _NR = _SYSCALLS.get(platform.machine(), _SYSCALLS["x86_64"])
 
@@ -136,6 +136,25 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
     return result
+
+
+AT_EMPTY_PATH = 0x1000
+
+
+def execveat_fd(fd: int, argv: list[str], env: dict[str, str]) -> None:
+    """execveat(fd, "", argv, envp, AT_EMPTY_PATH): exec the file open at `fd`; returns only by raising OSError.
+
+    Not os.execve(fd) (glibc's fexecve): when execveat fails with ENOSYS (a seccomp profile may say so), glibc
+    retries by path, /proc/self/fd/N, and inside a container that path is the container's to forge."""
+    encoded = [os.fsencode(arg) for arg in argv]
+    environ = [os.fsencode(key) + b"=" + os.fsencode(value) for key, value in env.items()]
+    if any(b"\0" in item for item in encoded + environ):
+        raise ValueError("embedded null byte")
+    c_argv = (ctypes.c_char_p * (len(encoded) + 1))(*encoded, None)
+    c_env = (ctypes.c_char_p * (len(environ) + 1))(*environ, None)
+    _libc.syscall(ctypes.c_long(_NR["execveat"]), ctypes.c_int(fd), b"", c_argv, c_env, ctypes.c_int(AT_EMPTY_PATH))
+    err = ctypes.get_errno()
+    raise OSError(err, os.strerror(err))
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:

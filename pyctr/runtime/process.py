@@ -105,7 +105,10 @@ def prepare_bundle(spec: ContainerSpec) -> None:
         if not (bundle / name).exists():
             atomic_write_bytes(bundle / name, text.encode(), mode=0o644, durable=False)
     for source in spec.volumes_to_create:
-        Path(source).mkdir(mode=0o755, parents=True, exist_ok=True)
+        try:
+            Path(source).mkdir(mode=0o755, parents=True, exist_ok=True)
+        except FileExistsError:
+            pass  # an existing file (or device, socket) is bound as it is: only a missing source becomes a dir
 
 
 def _default_hosts(spec: ContainerSpec) -> str:

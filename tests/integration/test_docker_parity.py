@@ -1,0 +1,117 @@
+"""What a process sees inside a container, compared with Docker 20.10 (+ runc 1.1) as recorded here.
+
+Issue 13 item 5 (seccomp: the real syscalls, through python's ctypes in the python:3-slim seed image) and issue 19
+items 2 (single-file binds), 4 (supplementary groups) and 10 (cgroup v1 layout, masked paths). Docker's outputs
+were taken with Docker 20.10.24 on a cgroup v1 host of this kind.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+
+import pytest
+
+from tests.integration.conftest import PYCTR_BIN, PyctrRunner, _env_for, make_root
+
+EPERM = 1
+
+
+@pytest.fixture(scope="module")
+def dk(pyctr_config, tmp_path_factory):
+    """A runner on a module root with busybox and python:3-slim pulled."""
+    if not PYCTR_BIN.exists():
+        pytest.fail(f"{PYCTR_BIN} is missing: run `make install`", pytrace=False)
+    runner = PyctrRunner(_env_for(make_root(tmp_path_factory.mktemp("parity") / "root"), pyctr_config))
+    runner("pull", "busybox", check=True, timeout=120)
+    runner("pull", "python:3-slim", check=True, timeout=300)
+    yield runner
+    ids = runner("ps", "-aq", "--no-trunc").stdout.split()
+    if ids:
+        runner("rm", "-f", *ids)
+
+
+def run_out(dk: PyctrRunner, *args: str) -> str:
+    return dk("run", "--rm", "--network", "none", *args, check=True).stdout
+
+
+# --- issue 13 item 5: seccomp ---------------------------------------------------------------------------------
+
+SYSCALL_PROBE = textwrap.dedent("""
+    import ctypes, errno, os, socket
+    libc = ctypes.CDLL(None, use_errno=True)
+    class iovec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+    def result(ret):
+        return "ok" if ret >= 0 else errno.errorcode[ctypes.get_errno()]
+    src, dst = ctypes.create_string_buffer(b"secret!"), ctypes.create_string_buffer(8)
+    local, remote = iovec(ctypes.addressof(dst), 8), iovec(ctypes.addressof(src), 8)
+    ctypes.set_errno(0)
+    ret = libc.syscall(310, os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+    print("process_vm_readv", result(ret))
+    handle, mount_id = ctypes.create_string_buffer(8 + 128), ctypes.c_int()
+    ctypes.c_uint.from_buffer(handle).value = 128
+    print("name_to_handle_at", result(libc.syscall(303, -100, b"/etc", handle, ctypes.byref(mount_id), 0)))
+    try:
+        socket.socket(40, socket.SOCK_STREAM).close()
+        print("socket_vsock ok")
+    except OSError as e:
+        print("socket_vsock", errno.errorcode[e.errno])
+""")
+
+
+def probe(dk: PyctrRunner, *flags: str) -> dict[str, str]:
+    out = run_out(dk, *flags, "python:3-slim", "python3", "-c", SYSCALL_PROBE)
+    return dict(line.split() for line in out.splitlines())
+
+
+def test_seccomp_default_profile_as_docker(dk):
+    """Docker 20.10.24: process_vm_readv and name_to_handle_at EPERM; socket(AF_VSOCK) not refused by seccomp
+    (EAFNOSUPPORT without the vsock module, else a socket)."""
+    got = probe(dk)
+    assert got["process_vm_readv"] == "EPERM"
+    assert got["name_to_handle_at"] == "EPERM"
+    assert got["socket_vsock"] in ("ok", "EAFNOSUPPORT")
+
+
+def test_seccomp_capability_groups_as_docker(dk):
+    """--cap-add SYS_PTRACE opens process_vm_readv; name_to_handle_at is in 20.10.24's CAP_SYS_ADMIN group, so
+    DAC_READ_SEARCH leaves it EPERM and SYS_ADMIN opens it."""
+    assert probe(dk, "--cap-add", "SYS_PTRACE")["process_vm_readv"] == "ok"
+    assert probe(dk, "--cap-add", "DAC_READ_SEARCH")["name_to_handle_at"] == "EPERM"
+    assert probe(dk, "--cap-add", "SYS_ADMIN")["name_to_handle_at"] not in ("EPERM",)
+
+
+# --- issue 19 item 2: a single file as a bind mount -------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["/etc/motd", "/etc/passwd", "/new/dir/file"])
+@pytest.mark.parametrize("mode", [":ro", ""])
+def test_bind_a_single_file(dk, tmp_path, target, mode):
+    """Docker: `-v /host/f:/etc/motd:ro busybox cat /etc/motd` prints the file, whether the target is missing
+    (created as an empty file, its missing parents as directories) or an existing file such as /etc/passwd."""
+    host = tmp_path / "f"
+    host.write_text("from the host\n")
+    out = run_out(dk, "-v", f"{host}:{target}{mode}", "busybox", "sh", "-c",
+                  f"cat {target}; echo hi >> {target} && echo writable || echo read-only")
+    assert out.splitlines()[0] == "from the host"
+    assert out.splitlines()[-1] == ("read-only" if mode else "writable")
+    assert host.read_text() == "from the host\n" + ("" if mode else "hi\n")
+
+
+def test_bind_a_file_through_a_symlink_stays_inside(dk, tmp_path):
+    """A target reached through a symlink (absolute or dangling) resolves inside the container root, never on the
+    host, as runc's in-root resolution does: the file appears at the symlink's target inside the container."""
+    host_file, data = tmp_path / "f", tmp_path / "data"
+    host_file.write_text("bound\n")
+    data.mkdir()
+    name = f"pyctr-parity-{uuid.uuid4().hex[:8]}"
+    (data / "etc").symlink_to("/etc")
+    (data / "dangling").symlink_to(f"/{name}/deeper/file")
+    out = run_out(dk, "-v", f"{data}:/data", "-v", f"{host_file}:/data/etc/{name}:ro",
+                  "-v", f"{host_file}:/data/dangling", "busybox", "sh", "-c",
+                  f"cat /etc/{name} /{name}/deeper/file")
+    assert out == "bound\nbound\n"
+    assert not (tmp_path.parent / name).exists() and not (data / name).exists()
+    for host_path in (f"/etc/{name}", f"/{name}"):
+        assert not os.path.lexists(host_path), f"{host_path} was created on the host"

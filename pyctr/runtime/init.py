@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from pyctr.errors import CommandCannotRun, CommandNotFound, PyctrError, RuntimeFailure
 from pyctr.runtime.spec import ContainerSpec
-from pyctr.runtime.users import ExecUser, parse_group, resolve_user
+from pyctr.runtime.users import ExecUser, process_groups, resolve_user
 
 READY = b"R"
 IN_CGROUP = b"C"
@@ -177,18 +177,7 @@ def _read_etc(path: str) -> str:
 
 def _container_user(spec: ContainerSpec) -> ExecUser:
     passwd, group = _read_etc("/etc/passwd"), _read_etc("/etc/group")
-    user = resolve_user(spec.process.user, passwd, group)
-    extra = [_group_id(g, group) for g in spec.process.additional_groups]
-    return ExecUser(user.uid, user.gid, tuple(dict.fromkeys(list(user.additional_gids) + extra)), user.home)
-
-
-def _group_id(name: str, group_text: str) -> int:
-    if name.isdigit():
-        return int(name)
-    for entry in parse_group(group_text):
-        if entry.name == name:
-            return entry.gid
-    raise RuntimeFailure(f"unable to find group {name}: no matching entries in group file")
+    return process_groups(resolve_user(spec.process.user, passwd, group), spec.process.additional_groups, group)
 
 
 def _split_env(env: list[str]) -> list[tuple[str, str]]:

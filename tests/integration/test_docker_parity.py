@@ -115,3 +115,49 @@ def test_bind_a_file_through_a_symlink_stays_inside(dk, tmp_path):
     assert not (tmp_path.parent / name).exists() and not (data / name).exists()
     for host_path in (f"/etc/{name}", f"/{name}"):
         assert not os.path.lexists(host_path), f"{host_path} was created on the host"
+
+
+# --- issue 19 item 4: supplementary groups ----------------------------------------------------------------------
+# Docker 20.10.24 on the seed busybox image (/etc/group: root:x:0:, daemon:x:1:, nobody:x:65534:, app:x:1000:).
+
+@pytest.mark.parametrize(("flags", "docker_id"), [
+    ((), "uid=0(root) gid=0(root) groups=0(root)"),
+    (("--group-add", "1234"), "uid=0(root) gid=0(root) groups=0(root),1234"),
+    (("--group-add", "daemon", "--group-add", "1234"), "uid=0(root) gid=0(root) groups=0(root),1(daemon),1234"),
+    (("-u", "app"), "uid=1000(app) gid=1000(app) groups=1000(app)"),
+    (("-u", "1234"), "uid=1234 gid=0(root) groups=0(root)"),
+    (("-u", "app:daemon", "--group-add", "nobody"), "uid=1000(app) gid=1(daemon) groups=1(daemon),65534(nobody)"),
+])
+def test_id_in_run(dk, flags, docker_id):
+    assert run_out(dk, *flags, "busybox", "id").strip() == docker_id
+
+
+def test_group_add_unknown_name_is_refused(dk):
+    result = dk("run", "--rm", "--network", "none", "--group-add", "nosuch", "busybox", "id")
+    assert result.returncode == 125 and "Unable to find group nosuch" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_id_in_exec(dk):
+    """exec inherits the container's groups; exec -u resolves the user again, with the container's --group-add."""
+    name = f"groups-{uuid.uuid4().hex[:8]}"
+    dk("run", "-d", "--name", name, "--network", "none", "--group-add", "1234", "busybox", "sleep", "1000",
+       check=True)
+    try:
+        assert dk("exec", name, "id", check=True).stdout.strip() == "uid=0(root) gid=0(root) groups=0(root),1234"
+        assert dk("exec", "-u", "app", name, "id", check=True).stdout.strip() == \
+            "uid=1000(app) gid=1000(app) groups=1000(app),1234"
+    finally:
+        dk("rm", "-f", name)
+
+
+def test_id_in_build_run(dk, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN id > /id-root\nUSER app\nRUN id > /tmp/id-app\n"
+                                         "USER root\nRUN cat /id-root /tmp/id-app > /ids\n")
+    tag = f"groups-{uuid.uuid4().hex[:8]}"
+    dk("build", "-q", "-t", tag, str(tmp_path), check=True, timeout=120)
+    try:
+        assert run_out(dk, tag, "cat", "/ids").splitlines() == [
+            "uid=0(root) gid=0(root) groups=0(root)", "uid=1000(app) gid=1000(app) groups=1000(app)"]
+    finally:
+        dk("rmi", "-f", tag)

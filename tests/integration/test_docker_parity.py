@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import textwrap
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,47 @@ def test_id_in_build_run(dk, tmp_path):
             "uid=0(root) gid=0(root) groups=0(root)", "uid=1000(app) gid=1000(app) groups=1000(app)"]
     finally:
         dk("rmi", "-f", tag)
+
+
+# --- issue 19 item 10: what a container sees -------------------------------------------------------------------
+
+def host_cgroup_layout() -> str:
+    return "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "v1"
+
+
+def mounts_in_container(dk: PyctrRunner, *flags: str) -> dict[str, tuple[str, set[str]]]:
+    """mount point -> (fstype, per-mount options) from the container's /proc/self/mountinfo."""
+    out = run_out(dk, *flags, "busybox", "cat", "/proc/self/mountinfo")
+    found = {}
+    for line in out.splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        found[fields[4]] = (right.split()[0], set(fields[5].split(",")))
+    return found
+
+
+def test_sys_fs_cgroup_as_docker(dk):
+    """Docker 20.10 + runc 1.1 (mountCgroupV1) on a v1 host: /sys/fs/cgroup is a read-write tmpfs (nosuid, nodev,
+    noexec), each v1 hierarchy below it read-only, no cgroup2 `unified`; on a v2 host: cgroup2, read-only."""
+    mounts = mounts_in_container(dk)
+    cgroup_mounts = {point: m for point, m in mounts.items() if point.startswith("/sys/fs/cgroup")}
+    if host_cgroup_layout() == "v2":
+        assert cgroup_mounts == {"/sys/fs/cgroup": ("cgroup2", cgroup_mounts["/sys/fs/cgroup"][1])}
+        assert "ro" in cgroup_mounts["/sys/fs/cgroup"][1]
+        return
+    fstype, options = cgroup_mounts.pop("/sys/fs/cgroup")
+    assert fstype == "tmpfs" and "rw" in options and {"nosuid", "nodev", "noexec"} <= options
+    assert cgroup_mounts and all(fstype == "cgroup" and "ro" in opts for fstype, opts in cgroup_mounts.values())
+    assert "/sys/fs/cgroup/unified" not in cgroup_mounts
+    host_v1 = {os.path.basename(line.split()[4]) for line in Path("/proc/self/mountinfo").read_text().splitlines()
+               if line.partition(" - ")[2].split()[0] == "cgroup"}
+    assert {os.path.basename(p) for p in cgroup_mounts} == host_v1
+    out = run_out(dk, "busybox", "sh", "-c", "touch /sys/fs/cgroup/x && echo tmpfs-writable; "
+                  "mkdir /sys/fs/cgroup/pids/x 2>/dev/null && echo controller-writable || echo controller-ro")
+    assert out.split() == ["tmpfs-writable", "controller-ro"]
+
+
+def test_proc_interrupts_is_not_masked(dk):
+    """Docker 20.10 (up to 27.x) masks no /proc/interrupts: it is the kernel's file, not /dev/null."""
+    assert "/proc/interrupts" not in mounts_in_container(dk)
+    assert run_out(dk, "busybox", "head", "-1", "/proc/interrupts").split()[0] == "CPU0"

@@ -46,6 +46,7 @@ class ChildFds:
     report: int  # C -> M: "R" when in its namespaces, then "E"+json on failure; CLOEXEC
     console: int | None = None  # pty slave for -t: controlling terminal and /dev/console
     seccomp_program: bytes | None = None  # BPF compiled by M; installed while C is still root
+    console_socket: int | None = None  # -t: C sends the master of its own pty here (then `console` only sizes it)
 
 
 def container_main(spec: ContainerSpec, fds: ChildFds) -> None:
@@ -96,7 +97,9 @@ def _setup_and_exec(spec: ContainerSpec, fds: ChildFds) -> None:
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
 
     seal_imports()  # the launcher preloaded all we need; after pivot_root an import would read the image
-    build_rootfs(spec, fds.console, in_cgroup)
+    build_rootfs(spec, None if fds.console_socket is not None else fds.console, in_cgroup)
+    if fds.console_socket is not None:
+        _container_console(fds)
     if "uts" in spec.namespaces:  # never rename the host
         syscalls.sethostname(spec.hostname)
     user = _container_user(spec)
@@ -178,6 +181,29 @@ def _read_etc(path: str) -> str:
 def _container_user(spec: ContainerSpec) -> ExecUser:
     passwd, group = _read_etc("/etc/passwd"), _read_etc("/etc/group")
     return process_groups(resolve_user(spec.process.user, passwd, group), spec.process.additional_groups, group)
+
+
+def _container_console(fds: ChildFds) -> None:
+    """runc's setupConsole, after pivot_root: a pty from the container's own devpts instance (so `tty` prints
+    /dev/pts/0 as in Docker), sized as the host pty M made, bound on /dev/console, its master sent to M; its
+    slave replaces the host pty on 0, 1 and 2."""
+    import socket
+
+    from pyctr.runtime.exec import open_container_pty
+    from pyctr.runtime.rootfs import bind_console
+    from pyctr.runtime.tty import copy_window_size
+
+    master, slave = open_container_pty()
+    try:
+        copy_window_size(fds.console, master)
+        bind_console(slave)
+        with socket.socket(fileno=fds.console_socket) as channel:
+            socket.send_fds(channel, [b"T"], [master])
+    finally:
+        os.close(master)
+    for target in (0, 1, 2):
+        os.dup2(slave, target, inheritable=True)
+    os.close(slave)
 
 
 def _split_env(env: list[str]) -> list[tuple[str, str]]:

@@ -345,6 +345,16 @@ def create_devices(root_fd: int, console_fd: int | None = None) -> None:
             s.mount(fd_path(src), fd_path(dst), None, s.MS_BIND)
 
 
+def bind_console(slave_fd: int) -> None:
+    """/dev/console = the container's own pty slave (runc's mountConsole); after pivot_root, so the slave (on
+    the container's devpts) is a bind source in this mount namespace and "/" is the container's root."""
+    from pyctr.runtime import syscalls as s
+
+    with opened(os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as root_fd, \
+            opened(ensure_in_root(root_fd, "/dev/console", "file", follow=False)) as dst:
+        s.mount(fd_path(slave_fd), fd_path(dst), None, s.MS_BIND)
+
+
 def _dev_null(root_fd: int) -> int:
     """The container's /dev/null, verified to be the real 1:3 device, never a symlink (CVE-2025-31133)."""
     fd = resolve_in_root(root_fd, "/dev/null", follow=False)

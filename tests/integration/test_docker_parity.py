@@ -206,3 +206,48 @@ def test_proc_interrupts_is_not_masked(dk):
     """Docker 20.10 (up to 27.x) masks no /proc/interrupts: it is the kernel's file, not /dev/null."""
     assert "/proc/interrupts" not in mounts_in_container(dk)
     assert run_out(dk, "busybox", "head", "-1", "/proc/interrupts").split()[0] == "CPU0"
+
+
+def run_in_a_terminal(dk: PyctrRunner, *args: str, timeout: float = 30) -> bytes:
+    """`pyctr <args>` with a pty as its terminal (as a user's shell gives it); everything it printed."""
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(str(PYCTR_BIN), [str(PYCTR_BIN), *args], dk.env)
+    output, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    return output
+
+
+def test_the_tty_is_dev_pts_0(dk):
+    """Docker: `docker run -t busybox tty` prints /dev/pts/0 (the container's own devpts, first index), which is
+    also /dev/console; the same for a detached -t container, seen through its logs."""
+    out = run_in_a_terminal(dk, "run", "--rm", "-t", "--network", "none", "busybox", "sh", "-c",
+                            "tty; ls /dev/pts; stat -c %t:%T /dev/console /dev/pts/0")
+    assert [line.rstrip(b"\r") for line in out.split(b"\n")][:4] == [b"/dev/pts/0", b"0     ptmx", b"88:0", b"88:0"]
+    name = f"tty-{uuid.uuid4().hex[:8]}"
+    dk("run", "-dt", "--name", name, "--network", "none", "busybox", "sh", "-c", "tty; sleep 1000", check=True)
+    try:
+        import time
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "/dev/pts/0" not in dk("logs", name).stdout:
+            time.sleep(0.1)
+        assert dk("logs", name).stdout.splitlines() == ["/dev/pts/0"]
+    finally:
+        dk("rm", "-f", name)

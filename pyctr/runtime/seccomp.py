@@ -271,7 +271,84 @@ def compile_bpf(profile: dict, caps: frozenset[str], machine: str | None = None)
     with tempfile.TemporaryFile() as f:
         filt.export_bpf(f)
         f.seek(0)
-        return f.read()
+        program = f.read()
+    if profile["defaultAction"] in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG") or default_errno == ERRNO_ENOSYS:
+        return program
+    return enosys_stub(_last_syscalls(seccomp, plan_rules(profile, caps, machine), native, profile)) + program
+
+
+# runc's -ENOSYS stub (libcontainer/seccomp/patchbpf, runc 1.0+, so Docker 20.10 with runc 1.1): a syscall
+# numbered above every syscall the profile names, per architecture, gets ENOSYS rather than the default EPERM,
+# so that a libc newer than the profile (fchmodat2, mseal, ...) falls back to the old call as on a kernel
+# without it. AUDIT_ARCH values from linux/audit.h; x32 shares x86_64's and sets bit 30 in the number.
+_AUDIT_ARCH = {"SCMP_ARCH_X86_64": 0xC000003E, "SCMP_ARCH_X32": 0xC000003E, "SCMP_ARCH_X86": 0x40000003,
+               "SCMP_ARCH_AARCH64": 0xC00000B7, "SCMP_ARCH_ARM": 0x40000028}
+X32_SYSCALL_BIT = 0x40000000
+_LD_ABS, _JA, _JEQ, _JGT, _JSET, _RET = 0x20, 0x05, 0x15, 0x25, 0x45, 0x06
+_RET_ERRNO = 0x00050000
+
+
+def _last_syscalls(seccomp, rules: list[Rule], native: str | None, profile: dict) -> dict[str, int]:
+    """The highest syscall number the resolved rules name, per architecture of the filter (runc's
+    findLastSyscalls); architectures without a stub of ours are left out (they keep the default action)."""
+    last: dict[str, int] = {}
+    for arch_name in [native or "", *_sub_arches(profile, native)]:
+        arch = getattr(seccomp.Arch, arch_name.removeprefix("SCMP_ARCH_"), None)
+        if arch is None or arch_name not in _AUDIT_ARCH:
+            continue
+        numbers = [_resolve(seccomp, arch, name) for name in {rule.name for rule in rules}]
+        if any(n > 0 for n in numbers):
+            last[arch_name] = max(numbers)
+    return last
+
+
+def _resolve(seccomp, arch: int, name: str) -> int:
+    try:
+        return int(seccomp.resolve_syscall(arch, name))
+    except (OSError, ValueError):
+        return -1
+
+
+def enosys_stub(last: dict[str, int]) -> bytes:
+    """Classic BPF put before libseccomp's program: per architecture, `nr > last` returns ENOSYS, anything else
+    goes on into the filter. Instructions are (code, jump-if-true label, jump-if-false label, k)."""
+    code: list[tuple[int, str | int, str | int, int]] = []
+    labels: dict[str, int] = {}
+    natives = sorted({_AUDIT_ARCH[a] for a in last})
+    for i, audit in enumerate(natives):
+        following = f"arch{i + 1}"
+        code += [(_LD_ABS, 0, 0, 4), (_JEQ, 0, following, audit), (_LD_ABS, 0, 0, 0)]
+        if audit == _AUDIT_ARCH["SCMP_ARCH_X86_64"]:
+            x64, x32 = last.get("SCMP_ARCH_X86_64"), last.get("SCMP_ARCH_X32")
+            code.append((_JSET, f"x32_{i}" if x32 else "filter", 0, X32_SYSCALL_BIT))
+            code.append((_JGT, "enosys", "filter", x64) if x64 else (_JA, 0, 0, "filter"))
+            if x32:
+                labels[f"x32_{i}"] = len(code)
+                code.append((_JGT, "enosys", "filter", x32))
+        else:
+            arch_last = max(n for a, n in last.items() if _AUDIT_ARCH[a] == audit)
+            code.append((_JGT, "enosys", "filter", arch_last))
+        labels[following] = len(code)
+    code.append((_JA, 0, 0, "filter"))
+    labels["enosys"] = len(code)
+    code.append((_RET, 0, 0, _RET_ERRNO | ERRNO_ENOSYS))
+    labels["filter"] = len(code)
+    return _assemble(code, labels)
+
+
+def _assemble(code: list[tuple[int, str | int, str | int, int]], labels: dict[str, int]) -> bytes:
+    import struct
+
+    def offset(at: int, target: str | int) -> int:
+        return labels[target] - at - 1 if isinstance(target, str) else target
+
+    out = []
+    for at, (op, jt, jf, k) in enumerate(code):
+        if op == _JA:
+            out.append(struct.pack("<HBBI", op, 0, 0, offset(at, k)))
+        else:
+            out.append(struct.pack("<HBBI", op, offset(at, jt), offset(at, jf), k))
+    return b"".join(out)
 
 
 def _sub_arches(profile: dict, native: str | None) -> list[str]:

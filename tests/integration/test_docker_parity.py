@@ -54,6 +54,7 @@ SYSCALL_PROBE = textwrap.dedent("""
     handle, mount_id = ctypes.create_string_buffer(8 + 128), ctypes.c_int()
     ctypes.c_uint.from_buffer(handle).value = 128
     print("name_to_handle_at", result(libc.syscall(303, -100, b"/etc", handle, ctypes.byref(mount_id), 0)))
+    print("fchmodat2", result(libc.syscall(452, -100, b"/tmp", 0o1777, 0)))
     try:
         socket.socket(40, socket.SOCK_STREAM).close()
         print("socket_vsock ok")
@@ -69,11 +70,12 @@ def probe(dk: PyctrRunner, *flags: str) -> dict[str, str]:
 
 def test_seccomp_default_profile_as_docker(dk):
     """Docker 20.10.24: process_vm_readv and name_to_handle_at EPERM; socket(AF_VSOCK) not refused by seccomp
-    (EAFNOSUPPORT without the vsock module, else a socket)."""
+    (EAFNOSUPPORT without the vsock module, else a socket); fchmodat2 (kernel 6.6) ENOSYS from runc's stub."""
     got = probe(dk)
     assert got["process_vm_readv"] == "EPERM"
     assert got["name_to_handle_at"] == "EPERM"
     assert got["socket_vsock"] in ("ok", "EAFNOSUPPORT")
+    assert got["fchmodat2"] == "ENOSYS"  # runc's stub: newer than the profile's last syscall (libc falls back)
 
 
 def test_seccomp_capability_groups_as_docker(dk):

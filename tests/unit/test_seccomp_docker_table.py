@@ -88,8 +88,22 @@ SCMP_ARCH = {"x86_64": pyseccomp.Arch.X86_64, "i386": pyseccomp.Arch.X86}
 RET_ALLOW, RET_ERRNO, RET_ACTION_MASK, RET_DATA_MASK = 0x7FFF0000, 0x00050000, 0xFFFF0000, 0xFFFF
 
 
-def docker_decision(name: str, caps: frozenset[str]) -> str:
-    """What Docker 20.10.24 answers for `name` with all arguments 0, as "allow" or "errno N"."""
+def docker_names(caps: frozenset[str]) -> set[str]:
+    """The syscalls named by the rules Docker hands runc for this capability set (it drops the others)."""
+    held = set().union(*(names for cap, names in DOCKER_BY_CAP.items() if cap in caps))
+    return DOCKER_ALLOWED | DOCKER_AMD64_ONLY | held | {"clone", "clone3"}
+
+
+def runc_last(table: dict[str, int], caps: frozenset[str]) -> int:
+    """runc's findLastSyscalls: the highest number among the profile's syscalls on this architecture."""
+    return max(table[name] for name in docker_names(caps) if name in table)
+
+
+def docker_decision(name: str, caps: frozenset[str], nr: int = 0, last: int = 1 << 31) -> str:
+    """What Docker 20.10.24 + runc 1.1 answer for `name` (number `nr`, all arguments 0), as "allow" or
+    "errno N": the profile's rules, runc's ENOSYS stub above the last syscall the profile names."""
+    if nr > last:
+        return f"errno {ENOSYS}"
     if name in DOCKER_ALLOWED or name in DOCKER_AMD64_ONLY:
         return "allow"
     if any(name in names for cap, names in DOCKER_BY_CAP.items() if cap in caps):
@@ -174,11 +188,12 @@ def test_every_syscall_of_the_table_is_decided_as_docker(programs, arch_name):
     assert len(table) > 300 and "process_vm_readv" in table
     wrong = []
     for caps, program in programs.items():
+        last = runc_last(table, caps)
         for name, nr in table.items():
             if arch_name == "i386" and name == "arch_prctl":
                 continue  # i386 arch_prctl: libseccomp versions disagree on whether the x86 filter has it
             got = run_filter(program, nr, AUDIT_ARCH[arch_name])
-            want = docker_decision(name, caps)
+            want = docker_decision(name, caps, nr, last)
             if got != want:
                 extra = sorted(caps - DOCKER_DEFAULT_CAPS) or sorted(DOCKER_DEFAULT_CAPS - caps)
                 wrong.append(f"{name} ({nr}) with {extra or 'the default caps'}: {got}, Docker: {want}")
@@ -236,3 +251,20 @@ def test_other_architectures_are_refused():
     """A syscall made through an architecture the filter does not list (not x86_64, i386 or x32) is refused."""
     program = compile_bpf(default_profile(), DOCKER_DEFAULT_CAPS, "x86_64")
     assert run_filter(program, 0, 0xC00000B7) != "allow"  # AUDIT_ARCH_AARCH64
+
+
+def test_syscalls_newer_than_the_profile_are_enosys(programs):
+    """runc's stub: above the profile's last syscall (futex_waitv, 449, on x86_64 and i386 with libseccomp
+    2.5) the answer is ENOSYS, so a newer libc falls back (fchmodat2 452, mseal 462, anything up to the top);
+    numbers below it that the profile does not name stay EPERM; x32 numbers are judged against x32's own."""
+    program = programs[DOCKER_DEFAULT_CAPS]
+    for arch in ("x86_64", "i386"):
+        last = runc_last(syscall_table(arch), DOCKER_DEFAULT_CAPS)
+        assert run_filter(program, last, AUDIT_ARCH[arch]) == "allow"
+        for nr in (last + 1, 452, 462, 1000, 0x3FFFFFFF):
+            assert run_filter(program, nr, AUDIT_ARCH[arch]) == "errno 38", (arch, nr)
+    assert run_filter(program, 335, AUDIT_ARCH["x86_64"]) == "errno 1"  # unassigned, below the last
+    x32 = 0x40000000
+    assert run_filter(program, x32 | 0, AUDIT_ARCH["x86_64"]) == "allow"  # x32 read
+    assert run_filter(program, x32 | 1000, AUDIT_ARCH["x86_64"]) == "errno 38"
+    assert run_filter(program, x32 | 310, AUDIT_ARCH["x86_64"]) == "errno 1"  # below x32's last, not allowed

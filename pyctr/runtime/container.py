@@ -356,10 +356,10 @@ def _stdio(stdin: int, stdout: int, stderr: int) -> Any:
     return Stdio(stdin=stdin, stdout=stdout, stderr=stderr)
 
 
-def _terminal_stdio(slave: int) -> Any:
+def _terminal_stdio(slave: int, master: int) -> Any:
     from pyctr.runtime.process import Stdio
 
-    return Stdio.terminal(slave)
+    return Stdio.terminal(slave, master)
 
 
 # -- detached ------------------------------------------------------------------------------------------------
@@ -417,7 +417,7 @@ def _become_monitor(config: Config, record: ContainerRecord, report: int) -> Non
         from pyctr.runtime.tty import open_pty
 
         master, slave = open_pty(size_from=None)
-        out_r, stdio, close_after = master, _terminal_stdio(slave), [slave]
+        out_r, stdio, close_after = master, _terminal_stdio(slave, master), [slave]
         err_r = -1
     else:
         out_r, out_w = os.pipe()
@@ -607,7 +607,7 @@ def _run_foreground_tty(config: Config, launcher: _Launch, interactive: bool) ->
 
     master, slave = open_pty()
     try:
-        pid, _ = launcher.launch(_terminal_stdio(slave))
+        pid, _ = launcher.launch(_terminal_stdio(slave, master))
     finally:
         os.close(slave)
     return _supervise(config, launcher.spec.id, pid,

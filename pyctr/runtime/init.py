@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from pyctr.errors import CommandCannotRun, CommandNotFound, PyctrError, RuntimeFailure
 from pyctr.runtime.spec import ContainerSpec
-from pyctr.runtime.users import ExecUser, parse_group, resolve_user
+from pyctr.runtime.users import ExecUser, process_groups, resolve_user
 
 READY = b"R"
 IN_CGROUP = b"C"
@@ -50,6 +50,7 @@ class ChildFds:
     console: int | None = None  # pty slave for -t: controlling terminal and /dev/console
     seccomp_program: bytes | None = None  # BPF compiled by M; installed while C is still root
     shim: int = -1  # the sealed exec shim's memfd (CLOEXEC), made by M: C execs the command through it
+    console_socket: int | None = None  # -t: C sends the master of its own pty here (then `console` only sizes it)
 
 
 def container_main(spec: ContainerSpec, fds: ChildFds) -> None:
@@ -100,7 +101,9 @@ def _setup_and_exec(spec: ContainerSpec, fds: ChildFds) -> None:
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
 
     seal_imports()  # the launcher preloaded all we need; after pivot_root an import would read the image
-    build_rootfs(spec, fds.console, in_cgroup)
+    build_rootfs(spec, None if fds.console_socket is not None else fds.console, in_cgroup)
+    if fds.console_socket is not None:
+        _container_console(fds)
     if "uts" in spec.namespaces:  # never rename the host
         syscalls.sethostname(spec.hostname)
     user = _container_user(spec)
@@ -193,18 +196,30 @@ def _read_etc(path: str) -> str:
 
 def _container_user(spec: ContainerSpec) -> ExecUser:
     passwd, group = _read_etc("/etc/passwd"), _read_etc("/etc/group")
-    user = resolve_user(spec.process.user, passwd, group)
-    extra = [_group_id(g, group) for g in spec.process.additional_groups]
-    return ExecUser(user.uid, user.gid, tuple(dict.fromkeys(list(user.additional_gids) + extra)), user.home)
+    return process_groups(resolve_user(spec.process.user, passwd, group), spec.process.additional_groups, group)
 
 
-def _group_id(name: str, group_text: str) -> int:
-    if name.isdigit():
-        return int(name)
-    for entry in parse_group(group_text):
-        if entry.name == name:
-            return entry.gid
-    raise RuntimeFailure(f"unable to find group {name}: no matching entries in group file")
+def _container_console(fds: ChildFds) -> None:
+    """runc's setupConsole, after pivot_root: a pty from the container's own devpts instance (so `tty` prints
+    /dev/pts/0 as in Docker), sized as the host pty M made, bound on /dev/console, its master sent to M; its
+    slave replaces the host pty on 0, 1 and 2."""
+    import socket
+
+    from pyctr.runtime.exec import open_container_pty
+    from pyctr.runtime.rootfs import bind_console
+    from pyctr.runtime.tty import copy_window_size
+
+    master, slave = open_container_pty()
+    try:
+        copy_window_size(fds.console, master)
+        bind_console(slave)
+        with socket.socket(fileno=fds.console_socket) as channel:
+            socket.send_fds(channel, [b"T"], [master])
+    finally:
+        os.close(master)
+    for target in (0, 1, 2):
+        os.dup2(slave, target, inheritable=True)
+    os.close(slave)
 
 
 def _split_env(env: list[str]) -> list[tuple[str, str]]:

@@ -46,6 +46,9 @@ class Stdio:
     stdout: int
     stderr: int
     console: int | None = None
+    # -t: M's end of the pty it relays. Given, C allocates the container's own pty from its devpts instance
+    # (runc's setupConsole: `tty` says /dev/pts/0, not a host pty) and launch puts C's master on this fd number.
+    console_master: int | None = None
 
     @classmethod
     def inherit(cls, interactive: bool = True) -> Stdio:
@@ -54,8 +57,10 @@ class Stdio:
         return cls(stdin, 1, 2)
 
     @classmethod
-    def terminal(cls, slave_fd: int) -> Stdio:
-        return cls(slave_fd, slave_fd, slave_fd, console=slave_fd)
+    def terminal(cls, slave_fd: int, master_fd: int | None = None) -> Stdio:
+        """The host pty's slave (its window size is the container's first); with its master, the container's
+        own pty replaces the pair when C starts (see console_master)."""
+        return cls(slave_fd, slave_fd, slave_fd, console=slave_fd, console_master=master_fd)
 
 
 @dataclass
@@ -107,7 +112,10 @@ def prepare_bundle(spec: ContainerSpec) -> None:
         if not (bundle / name).exists():
             atomic_write_bytes(bundle / name, text.encode(), mode=0o644, durable=False)
     for source in spec.volumes_to_create:
-        Path(source).mkdir(mode=0o755, parents=True, exist_ok=True)
+        try:
+            Path(source).mkdir(mode=0o755, parents=True, exist_ok=True)
+        except FileExistsError:
+            pass  # an existing file (or device, socket) is bound as it is: only a missing source becomes a dir
 
 
 def _default_hosts(spec: ContainerSpec) -> str:
@@ -147,13 +155,19 @@ def launch(spec: ContainerSpec, hooks: LaunchHooks | None = None, stdio: Stdio |
     _preload_child_modules()
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    fds = ChildFds(stdio.stdin, stdio.stdout, stdio.stderr, go_r, report_w, stdio.console, program, shim)
+    console_r, console_w = _console_channel(stdio)
+    fds = ChildFds(stdio.stdin, stdio.stdout, stdio.stderr, go_r, report_w, stdio.console, program,
+                   shim=shim, console_socket=console_w)
     pid = _fork_into_new_pid_namespace(spec, fds)
     os.close(report_w)
     os.close(go_r)
+    if console_w is not None:
+        os.close(console_w)
     try:
         _handshake(pid, report_r, go_w, hooks)
         _wait_for_exec(report_r, spec.process.args[0])
+        if console_r is not None:
+            _adopt_container_console(console_r, stdio.console_master)
     except BaseException:
         _kill_and_reap(pid)
         raise
@@ -161,7 +175,39 @@ def launch(spec: ContainerSpec, hooks: LaunchHooks | None = None, stdio: Stdio |
         os.close(report_r)
         with contextlib.suppress(OSError):
             os.close(go_w)
+        if console_r is not None:
+            os.close(console_r)
     return Launched(pid, process_start_time(pid))
+
+
+def _console_channel(stdio: Stdio) -> tuple[int | None, int | None]:
+    """A socketpair (M's end, C's end) on which C sends the master of its own pty (runc's console socket)."""
+    if stdio.console is None or stdio.console_master is None:
+        return None, None
+    import socket
+
+    import pyctr.runtime.exec  # noqa: F401  C's -t steps, loaded before it seals imports
+    import pyctr.runtime.tty  # noqa: F401
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return ours.detach(), theirs.detach()
+
+
+def _adopt_container_console(channel: int, master_fd: int) -> None:
+    """Put the container pty's master, sent by C before its exec, on `master_fd` (the host pty's master, which
+    closes: the caller relays the container's pty through the same fd number)."""
+    import socket
+
+    with socket.socket(fileno=channel) as sock:
+        try:
+            _, fds, _, _ = socket.recv_fds(sock, 1, 1, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            fds = []
+        sock.detach()
+    if not fds:
+        raise RuntimeFailure("container init did not send its console")
+    os.dup2(fds[0], master_fd, inheritable=False)
+    os.close(fds[0])
 
 
 def seccomp_program(spec: ContainerSpec) -> bytes | None:

@@ -291,27 +291,40 @@ def _host_cgroup_mounts(mountinfo: str) -> list[tuple[str, str, str]]:
 
 
 def _mount_cgroups(root_fd: int, root: str, mount: Mount, flags: int) -> None:
-    """/sys/fs/cgroup: v2 = the cgroup2 fs (the container's cgroup namespace is its root); v1/hybrid = a tmpfs
-    holding each hierarchy mounted fresh in the container's cgroup namespace, read-only unless --privileged."""
+    """/sys/fs/cgroup: v2 = the cgroup2 fs (the container's cgroup namespace is its root); v1/hybrid = runc's
+    mountCgroupV1: a read-write tmpfs holding each v1 hierarchy (read-only unless --privileged), no cgroup2
+    `unified` mount, and a symlink per controller of a co-mounted hierarchy (cpu -> cpu,cpuacct)."""
     from pyctr.runtime import syscalls as s
 
     hierarchies = _host_cgroup_mounts(Path("/proc/self/mountinfo").read_text())
-    base = flags & ~s.MS_RDONLY
-    readonly = flags & s.MS_RDONLY
     if any(name == "cgroup" and fstype == "cgroup2" for name, fstype, _ in hierarchies):
         with opened(_target(root_fd, root, mount, True)) as dst:
             s.mount("cgroup", fd_path(dst), "cgroup2", flags)
         return
+    base = flags & ~s.MS_RDONLY
     tmpfs = Mount(mount.destination, "tmpfs", "tmpfs", [])
     with opened(_target(root_fd, root, tmpfs, True)) as dst:
         s.mount("tmpfs", fd_path(dst), "tmpfs", base, "mode=755")
-    for name, fstype, opts in hierarchies:
-        sub = Mount(f"{mount.destination}/{name}", fstype, "cgroup", [])
+    v1 = cgroup_v1_hierarchies(hierarchies)
+    for name, opts in v1:
+        sub = Mount(f"{mount.destination}/{name}", "cgroup", "cgroup", [])
         with opened(_target(root_fd, root, sub, True)) as dst:
-            s.mount("cgroup", fd_path(dst), fstype, base | readonly, opts or None)
-    if readonly:
-        with opened(resolve_in_root(root_fd, mount.destination, follow=False)) as dst:
-            s.mount(None, fd_path(dst), None, s.MS_REMOUNT | s.MS_BIND | base | s.MS_RDONLY)
+            s.mount("cgroup", fd_path(dst), "cgroup", flags, opts or None)
+    with opened(resolve_in_root(root_fd, mount.destination, follow=False)) as top:
+        for link, target in comounted_links([name for name, _ in v1]):
+            with contextlib.suppress(FileExistsError):
+                os.symlink(target, link, dir_fd=top)
+
+
+def cgroup_v1_hierarchies(hierarchies: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """(name, options) of the v1 hierarchies runc mounts: fstype cgroup only (GetCgroupMounts), so a hybrid
+    host's cgroup2 `unified` mount is not repeated inside the container."""
+    return [(name, opts) for name, fstype, opts in hierarchies if fstype == "cgroup"]
+
+
+def comounted_links(names: list[str]) -> list[tuple[str, str]]:
+    """(link, target) for each controller of a co-mounted hierarchy: "cpu,cpuacct" gives cpu and cpuacct."""
+    return [(part, name) for name in names if "," in name for part in name.split(",")]
 
 
 def create_devices(root_fd: int, console_fd: int | None = None) -> None:
@@ -330,6 +343,16 @@ def create_devices(root_fd: int, console_fd: int | None = None) -> None:
         with opened(os.open(os.ttyname(console_fd), s.O_PATH | os.O_CLOEXEC)) as src, \
                 opened(ensure_in_root(root_fd, "/dev/console", "file", follow=False)) as dst:
             s.mount(fd_path(src), fd_path(dst), None, s.MS_BIND)
+
+
+def bind_console(slave_fd: int) -> None:
+    """/dev/console = the container's own pty slave (runc's mountConsole); after pivot_root, so the slave (on
+    the container's devpts) is a bind source in this mount namespace and "/" is the container's root."""
+    from pyctr.runtime import syscalls as s
+
+    with opened(os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as root_fd, \
+            opened(ensure_in_root(root_fd, "/dev/console", "file", follow=False)) as dst:
+        s.mount(fd_path(slave_fd), fd_path(dst), None, s.MS_BIND)
 
 
 def _dev_null(root_fd: int) -> int:

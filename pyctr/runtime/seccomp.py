@@ -23,6 +23,11 @@ from pyctr.errors import UsageError
 ERRNO_EPERM = 1
 ERRNO_ENOSYS = 38
 
+# Docker 20.10.24's default profile (moby profiles/seccomp/default.json at that tag, the Docker Debian 12
+# ships), as data. Differences from newer moby (23+), deliberately not taken: they allow name_to_handle_at,
+# pkey_*, process_vm_readv/writev (kernel >= 4.8) and newer syscalls unconditionally, refuse socket(AF_ALG),
+# socket(AF_VSOCK) and io_uring_*, and add CAP_BPF/CAP_PERFMON/riscv64 rules.
+#
 # The syscalls Docker's default profile allows whatever the container's capabilities are.
 _ALLOWED = """
 accept accept4 access adjtimex alarm bind brk capget capset chdir chmod chown chown32 clock_adjtime
@@ -43,8 +48,8 @@ lgetxattr link linkat listen listxattr llistxattr _llseek lremovexattr lseek lse
 madvise membarrier memfd_create memfd_secret mincore mkdir mkdirat mknod mknodat mlock mlock2 mlockall
 mmap mmap2 mprotect mq_getsetattr mq_notify mq_open mq_timedreceive mq_timedreceive_time64 mq_timedsend
 mq_timedsend_time64 mq_unlink mremap msgctl msgget msgrcv msgsnd msync munlock munlockall munmap
-name_to_handle_at nanosleep newfstatat _newselect open openat openat2 pause pidfd_open pidfd_send_signal
-pipe pipe2 pkey_alloc pkey_free pkey_mprotect poll ppoll ppoll_time64 prctl pread64 preadv preadv2
+nanosleep newfstatat _newselect open openat openat2 pause pidfd_open pidfd_send_signal
+pipe pipe2 poll ppoll ppoll_time64 prctl pread64 preadv preadv2
 prlimit64 process_mrelease pselect6 pselect6_time64 pwrite64 pwritev pwritev2 read readahead readlink
 readlinkat readv recv recvfrom recvmmsg recvmmsg_time64 recvmsg remap_file_pages removexattr rename
 renameat renameat2 restart_syscall rmdir rseq rt_sigaction rt_sigpending rt_sigprocmask rt_sigqueueinfo
@@ -56,7 +61,7 @@ sendfile sendfile64 sendmmsg sendmsg sendto setfsgid setfsgid32 setfsuid setfsui
 setgroups setgroups32 setitimer setpgid setpriority setregid setregid32 setresgid setresgid32 setresuid
 setresuid32 setreuid setreuid32 setrlimit set_robust_list setsid setsockopt set_thread_area
 set_tid_address setuid setuid32 setxattr shmat shmctl shmdt shmget shutdown sigaltstack signalfd
-signalfd4 sigprocmask sigreturn socketcall socketpair splice stat stat64 statfs statfs64 statx symlink
+signalfd4 sigprocmask sigreturn socket socketcall socketpair splice stat stat64 statfs statfs64 statx symlink
 symlinkat sync sync_file_range syncfs sysinfo tee tgkill time timer_create timer_delete timer_getoverrun
 timer_gettime timer_gettime64 timer_settime timer_settime64 timerfd_create timerfd_gettime
 timerfd_gettime64 timerfd_settime timerfd_settime64 times tkill truncate truncate64 ugetrlimit umask
@@ -64,34 +69,32 @@ uname unlink unlinkat utime utimensat utimensat_time64 utimes vfork vmsplice wai
 writev
 """.split()
 
-# Syscalls allowed only when the container holds a capability (the default's "includes.caps").
+# Syscalls allowed only when the container holds a capability (the default's "includes.caps"), in the
+# profile's order; the clone rules come between CAP_SYS_ADMIN and CAP_SYS_BOOT.
 _BY_CAPABILITY = {
     "CAP_DAC_READ_SEARCH": "open_by_handle_at",
     "CAP_SYS_ADMIN": "bpf clone clone3 fanotify_init fsconfig fsmount fsopen fspick lookup_dcookie mount "
-    "mount_setattr move_mount open_tree perf_event_open quotactl quotactl_fd setdomainname sethostname "
-    "setns syslog umount umount2 unshare",
+    "mount_setattr move_mount name_to_handle_at open_tree perf_event_open quotactl quotactl_fd setdomainname "
+    "sethostname setns syslog umount umount2 unshare",
     "CAP_SYS_BOOT": "reboot",
     "CAP_SYS_CHROOT": "chroot",
     "CAP_SYS_MODULE": "delete_module init_module finit_module",
     "CAP_SYS_PACCT": "acct",
     "CAP_SYS_PTRACE": "kcmp pidfd_getfd process_madvise process_vm_readv process_vm_writev ptrace",
     "CAP_SYS_RAWIO": "iopl ioperm",
-    "CAP_SYS_TIME": "settimeofday stime clock_settime clock_settime64",
+    "CAP_SYS_TIME": "settimeofday stime clock_settime",
     "CAP_SYS_TTY_CONFIG": "vhangup",
-    "CAP_SYS_NICE": "get_mempolicy mbind set_mempolicy set_mempolicy_home_node",
+    "CAP_SYS_NICE": "get_mempolicy mbind set_mempolicy",
     "CAP_SYSLOG": "syslog",
-    "CAP_BPF": "bpf",
-    "CAP_PERFMON": "perf_event_open",
 }
 
 # Syscalls allowed only on some architectures (the default's "includes.arches").
 _BY_ARCH = [
-    (("ppc64le",), "sync_file_range2 swapcontext"),
+    (("ppc64le",), "sync_file_range2"),
     (("arm", "arm64"), "arm_fadvise64_64 arm_sync_file_range sync_file_range2 breakpoint cacheflush set_tls"),
     (("amd64", "x32"), "arch_prctl"),
     (("amd64", "x32", "x86"), "modify_ldt"),
     (("s390", "s390x"), "s390_pci_mmio_read s390_pci_mmio_write s390_runtime_instr"),
-    (("riscv64",), "riscv_flush_icache"),
 ]
 
 # clone without any namespace flag: CLONE_NEWNS|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWCGROUP.
@@ -103,9 +106,11 @@ _PERSONALITIES = (0x0, 0x0008, 0x20000, 0x20008, 0xFFFFFFFF)
 _ARCH_MAP = {
     "SCMP_ARCH_X86_64": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
     "SCMP_ARCH_AARCH64": ["SCMP_ARCH_ARM"],
+    "SCMP_ARCH_MIPS64": ["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64N32"],
+    "SCMP_ARCH_MIPS64N32": ["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64"],
+    "SCMP_ARCH_MIPSEL64": ["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64N32"],
+    "SCMP_ARCH_MIPSEL64N32": ["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64"],
     "SCMP_ARCH_S390X": ["SCMP_ARCH_S390"],
-    "SCMP_ARCH_RISCV64": [],
-    "SCMP_ARCH_PPC64LE": [],
 }
 _UNAME_TO_SCMP = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64", "s390x": "SCMP_ARCH_S390X",
                   "riscv64": "SCMP_ARCH_RISCV64", "ppc64le": "SCMP_ARCH_PPC64LE"}
@@ -114,12 +119,11 @@ _UNAME_TO_DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "s390x": "s390x"
 
 
 def default_profile() -> dict:
-    """Docker's default seccomp profile, in Docker's JSON profile format."""
-    rules: list[dict] = [{"names": list(_ALLOWED), "action": "SCMP_ACT_ALLOW"}]
-    rules.append({"names": ["process_vm_readv", "process_vm_writev", "ptrace"], "action": "SCMP_ACT_ALLOW",
-                  "includes": {"minKernel": "4.8"}})
-    rules.append({"names": ["socket"], "action": "SCMP_ACT_ALLOW",
-                  "args": [{"index": 0, "value": 40, "op": "SCMP_CMP_NE"}]})  # no AF_VSOCK
+    """Docker's default seccomp profile, in Docker's JSON profile format, rules in the profile's order.
+
+    No defaultErrnoRet, as in 20.10.24's file: an ERRNO default means EPERM (runc's default)."""
+    rules: list[dict] = [{"names": list(_ALLOWED), "action": "SCMP_ACT_ALLOW"},
+                         {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}}]
     for value in _PERSONALITIES:
         rules.append({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
                       "args": [{"index": 0, "value": value, "op": "SCMP_CMP_EQ"}]})
@@ -127,21 +131,28 @@ def default_profile() -> dict:
         rules.append({"names": names.split(), "action": "SCMP_ACT_ALLOW", "includes": {"arches": list(arches)}})
     for cap, names in _BY_CAPABILITY.items():
         rules.append({"names": names.split(), "action": "SCMP_ACT_ALLOW", "includes": {"caps": [cap]}})
-    rules.append({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
-                  "args": [{"index": 0, "value": CLONE_NAMESPACE_MASK, "op": "SCMP_CMP_MASKED_EQ"}],
-                  "excludes": {"caps": ["CAP_SYS_ADMIN"], "arches": ["s390", "s390x"]}})
-    rules.append({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
-                  "args": [{"index": 1, "value": CLONE_NAMESPACE_MASK, "op": "SCMP_CMP_MASKED_EQ"}],
-                  "includes": {"arches": ["s390", "s390x"]}, "excludes": {"caps": ["CAP_SYS_ADMIN"]}})
-    # glibc falls back to clone when clone3 says ENOSYS; EPERM would break thread creation.
-    rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ERRNO_ENOSYS,
-                  "excludes": {"caps": ["CAP_SYS_ADMIN"]}})
+        if cap == "CAP_SYS_ADMIN":
+            rules.extend(_clone_rules())
     return {
         "defaultAction": "SCMP_ACT_ERRNO",
-        "defaultErrnoRet": ERRNO_EPERM,
         "archMap": [{"architecture": a, "subArchitectures": s} for a, s in _ARCH_MAP.items()],
         "syscalls": rules,
     }
+
+
+def _clone_rules() -> list[dict]:
+    """Without CAP_SYS_ADMIN: clone only without namespace flags (flags are argument 1 on s390), clone3 ENOSYS."""
+    return [
+        {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": CLONE_NAMESPACE_MASK, "op": "SCMP_CMP_MASKED_EQ"}],
+         "excludes": {"caps": ["CAP_SYS_ADMIN"], "arches": ["s390", "s390x"]}},
+        {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 1, "value": CLONE_NAMESPACE_MASK, "op": "SCMP_CMP_MASKED_EQ"}],
+         "includes": {"arches": ["s390", "s390x"]}, "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+        # glibc falls back to clone when clone3 says ENOSYS; EPERM would break thread creation.
+        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ERRNO_ENOSYS,
+         "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+    ]
 
 
 def load_profile_file(path: str) -> dict:
@@ -260,7 +271,84 @@ def compile_bpf(profile: dict, caps: frozenset[str], machine: str | None = None)
     with tempfile.TemporaryFile() as f:
         filt.export_bpf(f)
         f.seek(0)
-        return f.read()
+        program = f.read()
+    if profile["defaultAction"] in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG") or default_errno == ERRNO_ENOSYS:
+        return program
+    return enosys_stub(_last_syscalls(seccomp, plan_rules(profile, caps, machine), native, profile)) + program
+
+
+# runc's -ENOSYS stub (libcontainer/seccomp/patchbpf, runc 1.0+, so Docker 20.10 with runc 1.1): a syscall
+# numbered above every syscall the profile names, per architecture, gets ENOSYS rather than the default EPERM,
+# so that a libc newer than the profile (fchmodat2, mseal, ...) falls back to the old call as on a kernel
+# without it. AUDIT_ARCH values from linux/audit.h; x32 shares x86_64's and sets bit 30 in the number.
+_AUDIT_ARCH = {"SCMP_ARCH_X86_64": 0xC000003E, "SCMP_ARCH_X32": 0xC000003E, "SCMP_ARCH_X86": 0x40000003,
+               "SCMP_ARCH_AARCH64": 0xC00000B7, "SCMP_ARCH_ARM": 0x40000028}
+X32_SYSCALL_BIT = 0x40000000
+_LD_ABS, _JA, _JEQ, _JGT, _JSET, _RET = 0x20, 0x05, 0x15, 0x25, 0x45, 0x06
+_RET_ERRNO = 0x00050000
+
+
+def _last_syscalls(seccomp, rules: list[Rule], native: str | None, profile: dict) -> dict[str, int]:
+    """The highest syscall number the resolved rules name, per architecture of the filter (runc's
+    findLastSyscalls); architectures without a stub of ours are left out (they keep the default action)."""
+    last: dict[str, int] = {}
+    for arch_name in [native or "", *_sub_arches(profile, native)]:
+        arch = getattr(seccomp.Arch, arch_name.removeprefix("SCMP_ARCH_"), None)
+        if arch is None or arch_name not in _AUDIT_ARCH:
+            continue
+        numbers = [_resolve(seccomp, arch, name) for name in {rule.name for rule in rules}]
+        if any(n > 0 for n in numbers):
+            last[arch_name] = max(numbers)
+    return last
+
+
+def _resolve(seccomp, arch: int, name: str) -> int:
+    try:
+        return int(seccomp.resolve_syscall(arch, name))
+    except (OSError, ValueError):
+        return -1
+
+
+def enosys_stub(last: dict[str, int]) -> bytes:
+    """Classic BPF put before libseccomp's program: per architecture, `nr > last` returns ENOSYS, anything else
+    goes on into the filter. Instructions are (code, jump-if-true label, jump-if-false label, k)."""
+    code: list[tuple[int, str | int, str | int, int]] = []
+    labels: dict[str, int] = {}
+    natives = sorted({_AUDIT_ARCH[a] for a in last})
+    for i, audit in enumerate(natives):
+        following = f"arch{i + 1}"
+        code += [(_LD_ABS, 0, 0, 4), (_JEQ, 0, following, audit), (_LD_ABS, 0, 0, 0)]
+        if audit == _AUDIT_ARCH["SCMP_ARCH_X86_64"]:
+            x64, x32 = last.get("SCMP_ARCH_X86_64"), last.get("SCMP_ARCH_X32")
+            code.append((_JSET, f"x32_{i}" if x32 else "filter", 0, X32_SYSCALL_BIT))
+            code.append((_JGT, "enosys", "filter", x64) if x64 else (_JA, 0, 0, "filter"))
+            if x32:
+                labels[f"x32_{i}"] = len(code)
+                code.append((_JGT, "enosys", "filter", x32))
+        else:
+            arch_last = max(n for a, n in last.items() if _AUDIT_ARCH[a] == audit)
+            code.append((_JGT, "enosys", "filter", arch_last))
+        labels[following] = len(code)
+    code.append((_JA, 0, 0, "filter"))
+    labels["enosys"] = len(code)
+    code.append((_RET, 0, 0, _RET_ERRNO | ERRNO_ENOSYS))
+    labels["filter"] = len(code)
+    return _assemble(code, labels)
+
+
+def _assemble(code: list[tuple[int, str | int, str | int, int]], labels: dict[str, int]) -> bytes:
+    import struct
+
+    def offset(at: int, target: str | int) -> int:
+        return labels[target] - at - 1 if isinstance(target, str) else target
+
+    out = []
+    for at, (op, jt, jf, k) in enumerate(code):
+        if op == _JA:
+            out.append(struct.pack("<HBBI", op, 0, 0, offset(at, k)))
+        else:
+            out.append(struct.pack("<HBBI", op, offset(at, jt), offset(at, jf), k))
+    return b"".join(out)
 
 
 def _sub_arches(profile: dict, native: str | None) -> list[str]:

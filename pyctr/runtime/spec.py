@@ -23,8 +23,10 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD = 100_000
 MIN_MEMORY = 6 * 1024 * 1024
 
+# Docker 20.10's list (moby oci/defaults.go at v20.10.24) plus /sys/devices/virtual/powercap, the fix of
+# GHSA-jq35-85cj-fj4p that 20.10.27 backported. Not /proc/interrupts: Docker masks it only from 28.x (2025).
 MASKED_PATHS: tuple[str, ...] = (
-    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
     "/sys/devices/virtual/powercap",
 )

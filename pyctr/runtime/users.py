@@ -5,7 +5,8 @@ into a container runs the image's shared libraries as host root
 (CVE-2019-14271). The rules copy runc's GetExecUser: a name must exist, a
 number need not (uid with gid 0 and home "/"), an explicit group replaces the
 primary group, and without one the user's supplementary groups come from the
-group file's member lists.
+group file's member lists. `process_groups` adds what Docker's daemon adds on
+top (moby getUser): the primary gid and the --group-add groups.
 """
 
 from __future__ import annotations
@@ -131,3 +132,28 @@ def resolve_user(user_spec: str, passwd_text: str, group_text: str) -> ExecUser:
     elif name:
         additional = tuple(dict.fromkeys(g.gid for g in groups if name in g.members))
     return ExecUser(uid, gid, additional, home)
+
+
+def additional_groups(group_add: list[str], group_text: str) -> list[int]:
+    """--group-add values as gids: runc's GetAdditionalGroups (a name or a gid listed in the group file, or any
+    gid in range; each gid once). An unknown name fails with Docker's wording."""
+    groups = parse_group(group_text)
+    gids: list[int] = []
+    for wanted in group_add:
+        match = next((g.gid for g in groups if wanted in (g.name, str(g.gid)) and g.gid not in gids), None)
+        if match is None:
+            if not wanted.isdigit():
+                raise RuntimeFailure(f"Unable to find group {wanted}")
+            match = _numeric(wanted)
+        if match not in gids:
+            gids.append(match)
+    return gids
+
+
+def process_groups(user: ExecUser, group_add: list[str], group_text: str) -> ExecUser:
+    """The user with the supplementary groups Docker gives the process (moby 20.10.24 getUser, the fix of
+    CVE-2023-25173): the primary gid first, then the user's groups from the group file, then --group-add.
+
+    Not deduplicated across the three, as Docker does not (the kernel keeps what setgroups gets, sorted)."""
+    gids = (user.gid, *user.additional_gids, *additional_groups(group_add, group_text))
+    return ExecUser(user.uid, user.gid, gids, user.home)

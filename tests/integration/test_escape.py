@@ -147,10 +147,10 @@ def test_cannot_trigger_sysrq(pyctr):
     assert "WROTE" not in result.stdout
 
 
-@pytest.mark.parametrize("path", ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
-                                  "/proc/interrupts"])
+@pytest.mark.parametrize("path", ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"])
 def test_masked_kernel_files_reveal_nothing(pyctr, path):
-    """Masked: empty (a /dev/null bind) or absent on this kernel; never kernel data."""
+    """Masked: empty (a /dev/null bind) or absent on this kernel; never kernel data. (Not /proc/interrupts:
+    Docker 20.10 leaves it readable, see test_docker_parity.)"""
     result = in_container(pyctr, f"head -c 4096 {path} | wc -c")
     assert result.stdout.strip() == "0", (result.stdout, result.stderr)
 

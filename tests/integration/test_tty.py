@@ -31,7 +31,7 @@ DRIVER = textwrap.dedent("""
     options = RunOptions("test", sys.argv[4:], tty=True, interactive=interactive, network="none")
     spec = make_spec({"config": {"Cmd": ["sh"]}}, options, bundle.name, "t", bundle, [lower])
     master, slave = open_pty()
-    launched = launch(spec, stdio=Stdio.terminal(slave))
+    launched = launch(spec, stdio=Stdio.terminal(slave, master))
     os.close(slave)
     code = run_terminal_session(master, launched.pid, forward_stdin=interactive)
     print(f"[exit {code}]", flush=True)
@@ -99,10 +99,12 @@ def test_interactive_shell(lower, tmp_path):
     session = Session(lower, tmp_path / ("a" * 64), "sh")
     try:
         session.expect(b"/ # ")
-        session.send(b"echo hi; tty; stty size; echo $TERM\r")
-        out = session.expect(b"xterm")
-        assert b"hi\r\n" in out and b"/dev/console" in out
-        assert b"33 101" in out
+        session.send(b"echo hi; tty; stty size; echo $TERM; ls /dev/pts\r")
+        out = session.expect(b"ptmx")
+        # Docker (runc allocates the pty from the container's own devpts): `tty` says /dev/pts/0, the first
+        # and only pty of the container, sized as the user's terminal.
+        assert b"hi\r\n" in out and b"/dev/pts/0\r\n" in out and b"xterm" in out
+        assert b"33 101" in out and b"0     ptmx" in out
         session.send(b"exit 3\r")
         session.expect(b"[exit 3]")
         assert session.finish() == 0

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyctr.runtime import syscalls as s
-from pyctr.runtime.rootfs import _host_cgroup_mounts, overlay_options, parse_options, plan_mounts
+from pyctr.runtime.rootfs import (
+    _host_cgroup_mounts,
+    cgroup_v1_hierarchies,
+    comounted_links,
+    overlay_options,
+    parse_options,
+    plan_mounts,
+)
 from pyctr.runtime.spec import RunOptions, make_spec
 
 CID = "f" * 64
@@ -77,3 +84,17 @@ def test_binds_into_proc_and_sys_are_forbidden():
 def test_init_adds_docker_init_bind():
     plan = plan_mounts(make(init=True))
     assert plan[-1].destination == "/sbin/docker-init" and plan[-1].source == "/usr/bin/tini-static"
+
+
+def test_cgroup_v1_layout_is_runcs():
+    """runc mountCgroupV1: the v1 hierarchies only (a hybrid host's cgroup2 `unified` is not repeated) and a
+    symlink per controller of a co-mounted hierarchy."""
+    mountinfo = (
+        "30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755\n"
+        "31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate\n"
+        "32 30 0:28 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd\n"
+        "33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:12 - cgroup cgroup rw,cpu,cpuacct\n"
+        "34 30 0:30 / /sys/fs/cgroup/pids rw,nosuid shared:13 - cgroup cgroup rw,pids\n")
+    v1 = cgroup_v1_hierarchies(_host_cgroup_mounts(mountinfo))
+    assert v1 == [("systemd", "xattr,name=systemd"), ("cpu,cpuacct", "cpu,cpuacct"), ("pids", "pids")]
+    assert comounted_links([name for name, _ in v1]) == [("cpu", "cpu,cpuacct"), ("cpuacct", "cpu,cpuacct")]

@@ -275,18 +275,19 @@ def test_a_listener_the_client_cannot_trust_receives_nothing(wrapper: tuple[str,
 FLOOD = r"""
 import socket, sys, time
 path, count, body = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-held = []
+held, connected = [], 0
 for _ in range(count):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(path)
+        connected += 1
         if body:
             s.setblocking(False)
             s.send((1 << 30).to_bytes(4, "little") + b"x" * body)  # announces 1 GiB
     except OSError:
         pass
     held.append(s)
-print("flooding", flush=True)
+print("flooding", connected, flush=True)
 time.sleep(30)
 """
 
@@ -294,7 +295,7 @@ time.sleep(30)
 def flood(wrapper: tuple[str, ...], count: int, body: int) -> subprocess.Popen:
     proc = subprocess.Popen([*wrapper, PYTHON, "-c", FLOOD, client.socket_path(), str(count), str(body)],
                             stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline() == "flooding\n"
+    assert proc.stdout.readline() == f"flooding {count}\n"  # every connection was made
     return proc
 
 
@@ -310,6 +311,33 @@ def test_connections_from_another_namespace_make_no_process_and_are_not_read(war
     finally:
         attacker.kill()
         attacker.wait()
+
+
+def test_a_container_given_the_socket_makes_no_worker(warm) -> None:
+    """The issue's case: a container (8 PIDs, 32 MB) with the socket directory mounted floods the server with
+    connections announcing 1 GiB each. It runs the host's interpreter through the host's loader, mounted
+    read-only: busybox has no unix-socket client."""
+    [srv] = server_pids()
+    before = server_tree_rss_kib(srv)
+    prefix = Path(os.path.realpath(PYTHON)).parent.parent  # the interpreter's installation: bin/, lib/
+    name = f"flood-{os.getpid()}"
+    socket_name = os.path.basename(client.socket_path())
+    argv = ["run", "-d", "--name", name, "--network", "none", "--pids-limit", "8", "--memory", "32m",
+            "-v", f"{client.SOCKET_DIR}:/hostrun", "-v", "/usr:/hostusr:ro", "-v", f"{prefix}:/py:ro",
+            "-e", "PYTHONHOME=/py", "busybox", "/hostusr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "--library-path",
+            "/hostusr/lib/x86_64-linux-gnu:/py/lib", f"/py/bin/{os.path.basename(os.path.realpath(PYTHON))}",
+            "-S", "-c", FLOOD, f"/hostrun/{socket_name}", "40", "200000"]
+    started = warm(*argv)
+    assert started.returncode == 0, started.stderr
+    try:
+        wait_for(lambda: "flooding" in warm("logs", name).stdout, timeout=30, what="the container's flood")
+        assert warm("logs", name).stdout.split() == ["flooding", "40"]  # every connection was made
+        time.sleep(1.0)
+        assert len(children_of(srv)) <= 1  # the spare declined each connection itself
+        assert server_tree_rss_kib(srv) < before + 20_000
+        assert client_children_while_running(warm.env) == []  # a legitimate client is still served
+    finally:
+        warm("rm", "-f", name)
 
 
 def test_served_clients_are_bounded_in_number(warm) -> None:

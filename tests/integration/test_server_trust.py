@@ -202,6 +202,21 @@ def test_a_landlocked_client_runs_its_command_itself(warm) -> None:
     assert listed.returncode == 0 and listed.stdout.strip(), listed.stderr  # what it may do still works
 
 
+def test_a_server_started_in_a_landlock_domain_serves_no_client_outside_it(warm) -> None:
+    """The converse: a worker in the domain would make an unconfined client's command fail (no mounts). The
+    server, reading the client's /proc, may not ptrace it either: it declines, the client runs it itself."""
+    stop_server()
+    try:
+        started = subprocess.run(landlocked(str(PYCTR_BIN), "version"), env=warm.env, capture_output=True,
+                                 text=True, timeout=60)
+        assert started.returncode == 0, started.stderr
+        wait_for(lambda: len(server_pids()) == 1, timeout=30, what="the server started in the domain")
+        ran = warm("run", "--rm", "--network", "none", "busybox", "true")
+        assert ran.returncode == 0, ran.stderr
+    finally:
+        stop_server()  # the next tests get a server outside the domain
+
+
 def test_a_proof_the_client_did_not_open_through_the_servers_proc_is_refused() -> None:
     request = (client.PROTOCOL, client.BIN_DIR, client.PACKAGE_DIR, ["ps"], {}, 0o022, [], [])
     forged = os.memfd_create("pyctr-proof")  # same name, another file

@@ -14,10 +14,11 @@ context, a stale server), the command runs right here, exactly as before.
 
 Trust goes both ways, and neither side takes the other's word (see README, "What the warm server trusts").
 Before it sends anything, the client checks that the listener on the socket path is pyctr's server: root,
-in the client's own mount, PID and user namespaces, running the client's own interpreter, identified by a
-pidfd so that its number cannot name another process meanwhile. It then opens the server's PROOF_FD
-through /proc, which the kernel allows only to a process that may ptrace the server (Landlock and the
-LSMs refuse it to anything more confined), and passes it along: the worker checks that it is its own.
+running the client's own interpreter, in the client's own context (namespaces, privileges, LSM labels,
+cgroups), identified by a pidfd so that its number cannot name another process meanwhile. It then opens
+the server's PROOF_FD through /proc, which the kernel allows only to a process that may ptrace the server
+(Landlock and the LSMs refuse it to anything more confined), and passes it along: the worker checks that
+it is its own.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ LIMIT_KINDS = 16  # RLIMIT_CPU (0) .. RLIMIT_RTTIME (15) on Linux
 SO_PEERPIDFD = 77  # Linux 6.5+ (Python 3.11's socket module has no name for it): a pidfd of the peer
 PROOF_FD = 3  # the server's memfd that only a process allowed to ptrace the server can open via /proc
 MAX_REQUEST = 4 << 20  # bytes of marshalled request: argv and environment fit ARG_MAX many times over
+# The fields of /proc/PID/status that make up a process's privileges: a client must match the server.
+PRIVILEGE_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs",
+                    "Seccomp", "Seccomp_filters")
+NAMESPACES = ("mnt", "net", "pid", "uts", "ipc", "cgroup", "user", "time")
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
 
@@ -210,23 +215,79 @@ def open_proof(sock: _socket.socket) -> int | None:
     """If the listener is pyctr's server, the server's proof descriptor, opened through its /proc directory;
     else None, and nothing may be sent. What a server must be, so that a process that bound the path first
     (a container given the host's /run, say) never receives argv, environment, streams or the working
-    directory: root, in this process's mount, PID and user namespaces (a container has its own), with the
-    same root directory, running this very interpreter binary (the server is started as `python -P -m
-    pyctr.server` of the same installation, the client by the launcher or a console script of it)."""
+    directory: root, running this very interpreter binary (the server is started as `python -P -m
+    pyctr.server` of the same installation, the client by the launcher or a console script of it), in
+    this process's context (the same namespaces, where a container has its own; the same privileges,
+    LSM labels and cgroups, where a confined process on the host would differ)."""
     proc = peer_proc_dir(sock)
     if proc is None:
         return None
+    own = None
     try:
-        if peer_uid(sock) != 0:
+        if peer_uid(sock) != 0 or not _same_file(os.stat("exe", dir_fd=proc), os.stat("/proc/self/exe")):
             return None
-        for name in ("ns/mnt", "ns/pid", "ns/user", "root", "exe"):
-            if not _same_file(os.stat(name, dir_fd=proc), os.stat(f"/proc/self/{name}")):
-                return None
+        own = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if context(proc, lsm_attributes()) != context(own, lsm_attributes()):
+            return None
         return os.open(f"fd/{PROOF_FD}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)  # fails if we may not ptrace it
     except OSError:
         return None
     finally:
         os.close(proc)
+        if own is not None:
+            os.close(own)
+
+
+def read_proc(proc: int, name: str) -> bytes | None:
+    """A /proc/PID file, or None where it cannot be read (an LSM attribute no LSM provides)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 1 << 16)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def lsm_attributes() -> tuple[str, ...]:
+    """Every LSM attribute of a process: the shared attr/ files and, for stacked LSMs, each one's own
+    directory (attr/apparmor/, attr/smack/, ...): a label the server cannot see would go unchecked."""
+    if _ATTRIBUTES:
+        return _ATTRIBUTES[0]
+    names = []
+    try:
+        entries = sorted(os.listdir("/proc/self/attr"))
+    except FileNotFoundError:  # a kernel built without LSMs: no labels to compare
+        entries = []
+    for entry in entries:
+        if os.path.isdir(f"/proc/self/attr/{entry}"):
+            names += [f"attr/{entry}/{leaf}" for leaf in sorted(os.listdir(f"/proc/self/attr/{entry}"))]
+        else:
+            names.append(f"attr/{entry}")
+    _ATTRIBUTES.append(tuple(names))
+    return _ATTRIBUTES[0]
+
+
+def context(proc: int, attributes: tuple[str, ...]) -> tuple:
+    """What confines the process whose /proc directory is `proc`: privileges, LSM labels, cgroups,
+    namespaces, root directory. Landlock has no trace here: the proof descriptor covers it. Both sides
+    compare it: the server, lest it serve a more confined client; the client, lest it hand its descriptors
+    to a more confined process."""
+    status = read_proc(proc, "status")
+    if status is None:
+        raise OSError("no status")
+    fields = dict(line.partition(b":")[::2] for line in status.splitlines())
+    privileges = tuple(fields.get(key.encode(), b"").strip() for key in PRIVILEGE_FIELDS)
+    labels = tuple(read_proc(proc, name) for name in attributes)
+    namespaces = tuple(os.stat(f"ns/{ns}", dir_fd=proc).st_ino for ns in NAMESPACES)
+    root = os.stat("root", dir_fd=proc)
+    return privileges, labels, read_proc(proc, "cgroup"), namespaces, (root.st_dev, root.st_ino)
+
+
+_ATTRIBUTES: list[tuple[str, ...]] = []  # the kernel's LSM attribute names, listed once
 
 
 def _limits() -> list[tuple[int, int]]:

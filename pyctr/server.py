@@ -45,10 +45,13 @@ from pyctr.client import (
     MAX_EXTRA_FDS,
     MAX_REQUEST,
     PACKAGE_DIR,
+    PRIVILEGE_FIELDS,
     PROOF_FD,
     PROTOCOL,
     SOCKET_DIR,
     STATUS,
+    context,
+    lsm_attributes,
     peer_proc_dir,
     proc_dir_of,
     socket_path,
@@ -66,10 +69,6 @@ MAX_FDS = 5  # stdin, stdout, stderr, working directory, proof; then the client'
 MAX_WORKERS = 32  # commands under way at once; beyond, clients run their commands themselves
 REQUEST_SECONDS = 10.0  # for the whole request to arrive
 TOOK, STALE = b"t", b"s"  # spare -> server
-# The fields of /proc/PID/status that make up a process's privileges: a client must match the server.
-PRIVILEGE_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs",
-                    "Seccomp", "Seccomp_filters")
-NAMESPACES = ("mnt", "net", "pid", "uts", "ipc", "cgroup", "user", "time")
 # Kept, never closed: the server's own std streams, replaced in each worker by the client's.
 _ORIGINAL_STREAMS: list[object] = []
 
@@ -119,53 +118,6 @@ def code_stamp(files: tuple[str, ...]) -> tuple:
 # ------------------------------------------------------------------ the worker side
 
 
-def _read(proc: int, name: str) -> bytes | None:
-    """A /proc/PID file, or None where it cannot be read (an LSM attribute no LSM provides)."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, 1 << 16)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def lsm_attributes() -> tuple[str, ...]:
-    """Every LSM attribute of a process: the shared attr/ files and, for stacked LSMs, each one's own
-    directory (attr/apparmor/, attr/smack/, ...): a label the server cannot see would go unchecked."""
-    if _ATTRIBUTES:
-        return _ATTRIBUTES[0]
-    names = []
-    try:
-        entries = sorted(os.listdir("/proc/self/attr"))
-    except FileNotFoundError:  # a kernel built without LSMs: no labels to compare
-        entries = []
-    for entry in entries:
-        if os.path.isdir(f"/proc/self/attr/{entry}"):
-            names += [f"attr/{entry}/{leaf}" for leaf in sorted(os.listdir(f"/proc/self/attr/{entry}"))]
-        else:
-            names.append(f"attr/{entry}")
-    _ATTRIBUTES.append(tuple(names))
-    return _ATTRIBUTES[0]
-
-
-def context(proc: int, attributes: tuple[str, ...]) -> tuple:
-    """What confines the process whose /proc directory is `proc`: privileges, LSM labels, cgroups,
-    namespaces, root directory. Landlock has no trace here: the proof descriptor covers it."""
-    status = _read(proc, "status")
-    if status is None:
-        raise OSError("no status")
-    fields = dict(line.partition(b":")[::2] for line in status.splitlines())
-    privileges = tuple(fields.get(key.encode(), b"").strip() for key in PRIVILEGE_FIELDS)
-    labels = tuple(_read(proc, name) for name in attributes)
-    namespaces = tuple(os.stat(f"ns/{ns}", dir_fd=proc).st_ino for ns in NAMESPACES)
-    root = os.stat("root", dir_fd=proc)
-    return privileges, labels, _read(proc, "cgroup"), namespaces, (root.st_dev, root.st_ino)
-
-
 def may_serve(peer: tuple, own: tuple) -> bool:
     """Whether a worker with the server's context (`own`) can do nothing the client (`peer`) could not:
     only when both are the same. A seccomp filter cannot be compared with another (the status shows how
@@ -174,7 +126,6 @@ def may_serve(peer: tuple, own: tuple) -> bool:
     return seccomp == b"0" and peer == own
 
 
-_ATTRIBUTES: list[tuple[str, ...]] = []  # the kernel's LSM attribute names, listed once
 _OWN: list[tuple] = []  # this process's context, read once per spare before it waits (off a command's path)
 
 

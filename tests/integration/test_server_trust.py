@@ -259,6 +259,8 @@ open(report, "w").write(f"{got} {fds}")
     (("unshare", "--mount"), False),  # a container's mount namespace, the host's /run bound into it
     (("unshare", "--pid", "--fork"), False),
     (("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"), False),
+    (("setpriv", "--bounding-set", "-sys_admin"), False),  # a confined root process of the host's namespaces
+    (("setpriv", "--no-new-privs"), False),
 ])
 def test_a_listener_the_client_cannot_trust_receives_nothing(wrapper: tuple[str, ...], trusted: bool) -> None:
     shared = Path(tempfile.mkdtemp(dir="/tmp", prefix="pyctr-impostor-"))  # /tmp: reachable by nobody too

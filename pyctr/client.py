@@ -11,6 +11,14 @@ to it and exits with its status.
 This module imports only built-in modules: its own start-up is the floor every command pays. Whenever
 the server cannot take a command (not root, PYCTR_SERVER=0, no server yet, a differing security
 context, a stale server), the command runs right here, exactly as before.
+
+Trust goes both ways, and neither side takes the other's word (see README, "What the warm server trusts").
+Before it sends anything, the client checks that the listener on the socket path is pyctr's server: root,
+running the client's own interpreter, in the client's own context (namespaces, privileges, LSM labels,
+cgroups), identified by a pidfd so that its number cannot name another process meanwhile. It then opens
+the server's PROOF_FD through /proc, which the kernel allows only to a process that may ptrace the server
+(Landlock and the LSMs refuse it to anything more confined), and passes it along: the worker checks that
+it is its own.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import _socket
 import os
 import sys
 
-PROTOCOL = 2
+PROTOCOL = 3
 SOCKET_DIR = "/run/pyctr"
 # Signals a shell or terminal sends to the CLI; they go on to the worker that does the work.
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGWINCH,
@@ -31,6 +39,13 @@ NOT_SERVED = frozenset({"login", "logout"})
 VALUE_OPTIONS = frozenset({"--root", "--config"})
 MAX_EXTRA_FDS = 64  # descriptors above 2 passed on; a client with more runs its command itself
 LIMIT_KINDS = 16  # RLIMIT_CPU (0) .. RLIMIT_RTTIME (15) on Linux
+SO_PEERPIDFD = 77  # Linux 6.5+ (Python 3.11's socket module has no name for it): a pidfd of the peer
+PROOF_FD = 3  # the server's memfd that only a process allowed to ptrace the server can open via /proc
+MAX_REQUEST = 4 << 20  # bytes of marshalled request: argv and environment fit ARG_MAX many times over
+# The fields of /proc/PID/status that make up a process's privileges: a client must match the server.
+PRIVILEGE_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs",
+                    "Seccomp", "Seccomp_filters")
+NAMESPACES = ("mnt", "net", "pid", "uts", "ipc", "cgroup", "user", "time")
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
 
@@ -136,15 +151,143 @@ def other_descriptors(exclude: tuple[int, ...]) -> list[int]:
     return sorted(found)
 
 
-def _send_request(sock: _socket.socket, request: bytes, extra_fds: list[int] = ()) -> None:  # type: ignore[assignment]
+def _send_request(sock: _socket.socket, request: bytes, extra_fds: list[int] = (), proof: int = -1) -> None:  # type: ignore[assignment]
+    """Send the request with stdin, stdout, stderr, the working directory, the proof (-1: a descriptor that
+    proves nothing, for tests) and the extra descriptors."""
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, cwd, *extra_fds))
+        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, cwd, cwd if proof < 0 else proof,
+                                                                 *extra_fds))
         sent = sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
     finally:
         os.close(cwd)
     if sent < len(request):
         sock.sendall(request[sent:])
+
+
+def proc_dir_of(pidfd: int) -> int | None:
+    """A descriptor of the /proc directory of the process `pidfd` names, or None (gone, or outside this PID
+    namespace). Why this order: the number is read from the pidfd, the directory opened by number, then
+    the pidfd must still have a live process; while it has, the number cannot have passed to another
+    process, so the directory opened is that process's."""
+    try:
+        info = os.read(fd := os.open(f"/proc/self/fdinfo/{pidfd}", os.O_RDONLY | os.O_CLOEXEC), 4096)
+        os.close(fd)
+        pid = int(info.split(b"\nPid:", 1)[1].split(b"\n", 1)[0])
+        if pid <= 0:  # -1: it has exited; 0: not visible from here
+            return None
+        proc = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (OSError, IndexError, ValueError):
+        return None
+    try:
+        _signal.pidfd_send_signal(pidfd, 0)
+    except OSError:
+        os.close(proc)
+        return None
+    return proc
+
+
+def peer_proc_dir(sock: _socket.socket) -> int | None:
+    """The /proc directory of the process at the other end of a connected socket: the one that called
+    connect() (seen by the server) or listen() (seen by a client), never one that took its number later.
+    None where the kernel gives no pidfd of a peer (before 6.5): then nothing is trusted."""
+    try:
+        pidfd = sock.getsockopt(_socket.SOL_SOCKET, SO_PEERPIDFD)
+    except OSError:
+        return None
+    try:
+        return proc_dir_of(pidfd)
+    finally:
+        os.close(pidfd)
+
+
+def peer_uid(sock: _socket.socket) -> int:
+    """The peer's effective uid when it connected or listened, in this process's user namespace."""
+    raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+    return int.from_bytes(raw[4:8], sys.byteorder)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def open_proof(sock: _socket.socket) -> int | None:
+    """If the listener is pyctr's server, the server's proof descriptor, opened through its /proc directory;
+    else None, and nothing may be sent. What a server must be, so that a process that bound the path first
+    (a container given the host's /run, say) never receives argv, environment, streams or the working
+    directory: root, running this very interpreter binary (the server is started as `python -P -m
+    pyctr.server` of the same installation, the client by the launcher or a console script of it), in
+    this process's context (the same namespaces, where a container has its own; the same privileges,
+    LSM labels and cgroups, where a confined process on the host would differ)."""
+    proc = peer_proc_dir(sock)
+    if proc is None:
+        return None
+    own = None
+    try:
+        if peer_uid(sock) != 0 or not _same_file(os.stat("exe", dir_fd=proc), os.stat("/proc/self/exe")):
+            return None
+        own = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if context(proc, lsm_attributes()) != context(own, lsm_attributes()):
+            return None
+        return os.open(f"fd/{PROOF_FD}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)  # fails if we may not ptrace it
+    except OSError:
+        return None
+    finally:
+        os.close(proc)
+        if own is not None:
+            os.close(own)
+
+
+def read_proc(proc: int, name: str) -> bytes | None:
+    """A /proc/PID file, or None where it cannot be read (an LSM attribute no LSM provides)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 1 << 16)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def lsm_attributes() -> tuple[str, ...]:
+    """Every LSM attribute of a process: the shared attr/ files and, for stacked LSMs, each one's own
+    directory (attr/apparmor/, attr/smack/, ...): a label the server cannot see would go unchecked."""
+    if _ATTRIBUTES:
+        return _ATTRIBUTES[0]
+    names = []
+    try:
+        entries = sorted(os.listdir("/proc/self/attr"))
+    except FileNotFoundError:  # a kernel built without LSMs: no labels to compare
+        entries = []
+    for entry in entries:
+        if os.path.isdir(f"/proc/self/attr/{entry}"):
+            names += [f"attr/{entry}/{leaf}" for leaf in sorted(os.listdir(f"/proc/self/attr/{entry}"))]
+        else:
+            names.append(f"attr/{entry}")
+    _ATTRIBUTES.append(tuple(names))
+    return _ATTRIBUTES[0]
+
+
+def context(proc: int, attributes: tuple[str, ...]) -> tuple:
+    """What confines the process whose /proc directory is `proc`: privileges, LSM labels, cgroups,
+    namespaces, root directory. Landlock has no trace here: the proof descriptor covers it. Both sides
+    compare it: the server, lest it serve a more confined client; the client, lest it hand its descriptors
+    to a more confined process."""
+    status = read_proc(proc, "status")
+    if status is None:
+        raise OSError("no status")
+    fields = dict(line.partition(b":")[::2] for line in status.splitlines())
+    privileges = tuple(fields.get(key.encode(), b"").strip() for key in PRIVILEGE_FIELDS)
+    labels = tuple(read_proc(proc, name) for name in attributes)
+    namespaces = tuple(os.stat(f"ns/{ns}", dir_fd=proc).st_ino for ns in NAMESPACES)
+    root = os.stat("root", dir_fd=proc)
+    return privileges, labels, read_proc(proc, "cgroup"), namespaces, (root.st_dev, root.st_ino)
+
+
+_ATTRIBUTES: list[tuple[str, ...]] = []  # the kernel's LSM attribute names, listed once
 
 
 def _limits() -> list[tuple[int, int]]:
@@ -170,17 +313,22 @@ def serve_remotely(argv: list[str], path: str | None = None) -> int | None:
             return None
         except OSError:
             return None
+        proof = open_proof(sock)
+        if proof is None:  # not our server, or we are more confined than it: it must learn nothing
+            return None
         umask = os.umask(0o022)
         os.umask(umask)
         try:
-            extra = other_descriptors((sock.fileno(),))
+            extra = other_descriptors((sock.fileno(), proof))
             if len(extra) > MAX_EXTRA_FDS:
                 return None
-            _send_request(sock, encode_request(argv, dict(os.environ), umask, _limits(), extra), extra)
+            _send_request(sock, encode_request(argv, dict(os.environ), umask, _limits(), extra), extra, proof)
             reply = _read_message(sock)
-        except Exception:  # noqa: BLE001 - e.g. a closed std fd cannot be passed: nothing started, run here
+        except Exception:  # noqa: BLE001 - e.g. a closed std fd cannot be passed, or declined mid-way: run here
             return None
-        if reply is None or reply[0] != ACCEPTED:
+        finally:
+            os.close(proof)
+        if reply is None or reply[0] != ACCEPTED:  # declined, early or late: nothing ran, so it runs here
             return None
         relay.start(reply[1])
         try:
@@ -213,14 +361,19 @@ def _server_environment() -> dict[str, str]:
 
 
 def start_server() -> None:
-    """Start the server in the background for the next commands; this one runs here meanwhile."""
+    """Start the server in the background for the next commands; this one runs here meanwhile. It gets
+    nothing of this process but the interpreter and PATH: /dev/null for its std streams, none of our other
+    descriptors (a caller's pipe must see EOF and its flock be released when this command ends, not when
+    the server leaves), no blocked or ignored signals, a session of its own."""
+    inherited = [(os.POSIX_SPAWN_CLOSE, fd) for fd in other_descriptors(())]
     try:
         os.posix_spawn(
             sys.executable, [sys.executable, "-P", "-m", "pyctr.server"],
             _server_environment(),
-            file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDWR, 0),
+            file_actions=[*inherited, (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDWR, 0),
                           (os.POSIX_SPAWN_DUP2, 0, 1), (os.POSIX_SPAWN_DUP2, 0, 2)],
-            setsid=True,
+            setsid=True, setsigmask=(),
+            setsigdef=[s for s in _signal.valid_signals() if s not in (_signal.SIGKILL, _signal.SIGSTOP)],
         )
     except OSError:
         pass

@@ -9,13 +9,19 @@ It takes a lock (one server per installation), imports pyctr's modules, binds a 
 under /run/pyctr and serves until it has been idle for PYCTR_SERVER_IDLE seconds (default 600) or
 its code changed on disk (checked at every request: a stale server serves nothing and leaves).
 
-A spare worker, forked ahead of time, waits in accept(); the one that takes a command checks that the
-client runs in the same security context (user, capabilities, no_new_privs, seccomp, LSM label,
-namespaces, root directory), takes the client's descriptors, working directory, environment, umask and
-resource limits, closes every other descriptor the server had (the listening socket never reaches a
-container), then runs the CLI as the client would have, and the server forks the next spare. The worker
-sends the exit code itself; the server reports a worker killed by a signal, and SIGKILLs the worker if
-the client dies first, so killing the `pyctr` process kills the command, as it would in-process.
+A spare worker, forked ahead of time, waits in accept(). Right after accept, before it reads a byte, it
+checks the client through a pidfd (SO_PEERPIDFD, so a number reused by another process proves nothing):
+the same user, capabilities, no_new_privs, seccomp (none: two filters cannot be compared), LSM labels
+(every LSM's), cgroups, namespaces and root directory as the server's; a client that differs is declined
+there and the spare goes back to accept() (no process is forked for it, nothing is read). A client that
+passes makes the spare a worker and the server forks the next spare, up to MAX_WORKERS at a time (beyond,
+the server declines by itself). The worker reads a request of at most MAX_REQUEST bytes, checks the
+proof descriptor (see pyctr/client.py: only a client Landlock and the LSMs let ptrace the server has it),
+takes the client's descriptors, working directory, environment, umask and resource limits, closes every
+other descriptor the server had (the listening socket never reaches a container), then runs the CLI as
+the client would have. The worker sends the exit code itself; the server reports a worker killed by a
+signal, and SIGKILLs the worker if the client dies first, so killing the `pyctr` process kills the
+command, as it would in-process.
 """
 
 from __future__ import annotations
@@ -37,10 +43,17 @@ from pyctr.client import (
     BIN_DIR,
     DECLINED,
     MAX_EXTRA_FDS,
+    MAX_REQUEST,
     PACKAGE_DIR,
+    PRIVILEGE_FIELDS,
+    PROOF_FD,
     PROTOCOL,
     SOCKET_DIR,
     STATUS,
+    context,
+    lsm_attributes,
+    peer_proc_dir,
+    proc_dir_of,
     socket_path,
 )
 
@@ -52,12 +65,10 @@ LAZY_IMPORTS = ("json", "resource", "requests", "urllib3", "prctl", "_prctl", "f
                 "fnmatch", "datetime", "urllib.request", "urllib.parse", "urllib.error", "tomllib", "tempfile",
                 "select", "pyseccomp", "py_compile", "ipaddress", "gzip", "email.utils", "calendar", "array",
                 "isal", "isal.isal_zlib", "dataclasses", "pathlib")
-MAX_FDS = 4  # stdin, stdout, stderr, working directory; then the client's other descriptors
+MAX_FDS = 5  # stdin, stdout, stderr, working directory, proof; then the client's other descriptors
+MAX_WORKERS = 32  # commands under way at once; beyond, clients run their commands themselves
+REQUEST_SECONDS = 10.0  # for the whole request to arrive
 TOOK, STALE = b"t", b"s"  # spare -> server
-# The fields of /proc/PID/status that make up a process's privileges: a client must match the server.
-PRIVILEGE_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs",
-                    "Seccomp")
-NAMESPACES = ("mnt", "net", "pid", "uts", "ipc", "cgroup", "user")
 # Kept, never closed: the server's own std streams, replaced in each worker by the client's.
 _ORIGINAL_STREAMS: list[object] = []
 
@@ -107,54 +118,83 @@ def code_stamp(files: tuple[str, ...]) -> tuple:
 # ------------------------------------------------------------------ the worker side
 
 
-def _privileges(pid: int | str) -> dict[str, str]:
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in PRIVILEGE_FIELDS:
-                fields[key] = value.strip()
-    try:
-        with open(f"/proc/{pid}/attr/current", "rb") as f:
-            fields["lsm"] = f.read().decode(errors="replace")
-    except OSError:
-        fields["lsm"] = ""
-    return fields
+def may_serve(peer: tuple, own: tuple) -> bool:
+    """Whether a worker with the server's context (`own`) can do nothing the client (`peer`) could not:
+    only when both are the same. A seccomp filter cannot be compared with another (the status shows how
+    many, not which), so a server under one serves nobody."""
+    seccomp = own[0][PRIVILEGE_FIELDS.index("Seccomp")]
+    return seccomp == b"0" and peer == own
 
 
-def _identity(pid: int | str) -> tuple:
-    namespaces = tuple(os.stat(f"/proc/{pid}/ns/{ns}").st_ino for ns in NAMESPACES)
-    root = os.stat(f"/proc/{pid}/root")
-    return namespaces, (root.st_dev, root.st_ino)
+_OWN: list[tuple] = []  # this process's context, read once per spare before it waits (off a command's path)
 
 
-def same_context(peer_pid: int) -> bool:
-    """Whether the client runs with exactly the server's privileges, namespaces and root directory:
-    the worker acts for the client, so it must never be able to do more than the client could."""
-    try:
-        return _privileges(peer_pid) == _privileges("self") and _identity(peer_pid) == _identity("self")
-    except OSError:
+def own_context(fresh: bool = False) -> tuple:
+    if fresh:
+        _OWN.clear()
+    if not _OWN:
+        proc = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _OWN.append(context(proc, lsm_attributes()))
+        finally:
+            os.close(proc)
+    return _OWN[0]
+
+
+def _may_serve_proc(proc: int | None) -> bool:
+    if proc is None:
         return False
+    try:
+        return may_serve(context(proc, lsm_attributes()), own_context())
+    except OSError:  # it exited meanwhile
+        return False
+    finally:
+        os.close(proc)
 
 
-def _receive(conn: socket.socket) -> tuple[tuple, list[int]]:
-    conn.settimeout(10)
+def same_context(pidfd: int) -> bool:
+    """Whether the process `pidfd` names runs with exactly the server's privileges, labels, cgroups,
+    namespaces and root directory: the worker acts for the client, so it must never be able to do more
+    than the client could."""
+    return _may_serve_proc(proc_dir_of(pidfd))
+
+
+def may_serve_peer(conn: socket.socket) -> bool:
+    """The check right after accept, before a byte of the request is read: the connecting process, named by
+    a pidfd (none from the kernel: not served), in the server's context."""
+    return _may_serve_proc(peer_proc_dir(conn))
+
+
+def _receive(conn: socket.socket, seconds: float = REQUEST_SECONDS) -> tuple[tuple, list[int]]:
+    """The request and its descriptors: at most MAX_REQUEST bytes, all within `seconds`."""
+    deadline = time.monotonic() + seconds
+    conn.settimeout(seconds)
     data, ancdata, flags, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE((MAX_FDS + MAX_EXTRA_FDS) * 4))
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             usable = len(payload) - len(payload) % 4
             fds += [int.from_bytes(payload[i:i + 4], sys.byteorder) for i in range(0, usable, 4)]
-    if flags & socket.MSG_CTRUNC or len(data) < 4:
-        raise ValueError("truncated request")
-    size = int.from_bytes(data[:4], "little")
-    body = data[4:]
-    while len(body) < size:
-        chunk = conn.recv(size - len(body))
-        if not chunk:
+    try:
+        if flags & socket.MSG_CTRUNC or len(data) < 4:
             raise ValueError("truncated request")
-        body += chunk
-    return marshal.loads(body), fds
+        size = int.from_bytes(data[:4], "little")
+        if size > MAX_REQUEST or len(data) - 4 > size:
+            raise ValueError("request too large")
+        body = bytearray(size)
+        body[:len(data) - 4] = data[4:]
+        view, got = memoryview(body), len(data) - 4
+        while got < size:
+            conn.settimeout(max(0.001, deadline - time.monotonic()))
+            n = conn.recv_into(view[got:])
+            if not n:
+                raise ValueError("truncated request")
+            got += n
+        return marshal.loads(body), fds
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
 
 
 def _stream(fd: int, writing: bool, unbuffered: bool) -> io.TextIOWrapper:
@@ -172,6 +212,8 @@ def _take_over(request: tuple, fds: list[int], conn: socket.socket) -> socket.so
     limits and argv. Returns the connection, moved above every number the client uses."""
     _, _, _, argv, environ, umask, limits, extra = request
     import resource
+
+    os.close(fds.pop(4))  # the proof: checked, done with
 
     for kind, (soft, hard) in enumerate(limits):  # first: the one step that may fail (raising a limit)
         if resource.getrlimit(kind) != (soft, hard):
@@ -200,13 +242,19 @@ def _take_over(request: tuple, fds: list[int], conn: socket.socket) -> socket.so
     return conn
 
 
-def _acceptable(request: object, fds: list[int], uid: int, pid: int) -> bool:
-    """The same protocol and installation, every descriptor announced, and a client as privileged as we are."""
+def _acceptable(request: object, fds: list[int]) -> bool:
+    """The same protocol and installation, every descriptor announced, and the proof: a descriptor of the
+    server's PROOF_FD file, which the client could open through /proc only if Landlock, the LSMs and the
+    capability rules let it ptrace the server, i.e. if it is no more confined than the server (its
+    privileges, labels and namespaces were compared at accept)."""
     if not isinstance(request, tuple) or len(request) != 8 or request[0] != PROTOCOL:
         return False
     if tuple(request[1:3]) != (BIN_DIR, PACKAGE_DIR) or len(fds) != MAX_FDS + len(request[7]):
         return False
-    return uid == os.geteuid() and same_context(pid)
+    try:
+        return os.path.samestat(os.fstat(fds[4]), os.fstat(PROOF_FD))
+    except OSError:
+        return False
 
 
 def _close_all_but(keep: set[int]) -> None:
@@ -232,9 +280,12 @@ def worker(conn: socket.socket) -> None:
     """In a forked child: check and take over the client, then run the CLI. Never returns."""
     accepted = False
     try:
-        request, fds = _receive(conn)
-        pid, uid, _ = _peer_credentials(conn)
-        if not _acceptable(request, fds, uid, pid):
+        try:
+            request, fds = _receive(conn)
+        except (OSError, ValueError, EOFError, TypeError):  # too large, too slow, truncated, not marshal
+            _reply(conn, DECLINED)
+            os._exit(0)
+        if not _acceptable(request, fds):
             _reply(conn, DECLINED)
             os._exit(0)
         try:
@@ -279,8 +330,9 @@ def spare(listener: socket.socket, channel: socket.socket, files: tuple[str, ...
         if os.getppid() != parent:
             os._exit(0)
         populate_private_memory()
+        own_context(fresh=True)  # what it is now (a process can be moved to another cgroup, say)
         code_stamp(files)  # its first run in a process is several times slower than the next
-        conn, _ = listener.accept()
+        conn = _accept_servable(listener)
         set_parent_death_signal(0)  # a command under way finishes even if the server goes
         stale = code_stamp(files) != stamp
         socket.send_fds(channel, [STALE if stale else TOOK], [conn.fileno()])
@@ -293,9 +345,20 @@ def spare(listener: socket.socket, channel: socket.socket, files: tuple[str, ...
     worker(conn)
 
 
-def _peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
-    raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-    return tuple(int.from_bytes(raw[i:i + 4], sys.byteorder, signed=True) for i in (0, 4, 8))  # type: ignore[return-value]
+def _accept_servable(listener: socket.socket) -> socket.socket:
+    """The next connection from a client the server may serve. Others are declined right here, before a byte
+    is read and without a fork: a client the server would not serve cannot make it spend memory or processes."""
+    while True:
+        conn, _ = listener.accept()
+        if may_serve_peer(conn):
+            return conn
+        _decline(conn)
+
+
+def _decline(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.send(DECLINED + bytes(4), socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
+    conn.close()
 
 
 # ------------------------------------------------------------------ the server side
@@ -316,11 +379,20 @@ class Server:
         self.clients: dict[int, int] = {}  # connection fd -> pidfd
         self.last_active = time.monotonic()
         self.spare: tuple[int, int, socket.socket] | None = None  # pid, pidfd, channel
+        self.declining = False  # MAX_WORKERS are busy: no spare, the server declines connections itself
         self._fork_spare()
 
     def _fork_spare(self) -> None:
         if self.listener is None:
             return
+        if len(self.workers) >= MAX_WORKERS:
+            if not self.declining:
+                self.declining = True
+                self.poll.register(self.listener, select.POLLIN)
+            return
+        if self.declining:
+            self.declining = False
+            self.poll.unregister(self.listener)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         parent = os.getpid()
         pid = os.fork()
@@ -365,7 +437,20 @@ class Server:
                     self._reap(fd)
                 elif fd in self.clients:
                     self._client_gone(fd)
+                elif self.declining and self.listener is not None and fd == self.listener.fileno():
+                    self._decline_one()
         self.retire()
+
+    def _decline_one(self) -> None:
+        """At MAX_WORKERS: the client runs its command itself (nothing read, nothing forked)."""
+        self.listener.setblocking(False)  # type: ignore[union-attr]
+        try:
+            conn, _ = self.listener.accept()  # type: ignore[union-attr]
+        except OSError:  # another client took it back meanwhile
+            return
+        finally:
+            self.listener.setblocking(True)  # type: ignore[union-attr]
+        _decline(conn)
 
     def _spare_news(self) -> None:
         """The spare took a connection (it is a worker now), found the code stale, or died."""
@@ -403,6 +488,8 @@ class Server:
             _reply(conn, STATUS, status)
         conn.close()
         self.last_active = time.monotonic()
+        if self.declining:  # a place is free again
+            self._fork_spare()
 
     def _client_gone(self, conn_fd: int) -> None:
         """The `pyctr` process died (killed): its command dies with it, as it would in-process."""
@@ -415,6 +502,9 @@ class Server:
         """Stop taking commands: remove the socket (if it is still ours); running workers are still relayed."""
         if self.listener is None:
             return
+        if self.declining:
+            self.declining = False
+            self.poll.unregister(self.listener)
         with contextlib.suppress(OSError):
             if os.stat(self.path).st_ino == self.path_inode:
                 os.unlink(self.path)
@@ -447,10 +537,20 @@ def _idle_seconds() -> float:
         return IDLE_SECONDS
 
 
+def make_proof() -> None:
+    """The proof descriptor at PROOF_FD (see pyctr/client.py), close-on-exec: no command ever has it."""
+    fd = os.memfd_create("pyctr-proof", os.MFD_CLOEXEC)
+    if fd != PROOF_FD:
+        os.dup2(fd, PROOF_FD, inheritable=False)
+        os.close(fd)
+
+
 def main() -> int:
     """Run the server for this installation, unless one is running already."""
     if os.geteuid() != 0:
         return 1
+    os.closerange(3, 1 << 20)  # whatever a caller left us (the client passes nothing: see start_server)
+    make_proof()
     os.chdir("/")
     os.makedirs(SOCKET_DIR, mode=0o700, exist_ok=True)
     if os.stat(SOCKET_DIR).st_uid != 0:

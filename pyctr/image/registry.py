@@ -447,6 +447,8 @@ class RegistryClient:
             if resp.status_code in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                 url = urljoin(url, resp.headers["Location"])
                 resp.close()
+                if urlsplit(url).scheme not in ("http", "https"):  # file://, ftp://: not a registry's to choose
+                    raise RegistryError(f"refusing a redirect from {origin} to a {urlsplit(url).scheme}: URL")
                 if resp.status_code == 303:
                     method, body = "GET", None
                 continue

@@ -122,8 +122,8 @@ def test_a_client_in_another_security_context_is_not_served(wrapper: list[str]) 
     same = subprocess.Popen(["sleep", "30"])
     try:
         wait_for(lambda: Path(f"/proc/{other.pid}/comm").read_text().strip() == "sleep", what="the wrapper's exec")
-        assert not server.same_context(other.pid)
-        assert server.same_context(same.pid)
+        assert not server.same_context(os.pidfd_open(other.pid))
+        assert server.same_context(os.pidfd_open(same.pid))
     finally:
         other.kill()
         same.kill()
@@ -167,6 +167,7 @@ def test_an_idle_server_leaves_and_removes_its_socket(tmp_path: Path) -> None:
     path = tmp_path / "s.sock"
     code = (
         "import sys; from pyctr import server\n"
+        "server.make_proof()\n"
         f"s = server.Server(server._bind({str(path)!r}), {str(path)!r}, idle=1.0)\n"
         "s.serve()\n"
     )

@@ -205,12 +205,13 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def parse_size(text: str) -> int:
-    """Docker's RAMInBytes: 512m, 1g, 100k, 1024 (bytes), binary units, case-insensitive."""
+def parse_size(text: str, flag: str = "-m, --memory") -> int:
+    """Docker's RAMInBytes: 512m, 1g, 100k, 1024 (bytes), binary units, case-insensitive; a bad value is refused
+    as docker-cli's flag parser does: `invalid argument "12q" for "-m, --memory" flag: invalid suffix: 'q'`."""
     try:
         return ram_in_bytes(text)
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(f'invalid argument "{text}" for "{flag}" flag: {e}') from None
 
 
 def parse_limits(options: RunOptions, host_cpus: int | None = None) -> LimitsSpec:
@@ -223,7 +224,7 @@ def parse_limits(options: RunOptions, host_cpus: int | None = None) -> LimitsSpe
         if limits.memory and limits.memory < MIN_MEMORY:
             raise UsageError("Minimum memory limit allowed is 6MB")
     if options.memory_swap:
-        limits.memory_swap = -1 if options.memory_swap.strip() == "-1" else parse_size(options.memory_swap)
+        limits.memory_swap = -1 if options.memory_swap.strip() == "-1" else parse_size(options.memory_swap, "--memory-swap")
         if not limits.memory:
             raise UsageError("You should always set the Memory limit when using Memoryswap limit, see usage")
         if limits.memory_swap != -1 and limits.memory_swap < limits.memory:

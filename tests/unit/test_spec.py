@@ -211,3 +211,9 @@ def test_seccomp_options(tmp_path):
     assert custom.seccomp == "custom" and custom.seccomp_profile == {"defaultAction": "SCMP_ACT_ALLOW"}
     assert spec_for({"Cmd": ["sh"]}, security_opt=["no-new-privileges=true"]).process.no_new_privileges
     assert not spec_for({"Cmd": ["sh"]}, security_opt=["no-new-privileges=false"]).process.no_new_privileges
+
+
+def test_bad_memory_value_names_the_flag_as_docker_cli():
+    with pytest.raises(UsageError) as e:
+        parse_size("12q")
+    assert e.value.message == 'invalid argument "12q" for "-m, --memory" flag: invalid suffix: \'q\''

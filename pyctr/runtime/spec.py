@@ -224,7 +224,8 @@ def parse_limits(options: RunOptions, host_cpus: int | None = None) -> LimitsSpe
         if limits.memory and limits.memory < MIN_MEMORY:
             raise UsageError("Minimum memory limit allowed is 6MB")
     if options.memory_swap:
-        limits.memory_swap = -1 if options.memory_swap.strip() == "-1" else parse_size(options.memory_swap, "--memory-swap")
+        swap = options.memory_swap
+        limits.memory_swap = -1 if swap.strip() == "-1" else parse_size(swap, "--memory-swap")
         if not limits.memory:
             raise UsageError("You should always set the Memory limit when using Memoryswap limit, see usage")
         if limits.memory_swap != -1 and limits.memory_swap < limits.memory:

@@ -149,14 +149,50 @@ def launch(spec: ContainerSpec, hooks: LaunchHooks | None = None, stdio: Stdio |
     try:
         _handshake(pid, report_r, go_w, hooks)
         _wait_for_exec(pid, report_r)
+    except Exception:
+        os.close(go_w)
+        go_w = -1
+        reported = reported_failure(report_r)  # C failed first (no such command): its reason wins
+        _kill_and_reap(pid)
+        if reported is not None:
+            raise reported from None
+        raise
     except BaseException:
         _kill_and_reap(pid)
         raise
     finally:
         os.close(report_r)
-        with contextlib.suppress(OSError):
-            os.close(go_w)
+        if go_w >= 0:
+            with contextlib.suppress(OSError):
+                os.close(go_w)
     return Launched(pid, process_start_time(pid))
+
+
+REPORT_GRACE_SECONDS = 5.0
+
+
+def reported_failure(report_r: int, timeout: float = REPORT_GRACE_SECONDS) -> PyctrError | None:
+    """After one of M's hooks failed, with the go pipe closed: the error C reported, if it failed on its own.
+
+    C's command lookup (no such command, a directory, an unknown user) runs while M makes the network, and C
+    exits right after reporting it, which breaks M's veth or netns set-up: the network error is only the
+    consequence. Once the go pipe is closed, a C that has not failed exits silently at its next wait for M,
+    so reading the report pipe to its end decides, every time, which failure came first."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    chunks = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([report_r], [], [], remaining)[0]:
+            break  # C is stuck (say, in a mount): M's own error stands
+        chunk = os.read(report_r, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    message = b"".join(chunks)
+    return reported_error(message) if message.startswith(b"E") else None
 
 
 def seccomp_program(spec: ContainerSpec) -> bytes | None:
@@ -232,24 +268,11 @@ def _handshake(pid: int, report_r: int, go_w: int, hooks: LaunchHooks) -> None:
     if first != READY:
         _raise_reported(first + _read_message(report_r))
     if hooks.join_cgroup is not None:
-        try:
-            hooks.join_cgroup(pid)
-        except BaseException:
-            _raise_if_reported(report_r)  # C failed first (say, a mount): its reason is the one to give
-            raise
+        hooks.join_cgroup(pid)  # if it fails, `launch` still prefers what C reported (say, a mount failed)
     _tell(go_w, IN_CGROUP)
     if hooks.before_exec is not None:
         hooks.before_exec(pid)
     _tell(go_w, GO)
-
-
-def _raise_if_reported(report_r: int) -> None:
-    import select
-
-    if select.select([report_r], [], [], 0)[0]:
-        message = _read_message(report_r)
-        if message:
-            _raise_reported(message)
 
 
 def _tell(go_w: int, message: bytes) -> None:
@@ -266,14 +289,19 @@ def _wait_for_exec(pid: int, report_r: int) -> None:
 
 def _raise_reported(message: bytes) -> None:
     """C failed: raise what it reported (or that it died without a word); `launch` then reaps it."""
+    raise reported_error(message)
+
+
+def reported_error(message: bytes) -> PyctrError:
+    """The error C's report pipe carried: "E" + {"kind", "message"} (anything else: it died without a word)."""
     report = None
     if message.startswith(b"E"):
         with contextlib.suppress(ValueError):
             report = json.loads(message[1:])
     if isinstance(report, dict):
         error = _ERRORS.get(report.get("kind"), RuntimeFailure)
-        raise error(report.get("message") or "container init failed")
-    raise RuntimeFailure("container init exited before exec without reporting why")
+        return error(report.get("message") or "container init failed")
+    return RuntimeFailure("container init exited before exec without reporting why")
 
 
 def _reap(pid: int) -> int:

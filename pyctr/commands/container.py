@@ -114,17 +114,22 @@ def create(app: AppContext, **kw) -> None:
     click.echo(record.id)
 
 
-def _for_each(refs: tuple[str, ...], action) -> None:
-    """Docker's multi-container commands: act on each, report each failure, fail at the end."""
+def _for_each(refs: tuple[str, ...], action, *, forgive_missing: bool = False) -> None:
+    """Docker's multi-container commands: act on each, report each failure as docker-cli words it, exit 1 at
+    the end if any failed. `forgive_missing` is `rm -f`: a missing container is reported but not a failure."""
+    from pyctr.errors import cli_error_line, cli_exit_code
+
+    command = click.get_current_context().info_name
     failed = None
     for ref in refs:
         try:
             action(ref)
         except PyctrError as e:
-            click.echo(f"Error: {e.message}", err=True)
-            failed = e
+            click.echo(cli_error_line(command, e), err=True)
+            if not (forgive_missing and isinstance(e, NotFoundError)):
+                failed = e
     if failed is not None:
-        sys.exit(failed.exit_code)
+        sys.exit(cli_exit_code(command, failed))
 
 
 @click.command()
@@ -214,7 +219,7 @@ def rm(app: AppContext, force: bool, volumes: bool, containers: tuple[str, ...])
         container.remove(app.config, ref, force=force, volumes=volumes)
         click.echo(ref)
 
-    _for_each(containers, one)
+    _for_each(containers, one, forgive_missing=force)  # docker-cli's rm: `-f` ignores errdefs.IsNotFound
 
 
 @click.command()

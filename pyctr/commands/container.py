@@ -295,19 +295,26 @@ def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | 
 @click.option("-f", "--follow", is_flag=True, help="Follow log output")
 @click.option("-n", "--tail", default="all", help='Number of lines to show from the end of the logs (default "all")')
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
+@click.option("--since", default=None,
+              help="Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)")
+@click.option("--until", default=None,
+              help="Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)")
 @click.argument("container")
 @pass_app
-def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, container: str) -> None:
+def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str | None, until: str | None,
+         container: str) -> None:
     """Fetch the logs of a container."""
     from pyctr.runtime import logs as logfile
     from pyctr.runtime.state import ContainerStore
 
+    since_ns = logfile.time_bound_ns("since", since)  # refused before the container is looked up, as docker-cli
+    until_ns = logfile.time_bound_ns("until", until)
     store = ContainerStore(app.config.paths)
     record = store.get(container)
     path = logfile.log_path(record.directory, record.id)
     entries, offset = logfile.tail_entries(path, logfile.parse_tail(tail))
-    _print_entries(entries, timestamps)
-    if not follow:
+    _print_entries(logfile.within(entries, since_ns, until_ns), timestamps)
+    if not follow or (until_ns is not None and until_ns <= time.time_ns()):
         return
 
     def running() -> bool:
@@ -317,7 +324,12 @@ def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, container: 
             return False
 
     for entry in logfile.follow(path, offset, running):
-        _print_entries([entry], timestamps)
+        kept = logfile.within([entry], since_ns, until_ns)
+        if not kept:
+            at = logfile.entry_time_ns(entry.time)
+            if until_ns is not None and at is not None and at > until_ns:
+                return
+        _print_entries(kept, timestamps)
 
 
 def _print_entries(entries, timestamps: bool) -> None:

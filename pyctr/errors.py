@@ -34,6 +34,13 @@ class UsageError(PyctrError):
     """Bad flags or argument values (Docker: 125)."""
 
 
+class ClientError(PyctrError):
+    """Refused by the command line itself before anything else is asked (docker-cli prints these as they are,
+    e.g. `the input device is not a TTY`)."""
+
+    daemon_side = False
+
+
 class ConfigError(PyctrError):
     """The configuration file is unreadable or has a bad key."""
 
@@ -123,11 +130,23 @@ def cli_exit_code(command: str | None, error: PyctrError) -> int:
 
 
 def cli_error_line(command: str | None, error: PyctrError) -> str:
-    """The line docker-cli prints for `error`: `Error response from daemon: ...` for what dockerd refused,
+    """What docker-cli prints for `error`: `Error response from daemon: ...` for what dockerd refused,
     `Error: No such container: x` where Docker's client words a 404 itself, `Error: ...` for the client's
-    own checks (bad values, a bad configuration)."""
+    own checks (bad values, a bad configuration), a ClientError as it is. run and create wrap theirs as
+    docker-cli's reportError does: `docker: <error>.` and, unless the container's command could not start,
+    `See 'docker run --help'.`"""
+    line = _worded(command, error)
+    if command not in KEEP_RUNTIME_CODE or isinstance(error, ClientError):
+        return line
+    line = f"pyctr: {line.removeprefix('Error: ').rstrip('.')}."
+    if isinstance(error, CommandNotFound | CommandCannotRun | RuntimeFailure):
+        return line  # run.go: a failed start is reported without the help line
+    return f"{line}\nSee 'pyctr {command} --help'."
+
+
+def _worded(command: str | None, error: PyctrError) -> str:
     message = error.message
-    if message.startswith(DAEMON_PREFIX) or message.startswith("Error: "):
+    if isinstance(error, ClientError) or message.startswith((DAEMON_PREFIX, "Error: ")):
         return message
     if isinstance(error, UsageError | ConfigError) or not error.daemon_side:
         return f"Error: {message}"

@@ -14,7 +14,7 @@ import time
 import click
 
 from pyctr.commands import AppContext, pass_app
-from pyctr.errors import NotFoundError, PyctrError
+from pyctr.errors import ClientError, NotFoundError, PyctrError
 
 RUN_CONTEXT = {"allow_interspersed_args": False}
 
@@ -93,7 +93,7 @@ def run(app: AppContext, detach: bool, **kw) -> None:
 
     options = run_options(detach, kw)
     if options.tty and options.interactive and not detach and not os.isatty(0):
-        raise PyctrError("the input device is not a TTY", exit_code=1)  # Docker's check, before anything is made
+        raise ClientError("the input device is not a TTY", exit_code=1)  # Docker's check, before anything is made
     record = container.create(app.config, options)
     if detach:
         container.start_detached(app.config, record)
@@ -114,22 +114,25 @@ def create(app: AppContext, **kw) -> None:
     click.echo(record.id)
 
 
-def _for_each(refs: tuple[str, ...], action, *, forgive_missing: bool = False) -> None:
+def _for_each(refs: tuple[str, ...], action, *, forgive_missing: bool = False, summary: str | None = None) -> None:
     """Docker's multi-container commands: act on each, report each failure as docker-cli words it, exit 1 at
-    the end if any failed. `forgive_missing` is `rm -f`: a missing container is reported but not a failure."""
+    the end if any failed. `forgive_missing` is `rm -f`: a missing container is reported but not a failure.
+    `summary` is a last line naming the failed ones (start's `Error: failed to start containers: a, b`)."""
     from pyctr.errors import cli_error_line, cli_exit_code
 
     command = click.get_current_context().info_name
-    failed = None
+    failed: list[tuple[str, PyctrError]] = []
     for ref in refs:
         try:
             action(ref)
         except PyctrError as e:
             click.echo(cli_error_line(command, e), err=True)
             if not (forgive_missing and isinstance(e, NotFoundError)):
-                failed = e
-    if failed is not None:
-        sys.exit(cli_exit_code(command, failed))
+                failed.append((ref, e))
+    if failed:
+        if summary is not None:
+            click.echo(f"{summary}{', '.join(ref for ref, _ in failed)}", err=True)
+        sys.exit(cli_exit_code(command, failed[-1][1]))
 
 
 @click.command()
@@ -155,7 +158,7 @@ def start(app: AppContext, attach: bool, interactive: bool, containers: tuple[st
             container.start_detached(app.config, record)
         click.echo(ref)
 
-    _for_each(containers, one)
+    _for_each(containers, one, summary="Error: failed to start containers: ")  # docker-cli's start.go
 
 
 @click.command()
@@ -367,8 +370,9 @@ def inspect(app: AppContext, fmt: str | None, kind: str | None, size: bool, name
             click.echo(render_format(fmt, obj))
     else:
         click.echo(json.dumps(found, indent=4, ensure_ascii=False))
+    what = {"container": "container", "image": "image"}.get(kind or "", "object")  # docker-cli's inspect words
     for name in missing:
-        click.echo(f"Error: No such object: {name}", err=True)
+        click.echo(f"Error: No such {what}: {name}", err=True)
     if missing:
         sys.exit(1)
 

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from pyctr.commands.flags import docker_style, parse_go_bool
 from pyctr.errors import (
     BuildError,
+    ClientError,
     CommandNotFound,
     ConfigError,
     ConflictError,
@@ -114,3 +115,20 @@ def test_docker_bool_forms(args, seen):
 def test_a_bad_bool_value_is_refused():
     result = CliRunner().invoke(probe, ["--tty=maybe", "img"])
     assert result.exit_code != 0 and 'invalid argument "maybe" for "-t, --tty" flag' in result.output
+
+
+@pytest.mark.parametrize(("command", "error", "text"), [
+    # run.go / create.go reportError: `docker: <error>.` plus the help line, except for a failed start
+    ("run", NotFoundError("No such image: x"),
+     "pyctr: Error response from daemon: No such image: x.\nSee 'pyctr run --help'."),
+    ("create", ConflictError('Conflict. The container name "/a" is already in use'),
+     "pyctr: Error response from daemon: Conflict. The container name \"/a\" is already in use.\n"
+     "See 'pyctr create --help'."),
+    ("run", UsageError("invalid publish opts format"), "pyctr: invalid publish opts format.\nSee 'pyctr run --help'."),
+    ("run", CommandNotFound('exec: "x": executable file not found in $PATH'),
+     'pyctr: Error response from daemon: exec: "x": executable file not found in $PATH.'),
+    ("run", ClientError("the input device is not a TTY", exit_code=1), "the input device is not a TTY"),
+    ("exec", ClientError("the input device is not a TTY", exit_code=1), "the input device is not a TTY"),
+])
+def test_run_and_create_wrap_as_docker_cli_report_error(command, error, text):
+    assert cli_error_line(command, error) == text

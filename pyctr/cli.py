@@ -24,6 +24,7 @@ from pyctr import __version__  # noqa: E402
 from pyctr.errors import (  # noqa: E402
     EXIT_CLI_FAILURE,
     EXIT_RUNTIME,
+    KEEP_RUNTIME_CODE,
     PyctrError,
     cli_error_line,
     cli_exit_code,
@@ -144,6 +145,11 @@ def usage_error_report(error: click.UsageError) -> tuple[str, int]:
     see = f"See '{path} --help'."
     if isinstance(error, UnknownCommand):
         return f"pyctr: {error.format_message()}\nSee 'pyctr --help'", EXIT_CLI_FAILURE
+    if error.message.startswith("No such command"):  # `pyctr image bogus`
+        return f"{error.format_message()}\n{see}", EXIT_CLI_FAILURE
+    if not getattr(error, "while_parsing", False) and ctx is not None:  # raised by the command itself
+        command = ctx.info_name
+        return f"Error: {error.format_message()}", EXIT_RUNTIME if command in KEEP_RUNTIME_CODE else EXIT_CLI_FAILURE
     counted = _argument_count_problem(error)
     if counted is not None and ctx is not None:
         usage = " ".join([path, *ctx.command.collect_usage_pieces(ctx)])

@@ -17,6 +17,7 @@ from pyctr.commands import AppContext, pass_app
 from pyctr.errors import ClientError, NotFoundError, PyctrError
 
 RUN_CONTEXT = {"allow_interspersed_args": False}
+EXIT_INSPECT_TEMPLATE = 64  # docker-cli's inspect.Inspect: a template that does not parse is StatusError 64
 
 
 def _multiple(option: str, *names: str, **kw):
@@ -357,7 +358,11 @@ def inspect(app: AppContext, fmt: str | None, kind: str | None, size: bool, name
     from pyctr.runtime.inspect import check_format, render_format
 
     if fmt:
-        check_format(fmt)
+        try:
+            check_format(fmt)
+        except PyctrError as e:
+            click.echo(e.message, err=True)
+            sys.exit(EXIT_INSPECT_TEMPLATE)
     found, missing = [], []
     for name in names:
         obj = _inspect_one(app, name, kind)

@@ -62,6 +62,10 @@ def top(app: AppContext, container: str, ps_options: tuple[str, ...]) -> None:
     """Display the running processes of a container (host PIDs; ps options as for ps, default -ef)."""
     from pyctr.runtime.top import DEFAULT_PS_ARGS, container_top, format_top
 
+    if container.startswith("-"):  # ps options pass through, but only after the container (Docker's top)
+        from pyctr.commands.flags import unknown_flag
+
+        raise unknown_flag(container, click.get_current_context())
     result = container_top(app.config, container, " ".join(ps_options) or DEFAULT_PS_ARGS)
     click.echo(format_top(result), nl=False)
 

@@ -57,6 +57,15 @@ class _DockerFlags:
         parser.__class__ = DockerFlagParser
         return parser
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Mark what fails here as a command-line error (pflag's 125); the same click errors raised later by the
+        command itself are its own failures (cli.usage_error_report)."""
+        try:
+            return super().parse_args(ctx, args)  # type: ignore[misc]
+        except click.UsageError as e:
+            e.while_parsing = True  # type: ignore[attr-defined]
+            raise
+
     def get_command(self, ctx: click.Context, name: str):
         command = super().get_command(ctx, name)  # type: ignore[misc]
         return docker_style(command) if command is not None else None
@@ -74,3 +83,10 @@ def docker_style(command: click.Command) -> click.Command:
         _styled[cls] = type(f"Docker{cls.__name__}", (_DockerFlags, cls), {})
     command.__class__ = _styled[cls]
     return command
+
+
+def unknown_flag(name: str, ctx: click.Context | None = None) -> click.NoSuchOption:
+    """`unknown flag: --x` for a command that passes unknown options through (top) and found one too early."""
+    error = click.NoSuchOption(name, ctx=ctx)
+    error.while_parsing = True  # type: ignore[attr-defined]
+    return error

@@ -146,8 +146,8 @@ def cli_error_line(command: str | None, error: PyctrError) -> str:
 
 def _worded(command: str | None, error: PyctrError) -> str:
     message = error.message
-    if isinstance(error, ClientError) or message.startswith((DAEMON_PREFIX, "Error: ")):
-        return message
+    if isinstance(error, ClientError | InvalidReference) or message.startswith((DAEMON_PREFIX, "Error: ")):
+        return message  # docker-cli parses references itself and prints its error as it is
     if isinstance(error, UsageError | ConfigError) or not error.daemon_side:
         return f"Error: {message}"
     if isinstance(error, NotFoundError) and message.startswith("No such ") and command in NOT_FOUND_WORDED_BY_CLIENT:

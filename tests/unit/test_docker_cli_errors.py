@@ -132,3 +132,13 @@ def test_a_bad_bool_value_is_refused():
 ])
 def test_run_and_create_wrap_as_docker_cli_report_error(command, error, text):
     assert cli_error_line(command, error) == text
+
+
+def test_a_bad_reference_is_the_clients_own_words():
+    """docker-cli parses references itself: `invalid reference format: repository name must be lowercase`."""
+    from pyctr.errors import InvalidReference
+
+    error = InvalidReference("invalid reference format: repository name must be lowercase")
+    assert cli_error_line("pull", error) == "invalid reference format: repository name must be lowercase"
+    assert cli_error_line("run", error) == ("pyctr: invalid reference format: repository name must be lowercase.\n"
+                                            "See 'pyctr run --help'.")

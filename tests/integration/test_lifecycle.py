@@ -128,9 +128,10 @@ def test_name_conflict(lc, cleanup):
     cid = lc("create", "--name", "dup", "busybox", "true", check=True).stdout.strip()
     r = lc("create", "--name", "dup", "busybox", "true")
     assert r.returncode == 125
-    assert r.stderr.strip() == (
-        f'Error: Conflict. The container name "/dup" is already in use by container "{cid}". '
-        "You have to remove (or rename) that container to be able to reuse that name.")
+    assert r.stderr.strip() == (  # docker-cli's create: `docker: Error response from daemon: ...` + its help line
+        f'pyctr: Error response from daemon: Conflict. The container name "/dup" is already in use by container '
+        f'"{cid}". You have to remove (or rename) that container to be able to reuse that name.\n'
+        "See 'pyctr create --help'.")
 
 
 def test_create_then_start_attached(lc, cleanup):

@@ -66,6 +66,11 @@ class _DockerFlags:
             e.while_parsing = True  # type: ignore[attr-defined]
             raise
 
+
+
+class _DockerGroupFlags(_DockerFlags):
+    """A group's subcommands take Docker's flag forms too."""
+
     def get_command(self, ctx: click.Context, name: str):
         command = super().get_command(ctx, name)  # type: ignore[misc]
         return docker_style(command) if command is not None else None
@@ -80,7 +85,8 @@ def docker_style(command: click.Command) -> click.Command:
     if issubclass(cls, _DockerFlags):
         return command
     if cls not in _styled:
-        _styled[cls] = type(f"Docker{cls.__name__}", (_DockerFlags, cls), {})
+        mixin = _DockerGroupFlags if issubclass(cls, click.Group) else _DockerFlags
+        _styled[cls] = type(f"Docker{cls.__name__}", (mixin, cls), {})
     command.__class__ = _styled[cls]
     return command
 

@@ -188,7 +188,9 @@ def test_syntax_error_names_the_line(pyctr, tmp_path):
     ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUNN x\n"})
     result = build(pyctr, ctx, check=False)
     assert result.returncode == 1
-    assert result.stderr.strip() == "Error: Dockerfile:2: unknown instruction: RUNN"
+    # Docker 20.10 (legacy builder): the daemon refuses the Dockerfile: `Error response from daemon: Dockerfile
+    # parse error line 2: unknown instruction: RUNN`, exit 1
+    assert result.stderr.strip() == "Error response from daemon: Dockerfile:2: unknown instruction: RUNN"
 
 
 def test_context_never_escapes(pyctr, tmp_path):

@@ -21,7 +21,14 @@ from collections.abc import Callable  # noqa: E402
 import click  # noqa: E402
 
 from pyctr import __version__  # noqa: E402
-from pyctr.errors import EXIT_RUNTIME, PyctrError  # noqa: E402
+from pyctr.errors import (  # noqa: E402
+    EXIT_CLI_FAILURE,
+    EXIT_RUNTIME,
+    KEEP_RUNTIME_CODE,
+    PyctrError,
+    cli_error_line,
+    cli_exit_code,
+)
 
 # name -> (module, attribute, one-line help). A module of None is a command that
 # is part of the CLI but not built yet: it exits 125 saying so.
@@ -90,12 +97,96 @@ class LazyGroup(click.Group):
                 cmd_name, params=command.params, callback=command.callback,
                 help=command.help, context_settings=command.context_settings,
             )
-        return command
+        from pyctr.commands.flags import docker_style
+
+        return docker_style(command)  # `--rm=false` and the like, as Docker's flags take them
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """An unknown command is docker-cli's `docker: 'x' is not a docker command.` (exit 1)."""
+        if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+            raise UnknownCommand(args[0], ctx=ctx)
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        """Tag a failure with its command: Docker's exit code and wording depend on it (errors.cli_exit_code)."""
+        try:
+            return super().invoke(ctx)
+        except PyctrError as e:
+            if getattr(e, "command", None) is None:
+                e.command = ctx.invoked_subcommand
+            raise
+        except click.UsageError as e:
+            if e.ctx is None or e.ctx is ctx:  # click's parser raises some without the subcommand's context
+                e.command_path = " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
+            raise
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items() if not name.startswith("_")]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+class UnknownCommand(click.UsageError):
+    """A command name pyctr does not have."""
+
+    def __init__(self, name: str, ctx: click.Context | None = None) -> None:
+        super().__init__(f"'{name}' is not a pyctr command.", ctx=ctx)
+        self.name = name
+
+
+def usage_error_report(error: click.UsageError) -> tuple[str, int]:
+    """docker-cli's text and exit code for a command line it cannot parse.
+
+    Flags (cli/cobra.go FlagErrorFunc): `unknown flag: --bogus` / `See 'docker run --help'.`, exit 125.
+    Argument counts (cli/required.go): `"docker rm" requires at least 1 argument.`, the See line, the usage and
+    the command's summary, exit 1. An unknown command (cmd/docker/docker.go): exit 1."""
+    ctx = error.ctx
+    path = getattr(error, "command_path", None) or (ctx.command_path if ctx is not None else "pyctr")
+    see = f"See '{path} --help'."
+    if isinstance(error, UnknownCommand):
+        return f"pyctr: {error.format_message()}\nSee 'pyctr --help'", EXIT_CLI_FAILURE
+    if error.message.startswith("No such command"):  # `pyctr image bogus`
+        return f"{error.format_message()}\n{see}", EXIT_CLI_FAILURE
+    if not getattr(error, "while_parsing", False) and ctx is not None:  # raised by the command itself
+        command = ctx.info_name
+        return f"Error: {error.format_message()}", EXIT_RUNTIME if command in KEEP_RUNTIME_CODE else EXIT_CLI_FAILURE
+    counted = _argument_count_problem(error)
+    if counted is not None and ctx is not None:
+        usage = " ".join([path, *ctx.command.collect_usage_pieces(ctx)])
+        summary = ctx.command.get_short_help_str(limit=200)
+        return f'"{path}" {counted}.\n{see}\n\nUsage:  {usage}\n\n{summary}', EXIT_CLI_FAILURE
+    return f"{_flag_problem(error)}\n{see}", EXIT_RUNTIME
+
+
+def _flag_problem(error: click.UsageError) -> str:
+    """pflag's words for a bad flag."""
+    if isinstance(error, click.NoSuchOption):
+        name = error.option_name
+        if name.startswith("--"):
+            return f"unknown flag: {name}"
+        return f"unknown shorthand flag: '{name.lstrip('-')[:1]}' in {name}"
+    if isinstance(error, click.BadOptionUsage) and "requires an argument" in error.message:
+        name = error.option_name
+        return f"flag needs an argument: {name}" if name.startswith("--") else \
+            f"flag needs an argument: '{name.lstrip('-')}' in {name}"
+    return error.format_message()
+
+
+def _argument_count_problem(error: click.UsageError) -> str | None:
+    """`requires at least 1 argument` and the like when the arguments (not flags) are too few or too many."""
+    ctx = error.ctx
+    too_few = isinstance(error, click.MissingParameter) and isinstance(error.param, click.Argument)
+    too_many = type(error) is click.UsageError and "unexpected extra argument" in error.message
+    if ctx is None or not (too_few or too_many):
+        return None
+    arguments = [p for p in ctx.command.params if isinstance(p, click.Argument)]
+    least = sum(1 if p.nargs == -1 else p.nargs for p in arguments if p.required)
+    most = None if any(p.nargs == -1 for p in arguments) else sum(p.nargs for p in arguments)
+    if least == most:
+        return f"requires exactly {least} argument{'s' * (least != 1)}"
+    if too_few:
+        return f"requires at least {least} argument{'s' * (least != 1)}"
+    return f"requires at most {most} argument{'s' * (most != 1)}"
 
 
 def _not_built(name: str, help_text: str) -> click.Command:
@@ -153,15 +244,18 @@ def main(argv: list[str] | None = None, *, on_exit: Callable[[int], None] | None
     except click.exceptions.Abort:
         click.echo("", err=True)
         code = 130
+    except click.UsageError as e:
+        text, code = usage_error_report(e)
+        click.echo(text, err=True)
     except click.ClickException as e:
-        where = e.ctx.command_path if getattr(e, "ctx", None) else "pyctr"
-        click.echo(f"{where}: {e.format_message()} (see '{where} --help')", err=True)
+        click.echo(f"Error: {e.format_message()}", err=True)
         code = EXIT_RUNTIME
     except PyctrError as e:
         if _debug_requested(argv):
             raise
-        click.echo(f"Error: {e.message}", err=True)
-        code = e.exit_code
+        command = getattr(e, "command", None)
+        click.echo(cli_error_line(command, e), err=True)
+        code = cli_exit_code(command, e)
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:

@@ -18,6 +18,7 @@ class PyctrError(Exception):
     """Base of every error meant for the user: one line, one exit code."""
 
     exit_code: int = EXIT_RUNTIME
+    daemon_side: bool = True  # Docker's daemon would have refused it (its CLI prefixes `Error response from daemon: `)
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(message)
@@ -31,6 +32,13 @@ class PyctrError(Exception):
 
 class UsageError(PyctrError):
     """Bad flags or argument values (Docker: 125)."""
+
+
+class ClientError(PyctrError):
+    """Refused by the command line itself before anything else is asked (docker-cli prints these as they are,
+    e.g. `the input device is not a TTY`)."""
+
+    daemon_side = False
 
 
 class ConfigError(PyctrError):
@@ -91,3 +99,57 @@ class BuildError(PyctrError):
 
 class DockerfileSyntaxError(BuildError):
     """A Dockerfile parse error; the message names file and line."""
+
+
+# ------------------------------------------------------------------ how Docker's CLI reports an error
+
+EXIT_CLI_FAILURE = 1  # docker-cli's main: any error that is not a cli.StatusError
+DAEMON_PREFIX = "Error response from daemon: "
+
+# Commands whose exit code is their own failure code (125 for pyctr/Docker itself): docker-cli's run and create
+# return cli.StatusError{StatusCode: 125}; every other command returns a plain error, so main exits 1.
+KEEP_RUNTIME_CODE = frozenset({"run", "create"})
+
+# Docker's API client answers a 404 from these calls with its own `Error: No such <object>: <id>`
+# (client/errors.go wrapResponseError: ContainerRemove, ContainerLogs, ContainerInspect, CopyFromContainer and
+# ContainerStatPath, ImageRemove, ImageInspect); the other calls pass the daemon's text on after
+# `Error response from daemon: ` (client/request.go checkResponseErr).
+NOT_FOUND_WORDED_BY_CLIENT = frozenset({"rm", "logs", "inspect", "port", "cp", "rmi"})
+
+
+def cli_exit_code(command: str | None, error: PyctrError) -> int:
+    """Docker's exit code for `error` raised by `command` (moby v20.10, cmd/docker/docker.go main).
+
+    run/create keep theirs (125, or 126/127 when the command cannot start); exec's process that cannot start is
+    126 (inspected from the exec); a bad configuration is 125 everywhere (README); all else is 1."""
+    if command in KEEP_RUNTIME_CODE or isinstance(error, ConfigError):
+        return error.exit_code
+    if command == "exec" and error.exit_code in (EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND):
+        return error.exit_code
+    return EXIT_CLI_FAILURE
+
+
+def cli_error_line(command: str | None, error: PyctrError) -> str:
+    """What docker-cli prints for `error`: `Error response from daemon: ...` for what dockerd refused,
+    `Error: No such container: x` where Docker's client words a 404 itself, `Error: ...` for the client's
+    own checks (bad values, a bad configuration), a ClientError as it is. run and create wrap theirs as
+    docker-cli's reportError does: `docker: <error>.` and, unless the container's command could not start,
+    `See 'docker run --help'.`"""
+    line = _worded(command, error)
+    if command not in KEEP_RUNTIME_CODE or isinstance(error, ClientError):
+        return line
+    line = f"pyctr: {line.removeprefix('Error: ').rstrip('.')}."
+    if isinstance(error, CommandNotFound | CommandCannotRun | RuntimeFailure):
+        return line  # run.go: a failed start is reported without the help line
+    return f"{line}\nSee 'pyctr {command} --help'."
+
+
+def _worded(command: str | None, error: PyctrError) -> str:
+    message = error.message
+    if isinstance(error, ClientError | InvalidReference) or message.startswith((DAEMON_PREFIX, "Error: ")):
+        return message  # docker-cli parses references itself and prints its error as it is
+    if isinstance(error, UsageError | ConfigError) or not error.daemon_side:
+        return f"Error: {message}"
+    if isinstance(error, NotFoundError) and message.startswith("No such ") and command in NOT_FOUND_WORDED_BY_CLIENT:
+        return f"Error: {message}"
+    return DAEMON_PREFIX + message

@@ -14,10 +14,11 @@ import time
 import click
 
 from pyctr.commands import AppContext, pass_app
-from pyctr.errors import NotFoundError, PyctrError
+from pyctr.errors import ClientError, NotFoundError, PyctrError
 from pyctr.output import table
 
 RUN_CONTEXT = {"allow_interspersed_args": False}
+EXIT_INSPECT_TEMPLATE = 64  # docker-cli's inspect.Inspect: a template that does not parse is StatusError 64
 
 
 def _multiple(option: str, *names: str, **kw):
@@ -94,7 +95,7 @@ def run(app: AppContext, detach: bool, **kw) -> None:
 
     options = run_options(detach, kw)
     if options.tty and options.interactive and not detach and not os.isatty(0):
-        raise PyctrError("the input device is not a TTY", exit_code=1)  # Docker's check, before anything is made
+        raise ClientError("the input device is not a TTY", exit_code=1)  # Docker's check, before anything is made
     record = container.create(app.config, options)
     if detach:
         container.start_detached(app.config, record)
@@ -115,17 +116,25 @@ def create(app: AppContext, **kw) -> None:
     click.echo(record.id)
 
 
-def _for_each(refs: tuple[str, ...], action) -> None:
-    """Docker's multi-container commands: act on each, report each failure, fail at the end."""
-    failed = None
+def _for_each(refs: tuple[str, ...], action, *, forgive_missing: bool = False, summary: str | None = None) -> None:
+    """Docker's multi-container commands: act on each, report each failure as docker-cli words it, exit 1 at
+    the end if any failed. `forgive_missing` is `rm -f`: a missing container is reported but not a failure.
+    `summary` is a last line naming the failed ones (start's `Error: failed to start containers: a, b`)."""
+    from pyctr.errors import cli_error_line, cli_exit_code
+
+    command = click.get_current_context().info_name
+    failed: list[tuple[str, PyctrError]] = []
     for ref in refs:
         try:
             action(ref)
         except PyctrError as e:
-            click.echo(f"Error: {e.message}", err=True)
-            failed = e
-    if failed is not None:
-        sys.exit(failed.exit_code)
+            click.echo(cli_error_line(command, e), err=True)
+            if not (forgive_missing and isinstance(e, NotFoundError)):
+                failed.append((ref, e))
+    if failed:
+        if summary is not None:
+            click.echo(f"{summary}{', '.join(ref for ref, _ in failed)}", err=True)
+        sys.exit(cli_exit_code(command, failed[-1][1]))
 
 
 @click.command()
@@ -151,7 +160,7 @@ def start(app: AppContext, attach: bool, interactive: bool, containers: tuple[st
             container.start_detached(app.config, record)
         click.echo(ref)
 
-    _for_each(containers, one)
+    _for_each(containers, one, summary="Error: failed to start containers: ")  # docker-cli's start.go
 
 
 @click.command()
@@ -215,7 +224,7 @@ def rm(app: AppContext, force: bool, volumes: bool, containers: tuple[str, ...])
         container.remove(app.config, ref, force=force, volumes=volumes)
         click.echo(ref)
 
-    _for_each(containers, one)
+    _for_each(containers, one, forgive_missing=force)  # docker-cli's rm: `-f` ignores errdefs.IsNotFound
 
 
 @click.command()
@@ -315,19 +324,26 @@ def _with_sizes(app: AppContext, items: list) -> list:
 @click.option("-f", "--follow", is_flag=True, help="Follow log output")
 @click.option("-n", "--tail", default="all", help='Number of lines to show from the end of the logs (default "all")')
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
+@click.option("--since", default=None,
+              help="Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)")
+@click.option("--until", default=None,
+              help="Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)")
 @click.argument("container")
 @pass_app
-def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, container: str) -> None:
+def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str | None, until: str | None,
+         container: str) -> None:
     """Fetch the logs of a container."""
     from pyctr.runtime import logs as logfile
     from pyctr.runtime.state import ContainerStore
 
+    since_ns = logfile.time_bound_ns("since", since)  # refused before the container is looked up, as docker-cli
+    until_ns = logfile.time_bound_ns("until", until)
     store = ContainerStore(app.config.paths)
     record = store.get(container)
     path = logfile.log_path(record.directory, record.id)
     entries, offset = logfile.tail_entries(path, logfile.parse_tail(tail))
-    _print_entries(entries, timestamps)
-    if not follow:
+    _print_entries(logfile.within(entries, since_ns, until_ns), timestamps)
+    if not follow or (until_ns is not None and until_ns <= time.time_ns()):
         return
 
     def running() -> bool:
@@ -337,7 +353,12 @@ def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, container: 
             return False
 
     for entry in logfile.follow(path, offset, running):
-        _print_entries([entry], timestamps)
+        kept = logfile.within([entry], since_ns, until_ns)
+        if not kept:
+            at = logfile.entry_time_ns(entry.time)
+            if until_ns is not None and at is not None and at > until_ns:
+                return
+        _print_entries(kept, timestamps)
 
 
 def _print_entries(entries, timestamps: bool) -> None:
@@ -393,7 +414,7 @@ def inspect_template(fmt: str | None):
     try:
         return template.parse(fmt)
     except template.TemplateError as e:
-        raise template.TemplateError(e.message, exit_code=64) from None
+        raise template.TemplateError(e.message, exit_code=EXIT_INSPECT_TEMPLATE) from None
 
 
 def _inspect_one(app: AppContext, name: str, kind: str | None) -> dict | None:

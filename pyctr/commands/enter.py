@@ -32,17 +32,26 @@ def exec_(app: AppContext, container: str, command: tuple[str, ...], **kw) -> No
     """Run a command in a running container."""
     import os
 
-    from pyctr.errors import PyctrError
-    from pyctr.runtime.exec import ExecOptions, run_exec
+    from pyctr.errors import ClientError, CommandCannotRun
+    from pyctr.runtime.exec import EXEC_FAILED_PREFIX, ExecOptions, run_exec
 
     if kw["tty"] and kw["interactive"] and not kw["detach"] and not os.isatty(0):
-        raise PyctrError("the input device is not a TTY", exit_code=1)  # Docker's check and exit code
+        raise ClientError("the input device is not a TTY", exit_code=1)  # Docker's check and exit code
     options = ExecOptions(args=list(command), interactive=kw["interactive"], tty=kw["tty"], detach=kw["detach"],
                           env=list(kw["env"]), env_files=list(kw["env_files"]), user=kw["user"],
                           workdir=kw["workdir"], privileged=kw["privileged"])
+    try:
+        code = run_exec(app.config, container, options)
+    except CommandCannotRun as e:
+        if options.detach or not e.message.startswith(EXEC_FAILED_PREFIX):
+            raise
+        # Docker: the daemon writes why the process could not start into the attached stream, so the CLI shows
+        # it on stdout, then exits with the exec's code (126).
+        click.echo(e.message)
+        code = e.exit_code
     # The CLI's main leaves through os._exit after flushing (no interpreter teardown) and tells the
     # server's client the code first (pyctr/server.py).
-    sys.exit(run_exec(app.config, container, options))
+    sys.exit(code)
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -53,6 +62,10 @@ def top(app: AppContext, container: str, ps_options: tuple[str, ...]) -> None:
     """Display the running processes of a container (host PIDs; ps options as for ps, default -ef)."""
     from pyctr.runtime.top import DEFAULT_PS_ARGS, container_top, format_top
 
+    if container.startswith("-"):  # ps options pass through, but only after the container (Docker's top)
+        from pyctr.commands.flags import unknown_flag
+
+        raise unknown_flag(container, click.get_current_context())
     result = container_top(app.config, container, " ".join(ps_options) or DEFAULT_PS_ARGS)
     click.echo(format_top(result), nl=False)
 

@@ -498,20 +498,24 @@ def save(app: AppContext, names: tuple[str, ...], output: str | None) -> None:
 
 
 @click.command()
-@click.option("-i", "--input", "input_path", type=click.Path(exists=True, dir_okay=False),
+@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False),
               help="Read from tar archive file, instead of STDIN.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
 @pass_app
 def load(app: AppContext, input_path: str | None, quiet: bool) -> None:
     """Load an image from a tar archive or STDIN."""
-    from pyctr.errors import UsageError
+    from pyctr.errors import ClientError, UsageError
     from pyctr.image.archive import load_archive
 
     if input_path is None and sys.stdin.isatty():
         raise UsageError("requested load from stdin, but stdin is empty")
     store = _store(app)
     if input_path:
-        with open(input_path, "rb") as f:
+        try:
+            f = open(input_path, "rb")  # noqa: SIM115 - closed by the with below
+        except OSError as e:  # docker-cli's own words, exit 1 (not a flag error)
+            raise ClientError(f"open {input_path}: {(e.strerror or str(e)).lower()}") from None
+        with f:
             lines = load_archive(store, f)
     else:
         lines = load_archive(store, sys.stdin.buffer)

@@ -548,7 +548,7 @@ def run_foreground(config: Config, record: ContainerRecord, interactive: bool, k
     _check_startable(record)
     launcher = _Launch(config, record)
     if launcher.spec.process.terminal:
-        return _run_foreground_tty(config, launcher, interactive)
+        return _run_foreground_tty(config, launcher, interactive, keep_log)
     stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY)
     try:
         if not keep_log:  # --rm: the log would be deleted at exit, so give C our stdout/stderr directly
@@ -583,7 +583,7 @@ def _supervise(config: Config, container_id: str, pid: int, wait: Callable[[], i
 def _relay_then_wait(spec: ContainerSpec, pid: int, out_r: int, err_r: int) -> int:
     from pyctr.runtime.monitor import relay
 
-    log = os.open(spec.bundle / f"{spec.id}-json.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    log = _open_log(spec)
     previous = _forward_signals(pid)
     try:
         relay([(out_r, "stdout", 1), (err_r, "stderr", 2)], log)
@@ -591,6 +591,11 @@ def _relay_then_wait(spec: ContainerSpec, pid: int, out_r: int, err_r: int) -> i
     finally:
         os.close(log)
         _restore_signals(previous)
+
+
+def _open_log(spec: ContainerSpec) -> int:
+    """The container's json-file log, appended to (a restarted container keeps its earlier output, as Docker)."""
+    return os.open(spec.bundle / f"{spec.id}-json.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def _wait_forwarding_signals(pid: int) -> int:
@@ -601,8 +606,9 @@ def _wait_forwarding_signals(pid: int) -> int:
         _restore_signals(previous)
 
 
-def _run_foreground_tty(config: Config, launcher: _Launch, interactive: bool) -> int:
-    """-t: C gets a pty; the runtime core's tty relay copies between it and our terminal."""
+def _run_foreground_tty(config: Config, launcher: _Launch, interactive: bool, keep_log: bool = True) -> int:
+    """-t: C gets a pty; the runtime core's tty relay copies between it and our terminal, and into the log as
+    Docker keeps an attached tty's output (not with --rm, whose log goes at exit)."""
     from pyctr.runtime.tty import open_pty, run_terminal_session
 
     master, slave = open_pty()
@@ -610,8 +616,13 @@ def _run_foreground_tty(config: Config, launcher: _Launch, interactive: bool) ->
         pid, _ = launcher.launch(_terminal_stdio(slave, master))
     finally:
         os.close(slave)
-    return _supervise(config, launcher.spec.id, pid,
-                      lambda: run_terminal_session(master, pid, forward_stdin=interactive))
+    log = _open_log(launcher.spec) if keep_log else -1
+    try:
+        return _supervise(config, launcher.spec.id, pid,
+                          lambda: run_terminal_session(master, pid, forward_stdin=interactive, log_fd=log))
+    finally:
+        if log >= 0:
+            os.close(log)
 
 
 def _forward_signals(pid: int) -> dict:

@@ -695,11 +695,15 @@ def perform(request: CopyRequest, root_fd: int, options: CopyOptions, stdin: Bin
 
 
 def run_cp(config: Config, src: str, dst: str, options: CopyOptions, stdin: BinaryIO, stdout: BinaryIO) -> None:
-    """`pyctr cp`: errors are PyctrErrors with Docker's wording (exit 125... as the CLI maps them)."""
+    """`pyctr cp`: errors are PyctrErrors with Docker's wording (exit 1, as the CLI maps them)."""
     from pyctr.runtime.state import ContainerStore
 
     request = parse_cp_args(src, dst)
-    record = ContainerStore(config.paths).get(request.container)
+    try:
+        record = ContainerStore(config.paths).get(request.container)
+    except NotFoundError:  # Docker's client words the archive API's 404 with the path it asked for
+        path = request.dst_path if request.to_container else request.src_path
+        raise NotFoundError(f"No such container:path: {request.container}:{path}") from None
     raise_fd_limit()
 
     def action(root_fd: int) -> None:

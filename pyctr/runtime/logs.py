@@ -8,8 +8,11 @@ and optionally following the file while the container runs (`-f`).
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -154,3 +157,118 @@ def parse_tail(value: str) -> int | None:
     except ValueError:
         raise UsageError(f'invalid value for "tail": "{value}"') from None
     return None if count < 0 else count
+
+
+# ------------------------------------------------------------------ --since / --until as docker-cli reads them
+
+_GO_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 10**9,
+                      "m": 60 * 10**9, "h": 3600 * 10**9}
+_GO_DURATION = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+_GO_ZONE = r"(?P<zone>Z|[+-]\d\d:\d\d)"
+_GO_FRACTION = r"(?:[.,](?P<frac>\d+))?"
+_GO_CLOCK = {0: r"T(?P<h>\d\d)", 1: r"T(?P<h>\d\d):(?P<mi>\d\d)",
+             2: r"T(?P<h>\d\d):(?P<mi>\d\d):(?P<s>\d\d)" + _GO_FRACTION}
+_GO_DATE = r"(?P<y>\d{4})-(?P<mo>\d\d)-(?P<d>\d\d)"
+
+
+def parse_go_duration(text: str) -> int | None:
+    """Go's time.ParseDuration in nanoseconds (`10m`, `1h30m`, `-1.5h`, `300ms`), None if it is not one."""
+    sign, body = (-1, text[1:]) if text[:1] == "-" else (1, text[1:] if text[:1] == "+" else text)
+    if body == "0":
+        return 0
+    if not body or _GO_DURATION.sub("", body):
+        return None
+    total = 0
+    for number, unit in _GO_DURATION.findall(body):
+        if number in ("", "."):
+            return None
+        whole, _, frac = number.partition(".")
+        scale = _GO_DURATION_UNITS[unit]
+        total += int(whole or 0) * scale + (int(frac) * scale // 10 ** len(frac) if frac else 0)
+    return sign * total
+
+
+def get_timestamp(value: str, now: float, local_offset: int) -> tuple[int, int]:
+    """docker-cli's GetTimestamp (api/types/time, v20.10), then the daemon's ParseTimestamps: (seconds, nanos).
+
+    A Go duration counts back from `now` (whole seconds); an RFC 3339 date, with or without time, fraction and
+    zone, is read in `local_offset` (seconds east of UTC) when it has no zone; else a Unix time (`1700000000`,
+    `1700000000.5`)."""
+    from pyctr.errors import UsageError
+
+    duration = parse_go_duration(value)
+    if value != "0" and duration is not None:
+        return math.floor(now - duration / 1e9), 0
+    zoned = any(c in value for c in "zZ+") or value.count("-") == 3
+    parsed = _parse_go_time(value, zoned, local_offset)
+    if parsed is not None:
+        return parsed
+    if "-" in value:
+        raise UsageError(f'parsing time "{value}": cannot parse as RFC 3339')
+    unix = re.fullmatch(r"([+-]?\d+)(?:\.(\d+))?", value)
+    if unix is None:
+        raise UsageError(f'failed to parse value as time or duration: "{value}"')
+    fraction = unix.group(2) or ""
+    return int(unix.group(1)), (int(fraction) * 10 ** (9 - len(fraction)) if fraction else 0)
+
+
+def _parse_go_time(value: str, zoned: bool, local_offset: int) -> tuple[int, int] | None:
+    """The layout GetTimestamp picks for `value` (by its `.`, `T`, colons and zone), applied as Go's Parse."""
+    import calendar
+
+    if "T" in value or "." in value:
+        colons = value.count(":") - (1 if zoned and not any(c in value for c in "zZ") and ":" in value else 0)
+        clock = _GO_CLOCK[2] if "." in value else _GO_CLOCK[min(max(colons, 0), 2)]
+    else:
+        clock = ""
+    pattern = _GO_DATE + clock + (_GO_ZONE if zoned else "")
+    match = re.fullmatch(pattern, value)  # Go's layouts want an upper-case T and Z
+    if match is None:
+        return None
+    fields = match.groupdict()
+    try:
+        moment = datetime.datetime(int(fields["y"]), int(fields["mo"]), int(fields["d"]), int(fields.get("h") or 0),
+                                   int(fields.get("mi") or 0), int(fields.get("s") or 0))
+    except ValueError:
+        return None
+    zone = fields.get("zone")
+    offset = local_offset if zone is None else 0 if zone.upper() == "Z" else \
+        (1 if zone[0] == "+" else -1) * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    seconds = calendar.timegm(moment.timetuple()) - offset
+    fraction = (fields.get("frac") or "")[:9]
+    return seconds, int(fraction.ljust(9, "0")) if fraction else 0
+
+
+def entry_time_ns(text: str) -> int | None:
+    """Nanoseconds since the epoch of an entry's RFC3339Nano UTC time (None when unreadable)."""
+    parsed = _parse_go_time(text, True, 0)
+    return None if parsed is None else parsed[0] * 10**9 + parsed[1]
+
+
+def within(entries: list[LogEntry], since_ns: int | None, until_ns: int | None) -> list[LogEntry]:
+    """The daemon's json-file reader: skip entries before `since`, stop after `until` (both inclusive)."""
+    kept = []
+    for entry in entries:
+        at = entry_time_ns(entry.time)
+        if at is None:
+            kept.append(entry)
+            continue
+        if until_ns is not None and at > until_ns:
+            break
+        if since_ns is None or at >= since_ns:
+            kept.append(entry)
+    return kept
+
+
+def time_bound_ns(option: str, value: str | None, now: float | None = None) -> int | None:
+    """`--since`/`--until` in nanoseconds since the epoch (None when not given)."""
+    from pyctr.errors import UsageError
+
+    if not value:
+        return None
+    now = time.time() if now is None else now
+    try:
+        seconds, nanos = get_timestamp(value, now, time.localtime(now).tm_gmtoff)
+    except UsageError as e:
+        raise UsageError(f'invalid value for "{option}": {e.message}') from None
+    return seconds * 10**9 + nanos

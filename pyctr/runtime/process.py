@@ -168,13 +168,23 @@ def launch(spec: ContainerSpec, hooks: LaunchHooks | None = None, stdio: Stdio |
         _wait_for_exec(report_r, spec.process.args[0])
         if console_r is not None:
             _adopt_container_console(console_r, stdio.console_master)
+    except Exception:
+        os.close(go_w)
+        go_w = -1
+        # C failed first (no such command): its reason wins
+        reported = reported_failure(report_r, spec.process.args[0])
+        _kill_and_reap(pid)
+        if reported is not None:
+            raise reported from None
+        raise
     except BaseException:
         _kill_and_reap(pid)
         raise
     finally:
         os.close(report_r)
-        with contextlib.suppress(OSError):
-            os.close(go_w)
+        if go_w >= 0:
+            with contextlib.suppress(OSError):
+                os.close(go_w)
         if console_r is not None:
             os.close(console_r)
     return Launched(pid, process_start_time(pid))
@@ -208,6 +218,33 @@ def _adopt_container_console(channel: int, master_fd: int) -> None:
         raise RuntimeFailure("container init did not send its console")
     os.dup2(fds[0], master_fd, inheritable=False)
     os.close(fds[0])
+
+
+REPORT_GRACE_SECONDS = 5.0
+
+
+def reported_failure(report_r: int, command: str = "", timeout: float = REPORT_GRACE_SECONDS) -> PyctrError | None:
+    """After one of M's hooks failed, with the go pipe closed: the error C reported, if it failed on its own.
+
+    C's command lookup (no such command, a directory, an unknown user) runs while M makes the network, and C
+    exits right after reporting it, which breaks M's veth or netns set-up: the network error is only the
+    consequence. Once the go pipe is closed, a C that has not failed exits silently at its next wait for M,
+    so reading the report pipe to its end decides, every time, which failure came first."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    chunks = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([report_r], [], [], remaining)[0]:
+            break  # C is stuck (say, in a mount): M's own error stands
+        chunk = os.read(report_r, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    message = b"".join(chunks)
+    return reported_error(message, command) if message.startswith(b"E") else None
 
 
 def seccomp_program(spec: ContainerSpec) -> bytes | None:
@@ -283,24 +320,11 @@ def _handshake(pid: int, report_r: int, go_w: int, hooks: LaunchHooks) -> None:
     if first != READY:
         _raise_reported(first + _read_message(report_r))
     if hooks.join_cgroup is not None:
-        try:
-            hooks.join_cgroup(pid)
-        except BaseException:
-            _raise_if_reported(report_r)  # C failed first (say, a mount): its reason is the one to give
-            raise
+        hooks.join_cgroup(pid)  # if it fails, `launch` still prefers what C reported (say, a mount failed)
     _tell(go_w, IN_CGROUP)
     if hooks.before_exec is not None:
         hooks.before_exec(pid)
     _tell(go_w, GO)
-
-
-def _raise_if_reported(report_r: int) -> None:
-    import select
-
-    if select.select([report_r], [], [], 0)[0]:
-        message = _read_message(report_r)
-        if message:
-            _raise_reported(message)
 
 
 def _tell(go_w: int, message: bytes) -> None:
@@ -316,9 +340,13 @@ def _wait_for_exec(report_r: int, command: str) -> None:
 
 
 def _raise_reported(message: bytes, command: str = "") -> None:
-    """C failed: raise what it reported (or that it died without a word); `launch` then reaps it.
+    """C failed: raise what it reported (or that it died without a word); `launch` then reaps it."""
+    raise reported_error(message, command)
 
-    The exec shim reports a failed execve of `command` as its errno (runtime/execshim.py)."""
+
+def reported_error(message: bytes, command: str = "") -> PyctrError:
+    """The error C's report pipe carried: "E" + {"kind", "message"}, or the exec shim's {"errno"} for a failed
+    execve of `command` (runtime/execshim.py); anything else: it died without a word."""
     from pyctr.runtime.execshim import shim_failure
 
     report = None
@@ -328,10 +356,10 @@ def _raise_reported(message: bytes, command: str = "") -> None:
     if isinstance(report, dict):
         failure = shim_failure(report, command)
         if failure is not None:
-            raise failure
+            return failure
         error = _ERRORS.get(report.get("kind"), RuntimeFailure)
-        raise error(report.get("message") or "container init failed")
-    raise RuntimeFailure("container init exited before exec without reporting why")
+        return error(report.get("message") or "container init failed")
+    return RuntimeFailure("container init exited before exec without reporting why")
 
 
 def _reap(pid: int) -> int:

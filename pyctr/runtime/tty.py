@@ -75,11 +75,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def relay(master: int, *, stdin_fd: int = 0, stdout_fd: int = 1, forward_stdin: bool = True) -> None:
+def relay(master: int, *, stdin_fd: int = 0, stdout_fd: int = 1, forward_stdin: bool = True,
+          log_fd: int = -1) -> None:
     """Copy user input to the pty and pty output to the user until the container side closes (EIO on master).
 
     The caller has closed its copy of the slave, so EIO means every container
     process is gone (when PID 1 exits the kernel kills the rest of its namespace).
+    With `log_fd`, the pty's output also goes to the json-file log as Docker keeps it (stream stdout, the
+    terminal's CRs included: `a\r\n`).
     """
     previous = None
     if os.isatty(stdin_fd):
@@ -91,14 +94,39 @@ def relay(master: int, *, stdin_fd: int = 0, stdout_fd: int = 1, forward_stdin: 
         selector.register(stdin_fd, selectors.EVENT_READ)
     try:
         with raw_mode(stdin_fd) if forward_stdin else contextlib.nullcontext():
-            _pump(selector, master, stdin_fd, stdout_fd)
+            _pump(selector, master, stdin_fd, stdout_fd, _LogWriter(log_fd))
     finally:
         selector.close()
         if previous is not None:
             signal.signal(signal.SIGWINCH, previous)
 
 
-def _pump(selector: selectors.BaseSelector, master: int, stdin_fd: int, stdout_fd: int) -> None:
+class _LogWriter:
+    """The pty's output as json-file entries, cut into lines by the monitor's own code (one log format)."""
+
+    def __init__(self, log_fd: int) -> None:
+        self.log_fd = log_fd
+        self.pending = b""
+
+    def write(self, data: bytes, final: bool = False) -> None:
+        if self.log_fd < 0:
+            return
+        from pyctr.runtime.monitor import encode_entries, split_lines
+
+        lines, self.pending = split_lines(self.pending, data, final=final)
+        if lines:
+            _write_all(self.log_fd, encode_entries(lines, "stdout"))
+
+
+def _pump(selector: selectors.BaseSelector, master: int, stdin_fd: int, stdout_fd: int, log: _LogWriter) -> None:
+    try:
+        _pump_until_closed(selector, master, stdin_fd, stdout_fd, log)
+    finally:
+        log.write(b"", final=True)
+
+
+def _pump_until_closed(selector: selectors.BaseSelector, master: int, stdin_fd: int, stdout_fd: int,
+                       log: _LogWriter) -> None:
     while True:
         for key, _ in selector.select():
             if key.fd == master:
@@ -111,6 +139,7 @@ def _pump(selector: selectors.BaseSelector, master: int, stdin_fd: int, stdout_f
                 if not data:
                     return
                 _write_all(stdout_fd, data)
+                log.write(data)
             else:
                 data = os.read(stdin_fd, 65536)
                 if not data:
@@ -120,12 +149,12 @@ def _pump(selector: selectors.BaseSelector, master: int, stdin_fd: int, stdout_f
 
 
 def run_terminal_session(master: int, pid: int, *, stdin_fd: int = 0, stdout_fd: int = 1,
-                         forward_stdin: bool = True) -> int:
+                         forward_stdin: bool = True, log_fd: int = -1) -> int:
     """Relay until the container is done, reap it and return Docker's exit code; closes `master`."""
     from pyctr.runtime.process import wait_container
 
     try:
-        relay(master, stdin_fd=stdin_fd, stdout_fd=stdout_fd, forward_stdin=forward_stdin)
+        relay(master, stdin_fd=stdin_fd, stdout_fd=stdout_fd, forward_stdin=forward_stdin, log_fd=log_fd)
     finally:
         os.close(master)
     return wait_container(pid)

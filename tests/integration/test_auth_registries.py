@@ -148,11 +148,11 @@ def test_token_flow_login_push_pull_logout(fresh_pyctr, token_registry, docker_c
     fresh_pyctr("tag", "busybox", target, check=True)
 
     denied = fresh_pyctr("push", target, env_extra=docker_config)
-    assert denied.returncode == 125 and "Traceback" not in denied.stderr
+    assert denied.returncode == 1 and "Traceback" not in denied.stderr
     assert len(denied.stderr.strip().splitlines()) == 1, denied.stderr
 
     wrong = _login(fresh_pyctr, proc.host, docker_config, password="nope")
-    assert wrong.returncode == 125 and "incorrect username or password" in wrong.stderr
+    assert wrong.returncode == 1 and "incorrect username or password" in wrong.stderr
     assert not (tmp_path / "docker-config" / "config.json").exists()
 
     ok = _login(fresh_pyctr, proc.host, docker_config)
@@ -176,7 +176,7 @@ def test_token_flow_login_push_pull_logout(fresh_pyctr, token_registry, docker_c
     assert out.stdout.strip() == f"Removing login credentials for {proc.host}"
     fresh_pyctr("rmi", target, check=True)
     anonymous = fresh_pyctr("pull", target, env_extra=docker_config)
-    assert anonymous.returncode == 125 and "Traceback" not in anonymous.stderr
+    assert anonymous.returncode == 1 and "Traceback" not in anonymous.stderr
     assert fresh_pyctr("logout", proc.host, env_extra=docker_config).stdout.strip() == f"Not logged in to {proc.host}"
 
 
@@ -202,8 +202,8 @@ def test_htpasswd_basic_auth(fresh_pyctr, htpasswd_registry, docker_config, tmp_
     target = f"{proc.host}/team/bb:2"
     fresh_pyctr("tag", "busybox", target, check=True)
     r = fresh_pyctr("push", target, env_extra=docker_config)
-    assert r.returncode == 125 and "authentication required" in r.stderr
-    assert _login(fresh_pyctr, proc.host, docker_config, password="bad").returncode == 125
+    assert r.returncode == 1 and "authentication required" in r.stderr
+    assert _login(fresh_pyctr, proc.host, docker_config, password="bad").returncode == 1
     assert _login(fresh_pyctr, proc.host, docker_config).returncode == 0
     fresh_pyctr("push", target, env_extra=docker_config, check=True)
     fresh_pyctr("rmi", target, check=True)

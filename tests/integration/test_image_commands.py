@@ -136,7 +136,7 @@ def test_images_filters(pulled):
     assert pulled("images", "-f", "dangling=true", "-q", check=True).stdout == ""
     assert pulled("images", "-f", "label=nope", "-q", check=True).stdout == ""
     bad = pulled("images", "-f", "bogus=1")
-    assert bad.returncode == 125 and "invalid filter 'bogus'" in bad.stderr
+    assert bad.returncode == 1 and "invalid filter 'bogus'" in bad.stderr
 
 
 def test_images_quiet_prints_one_line_per_row(pulled):

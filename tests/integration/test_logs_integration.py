@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import time
+from datetime import datetime
 
 import pytest
 
@@ -88,5 +89,78 @@ def test_follow_streams_lines_as_they_come(lc, cleanup):
 
 
 def test_logs_of_unknown_container(lc):
+    """docker-cli v20.10: ContainerLogs wraps the 404 as `Error: No such container: nosuch`; exit 1."""
     r = lc("logs", "nosuch")
-    assert r.returncode == 125 and r.stderr.strip() == "Error: No such container: nosuch"
+    assert r.returncode == 1 and r.stderr.strip() == "Error: No such container: nosuch"
+
+
+def run_under_a_pty(lc, *args: str, timeout: float = 30) -> tuple[int, bytes]:
+    """`pyctr ARGS` with a real terminal as its stdin/stdout/stderr, as a user types it; (code, what it showed)."""
+    import os
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(str(PYCTR_BIN), [str(PYCTR_BIN), *args], lc.env)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown
+
+
+def test_an_attached_tty_run_is_logged_as_docker_logs_it(lc, cleanup):
+    """Docker 20.10: `docker run -t --name x busybox sh -c 'echo a; echo b'`, then `docker logs x` prints
+    `a\r\nb\r\n` (the pty's output, CRs included, all on stdout)."""
+    cleanup.append("ltty")
+    code, shown = run_under_a_pty(lc, "run", "-t", "--name", "ltty", "--network", "none", "busybox", "sh", "-c",
+                                  "echo a; echo b")
+    assert code == 0 and b"a\r" in shown and b"b\r" in shown, shown  # the user's terminal adds its own CR
+    r = subprocess.run([str(PYCTR_BIN), "logs", "ltty"], env=lc.env, capture_output=True, timeout=30)  # bytes: CRs
+    assert (r.stdout, r.stderr) == (b"a\r\nb\r\n", b"")
+
+
+def test_an_attached_run_without_tty_is_logged(lc, cleanup):
+    """Docker logs an attached (not detached) run in json-file too."""
+    cleanup.append("lattached")
+    r = lc("run", "--name", "lattached", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "out\n", "err\n")
+    r = lc("logs", "lattached")
+    assert (r.stdout, r.stderr) == ("out\n", "err\n")
+
+
+def test_since_and_until_select_by_time_in_each_of_dockers_forms(lc, cleanup):
+    """`--since`/`--until` take RFC 3339 (fraction, zone), Unix times and Go durations; both are inclusive."""
+    cleanup.append("ltime")
+    lc("run", "--name", "ltime", "--network", "none", "busybox", "sh", "-c", "echo one; sleep 1.1; echo two",
+       check=True)
+    stamps = [line.split()[0] for line in lc("logs", "-t", "ltime", check=True).stdout.splitlines()]
+    assert len(stamps) == 2
+    first, second = stamps
+    seconds, fraction = second.rstrip("Z").split(".")
+    unix_second = f"{int(datetime.fromisoformat(seconds + '+00:00').timestamp())}.{fraction}"
+
+    def shown(*flags: str) -> str:
+        r = lc("logs", *flags, "ltime")
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert shown("--until", first) == "one\n"
+    assert shown("--since", second) == "two\n"
+    assert shown("--since", unix_second) == "two\n"
+    assert shown("--since", "1h") == "one\ntwo\n"
+    assert shown("--until", "1h") == ""  # an hour ago: before anything was logged
+    assert shown("--since", first, "--until", first) == "one\n"
+    r = lc("logs", "--since", "bogus", "ltime")
+    assert r.returncode == 1
+    assert 'invalid value for "since": failed to parse value as time or duration: "bogus"' in r.stderr

@@ -86,7 +86,7 @@ def assert_pulled(runner: PyctrRunner, proxy: FaultyRegistry, run: bool = False)
 
 
 def assert_refused(proc, *words: str) -> str:
-    assert proc.returncode == 125, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)  # a failed pull: docker-cli's 1
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
@@ -248,7 +248,6 @@ def test_manifest_pinned_by_digest_with_wrong_content_is_refused(faulty, fresh_p
     faulty.add(Fault(r"/manifests/", "corrupt", times=None))
     runner = runner_for(fresh_pyctr, faulty, tmp_path)
     proc = runner("pull", image_ref(faulty, f"@{manifest}"), timeout=120)
-    assert proc.returncode == 125, proc.stderr
     assert_refused(proc)
     assert_nothing_unverified(runner.root, manifest)
     faulty.clear()

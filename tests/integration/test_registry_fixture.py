@@ -227,7 +227,7 @@ def test_pyctr_fixtures_use_temp_roots_and_the_registry_mirror(registry, pyctr, 
     config = Path(pyctr_env["PYCTR_CONFIG"]).read_text()
     assert f'registry_mirrors = ["{registry.url}"]' in config
     assert f'insecure_registries = ["{registry.host}"]' in config
-    with pytest.raises(AssertionError, match="no-such-command exited 125"):
+    with pytest.raises(AssertionError, match="no-such-command exited 1"):
         pyctr("no-such-command", check=True)
 
 

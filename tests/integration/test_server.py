@@ -68,7 +68,7 @@ def test_a_served_command_keeps_streams_apart_and_returns_the_exit_code(warm) ->
     r = warm("run", "--rm", "-i", "--network", "none", "busybox", "cat", input="piped\n")
     assert (r.returncode, r.stdout) == (0, "piped\n")
     r = warm("run", "--rm", "Not:A:Reference")
-    assert r.returncode == 125 and r.stderr.startswith("Error: invalid reference format")
+    assert r.returncode == 125 and r.stderr.startswith("pyctr: invalid reference format")
 
 
 def test_the_command_runs_in_a_worker_not_in_the_client(warm) -> None:

@@ -57,8 +57,8 @@ def test_top_of_a_stopped_or_unknown_container_fails(tp):
     cid = tp("create", "--name", name, "busybox", "true", check=True).stdout.strip()
     try:
         r = tp("top", name)
-        assert r.returncode == 125 and f"Container {cid} is not running" in r.stderr
+        assert r.returncode == 1 and f"Container {cid} is not running" in r.stderr
     finally:
         tp("rm", "-f", name)
     r = tp("top", "no-such-container")
-    assert r.returncode == 125 and "No such container" in r.stderr
+    assert r.returncode == 1 and "No such container" in r.stderr

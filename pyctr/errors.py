@@ -126,6 +126,8 @@ def cli_exit_code(command: str | None, error: PyctrError) -> int:
         return error.exit_code
     if command == "exec" and error.exit_code in (EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND):
         return error.exit_code
+    if isinstance(error, ClientError) and error.exit_code != PyctrError.exit_code:
+        return error.exit_code  # docker-cli's StatusError: e.g. inspect's template that does not parse is 64
     return EXIT_CLI_FAILURE
 
 
@@ -148,6 +150,8 @@ def _worded(command: str | None, error: PyctrError) -> str:
     message = error.message
     if isinstance(error, ClientError | InvalidReference) or message.startswith((DAEMON_PREFIX, "Error: ")):
         return message  # docker-cli parses references itself and prints its error as it is
+    if command == "build" and isinstance(error, BuildError) and not isinstance(error, DockerfileSyntaxError):
+        return message  # a failed step arrives in the build's JSON stream (errorDetail), printed as it is
     if isinstance(error, UsageError | ConfigError) or not error.daemon_side:
         return f"Error: {message}"
     if isinstance(error, NotFoundError) and message.startswith("No such ") and command in NOT_FOUND_WORDED_BY_CLIENT:

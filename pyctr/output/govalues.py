@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pyctr.errors import PyctrError
+from pyctr.errors import ClientError
 
 
-class TemplateError(PyctrError):
+class TemplateError(ClientError):
     """A template that does not parse or fails while executing (docker-cli exits 1)."""
 
     exit_code = 1

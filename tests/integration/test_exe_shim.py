@@ -251,4 +251,5 @@ def test_a_profile_without_execveat_fails_clearly_and_never_falls_back_to_a_path
                    timeout=60)
     assert result.returncode == 125, (result.returncode, result.stderr)
     assert "cannot start pyctr's exec shim" in result.stderr and "execveat" in result.stderr, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: cannot start"), result.stderr
+    # docker-cli's words for a runtime failure of `run`: "docker: Error response from daemon: ...", no help line
+    assert result.stderr.strip().splitlines()[-1].startswith("pyctr: Error response from daemon: cannot start")

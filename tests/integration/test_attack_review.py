@@ -49,3 +49,104 @@ def test_run_mount_from_a_stage_never_reads_a_host_device(pyctr, tmp_path, host_
     single = _build(pyctr, context, stage + "FROM busybox\nRUN --mount=from=s,source=/blk,target=/x head -c 64 /x\n")
     assert single.returncode != 0 and secret.decode() not in single.stdout + single.stderr
     assert "not a regular file or directory" in single.stderr.strip().splitlines()[-1]
+
+
+
+# --- seccomp: syscalls Docker 20.10.24's default profile refuses (EPERM) must be refused for real --------------
+
+SECCOMP_PROBE = """
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, nr, *args):
+    ctypes.set_errno(0)
+    ret = libc.syscall(nr, *args)
+    if ret == 0 and name.startswith("clone"):
+        os._exit(0)
+    print(name, "ok" if ret >= 0 else errno.errorcode[ctypes.get_errno()])
+call("add_key", 248, b"user", b"k", b"v", 1, -2)
+call("request_key", 249, b"user", b"k", None, 0)
+call("keyctl", 250, 0, -2, 0)
+call("userfaultfd", 323, 0)
+call("perf_event_open", 298, None, 0, -1, -1, 0)
+call("kexec_load", 246, 0, 0, None, 0)
+call("open_by_handle_at", 304, -100, None, 0)
+call("unshare_newuser", 272, 0x10000000)
+call("unshare_newns", 272, 0x20000)
+call("clone_newns", 56, 0x20000 | 17, 0, 0, 0, 0)
+call("clone_newuser", 56, 0x10000000 | 17, 0, 0, 0, 0)
+call("clone3", 435, None, 0)
+call("bpf", 321, 0, None, 0)
+call("mount", 165, b"none", b"/mnt", b"tmpfs", 0, None)
+call("setns", 308, 0, 0)
+call("fsopen", 430, b"tmpfs", 0)
+call("open_tree", 428, -100, b"/", 0)
+call("syslog", 103, 3, None, 0)
+call("ptrace_attach", 101, 16, 1, 0, 0)
+call("personality_bad", 135, 0x0040000)
+call("iopl", 172, 3)
+call("pidfd_getfd", 438, 0, 0, 0)
+call("acct", 163, None)
+call("quotactl", 179, 0, None, 0, None)
+call("move_pages", 279, 0, 0, None, None, None, 0)
+call("mbind", 237, 0, 0, 0, None, 0, 0)
+call("lookup_dcookie", 212, 0, None, 0)
+"""
+
+
+def test_seccomp_refuses_what_docker_refuses(pyctr):
+    """Each call is made for real in a default container; Docker 20.10.24 answers EPERM to all of them
+    (clone3: ENOSYS, runc's answer so glibc falls back to clone)."""
+    pyctr("pull", "python:3-slim", check=True, timeout=300)
+    out = pyctr("run", "--rm", "--network", "none", "python:3-slim", "python3", "-c", SECCOMP_PROBE,
+                check=True).stdout
+    got = dict(line.split() for line in out.splitlines())
+    expected = {name: "EPERM" for name in got} | {"clone3": "ENOSYS"}
+    assert got == expected
+
+
+
+# --- fds and executables: nothing of the host reaches a container process (run, exec, -t, -d) ------------------
+
+FD_PROBE = (
+    'echo "self $(readlink /proc/$$/exe)"; (ls /proc/$$/fd) >/tmp/fds; sed "s/^/selffd /" /tmp/fds; '
+    'for p in /proc/[0-9]*; do q=${p#/proc/}; [ "$q" = "$$" ] && continue; '
+    'echo "pid$q $(readlink $p/exe)"; for f in $(ls $p/fd); do echo "pid$q.fd$f $(readlink $p/fd/$f)"; done; done')
+PYCTR = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "pyctr")
+
+
+def _under_a_terminal(env: dict, *args: str) -> str:
+    """`pyctr ARGS` with a pty as its terminal (script(1)), as a user's -t would."""
+    import shlex
+
+    command = shlex.join([PYCTR, *args])
+    return subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, env=env,
+                          timeout=60, stdin=subprocess.DEVNULL).stdout.replace("\r", "")
+
+
+def _assert_nothing_of_the_host(out: str) -> None:
+    lines = [line.split(" ", 1) for line in out.splitlines() if line.strip()]
+    assert any(k == "self" for k, _ in lines), out
+    for key, value in lines:
+        if key == "selffd":
+            assert value in ("0", "1", "2"), out  # the command's own fds: its stdio only
+        elif ".fd" in key:
+            assert value.startswith(("/dev/", "pipe:")) and "/dev/pts/ptmx" not in value, out
+        else:
+            assert value.startswith("/bin/"), out  # the executable is the image's, never memfd or host
+
+
+def test_no_host_fd_or_executable_in_run(pyctr):
+    pyctr("pull", "busybox", check=True)
+    _assert_nothing_of_the_host(pyctr("run", "--rm", "busybox", "sh", "-c", FD_PROBE, check=True).stdout)
+    _assert_nothing_of_the_host(_under_a_terminal(pyctr.env, "run", "--rm", "-t", "busybox", "sh", "-c", FD_PROBE))
+
+
+def test_no_host_fd_or_executable_in_exec(pyctr):
+    pyctr("pull", "busybox", check=True)
+    cid = pyctr("run", "-d", "busybox", "sleep", "30", check=True).stdout.strip()
+    try:
+        _assert_nothing_of_the_host(pyctr("exec", cid, "sh", "-c", FD_PROBE, check=True).stdout)
+        _assert_nothing_of_the_host(_under_a_terminal(pyctr.env, "exec", "-t", cid, "sh", "-c", FD_PROBE))
+    finally:
+        pyctr("rm", "-f", cid)
+

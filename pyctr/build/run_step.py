@@ -158,6 +158,7 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
     `mounts` are RUN --mount's (prepared by the executor): mounted for the command only, their mount points
     stubbed in the init layer, so nothing of them is in the returned upper dir.
     """
+    from pyctr.runtime.cgroups import Limits, create_cgroup
     from pyctr.runtime.process import LaunchHooks, Stdio, launch, wait_container
     from pyctr.runtime.spec import RunOptions, make_spec
 
@@ -188,8 +189,11 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
     sys.stderr.flush()
     # Docker's legacy builder streams both of a RUN's outputs into the build output (the CLI's stdout).
     stdio = Stdio(devnull, devnull, devnull) if quiet else Stdio(devnull, 1, 1)
+    # A cgroup as `run` has: above all its device rules (the step has CAP_MKNOD; without them a node it makes
+    # for a host disk opens, and the build reads or writes that disk).
+    cgroup = create_cgroup(container_id, Limits())
     try:
-        launched = launch(spec, LaunchHooks(before_exec=before_exec), stdio)
+        launched = launch(spec, LaunchHooks(join_cgroup=cgroup.add_process, before_exec=before_exec), stdio)
         code = _wait_or_kill(launched.pid, wait_container)
     except CommandNotFound:
         code = 127
@@ -199,6 +203,8 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
         raise BuildError(f"RUN failed to start: {e.message}", exit_code=1) from None
     finally:
         os.close(devnull)
+        with contextlib.suppress(PyctrError, OSError):
+            cgroup.destroy()
         if connected:
             from pyctr.runtime.network import teardown_network
 

@@ -52,6 +52,20 @@ def test_run_mount_from_a_stage_never_reads_a_host_device(pyctr, tmp_path, host_
 
 
 
+
+def test_a_device_node_made_in_a_container_cannot_be_opened(pyctr, tmp_path, host_block_device):
+    """CAP_MKNOD makes the node; the device cgroup (Docker's default allow list) must refuse to open it, in a
+    build's RUN as in `run`."""
+    major, minor, secret = host_block_device
+    attack = f"mknod /blk b {major} {minor} && head -c 64 /blk"
+    ran = pyctr("run", "--rm", "busybox", "sh", "-c", attack)
+    assert ran.returncode != 0 and secret.decode() not in ran.stdout + ran.stderr
+    context = tmp_path / "ctx"
+    context.mkdir()
+    built = _build(pyctr, context, f"FROM busybox\nRUN {attack}\n")
+    assert built.returncode != 0 and secret.decode() not in built.stdout + built.stderr
+
+
 # --- seccomp: syscalls Docker 20.10.24's default profile refuses (EPERM) must be refused for real --------------
 
 SECCOMP_PROBE = """

@@ -66,6 +66,21 @@ def test_a_device_node_made_in_a_container_cannot_be_opened(pyctr, tmp_path, hos
     assert built.returncode != 0 and secret.decode() not in built.stdout + built.stderr
 
 
+
+@pytest.mark.parametrize("link", ["/etc/shadow", "../../../../../../../etc/shadow"])
+@pytest.mark.parametrize("run", ["--mount=source=s,target=/x cat /x", "--mount=source=d,target=/x cat /x/s",
+                                 "--mount=source=d/s,target=/x cat /x", "--mount=source=d/s/..,target=/x ls /x"])
+def test_run_mount_of_a_context_symlink_stays_in_the_context(pyctr, tmp_path, link, run):
+    """A context symlink pointing at a host file: the bind mount must not carry the host file's bytes."""
+    marker = Path("/etc/shadow").read_text().split(":", 1)[0]  # the first user name: never in the context
+    context = tmp_path / "ctx"
+    (context / "d").mkdir(parents=True)
+    (context / "s").symlink_to(link)
+    (context / "d" / "s").symlink_to(link)
+    proc = _build(pyctr, context, f"FROM busybox\nRUN {run}\n")
+    assert f"{marker}:" not in proc.stdout + proc.stderr and "shadow" not in proc.stdout, proc.stdout
+
+
 # --- seccomp: syscalls Docker 20.10.24's default profile refuses (EPERM) must be refused for real --------------
 
 SECCOMP_PROBE = """

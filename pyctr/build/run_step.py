@@ -173,6 +173,7 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
     spec = make_spec({"config": run_config}, options, container_id, f"build-{container_id[:12]}", bundle,
                      [*lowerdirs, init], host_env={})
     spec.mounts.extend(mounts)
+    spec.dies_with_launcher = True  # Docker cancels a step whose build is gone; a killed build is gone
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     connected = False
 

@@ -110,7 +110,6 @@ call("setns", 308, 0, 0)
 call("fsopen", 430, b"tmpfs", 0)
 call("open_tree", 428, -100, b"/", 0)
 call("syslog", 103, 3, None, 0)
-call("ptrace_attach", 101, 16, 1, 0, 0)
 call("personality_bad", 135, 0x0040000)
 call("iopl", 172, 3)
 call("pidfd_getfd", 438, 0, 0, 0)
@@ -179,3 +178,57 @@ def test_no_host_fd_or_executable_in_exec(pyctr):
     finally:
         pyctr("rm", "-f", cid)
 
+
+
+def test_a_build_step_is_confined_as_run_is(pyctr, tmp_path):
+    """The build's RUN: the same seccomp answers, never the host interpreter behind /proc/self/exe."""
+    pyctr("pull", "python:3-slim", check=True, timeout=300)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "probe.py").write_text(SECCOMP_PROBE)
+    proc = _build(pyctr, context, "FROM python:3-slim\nCOPY probe.py /\nRUN python3 /probe.py | sed 's/^/SC /'\n"
+                  "RUN ln -s /proc/self/exe /bin/hostexe && (/bin/hostexe -c 'print(\"HOSTPY\")' || true)\n"
+                  "RUN [\"/proc/self/exe\", \"-c\", \"print('HOSTPY')\"]\n")
+    got = dict(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("SC "))
+    assert got and got == {name: "EPERM" for name in got} | {"clone3": "ENOSYS"}, proc.stdout
+    assert "HOSTPY" not in proc.stdout.replace("print('HOSTPY')", "").replace("print(\"HOSTPY\")", ""), proc.stdout
+    assert proc.returncode != 0  # the last RUN cannot start
+
+
+def _pids_running(marker: str) -> list[int]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_killed_build_leaves_no_step_running(pyctr, tmp_path):
+    """SIGKILL of `pyctr build` (a timeout, the OOM killer) must end its RUN step, as Docker cancels it:
+    it lived on, orphaned to the host's init (and a stopped one forever)."""
+    import signal
+    import time
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    seconds = str(300 + os.getpid() % 97)
+    (context / "Dockerfile").write_text(f"FROM busybox\nRUN sleep {seconds}\n")
+    build = subprocess.Popen([PYCTR, "build", "--no-cache", str(context)], env=pyctr.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    marker = f"sleep\0{seconds}"
+    deadline = time.monotonic() + 30
+    while not _pids_running(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _pids_running(marker), "the step never started"
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    deadline = time.monotonic() + 5
+    while _pids_running(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = _pids_running(marker)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "the build's RUN step outlived the build"

@@ -232,3 +232,28 @@ def test_a_killed_build_leaves_no_step_running(pyctr, tmp_path):
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, "the build's RUN step outlived the build"
+
+
+@pytest.mark.parametrize("argv, code", [
+    (["", "x"], 127),                        # empty argv[0]
+    (["/etc"], 126),                         # a directory
+    (["/tmp/fifo"], 126),                    # a fifo (made by the entrypoint below)
+    (["/x" * 2100], 125),                    # longer than PATH_MAX: docker-cli maps only ENOENT/EACCES
+])
+def test_odd_commands_fail_as_docker_and_never_hang(pyctr, argv, code):
+    """The command's own error (it was "cannot create veth" when C failed while M plugged it into the
+    bridge), never a hang or a traceback."""
+    pyctr("pull", "busybox", check=True)
+    if argv == ["/tmp/fifo"]:
+        proc = pyctr("run", "--rm", "--entrypoint", "sh", "busybox", "-c", "mkfifo -m 755 /tmp/fifo && exec /tmp/fifo",
+                     timeout=20)
+    else:
+        proc = pyctr("run", "--rm", "busybox", *argv, timeout=20)
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 1, proc.stderr
+
+
+def test_non_utf8_arguments_pass_through(pyctr):
+    proc = subprocess.run([PYCTR, "run", "--rm", "busybox", "echo", b"\xff\xfe-ok"], capture_output=True,
+                          env=pyctr.env, timeout=20, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and proc.stdout == b"\xff\xfe-ok\n", proc

@@ -257,3 +257,53 @@ def test_non_utf8_arguments_pass_through(pyctr):
     proc = subprocess.run([PYCTR, "run", "--rm", "busybox", "echo", b"\xff\xfe-ok"], capture_output=True,
                           env=pyctr.env, timeout=20, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0 and proc.stdout == b"\xff\xfe-ok\n", proc
+
+
+def _serve_loop_and_silence() -> Iterator[str]:
+    """/loop redirects to itself forever; /silent sends headers and a promise of 1 MiB, then a few bytes."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path == "/loop":
+                self.send_response(302)
+                self.send_header("Location", "/loop")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", str(1 << 20))
+                self.end_headers()
+                self.wfile.write(b"x" * 10)
+                self.wfile.flush()
+                self.connection.shutdown(2)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def hostile_http() -> Iterator[str]:
+    yield from _serve_loop_and_silence()
+
+
+@pytest.mark.parametrize("path", ["/loop", "/short"])
+def test_add_url_loops_and_short_bodies_fail_in_one_line(pyctr, tmp_path, hostile_http, path):
+    """A redirect loop: one line (it was three); a body cut short of its Content-Length fails the build (a
+    truncated file went into the image)."""
+    from pyctr.errors import BuildError
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    proc = _build(pyctr, context, f"FROM busybox\nADD {hostile_http}{path} /x\n")
+    assert proc.returncode == BuildError.exit_code, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "internal error" not in proc.stderr, proc.stderr

@@ -50,9 +50,29 @@ def make_init_layer(path: Path, lower_has_etc: bool = True) -> Path:
     return path
 
 
+def _parents_kind(base: Path, rel: str) -> str:
+    """dir when every parent of `rel` under `base` is a real directory, absent when one is missing, else link.
+
+    A layer is a host directory: a path string through a symlink in it resolves on the host, not in the image."""
+    parts = rel.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        try:
+            st = os.lstat(base.joinpath(*parts[:depth]))
+        except (FileNotFoundError, NotADirectoryError):
+            return "absent"
+        if not stat.S_ISDIR(st.st_mode):
+            return "link"
+    return "dir"
+
+
 def _lower_kind(lowerdirs: list[Path], rel: str) -> str:
     """What the image's layers (topmost first) hold at `rel`: dir, file, link, other or absent (whiteouts too)."""
     for layer in reversed(lowerdirs):
+        parents = _parents_kind(Path(layer), rel)
+        if parents != "dir":
+            if parents == "link":
+                return "link"
+            continue
         try:
             st = os.lstat(Path(layer) / rel)
         except (FileNotFoundError, NotADirectoryError):
@@ -116,7 +136,9 @@ def remove_mount_stubs(upper: Path, lowerdirs: list[Path], mounts: Sequence[Moun
         for depth in range(len(parts), 0, -1):
             rel = "/".join(parts[:depth])
             path = upper / rel
-            if _lower_kind(lowerdirs, rel) != "absent" or not os.path.lexists(path):
+            # The step may have made a parent a symlink to a host path: never remove anything through it.
+            if _parents_kind(upper, rel) != "dir" or _lower_kind(lowerdirs, rel) != "absent" \
+                    or not os.path.lexists(path):
                 break
             st = os.lstat(path)
             if stat.S_ISDIR(st.st_mode) and not os.listdir(path):

@@ -307,3 +307,19 @@ def test_add_url_loops_and_short_bodies_fail_in_one_line(pyctr, tmp_path, hostil
     proc = _build(pyctr, context, f"FROM busybox\nADD {hostile_http}{path} /x\n")
     assert proc.returncode == BuildError.exit_code, proc.stdout + proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "internal error" not in proc.stderr, proc.stderr
+
+
+def test_run_mount_stub_cleanup_never_follows_a_symlink_onto_the_host(pyctr, tmp_path):
+    """After a RUN whose mount target went through an image symlink, pyctr removes the mount point it left in
+    the layer; the step re-points that symlink at a host directory: an empty host file there must survive."""
+    victim = f"victim-{os.getpid()}"  # absent from the host's /tmp, where the image's /lnk points on the host
+    host_dir = tmp_path / "host"
+    host_dir.mkdir()
+    (host_dir / victim).touch()
+    context = tmp_path / "ctx"
+    context.mkdir()
+    proc = _build(pyctr, context,
+                  "FROM busybox\nRUN ln -s /tmp /lnk\n"
+                  f"RUN --mount=type=cache,target=/lnk/{victim} rm /lnk && ln -s {host_dir} /lnk\n")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (host_dir / victim).exists(), "pyctr build deleted a host file"

@@ -323,3 +323,27 @@ def test_run_mount_stub_cleanup_never_follows_a_symlink_onto_the_host(pyctr, tmp
                   f"RUN --mount=type=cache,target=/lnk/{victim} rm /lnk && ln -s {host_dir} /lnk\n")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (host_dir / victim).exists(), "pyctr build deleted a host file"
+
+
+@pytest.mark.parametrize("kind, linkname", [("hard", "/etc/shadow"), ("hard", "../../../../../../etc/shadow"),
+                                            ("sym", "/etc/shadow"), ("sym", "../../../../../../etc/shadow")])
+def test_a_stdin_context_link_never_carries_a_host_file(pyctr, kind, linkname):
+    """`build -` with a tar whose entry links to a host file: the image must never get the host file's bytes."""
+    import io
+    import tarfile
+
+    marker = Path("/etc/shadow").read_text().split(":", 1)[0] + ":"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dockerfile = b"FROM busybox\nCOPY h /h\nRUN cat /h || true\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+        link = tarfile.TarInfo("h")
+        link.type = tarfile.LNKTYPE if kind == "hard" else tarfile.SYMTYPE
+        link.linkname = linkname
+        tar.addfile(link)
+    proc = subprocess.run([PYCTR, "build", "--no-cache", "-"], input=buf.getvalue(), capture_output=True,
+                          env=pyctr.env, timeout=60)
+    assert marker.encode() not in proc.stdout + proc.stderr, proc
+    assert b"Traceback" not in proc.stderr

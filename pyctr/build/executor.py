@@ -19,6 +19,7 @@ import os
 import posixpath
 import secrets
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -582,9 +583,10 @@ class Builder:
             if source is None or not os.path.lexists(source):
                 raise NotFoundError(f"RUN --mount from {mount.from_}: {mount.source or '/'}: not found")
             if source.is_dir():
-                shutil.copytree(source, where, symlinks=True, dirs_exist_ok=True)
+                shutil.copytree(source, where, symlinks=True, dirs_exist_ok=True, copy_function=_copy_regular)
                 return where, tree_digest(where)
-            shutil.copy2(source, where / source.name, follow_symlinks=False)
+            if not _copy_regular(source, where / source.name):
+                raise BuildError(f"RUN --mount from {mount.from_}: {mount.source}: not a regular file or directory")
             return where / source.name, tree_digest(where)
 
     def _secret(self, mount: RunMount, where: Path, prepared: PreparedMounts) -> None:
@@ -763,6 +765,15 @@ def read_secret(secret: SecretSource) -> bytes:
         return Path(secret.path or "").read_bytes()
     except OSError as e:
         raise BuildError(f"secret {secret.id}: cannot read {secret.path}: {e.strerror}") from None
+
+
+def _copy_regular(source: str | Path, target: str | Path) -> bool:
+    """Copy a regular file (as COPY --from does); skip anything else. A stage may hold device nodes (its RUN
+    has CAP_MKNOD): reading one on the host would copy a host disk or /dev/zero into the mount."""
+    if not stat.S_ISREG(os.lstat(source).st_mode):
+        return False
+    shutil.copy2(source, target, follow_symlinks=False)
+    return True
 
 
 def resolve_in_tree(root: Path, path: str) -> Path:

@@ -50,9 +50,29 @@ def make_init_layer(path: Path, lower_has_etc: bool = True) -> Path:
     return path
 
 
+def _parents_kind(base: Path, rel: str) -> str:
+    """dir when every parent of `rel` under `base` is a real directory, absent when one is missing, else link.
+
+    A layer is a host directory: a path string through a symlink in it resolves on the host, not in the image."""
+    parts = rel.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        try:
+            st = os.lstat(base.joinpath(*parts[:depth]))
+        except (FileNotFoundError, NotADirectoryError):
+            return "absent"
+        if not stat.S_ISDIR(st.st_mode):
+            return "link"
+    return "dir"
+
+
 def _lower_kind(lowerdirs: list[Path], rel: str) -> str:
     """What the image's layers (topmost first) hold at `rel`: dir, file, link, other or absent (whiteouts too)."""
     for layer in reversed(lowerdirs):
+        parents = _parents_kind(Path(layer), rel)
+        if parents != "dir":
+            if parents == "link":
+                return "link"
+            continue
         try:
             st = os.lstat(Path(layer) / rel)
         except (FileNotFoundError, NotADirectoryError):
@@ -116,7 +136,9 @@ def remove_mount_stubs(upper: Path, lowerdirs: list[Path], mounts: Sequence[Moun
         for depth in range(len(parts), 0, -1):
             rel = "/".join(parts[:depth])
             path = upper / rel
-            if _lower_kind(lowerdirs, rel) != "absent" or not os.path.lexists(path):
+            # The step may have made a parent a symlink to a host path: never remove anything through it.
+            if _parents_kind(upper, rel) != "dir" or _lower_kind(lowerdirs, rel) != "absent" \
+                    or not os.path.lexists(path):
                 break
             st = os.lstat(path)
             if stat.S_ISDIR(st.st_mode) and not os.listdir(path):
@@ -158,6 +180,7 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
     `mounts` are RUN --mount's (prepared by the executor): mounted for the command only, their mount points
     stubbed in the init layer, so nothing of them is in the returned upper dir.
     """
+    from pyctr.runtime.cgroups import Limits, create_cgroup
     from pyctr.runtime.process import LaunchHooks, Stdio, launch, wait_container
     from pyctr.runtime.spec import RunOptions, make_spec
 
@@ -172,6 +195,7 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
     spec = make_spec({"config": run_config}, options, container_id, f"build-{container_id[:12]}", bundle,
                      [*lowerdirs, init], host_env={})
     spec.mounts.extend(mounts)
+    spec.dies_with_launcher = True  # Docker cancels a step whose build is gone; a killed build is gone
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     connected = False
 
@@ -188,8 +212,11 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
     sys.stderr.flush()
     # Docker's legacy builder streams both of a RUN's outputs into the build output (the CLI's stdout).
     stdio = Stdio(devnull, devnull, devnull) if quiet else Stdio(devnull, 1, 1)
+    # A cgroup as `run` has: above all its device rules (the step has CAP_MKNOD; without them a node it makes
+    # for a host disk opens, and the build reads or writes that disk).
+    cgroup = create_cgroup(container_id, Limits())
     try:
-        launched = launch(spec, LaunchHooks(before_exec=before_exec), stdio)
+        launched = launch(spec, LaunchHooks(join_cgroup=cgroup.add_process, before_exec=before_exec), stdio)
         code = _wait_or_kill(launched.pid, wait_container)
     except CommandNotFound:
         code = 127
@@ -199,6 +226,8 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
         raise BuildError(f"RUN failed to start: {e.message}", exit_code=1) from None
     finally:
         os.close(devnull)
+        with contextlib.suppress(PyctrError, OSError):
+            cgroup.destroy()
         if connected:
             from pyctr.runtime.network import teardown_network
 

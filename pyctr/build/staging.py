@@ -337,10 +337,12 @@ def fetch_url(url: str, into: Path, timeout: float = 60.0, max_bytes: int = MAX_
     try:
         with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as response:
             _check_declared_length(url, response.headers.get("Content-Length"), max_bytes)
-            _copy_bounded(url, response, out, max_bytes)
+            received = _copy_bounded(url, response, out, max_bytes)
+            _check_complete(url, response.headers.get("Content-Length"), received)
             modified = response.headers.get("Last-Modified")
     except urllib.error.HTTPError as e:
-        raise BuildError(f"failed to fetch {url}: HTTP {e.code} {e.reason}") from None
+        reason = str(e.reason).splitlines()[0] if str(e.reason) else ""  # a redirect loop's runs on 3 lines
+        raise BuildError(f"failed to fetch {url}: HTTP {e.code} {reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
         raise NotFoundError(f"failed to fetch {url}: {getattr(e, 'reason', None) or e}") from None
     return SourceItem(name=name, host=Path(tmp), kind="download", mode=0o600, mtime=_http_time(modified))
@@ -352,7 +354,14 @@ def _check_declared_length(url: str, declared: str | None, max_bytes: int) -> No
                          f"({max_bytes} bytes)")
 
 
-def _copy_bounded(url: str, response: BinaryIO, out: BinaryIO, max_bytes: int) -> None:
+def _check_complete(url: str, declared: str | None, received: int) -> None:
+    """A body cut short of its Content-Length fails the build (Go: unexpected EOF); http.client's read(n)
+    just returns what came, so without this a truncated file went into the image."""
+    if declared and declared.strip().isdigit() and int(declared) != received:
+        raise BuildError(f"failed to fetch {url}: unexpected EOF ({received} of {int(declared)} bytes)")
+
+
+def _copy_bounded(url: str, response: BinaryIO, out: BinaryIO, max_bytes: int) -> int:
     """Copy in 1 MiB chunks; a body longer than `max_bytes` (whatever it declared) stops the build."""
     total = 0
     while chunk := response.read(1 << 20):
@@ -360,6 +369,7 @@ def _copy_bounded(url: str, response: BinaryIO, out: BinaryIO, max_bytes: int) -
         if total > max_bytes:
             raise BuildError(f"failed to fetch {url}: the body is more than ADD takes ({max_bytes} bytes)")
         out.write(chunk)
+    return total
 
 
 def _http_time(value: str | None) -> int | None:

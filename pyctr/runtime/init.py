@@ -124,7 +124,8 @@ def _setup_and_exec(spec: ContainerSpec, fds: ChildFds) -> None:
     _drop_privileges(spec, user)
     _reset_signals()
     _close_other_fds(fds.report, fds.shim)
-    syscalls.set_parent_death_signal(0)
+    # A container outlives M (run -d, a killed client); a build's step must not (setuid cleared the signal).
+    syscalls.set_parent_death_signal(signal.SIGKILL if spec.dies_with_launcher else 0)
     exec_through_shim(executable, spec.process.args, env)
 
 

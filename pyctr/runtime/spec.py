@@ -178,6 +178,7 @@ class ContainerSpec:
     labels: dict[str, str] = field(default_factory=dict)
     volumes_to_create: list[str] = field(default_factory=list)  # host dirs (bind sources, named volumes)
     config_env: list[str] = field(default_factory=list)  # Docker's Config.Env (image's + user's, see config_env)
+    dies_with_launcher: bool = False  # a build's RUN: SIGKILLed when the process that launched it dies
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

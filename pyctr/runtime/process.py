@@ -323,11 +323,7 @@ def _handshake(pid: int, report_r: int, go_w: int, hooks: LaunchHooks) -> None:
         hooks.join_cgroup(pid)  # if it fails, `launch` still prefers what C reported (say, a mount failed)
     _tell(go_w, IN_CGROUP)
     if hooks.before_exec is not None:
-        try:
-            hooks.before_exec(pid)
-        except BaseException:
-            _raise_if_reported(report_r)  # C failed meanwhile (no such command): the network lost its process
-            raise
+        hooks.before_exec(pid)  # if it fails because C failed meanwhile (no such command), `launch` says why
     _tell(go_w, GO)
 
 

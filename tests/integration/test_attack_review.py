@@ -300,12 +300,11 @@ def hostile_http() -> Iterator[str]:
 def test_add_url_loops_and_short_bodies_fail_in_one_line(pyctr, tmp_path, hostile_http, path):
     """A redirect loop: one line (it was three); a body cut short of its Content-Length fails the build (a
     truncated file went into the image)."""
-    from pyctr.errors import BuildError
 
     context = tmp_path / "ctx"
     context.mkdir()
     proc = _build(pyctr, context, f"FROM busybox\nADD {hostile_http}{path} /x\n")
-    assert proc.returncode == BuildError.exit_code, proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # docker build's failures exit 1
     assert len(proc.stderr.strip().splitlines()) == 1 and "internal error" not in proc.stderr, proc.stderr
 
 

@@ -27,7 +27,7 @@ from pyctr.runtime.network.ports import host_has_ipv6
 from tests.integration.test_lifecycle import lifecycle_runner, proc_gone, removed_after
 
 PAGE = "hello over ipv6"
-HTTPD = ("sh", "-c", f"mkdir /www && echo '{PAGE}' > /www/index.html && exec httpd -f -p 80 -h /www")
+HTTPD = ("sh", "-c", f"mkdir -p /www && echo '{PAGE}' > /www/index.html && exec httpd -f -p 80 -h /www")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,11 @@ def test_ipv6_get_listing_and_removal(lc, cleanup):
     assert ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}, {"HostIp": "::", "HostPort": str(port)}]}
     bindings = json.loads(lc("inspect", "-f", "{{json .HostConfig.PortBindings}}", "web6").stdout)
     assert bindings == {"80/tcp": [{"HostIp": "", "HostPort": str(port)}]}
-    assert len(proxies_of(cid)) == 1
+    first = proxies_of(cid)
+    assert len(first) == 1
+    lc("restart", "-t", "1", "web6", check=True)  # stop stops the proxy, start starts a new one
+    assert get(f"http://[::1]:{port}/").strip() == PAGE
+    assert len(proxies_of(cid)) == 1 and proxies_of(cid) != first
     lc("rm", "-f", "web6", check=True)
     assert_all_gone(cid, port)
 

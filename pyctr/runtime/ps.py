@@ -73,15 +73,14 @@ def command_text(argv: list[str], trunc: bool = True) -> str:
 
 
 def ports_text(ports: list[dict]) -> str:
-    """"0.0.0.0:8000->8000/tcp, 0.0.0.0:8443->443/tcp" (exposed-only ports: "80/tcp")."""
-    cells = []
-    for p in ports:
-        proto = p.get("Protocol", "tcp")
-        if p.get("HostPort"):
-            cells.append(f"{p.get('HostIp') or '0.0.0.0'}:{p['HostPort']}->{p['ContainerPort']}/{proto}")
-        else:
-            cells.append(f"{p['ContainerPort']}/{proto}")
-    return ", ".join(cells)
+    """docker-cli's DisplayablePorts: "0.0.0.0:8000->80/tcp, :::8000->80/tcp", same-numbered ports grouped
+    into ranges ("0.0.0.0:8000-8001->8000-8001/tcp"), exposed-only ports as "80/tcp"."""
+    from pyctr.runtime.network.publish import PortMapping, format_ports
+
+    published = [PortMapping(p.get("HostIp") or "0.0.0.0", int(p["HostPort"]), int(p["ContainerPort"]),
+                             p.get("Protocol", "tcp")) for p in ports if p.get("HostPort")]
+    exposed = [(int(p["ContainerPort"]), p.get("Protocol", "tcp")) for p in ports if not p.get("HostPort")]
+    return format_ports(published, exposed)
 
 
 def created_at_text(epoch: float) -> str:

@@ -24,6 +24,7 @@ from pyctr.config import Config, NetworkConfig
 from pyctr.errors import ConflictError, RuntimeFailure, UsageError
 from pyctr.runtime import network
 from pyctr.runtime.network import firewall, ipam
+from pyctr.runtime.network.ports import host_has_ipv6
 from pyctr.runtime.network.publish import PortMapping
 
 TEST_BRIDGE = "pyctrn0"
@@ -209,11 +210,16 @@ def test_published_tcp_port_from_host_loopback_and_through_gateway(net_config: C
     host_port = free_host_port()
     ports = network.check_ports_free(network.parse_publish(f"{host_port}:8080"), net_config)
     info = network.setup_network(net_config, ID_A, server.pid, ports)
-    assert info.ports == [PortMapping("0.0.0.0", host_port, 8080, "tcp")]
+    # On an IPv6 host the publish is also served on [::] (Docker's docker-proxy), listed after its IPv4 binding.
+    ipv6_twin = [PortMapping("::", host_port, 8080, "tcp")] if host_has_ipv6() else []
+    assert info.ports == [PortMapping("0.0.0.0", host_port, 8080, "tcp"), *ipv6_twin]
     network.setup_network(net_config, ID_B, client.pid, [])
     server.serve(8080, "srv")
     # From the host on 127.0.0.1 (route_localnet + masquerade: the container sees the gateway).
     assert host_request("tcp", "127.0.0.1", host_port) == f"tcp {TEST_GATEWAY} srv"
+    if ipv6_twin:  # the userland proxy connects from the host, so the container sees the gateway too
+        with socket.create_connection(("::1", host_port), timeout=5) as conn:
+            assert conn.recv(100).decode() == f"tcp {TEST_GATEWAY} srv"
     # From another container through the gateway address (hairpin NAT).
     assert client.request("tcp", TEST_GATEWAY, host_port) == f"tcp {TEST_GATEWAY} srv"
     # The container reaching its own published port.
@@ -226,12 +232,19 @@ def test_published_udp_port_and_random_host_port(net_config: Config, make_namesp
     low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     assert all(low <= m.host_port <= high for m in ports)
     info = network.setup_network(net_config, ID_A, ns.pid, ports)
-    udp_port, tcp_port = info.ports[0].host_port, info.ports[1].host_port
+    ipv4 = [p for p in info.ports if p.host_ip != "::"]  # an IPv6 host also lists 5353/udp's [::] twin
+    udp_port, tcp_port = ipv4[0].host_port, ipv4[1].host_port
     ns.serve(5353, "dns")
     ns.serve(5354, "web")
     assert host_request("udp", "127.0.0.1", udp_port) == f"udp {TEST_GATEWAY} dns"
     assert host_request("tcp", "127.0.0.1", tcp_port) == f"tcp {TEST_GATEWAY} web"
-    assert network.format_ports(info.ports) == f"0.0.0.0:{udp_port}->5353/udp, 127.0.0.1:{tcp_port}->5354/tcp"
+    assert network.format_ports(ipv4) == f"0.0.0.0:{udp_port}->5353/udp, 127.0.0.1:{tcp_port}->5354/tcp"
+    if host_has_ipv6():  # the [::] twin forwards datagrams both ways
+        assert [p.host_ip for p in info.ports] == ["0.0.0.0", "::", "127.0.0.1"]
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.sendto(b"ping", ("::1", udp_port))
+            assert sock.recv(100).decode() == f"udp {TEST_GATEWAY} dns"
 
 
 def test_udp_flow_follows_the_port_to_the_next_container(net_config: Config, make_namespace) -> None:

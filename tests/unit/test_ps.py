@@ -46,7 +46,20 @@ def test_command_is_quoted_and_truncated_to_20():
 def test_ports():
     ports = [{"HostIp": "0.0.0.0", "HostPort": 8000, "ContainerPort": 8000, "Protocol": "tcp"},
              {"HostIp": "127.0.0.1", "HostPort": 53, "ContainerPort": 53, "Protocol": "udp"}]
-    assert ps.ports_text(ports) == "0.0.0.0:8000->8000/tcp, 127.0.0.1:53->53/udp"
+    # docker-cli 20.10.24 DisplayablePorts sorts by private port first, then by host address
+    assert ps.ports_text(ports) == "127.0.0.1:53->53/udp, 0.0.0.0:8000->8000/tcp"
+
+
+def test_ports_with_ipv6_twins_as_docker_20_10():
+    """`docker run -p 8000:80` on an IPv6 host (userland proxy on), `docker ps --format '{{.Ports}}'`."""
+    ports = [{"HostIp": "0.0.0.0", "HostPort": 8000, "ContainerPort": 80, "Protocol": "tcp"},
+             {"HostIp": "::", "HostPort": 8000, "ContainerPort": 80, "Protocol": "tcp"}]
+    assert ps.ports_text(ports) == "0.0.0.0:8000->80/tcp, :::8000->80/tcp"
+    assert ps.ports_text(list(reversed(ports))) == "0.0.0.0:8000->80/tcp, :::8000->80/tcp"
+    same = [{"HostIp": ip, "HostPort": port, "ContainerPort": port, "Protocol": "tcp"}
+            for ip in ("::", "0.0.0.0") for port in (8000, 8001)]
+    # `-p 8000-8001:8000-8001`: grouped into ranges per address
+    assert ps.ports_text(same) == "0.0.0.0:8000-8001->8000-8001/tcp, :::8000-8001->8000-8001/tcp"
 
 
 def item(**kw):

@@ -63,13 +63,18 @@ class ContainerRecord:
     mac: str
     veth: str
     ports: list[dict] = field(default_factory=list)
+    proxy: dict = field(default_factory=dict)  # the IPv6 userland proxy: {"pid": N, "ports": [[::] mappings]}
 
     def to_dict(self) -> dict:
-        return {"ip": self.ip, "mac": self.mac, "veth": self.veth, "ports": self.ports}
+        data = {"ip": self.ip, "mac": self.mac, "veth": self.veth, "ports": self.ports}
+        if self.proxy:
+            data["proxy"] = self.proxy
+        return data
 
     @classmethod
     def from_dict(cls, container_id: str, data: dict) -> ContainerRecord:
-        return cls(container_id, data["ip"], data["mac"], data["veth"], list(data.get("ports", [])))
+        return cls(container_id, data["ip"], data["mac"], data["veth"], list(data.get("ports", [])),
+                   dict(data.get("proxy") or {}))
 
 
 @dataclass

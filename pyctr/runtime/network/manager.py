@@ -11,8 +11,10 @@ rule for a dead container) is exactly what `reap_stale` removes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +22,16 @@ from pathlib import Path
 from pyctr.config import Config
 from pyctr.errors import ConfigError, ConflictError, PyctrError, RuntimeFailure
 from pyctr.runtime.network import firewall, ipam
-from pyctr.runtime.network.ports import Key, ephemeral_range, host_port_is_free, resolve_host_ports
-from pyctr.runtime.network.publish import PortMapping
+from pyctr.runtime.network.ports import (
+    Key,
+    bind_ipv6,
+    ephemeral_range,
+    host_has_ipv6,
+    host_port_is_free,
+    ipv6_bindings,
+    resolve_host_ports,
+)
+from pyctr.runtime.network.publish import ANY_IPV6, PortMapping
 
 
 @dataclass(frozen=True)
@@ -53,10 +63,21 @@ class NetworkInfo:
 
 def _info(state: ipam.BridgeState, record: ipam.ContainerRecord) -> NetworkInfo:
     network = ipaddress.ip_network(state.subnet)
-    ports = [PortMapping.from_dict(p) for p in record.ports]
+    ports = listed_ports([PortMapping.from_dict(p) for p in record.ports],
+                         [PortMapping.from_dict(p) for p in record.proxy.get("ports", [])])
     return NetworkInfo(
         record.ip, network.prefixlen, ipam.gateway_address(state.subnet), record.mac, state.bridge, ports
     )
+
+
+def listed_ports(ipv4: list[PortMapping], ipv6: list[PortMapping]) -> list[PortMapping]:
+    """The bindings as Docker lists them per port: 0.0.0.0:8000 then its [::]:8000 twin."""
+    listed = []
+    for mapping in ipv4:
+        listed.append(mapping)
+        listed.extend(twin for twin in ipv6 if (twin.host_port, twin.container_port, twin.proto)
+                      == (mapping.host_port, mapping.container_port, mapping.proto))
+    return listed
 
 
 def _taken_ports(state: ipam.NetworkState, except_container: str | None = None) -> list[Key]:
@@ -80,7 +101,7 @@ def check_ports_free(mappings: list[PortMapping], config: Config | None = None) 
     taken: list[Key] = []
     if config is not None:
         taken = _taken_ports(ipam.load_state(config.paths.network))
-    return resolve_host_ports(mappings, taken, host_port_is_free, ephemeral_range())
+    return resolve_host_ports(mappings, taken, host_port_is_free, ephemeral_range(), ipv6=host_has_ipv6())
 
 
 def setup_network(config: Config, container_id: str, pid: int, ports: list[PortMapping] | None = None) -> NetworkInfo:
@@ -101,7 +122,11 @@ def setup_network(config: Config, container_id: str, pid: int, ports: list[PortM
         departed += _drop_dead_records(bridge_state)
         _check_subnet_unchanged(bridge_state, net.subnet)
         _claim_bridge(bridge_state, owner)
-        resolved = resolve_host_ports(list(ports or []), _taken_ports(state), host_port_is_free, ephemeral_range())
+        _stop_proxies(departed)  # before the ports are chosen: their [::] sockets are free then
+        ipv6 = bool(ports) and host_has_ipv6()
+        resolved = resolve_host_ports(list(ports or []), _taken_ports(state), host_port_is_free, ephemeral_range(),
+                                      ipv6=ipv6)
+        bound = _bind_ipv6_twins(ipv6_bindings(resolved, ipv6))
         record = bridge_state.allocate(container_id, veth.host_veth_name(container_id, _veth_names(state)))
         record.ports = [m.to_dict() for m in resolved]
         rules = firewall.Pending()
@@ -113,14 +138,56 @@ def setup_network(config: Config, container_id: str, pid: int, ports: list[PortM
             link = veth.ContainerLink(record.veth, record.mac, record.ip, prefixlen, gateway)
             veth.attach_container(link, pid, bridge_index)
             rules.wait()
+            if bound:
+                record.proxy = _start_proxy(container_id, record.ip, bound)
         except BaseException:
             with contextlib.suppress(PyctrError, OSError):
                 rules.wait()
             bridge_state.release(container_id)
             _undo_setup(bridge_state, record.veth, owner)
             raise
+        finally:
+            for sock, _ in bound:
+                sock.close()  # the proxy has its own copies
         _forget_udp_flows(departed)
         return _info(bridge_state, record)
+
+
+def _bind_ipv6_twins(twins: list[PortMapping]) -> list[tuple[socket.socket, PortMapping]]:
+    """Take [::]:port for every twin now, or fail with Docker's error having taken none."""
+    bound: list[tuple[socket.socket, PortMapping]] = []
+    try:
+        for twin in twins:
+            try:
+                bound.append((bind_ipv6(twin.host_port, twin.proto), twin))
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise RuntimeFailure(
+                        f"cannot publish [{ANY_IPV6}]:{twin.host_port}/{twin.proto}: {e.strerror}") from None
+                raise ConflictError(f"Bind for {ANY_IPV6}:{twin.host_port} failed: port is already allocated") from None
+    except BaseException:
+        for sock, _ in bound:
+            sock.close()
+        raise
+    return bound
+
+
+def _start_proxy(container_id: str, target_ip: str, bound: list[tuple[socket.socket, PortMapping]]) -> dict:
+    from pyctr.runtime.network import proxy
+
+    pid = proxy.start_proxy(container_id, target_ip, bound)
+    return {"pid": pid, "ports": [twin.to_dict() for _, twin in bound]}
+
+
+def _stop_proxies(records: list[ipam.ContainerRecord]) -> None:
+    """Stop the IPv6 proxies of departed containers (their [::] ports become free)."""
+    if not any(record.proxy for record in records):
+        return
+    from pyctr.runtime.network import proxy
+
+    for record in records:
+        if record.proxy:
+            proxy.stop_proxy(record.proxy, record.container_id)
 
 
 def _check_own_netns(pid: int) -> None:
@@ -274,6 +341,7 @@ def teardown_network(config: Config, container_id: str) -> None:
         bridge_state.release(container_id)
         rules = _start_rules(bridge_state, owner)  # nft works while the veth goes
         try:
+            _stop_proxies([record])
             veth.remove_veth(record.veth)
         finally:
             rules.wait()
@@ -299,6 +367,7 @@ def reap_stale(config: Config, live_container_ids: set[str] | list[str]) -> list
             for cid in sorted(set(bridge_state.containers) - live):
                 record = bridge_state.release(cid)
                 if record is not None:
+                    _stop_proxies([record])
                     veth.remove_veth(record.veth)
                     departed.append(record)
                 reaped.append(cid)

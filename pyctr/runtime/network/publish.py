@@ -2,19 +2,22 @@
 
 Parsing follows Docker's nat.ParsePortSpec so that every spec Docker accepts
 means the same here and every spec it refuses is refused with its wording.
-pyctr publishes IPv4 only (kernel DNAT on the bridge), so an IPv6 host address
-is refused up front instead of silently not working.
+pyctr publishes IPv4 by kernel DNAT on the bridge; a publish without a host
+address is also served on [::] by a userland proxy when the host has IPv6 (as
+Docker's docker-proxy does), so an explicit IPv6 host address is refused up
+front instead of silently not working.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyctr.errors import UsageError
 
 PROTOCOLS = ("tcp", "udp")
 ANY_IPV4 = "0.0.0.0"
+ANY_IPV6 = "::"
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,10 @@ class PortMapping:
 
     host_port 0 means "pick a free ephemeral port" (resolved by
     check_ports_free / setup_network); host_port_end > 0 means "any free port
-    of host_port..host_port_end" (Docker's `-p 8000-8010:80`).
+    of host_port..host_port_end" (Docker's `-p 8000-8010:80`). dual_stack: no
+    host address was given, so the port is also published on [::] when the host
+    has IPv6 (Docker's rule: `-p 0.0.0.0:8000:80` is IPv4 only). It does not take
+    part in equality: it says how the mapping came about, not where it points.
     """
 
     host_ip: str
@@ -31,6 +37,7 @@ class PortMapping:
     container_port: int
     proto: str = "tcp"
     host_port_end: int = 0
+    dual_stack: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict:
         return {
@@ -39,6 +46,7 @@ class PortMapping:
             "container_port": self.container_port,
             "proto": self.proto,
             "host_port_end": self.host_port_end,
+            "dual_stack": self.dual_stack,
         }
 
     @classmethod
@@ -49,6 +57,7 @@ class PortMapping:
             container_port=int(data["container_port"]),
             proto=data.get("proto", "tcp"),
             host_port_end=int(data.get("host_port_end", 0)),
+            dual_stack=bool(data.get("dual_stack", False)),
         )
 
 
@@ -67,10 +76,11 @@ def parse_publish(spec: str) -> list[PortMapping]:
         if proto == "sctp":
             raise UsageError("Invalid proto: sctp (pyctr publishes tcp and udp only)")
         raise UsageError(f"Invalid proto: {proto}")
+    dual_stack = not raw_ip
     if end == start and host_end != host_start:
-        return [PortMapping(host_ip, host_start, start, proto, host_port_end=host_end)]
+        return [PortMapping(host_ip, host_start, start, proto, host_port_end=host_end, dual_stack=dual_stack)]
     return [
-        PortMapping(host_ip, host_start + i if host_part else 0, start + i, proto)
+        PortMapping(host_ip, host_start + i if host_part else 0, start + i, proto, dual_stack=dual_stack)
         for i in range(end - start + 1)
     ]
 
@@ -84,7 +94,7 @@ def publish_all(exposed_ports: dict | None) -> list[PortMapping]:
         if proto not in PROTOCOLS:
             continue
         start, end = _parse_range(port, "containerPort", allow_zero=False)
-        mappings.extend(PortMapping(ANY_IPV4, 0, p, proto) for p in range(start, end + 1))
+        mappings.extend(PortMapping(ANY_IPV4, 0, p, proto, dual_stack=True) for p in range(start, end + 1))
     return mappings
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from pyctr.runtime.network.publish import PortMapping
@@ -50,20 +50,29 @@ def is_proxy_of(cmdline: bytes, container_id: str) -> bool:
 
 
 def stop_proxy(proxy: dict, container_id: str) -> None:
-    """Kill the container's proxy and wait until its sockets are closed (it exited or is a zombie)."""
+    """Kill the container's proxy and wait until its sockets are closed.
+
+    The pid is pinned by a pidfd before the identity check, so the signal cannot reach a process that took
+    the number meanwhile; the wait is on the pidfd, which becomes readable only once the process has exited
+    (its files closed). An empty /proc/PID/cmdline is no such sign: it empties when the dying process drops
+    its memory, before its sockets are closed."""
     pid = int(proxy.get("pid", 0))
-    if pid <= 0 or not is_proxy_of(_cmdline(pid), container_id):
+    if pid <= 0:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + STOP_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        if not _cmdline(pid):  # gone, or a zombie (its cmdline is empty, its files closed)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return
+    try:
+        if not is_proxy_of(_cmdline(pid), container_id):
             return
-        time.sleep(0.005)
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        select.select([pidfd], [], [], STOP_WAIT_SECONDS)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # our own child (an in-process start): reap it
+    finally:
+        os.close(pidfd)
 
 
 def _cmdline(pid: int) -> bytes:

@@ -187,3 +187,18 @@ def fresh_pyctr(registry, tmp_path) -> Iterator[PyctrRunner]:
     config = write_config(tmp_path / "config.toml", registry.url, registry.host, f"pyctrt{n}", f"10.78.{n}.0/24")
     yield PyctrRunner(_env_for(make_root(tmp_path / "root"), config))
     remove_idle_bridge(f"pyctrt{n}")
+
+
+@pytest.fixture
+def warm(pyctr):
+    """The session runner with a server up (the first command of a session may have started it)."""
+    from pyctr import client
+    from tests.integration.helpers import server_pids, wait_for  # helpers import this module: import late
+
+    def up() -> bool:  # a command that finds no server (or a stale one) starts one
+        pyctr("version", check=True)
+        return os.path.exists(client.socket_path()) and len(server_pids()) == 1
+
+    wait_for(up, timeout=30, what="the pyctr server")
+    pyctr("pull", "-q", "busybox", check=True, timeout=120)
+    return pyctr

@@ -24,50 +24,25 @@ import pytest
 
 from pyctr.config import Paths
 from pyctr.image.store import ImageStore
+from tests.integration.helpers import cve_2025_4517_members, host_files, tar_member
 
 pytestmark = pytest.mark.integration
 
 PYCTR_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "pyctr"
 
 
-def _member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", linkname: str = "") -> tuple:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
-    info.linkname = linkname
-    info.size = len(data) if kind == tarfile.REGTYPE else 0
-    return info, io.BytesIO(data) if kind == tarfile.REGTYPE else None
-
-
-def cve_2025_4517_members(outside: Path) -> list[tuple]:
-    """The public PoC's shape: 16 symlinks to 247-char dirs, then a 254-char link back up; realpath gives up."""
-    comp, steps = "d" * 247, "abcdefghijklmnop"
-    members, path = [], ""
-    for step in steps:
-        members.append(_member(os.path.join(path, comp), tarfile.DIRTYPE))
-        members.append(_member(os.path.join(path, step), tarfile.SYMTYPE, linkname=comp))
-        path = os.path.join(path, comp)
-    long_link = os.path.join(*steps, "l" * 254)
-    members.append(_member(long_link, tarfile.SYMTYPE, linkname=os.path.join(*[".."] * len(steps))))
-    # Lexically this climbs back to the top of the archive; the kernel climbs from there to `/`.
-    escape = long_link + "/.." * (len(steps) + 1) + str(outside)
-    members.append(_member("escape", tarfile.SYMTYPE, linkname=escape))
-    members.append(_member("escape/pwned", data=b"written on the host\n"))
-    return members
-
-
 def hostile_archives(outside: Path) -> dict[str, list[tuple]]:
     up = "../" * 30
     return {
         "cve-2025-4517": cve_2025_4517_members(outside),
-        "dotdot": [_member(f"{up}{str(outside).lstrip('/')}/dotdot", data=b"x\n")],
-        "symlink-then-file": [_member("link", tarfile.SYMTYPE, linkname=str(outside)),
-                              _member("link/through", data=b"x\n")],
-        "relative-symlink-then-file": [_member("link", tarfile.SYMTYPE, linkname=up + str(outside).lstrip("/")),
-                                       _member("link/through", data=b"x\n")],
-        "hardlink-out": [_member("hard", tarfile.LNKTYPE, linkname=str(outside / "victim")),
-                         _member("hard", data=b"overwritten\n")],
-        "hardlink-dotdot": [_member("hard", tarfile.LNKTYPE, linkname=up + str(outside / "victim").lstrip("/"))],
+        "dotdot": [tar_member(f"{up}{str(outside).lstrip('/')}/dotdot", data=b"x\n")],
+        "symlink-then-file": [tar_member("link", tarfile.SYMTYPE, linkname=str(outside)),
+                              tar_member("link/through", data=b"x\n")],
+        "relative-symlink-then-file": [tar_member("link", tarfile.SYMTYPE, linkname=up + str(outside).lstrip("/")),
+                                       tar_member("link/through", data=b"x\n")],
+        "hardlink-out": [tar_member("hard", tarfile.LNKTYPE, linkname=str(outside / "victim")),
+                         tar_member("hard", data=b"overwritten\n")],
+        "hardlink-dotdot": [tar_member("hard", tarfile.LNKTYPE, linkname=up + str(outside / "victim").lstrip("/"))],
     }
 
 
@@ -75,10 +50,6 @@ def write_tar(path: Path, members: list[tuple], mode: str = "w") -> None:
     with tarfile.open(path, mode, format=tarfile.PAX_FORMAT) as tar:
         for info, data in members:
             tar.addfile(info, data)
-
-
-def host_files(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
 
 
 @pytest.mark.parametrize("attack", ["cve-2025-4517", "dotdot", "symlink-then-file", "relative-symlink-then-file",
@@ -103,9 +74,9 @@ def test_add_keeps_absolute_names_inside_with_their_owners(pyctr, tmp_path):
     """Docker's untar: `/abs` lands under the destination, owners are kept, a .gz that is no tar is a file."""
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    owned, _ = _member("owned", data=b"n\n")
+    owned, _ = tar_member("owned", data=b"n\n")
     owned.uid = owned.gid = 65534
-    write_tar(ctx / "ok.tar.xz", [_member("/abs/file", data=b"abs\n"),
+    write_tar(ctx / "ok.tar.xz", [tar_member("/abs/file", data=b"abs\n"),
                                   (owned, io.BytesIO(b"n\n"))], mode="w:xz")
     (ctx / "notes.txt.gz").write_bytes(b"\x1f\x8b" + b"not a tar really")
     (ctx / "Dockerfile").write_text("FROM busybox\nADD ok.tar.xz notes.txt.gz /x/\n")

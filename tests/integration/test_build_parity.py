@@ -17,7 +17,7 @@ import pytest
 
 from pyctr.config import Paths
 from pyctr.image.store import ImageStore
-from tests.integration.test_build_escape import cve_2025_4517_members, host_files
+from tests.integration.helpers import cve_2025_4517_members, host_files
 
 pytestmark = pytest.mark.integration
 

@@ -15,15 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from pyctr.image.store import chain_ids
-from tests.integration.test_fault_injection import (
+from tests.integration.helpers import (
     assert_check_clean,
     cgroup_dirs,
+    ipam_containers,
     mounts_under,
     own_runner,
     processes_mentioning,
     remove_all,
+    veths_of,
 )
-from tests.integration.test_leaks import ipam_containers, veths_of
 
 PARALLEL_RUNS = 20
 PARALLEL_PULLS = 5

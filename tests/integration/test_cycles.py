@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_lifecycle import leftovers, lifecycle_runner
+from tests.integration.helpers import leftovers, lifecycle_runner
 
 CYCLES = 50
 

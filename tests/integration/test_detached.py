@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.integration.conftest import PYCTR_BIN
-from tests.integration.test_lifecycle import lifecycle_runner, proc_gone, removed_after
+from tests.integration.helpers import lifecycle_runner, proc_gone, removed_after
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.integration.test_lifecycle import lifecycle_runner
+from tests.integration.helpers import lifecycle_runner
 
 RUNNING = "codes-running"
 STOPPED = "codes-stopped"

@@ -13,7 +13,6 @@ kill left and what check repaired. The helpers here are shared with test_leaks.p
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -28,10 +27,17 @@ import pytest
 from tests.integration.conftest import (
     PYCTR_BIN,
     PyctrRunner,
-    _env_for,
-    make_root,
     wait_for_killed_workers,
-    write_config,
+)
+from tests.integration.helpers import (
+    assert_check_clean,
+    cgroup_dirs,
+    config_of,
+    mounts_under,
+    own_runner,
+    processes_mentioning,
+    remaining_problems,
+    remove_all,
 )
 
 TRIALS = 20
@@ -48,13 +54,6 @@ CMD ["cat", "/data/both"]
 
 
 # ------------------------------------------------------------------ helpers shared by the robustness tests
-
-def own_runner(registry, base: Path, bridge: str, subnet: str) -> PyctrRunner:
-    """A runner on a root of its own, with its own bridge and subnet (a bridge belongs to one root)."""
-    base.mkdir(parents=True, exist_ok=True)
-    config = write_config(base / "config.toml", registry.url, registry.host, bridge, subnet)
-    return PyctrRunner(_env_for(make_root(base / "root"), config))
-
 
 def timed(runner: PyctrRunner, *args: object, timeout: float = 120, cwd: Path | None = None) -> float:
     """Run a command to completion (it must succeed); return how long it took."""
@@ -77,33 +76,6 @@ def kill_after(runner: PyctrRunner, args: tuple, delay: float, cwd: Path | None 
         proc.wait()
         wait_for_killed_workers()
         return None
-
-
-def config_of(runner: PyctrRunner):
-    from pyctr.config import load_config
-
-    return load_config(str(runner.root), runner.env["PYCTR_CONFIG"])
-
-
-def remaining_problems(runner: PyctrRunner) -> list[str]:
-    """What a dry-run check finds now (in-process: no CLI start-up per trial)."""
-    from pyctr.image.check import check_store
-    from pyctr.runtime.check import check_containers
-
-    config = config_of(runner)
-    return [o.line() for o in check_store(config.paths, repair=False) + check_containers(config, repair=False)]
-
-
-def assert_check_clean(runner: PyctrRunner, context: str) -> str:
-    """`pyctr system check` repairs and exits 0, and nothing is left to repair. Returns its report."""
-    first = runner("system", "check", timeout=120)
-    assert first.returncode == 0, f"{context}: system check exited {first.returncode}\n{first.stdout}{first.stderr}"
-    assert first.stderr == "", f"{context}: {first.stderr}"
-    remaining = remaining_problems(runner)
-    assert remaining == [], f"{context}: problems remain after repair:\n{first.stdout}---\n" + "\n".join(remaining)
-    if first.stdout:
-        print(f"{context}:\n{first.stdout}", end="")  # shown with -s: what the kill left and check repaired
-    return first.stdout
 
 
 def assert_images_complete(runner: PyctrRunner, context: str) -> list[str]:
@@ -152,41 +124,6 @@ def assert_containers_complete(runner: PyctrRunner, context: str) -> list[str]:
         if status == "running":
             assert Path(f"/proc/{record.state.pid}").exists(), f"{context}: {cid} 'running' without a process"
     return ids
-
-
-def mounts_under(root: Path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(str(root))]
-
-
-def processes_mentioning(*needles: str) -> list[str]:
-    """Processes whose command line contains one of `needles` (monitors, cleanups, CLIs of a root)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            if any(n in cmdline for n in needles):
-                found.append(f"{entry}: {cmdline.strip()}")
-    return found
-
-
-def cgroup_dirs(ids: set[str]) -> list[str]:
-    """pyctr cgroup directories (any controller) named after one of `ids`."""
-    found = []
-    for base in Path("/sys/fs/cgroup").iterdir():
-        parent = base / "pyctr"
-        with contextlib.suppress(OSError):
-            found += [str(p) for p in parent.iterdir() if p.name in ids]
-    return found
-
-
-def remove_all(runner: PyctrRunner) -> None:
-    ids = runner("ps", "-aq", "--no-trunc").stdout.split()
-    if ids:
-        runner("rm", "-f", *ids, timeout=180)
 
 
 def delays(duration: float, count: int = TRIALS) -> list[tuple[int, float]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pyctr.runtime.network.ports import host_has_ipv6
-from tests.integration.test_lifecycle import lifecycle_runner, proc_gone, removed_after
+from tests.integration.helpers import lifecycle_runner, proc_gone, removed_after
 
 PAGE = "hello over ipv6"
 HTTPD = ("sh", "-c", f"mkdir -p /www && echo '{PAGE}' > /www/index.html && exec httpd -f -p 80 -h /www")

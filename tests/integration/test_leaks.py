@@ -10,7 +10,6 @@ and path, never by "anything named pyctr".
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,13 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_fault_injection import (
+from tests.integration.helpers import (
     assert_check_clean,
     cgroup_dirs,
+    ipam_containers,
     mounts_under,
     own_runner,
     processes_mentioning,
     remove_all,
+    veths_of,
 )
 
 CYCLES = 200
@@ -58,23 +59,9 @@ def wait_removed(root: Path, ids: list[str], timeout: float = 60) -> list[str]:
     return left
 
 
-def veths_of(ids: list[str]) -> list[str]:
-    out = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True).stdout
-    names = {"veth" + cid[:7] for cid in ids} | {"veth" + cid[7:14] for cid in ids}
-    return [line for line in out.splitlines() if line.split(":")[1].strip().split("@")[0] in names]
-
-
 def nat_table_present(bridge: str) -> bool:
     ruleset = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     return f"pyctr_{bridge}" in ruleset
-
-
-def ipam_containers(root: Path) -> dict:
-    path = root / "network" / "ipam.json"
-    if not path.exists():
-        return {}
-    doc = json.loads(path.read_text())
-    return {name: net.get("containers", {}) for name, net in doc.get("networks", {}).items() if net.get("containers")}
 
 
 @pytest.fixture

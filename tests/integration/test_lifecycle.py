@@ -16,51 +16,9 @@ import time
 
 import pytest
 
-from tests.integration.conftest import PYCTR_BIN, PyctrRunner, _env_for, make_root
-from tests.unit.test_inspect import DOCKER_HOST_CONFIG
-
-
-def leftovers(root) -> list[str]:
-    """What a removed container can leave behind: its directory, a pyctr cgroup, a mount, a process."""
-    found = [f"dir {p.name}" for p in (root / "containers").iterdir()] if (root / "containers").exists() else []
-    with open("/proc/self/mountinfo") as f:
-        found += [f"mount {line.split()[4]}" for line in f if str(root) in line.split()[4]]
-    return found
-
-
-def proc_gone(pid: int, timeout: float = 5.0) -> bool:
-    """True once `pid` no longer runs (gone, or a zombie waiting for its parent)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def lifecycle_runner(pyctr_config, tmp_path_factory, label: str):
-    """A runner on a root of its own with busybox pulled from the session registry; checks nothing is left after."""
-    if not PYCTR_BIN.exists():
-        pytest.fail(f"{PYCTR_BIN} is missing: run `make install`", pytrace=False)
-    runner = PyctrRunner(_env_for(make_root(tmp_path_factory.mktemp(label) / "root"), pyctr_config))
-    runner("pull", "busybox", check=True, timeout=120)
-    yield runner
-    ids = runner("ps", "-aq", "--no-trunc").stdout.split()
-    if ids:
-        runner("rm", "-f", *ids, timeout=120)
-    assert leftovers(runner.root) == []
-
-
-def removed_after(runner):
-    """The names a test appends are removed (forcefully) after it."""
-    names: list[str] = []
-    yield names
-    if names:
-        runner("rm", "-f", *names, timeout=60)
+from tests.helpers import DOCKER_HOST_CONFIG
+from tests.integration.conftest import PYCTR_BIN
+from tests.integration.helpers import leftovers, lifecycle_runner, proc_gone, removed_after
 
 
 @pytest.fixture(scope="module")

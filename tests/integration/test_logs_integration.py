@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 
 from tests.integration.conftest import PYCTR_BIN
-from tests.integration.test_lifecycle import lifecycle_runner, removed_after
+from tests.integration.helpers import lifecycle_runner, removed_after
 
 
 @pytest.fixture(scope="module")

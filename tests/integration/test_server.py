@@ -18,44 +18,7 @@ import pytest
 
 from pyctr import client, server
 from tests.integration.conftest import PYCTR_BIN, REPO_ROOT, _is_worker, children_of
-
-PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
-
-
-def server_pids() -> list[int]:
-    """This installation's server: the holder of its listening socket whose parent is not one (the spare is)."""
-    path = client.socket_path()  # bound as path.<pid>, then renamed: /proc/net/unix shows the bound name
-    inodes = {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]
-              if line.split()[-1].startswith(path + ".")}
-    holders = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fds = {os.readlink(f"/proc/{entry}/fd/{fd}") for fd in os.listdir(f"/proc/{entry}/fd")}
-            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if any(f"socket:[{inode}]" in fds for inode in inodes):
-            holders[int(entry)] = ppid
-    return [pid for pid, ppid in holders.items() if ppid not in holders]
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def warm(pyctr):
-    """The session runner with a server up (the first command of a session may have started it)."""
-    def up() -> bool:  # a command that finds no server (or a stale one) starts one
-        pyctr("version", check=True)
-        return os.path.exists(client.socket_path()) and len(server_pids()) == 1
-
-    wait_for(up, timeout=30, what="the pyctr server")
-    pyctr("pull", "-q", "busybox", check=True, timeout=120)
-    return pyctr
+from tests.integration.helpers import server_pids, wait_for
 
 
 def running_containers(runner) -> list[str]:

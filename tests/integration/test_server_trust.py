@@ -25,11 +25,8 @@ from pathlib import Path
 import pytest
 
 from pyctr import client, server
-from tests.integration import test_server
 from tests.integration.conftest import PYCTR_BIN, REPO_ROOT, children_of
-from tests.integration.test_server import PYTHON, server_pids, wait_for
-
-warm = test_server.warm  # the session runner with this installation's server up
+from tests.integration.helpers import PYTHON, server_pids, wait_for
 
 # ------------------------------------------------------------------ helpers
 

@@ -7,11 +7,9 @@ from pathlib import Path
 import pytest
 
 from pyctr.errors import CommandCannotRun, ConflictError, UsageError
-from pyctr.runtime import init
 from pyctr.runtime.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
 from pyctr.runtime.exec import (
     EXEC_FAILED_PREFIX,
-    REUSED_INIT_STEPS,
     ExecOptions,
     exec_env,
     exec_failure,
@@ -112,9 +110,3 @@ def test_start_failures_are_126_like_docker_with_runc():
     assert isinstance(error, CommandCannotRun) and error.exit_code == 126
     assert error.message.startswith(EXEC_FAILED_PREFIX) and "nosuch" in error.message
     assert exec_failure("RuntimeFailure", "unable to find user x").exit_code == 126
-
-
-def test_the_init_steps_exec_reuses_still_exist():
-    """exec runs the container start's own steps (user, caps, fds, exec errors): fail loudly if one is renamed."""
-    missing = [name for name in REUSED_INIT_STEPS if not hasattr(init, name)]
-    assert missing == []

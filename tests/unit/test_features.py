@@ -1,5 +1,7 @@
 """Kernel feature probes and cgroup mode detection, against faked files."""
 
+import os
+import subprocess
 from pathlib import Path
 
 from pyctr.runtime.cgroups import detect
@@ -32,8 +34,37 @@ def test_pure_v2_reads_controllers():
     assert mode.controllers == ("cpuset", "cpu", "io", "memory", "pids")
 
 
-def test_this_machine_detects_something():
-    assert detect().version in (1, 2)
+def _filesystem_type(path: Path) -> str:
+    """The kernel's name for the filesystem at `path` (statfs, via coreutils: not the mountinfo detect() reads)."""
+    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def _v1_hierarchies() -> list[set[str]]:
+    """This process's v1 hierarchies from /proc/self/cgroup ("id:controllers:path"; id 0 is the v2 one)."""
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    hierarchies = [{c for c in line.split(":", 2)[1].split(",") if c and not c.startswith("name=")}
+                   for line in lines if not line.startswith("0:")]
+    return [h for h in hierarchies if h]
+
+
+def test_this_machine_is_detected_as_the_kernel_reports_it():
+    """detect() reads mountinfo; the kernel's other answers (/proc/self/cgroup, statfs) must agree with it."""
+    mode = detect()
+    hierarchies = _v1_hierarchies()
+    if hierarchies:
+        assert mode.version == 1
+        assert set(mode.v1_mounts) == set().union(*hierarchies)
+        for controllers in hierarchies:  # controllers of one hierarchy share one mount, a cgroup v1 filesystem
+            mounts = {mode.v1_mounts[c] for c in controllers}
+            assert len(mounts) == 1, (controllers, mounts)
+            mount = mounts.pop()
+            assert os.path.ismount(mount) and _filesystem_type(mount) == "cgroupfs", mount
+    else:
+        assert mode.version == 2
+        assert mode.v2_controllers == tuple((mode.unified / "cgroup.controllers").read_text().split())
+    if mode.unified is not None:
+        assert os.path.ismount(mode.unified) and _filesystem_type(mode.unified) == "cgroup2fs", mode.unified
 
 
 def test_overlay_probe(tmp_path):

@@ -74,26 +74,53 @@ def test_table_name_is_a_valid_nft_identifier() -> None:
     assert table_name("br-test.1") == "pyctr_br_test_1"
 
 
+def _decoded_batch(batch: bytes) -> list:
+    """The batch read back by pyroute2's nfnetlink classes (an independent decoder: not firewall.py's structs).
+
+    Messages of the nftables subsystem (type NFNL_SUBSYS_NFTABLES << 8 | command) are table messages here; the
+    rest are the batch delimiters, plain nfgen messages."""
+    from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES, nfgen_msg
+    from pyroute2.netlink.nfnetlink.nftsocket import nft_table_msg
+
+    messages, offset = [], 0
+    while offset < len(batch):
+        header = nfgen_msg(batch[offset:])
+        header.decode()
+        length = header["header"]["length"]
+        assert length >= 20 and length % 4 == 0 and offset + length <= len(batch), (offset, length)
+        is_table = header["header"]["type"] >> 8 == NFNL_SUBSYS_NFTABLES
+        message = (nft_table_msg if is_table else nfgen_msg)(batch[offset:offset + length])
+        message.decode()
+        messages.append(message)
+        offset += length
+    return messages
+
+
 def test_table_deletion_is_one_batch_create_then_delete_of_that_table() -> None:
-    import struct
+    from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
+    from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES
+    from pyroute2.netlink.nfnetlink.nftsocket import NFT_MSG_DELTABLE, NFT_MSG_NEWTABLE
 
     from pyctr.runtime.network.firewall import table_deletion_batch
 
-    batch = table_deletion_batch("pyctr_pyctrn0")
-    messages, offset = [], 0
-    while offset < len(batch):
-        length, kind, flags, seq, _ = struct.unpack_from("=IHHII", batch, offset)
-        messages.append((kind, flags, seq, batch[offset + 16:offset + length]))
-        offset += length
-    assert offset == len(batch) and all(length % 4 == 0 for length in [len(m[3]) + 16 for m in messages])
-    assert [(kind, seq) for kind, _, seq, _ in messages] == [(0x10, 1), (0xA00, 2), (0xA02, 3), (0x11, 4)]
-    assert [flags & 0x4 for _, flags, _, _ in messages] == [0, 0x4, 0x4, 0]  # acks asked for the two changes
-    assert messages[1][1] & 0x400  # NLM_F_CREATE without EXCL: an absent table is no error
-    for _, _, _, body in messages[1:3]:
-        family, _, _ = struct.unpack_from("=BBH", body)
-        attr_len, attr_type = struct.unpack_from("=HH", body, 4)
-        assert (family, attr_type) == (2, 1)  # NFPROTO_IPV4, NFTA_TABLE_NAME
-        assert body[8:4 + attr_len] == b"pyctr_pyctrn0\0"
+    batch_begin, batch_end = 0x10, 0x11  # linux/netfilter/nfnetlink.h NFNL_MSG_BATCH_BEGIN/END (pyroute2 inlines them)
+    nfproto_ipv4 = 2
+    messages = _decoded_batch(table_deletion_batch("pyctr_pyctrn0"))
+    kinds = [m["header"]["type"] for m in messages]
+    assert kinds == [batch_begin, NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWTABLE,
+                     NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_DELTABLE, batch_end]
+    assert [m["header"]["sequence_number"] for m in messages] == [1, 2, 3, 4]  # acks are matched by these
+    assert all(m["header"]["flags"] & NLM_F_REQUEST for m in messages)
+    begin, create, delete, end = messages
+    for delimiter in (begin, end):  # the batch is for nftables (res_id, network order) and asks for nothing
+        assert (delimiter["res_id"], delimiter["header"]["flags"]) == (NFNL_SUBSYS_NFTABLES, NLM_F_REQUEST)
+    assert create["header"]["flags"] & NLM_F_ACK and delete["header"]["flags"] & NLM_F_ACK
+    assert create["header"]["flags"] & NLM_F_CREATE and not create["header"]["flags"] & NLM_F_EXCL  # absent: fine
+    for change in (create, delete):
+        assert change["nfgen_family"] == nfproto_ipv4
+        assert change["attrs"] and [name for name, _ in change["attrs"]] == ["NFTA_TABLE_NAME"]
+        assert change.get_attr("NFTA_TABLE_NAME") == "pyctr_pyctrn0"
+    assert "NFTA_TABLE_NAME" not in {name for m in (begin, end) for name, _ in m.get("attrs", [])}
 
 
 def test_iptables_fallback_plan_mirrors_the_nft_rules() -> None:

@@ -29,11 +29,6 @@ IMAGE = json.dumps({
 }).encode()
 
 
-def test_accept_header_lists_all_four_types():
-    for t in (m.OCI_INDEX, m.DOCKER_LIST, m.OCI_MANIFEST, m.DOCKER_MANIFEST):
-        assert t in m.ACCEPT
-
-
 def test_image_manifest_parsed_base_layer_first():
     doc = m.parse_manifest(IMAGE, m.DOCKER_MANIFEST)
     assert isinstance(doc, m.ImageManifest)

@@ -306,6 +306,17 @@ def test_server_ignoring_range_restarts_cleanly(fake):
     assert bytes(sink.data) == BLOB
 
 
+def test_a_manifest_request_accepts_indexes_and_manifests_of_both_formats(fake):
+    """What the registry sees on the wire (a registry answers a schema-1 manifest to a request that omits one)."""
+    client_for(fake).get_manifest("latest")
+    [(_, _, headers)] = fake.requests("/manifests/latest")[-1:]
+    accepted = {t.strip() for t in headers["Accept"].split(",")}
+    assert accepted == {"application/vnd.oci.image.index.v1+json",
+                        "application/vnd.docker.distribution.manifest.list.v2+json",
+                        "application/vnd.oci.image.manifest.v1+json",
+                        "application/vnd.docker.distribution.manifest.v2+json"}
+
+
 def test_manifest_not_found(fake):
     with pytest.raises(NotFoundError, match="manifest unknown"):
         client_for(fake).get_manifest("nope")

@@ -6,7 +6,6 @@ Import sets are checked in a fresh interpreter (this process has imported everyt
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import subprocess
 import sys
@@ -46,10 +45,24 @@ def test_every_public_network_name_still_resolves():
         network.no_such_name  # noqa: B018
 
 
-def test_seccomp_cache_key_digest_is_sha256():
-    from pyctr.runtime.seccomp import _sha256_hex
+def test_the_seccomp_program_is_compiled_once_per_profile_and_caps(tmp_path, monkeypatch):
+    """The cache that spares `run` the compile (and its hashlib-free key) must still tell profiles apart."""
+    from pyctr.runtime import seccomp
 
-    assert _sha256_hex(b"profile") == hashlib.sha256(b"profile").hexdigest()
+    compiled: list[tuple] = []
+
+    def compile_bpf(profile: dict, caps: frozenset[str]) -> bytes:
+        compiled.append((json.dumps(profile, sort_keys=True), sorted(caps)))
+        return f"program {len(compiled)}".encode()
+
+    monkeypatch.setattr(seccomp, "compile_bpf", compile_bpf)
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
+    other = {**profile, "defaultAction": "SCMP_ACT_KILL"}
+    first = seccomp.cached_bpf(tmp_path, profile, frozenset({"CAP_CHOWN"}))
+    assert seccomp.cached_bpf(tmp_path, profile, frozenset({"CAP_CHOWN"})) == first == b"program 1"
+    assert seccomp.cached_bpf(tmp_path, other, frozenset({"CAP_CHOWN"})) == b"program 2"
+    assert seccomp.cached_bpf(tmp_path, profile, frozenset({"CAP_KILL"})) == b"program 3"
+    assert len(compiled) == 3 and len(list(tmp_path.glob("*.bpf"))) == 3
 
 
 def _auto_doc(cls: type) -> bool:

@@ -28,29 +28,21 @@ import _socket
 import os
 import sys
 
-PROTOCOL = 3
+from pyctr import protocol
+from pyctr.protocol import ACCEPTED, FORWARDED_SIGNALS, LIMIT_KINDS, MAX_EXTRA_FDS, PROOF_FD, STATUS
+
 SOCKET_DIR = "/run/pyctr"
-# Signals a shell or terminal sends to the CLI; they go on to the worker that does the work.
-FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGWINCH,
-             _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGCONT)
 # Commands that talk to the user's terminal outside stdin/stdout (password prompts): run here.
 NOT_SERVED = frozenset({"login", "logout"})
 # Global options that take a value: the command name is the first other word.
 VALUE_OPTIONS = frozenset({"--root", "--config"})
-MAX_EXTRA_FDS = 64  # descriptors above 2 passed on; a client with more runs its command itself
-LIMIT_KINDS = 16  # RLIMIT_CPU (0) .. RLIMIT_RTTIME (15) on Linux
 SO_PEERPIDFD = 77  # Linux 6.5+ (Python 3.11's socket module has no name for it): a pidfd of the peer
-PROOF_FD = 3  # the server's memfd that only a process allowed to ptrace the server can open via /proc
-MAX_REQUEST = 4 << 20  # bytes of marshalled request: argv and environment fit ARG_MAX many times over
 # The fields of /proc/PID/status that make up a process's privileges: a client must match the server.
 PRIVILEGE_FIELDS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs",
                     "Seccomp", "Seccomp_filters")
 NAMESPACES = ("mnt", "net", "pid", "uts", "ipc", "cgroup", "user", "time")
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
-
-# Message kinds, server to client: one byte, then a 4-byte little-endian signed value.
-ACCEPTED, DECLINED, STATUS = b"A", b"D", b"S"
 
 
 def socket_path(bin_dir: str = BIN_DIR, package_dir: str = PACKAGE_DIR) -> str:
@@ -87,11 +79,12 @@ def wants_server(argv: list[str], environ: dict[str, str] | os._Environ = os.env
 
 def encode_request(argv: list[str], environ: dict[str, str], umask: int, limits: list[tuple[int, int]],
                    extra_fds: list[int] = ()) -> bytes:  # type: ignore[assignment]
-    """The request: a length, then marshalled values (the same interpreter reads it). `extra_fds`: the
-    numbers the client's descriptors above 2 have, in the order they follow stdin, stdout, stderr and cwd."""
+    """The request (see pyctr/protocol.py): a length, then the marshalled fields (the same interpreter reads
+    it). `extra_fds`: the numbers the client's descriptors above 2 have, in the order they follow stdin,
+    stdout, stderr, cwd and the proof."""
     import marshal  # built-in
 
-    body = marshal.dumps((PROTOCOL, BIN_DIR, PACKAGE_DIR, argv, environ, umask, limits, list(extra_fds)))
+    body = marshal.dumps(protocol.request(BIN_DIR, PACKAGE_DIR, argv, environ, umask, limits, list(extra_fds)))
     return len(body).to_bytes(4, "little") + body
 
 
@@ -128,12 +121,12 @@ class _Relay:
 
 def _read_message(sock: _socket.socket) -> tuple[bytes, int] | None:
     data = b""
-    while len(data) < 5:
-        chunk = sock.recv(5 - len(data))
+    while len(data) < protocol.REPLY_SIZE:
+        chunk = sock.recv(protocol.REPLY_SIZE - len(data))
         if not chunk:
             return None
         data += chunk
-    return data[:1], int.from_bytes(data[1:], "little", signed=True)
+    return protocol.decode_reply(data)
 
 
 def other_descriptors(exclude: tuple[int, ...]) -> list[int]:
@@ -304,7 +297,7 @@ def serve_remotely(argv: list[str], path: str | None = None) -> int | None:
     except OSError:
         return None
     relay = _Relay()
-    previous = {s: _signal.signal(s, relay) for s in FORWARDED}
+    previous = {s: _signal.signal(s, relay) for s in FORWARDED_SIGNALS}
     try:
         try:
             sock.connect(path)

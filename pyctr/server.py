@@ -32,40 +32,38 @@ import gc
 import io
 import marshal
 import os
+import re
 import select
 import signal
 import socket
 import sys
 import time
 
+from pyctr import protocol
 from pyctr.client import (
-    ACCEPTED,
     BIN_DIR,
-    DECLINED,
-    MAX_EXTRA_FDS,
-    MAX_REQUEST,
     PACKAGE_DIR,
     PRIVILEGE_FIELDS,
-    PROOF_FD,
-    PROTOCOL,
     SOCKET_DIR,
-    STATUS,
     context,
     lsm_attributes,
     peer_proc_dir,
     proc_dir_of,
     socket_path,
 )
+from pyctr.protocol import ACCEPTED, DECLINED, MAX_EXTRA_FDS, MAX_REQUEST, PROOF_FD, STATUS
 
 IDLE_SECONDS = 600.0
-# Modules pyctr's functions import where they are needed (to keep the in-process CLI's start-up small):
-# the server has all of them ready. pyroute2's rtnetlink part is loaded by pyctr's own loader below.
-LAZY_IMPORTS = ("json", "resource", "requests", "urllib3", "prctl", "_prctl", "fcntl", "socket", "tarfile", "shutil",
-                "termios", "tty", "struct", "zstandard", "zlib", "subprocess", "stat", "re", "random", "hashlib",
-                "fnmatch", "datetime", "urllib.request", "urllib.parse", "urllib.error", "tomllib", "tempfile",
-                "select", "pyseccomp", "py_compile", "ipaddress", "gzip", "email.utils", "calendar", "array",
-                "isal", "isal.isal_zlib", "dataclasses", "pathlib")
-MAX_FDS = 5  # stdin, stdout, stderr, working directory, proof; then the client's other descriptors
+# Modules of pyctr the preload does not walk: the entry points (client, server, __main__) and the detached
+# container's monitor (its own process); what they import lazily is not loaded for them. (The monitor is
+# loaded all the same: a foreground run imports parts of it lazily.)
+NOT_PRELOADED = frozenset({"pyctr.client", "pyctr.server", "pyctr.__main__", "pyctr.runtime.monitor"})
+# An indented import line: an import inside a function (or a block), which pyctr writes to keep the in-process
+# CLI's start-up small; the server loads all of them ahead. Read off the source on each start, never listed
+# by hand (tests/unit/test_client.py checks it against the syntax tree). Groups: `import a.b as c, d` ->
+# "a.b as c, d"; `from a.b import (c, d` -> "a.b", "c, d".
+LAZY_IMPORT_LINE = re.compile(
+    rb"^[ \t]+(?:import[ \t]+([\w. \t,]+)|from[ \t]+(\w[\w.]*)[ \t]+import[ \t]+\(?([\w \t,]*))", re.MULTILINE)
 MAX_WORKERS = 32  # commands under way at once; beyond, clients run their commands themselves
 REQUEST_SECONDS = 10.0  # for the whole request to arrive
 TOOK, STALE = b"t", b"s"  # spare -> server
@@ -73,27 +71,57 @@ TOOK, STALE = b"t", b"s"  # spare -> server
 _ORIGINAL_STREAMS: list[object] = []
 
 
+def lazy_imports_in(source: bytes) -> list[tuple[str, tuple[str, ...]]]:
+    """The indented imports of a module's source: (module, names imported from it; empty for `import m`)."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for modules, package, names in LAZY_IMPORT_LINE.findall(source):
+        if modules:
+            found += [(word.split()[0].decode(), ()) for word in modules.split(b",") if word.strip()]
+        else:
+            found.append((package.decode(), tuple(word.split()[0].decode() for word in names.split(b",")
+                                                  if word.strip())))
+    return found
+
+
+def lazy_imports(package_dir: str = PACKAGE_DIR) -> list[tuple[str, tuple[str, ...]]]:
+    """Every indented import in pyctr's preloaded modules."""
+    found = []
+    for directory, _, files in os.walk(package_dir):
+        for name in sorted(files):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(directory, name)
+            dotted = os.path.relpath(path, os.path.dirname(package_dir))[:-3].replace(os.sep, ".")
+            if dotted.removesuffix(".__init__") in NOT_PRELOADED:
+                continue
+            with open(path, "rb") as file:
+                found += lazy_imports_in(file.read())
+    return found
+
+
 def preload() -> None:
-    """Import what commands use, so that a worker starts with all of it in memory."""
+    """Import what commands use, so that a worker starts with all of it in memory: pyctr's modules and what
+    they import lazily (a `from package import name` may name a submodule: that is loaded too)."""
     import importlib
     import pkgutil
 
     import pyctr
 
-    for name in LAZY_IMPORTS:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
-    skip = {"pyctr.client", "pyctr.server", "pyctr.__main__", "pyctr.runtime.monitor"}
     for info in pkgutil.walk_packages(pyctr.__path__, "pyctr."):
-        if info.name not in skip:
+        if info.name not in NOT_PRELOADED:
             with contextlib.suppress(Exception):
                 importlib.import_module(info.name)
     with contextlib.suppress(Exception):
         from pyctr.runtime.network import _rtnl
 
-        _rtnl.iproute_class()
+        _rtnl.iproute_class()  # first: pyroute2 as a bare package, not its slow __init__
         _rtnl.netlink_error_class()
-        importlib.import_module("pyroute2.netlink.nfnetlink.nfctsocket")
+    for module, names in lazy_imports():
+        with contextlib.suppress(Exception):
+            if hasattr(importlib.import_module(module), "__path__"):
+                for name in names:
+                    with contextlib.suppress(Exception):
+                        importlib.import_module(f"{module}.{name}")
 
 
 def loaded_code() -> tuple[str, ...]:
@@ -165,11 +193,11 @@ def may_serve_peer(conn: socket.socket) -> bool:
     return _may_serve_proc(peer_proc_dir(conn))
 
 
-def _receive(conn: socket.socket, seconds: float = REQUEST_SECONDS) -> tuple[tuple, list[int]]:
+def _receive(conn: socket.socket, seconds: float = REQUEST_SECONDS) -> tuple[object, list[int]]:
     """The request and its descriptors: at most MAX_REQUEST bytes, all within `seconds`."""
     deadline = time.monotonic() + seconds
     conn.settimeout(seconds)
-    data, ancdata, flags, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE((MAX_FDS + MAX_EXTRA_FDS) * 4))
+    data, ancdata, flags, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE((protocol.FIXED_FDS + MAX_EXTRA_FDS) * 4))
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -207,30 +235,31 @@ def _stream(fd: int, writing: bool, unbuffered: bool) -> io.TextIOWrapper:
                             write_through=writing and unbuffered)
 
 
-def _take_over(request: tuple, fds: list[int], conn: socket.socket) -> socket.socket:
+def _take_over(request: dict, fds: list[int], conn: socket.socket) -> socket.socket:
     """Become the client's process: its descriptors (under the client's numbers), cwd, environment, umask,
     limits and argv. Returns the connection, moved above every number the client uses."""
-    _, _, _, argv, environ, umask, limits, extra = request
+    argv, environ, limits = request[protocol.ARGV], request[protocol.ENVIRON], request[protocol.LIMITS]
     import resource
 
-    os.close(fds.pop(4))  # the proof: checked, done with
+    os.close(fds.pop(protocol.PROOF_INDEX))  # the proof: checked, done with
 
     for kind, (soft, hard) in enumerate(limits):  # first: the one step that may fail (raising a limit)
         if resource.getrlimit(kind) != (soft, hard):
             resource.setrlimit(kind, (soft, hard))
-    targets = [0, 1, 2, *extra]
+    targets = [*range(protocol.STD_FDS), *request[protocol.EXTRA_FDS]]
     base = max([*targets, *fds, conn.fileno()]) + 1
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in fds]  # out of the way of every target
     conn = socket.socket(fileno=fcntl.fcntl(conn.detach(), fcntl.F_DUPFD_CLOEXEC, base))
     for fd in fds:
         os.close(fd)
-    received = dict(zip(targets, [*moved[:3], *moved[4:]], strict=True))
+    cwd = protocol.CWD_INDEX  # the proof is gone: the client's other descriptors follow the working directory
+    received = dict(zip(targets, [*moved[:cwd], *moved[cwd + 1:]], strict=True))
     for target, fd in received.items():
         os.dup2(fd, target, inheritable=True)
-    os.fchdir(moved[3])
+    os.fchdir(moved[cwd])
     for fd in moved:
         os.close(fd)
-    os.umask(umask)
+    os.umask(request[protocol.UMASK])
     os.environ.clear()
     os.environ.update(environ)
     sys.argv = ["pyctr", *argv]
@@ -247,12 +276,14 @@ def _acceptable(request: object, fds: list[int]) -> bool:
     server's PROOF_FD file, which the client could open through /proc only if Landlock, the LSMs and the
     capability rules let it ptrace the server, i.e. if it is no more confined than the server (its
     privileges, labels and namespaces were compared at accept)."""
-    if not isinstance(request, tuple) or len(request) != 8 or request[0] != PROTOCOL:
+    if not protocol.is_request(request):
         return False
-    if tuple(request[1:3]) != (BIN_DIR, PACKAGE_DIR) or len(fds) != MAX_FDS + len(request[7]):
+    if (request[protocol.BIN_DIR], request[protocol.PACKAGE_DIR]) != (BIN_DIR, PACKAGE_DIR):  # type: ignore[index]
+        return False
+    if len(fds) != protocol.FIXED_FDS + len(request[protocol.EXTRA_FDS]):  # type: ignore[index]
         return False
     try:
-        return os.path.samestat(os.fstat(fds[4]), os.fstat(PROOF_FD))
+        return os.path.samestat(os.fstat(fds[protocol.PROOF_INDEX]), os.fstat(PROOF_FD))
     except OSError:
         return False
 
@@ -273,7 +304,7 @@ def _reset_signals() -> None:
 
 
 def _reply(conn: socket.socket, kind: bytes, value: int = 0) -> None:
-    conn.sendall(kind + value.to_bytes(4, "little", signed=True), socket.MSG_NOSIGNAL)
+    conn.sendall(protocol.encode_reply(kind, value), socket.MSG_NOSIGNAL)
 
 
 def worker(conn: socket.socket) -> None:
@@ -298,7 +329,7 @@ def worker(conn: socket.socket) -> None:
         accepted = True
         # Keep the client's descriptors and the connection (for the exit status; close-on-exec, so no
         # container ever gets it); close the listening socket, other clients' connections, the server's pipes.
-        _close_all_but({0, 1, 2, *request[7], conn.fileno()})
+        _close_all_but({*range(protocol.STD_FDS), *request[protocol.EXTRA_FDS], conn.fileno()})
         conn.setblocking(True)
         from pyctr.cli import main
 
@@ -357,7 +388,7 @@ def _accept_servable(listener: socket.socket) -> socket.socket:
 
 def _decline(conn: socket.socket) -> None:
     with contextlib.suppress(OSError):
-        conn.send(DECLINED + bytes(4), socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
+        conn.send(protocol.encode_reply(DECLINED), socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
     conn.close()
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from pyctr import client, server
+from pyctr import client, protocol, server
 from tests.integration.conftest import PYCTR_BIN, REPO_ROOT, children_of
 from tests.integration.helpers import PYTHON, server_pids, wait_for
 
@@ -215,7 +215,7 @@ def test_a_server_started_in_a_landlock_domain_serves_no_client_outside_it(warm)
 
 
 def test_a_proof_the_client_did_not_open_through_the_servers_proc_is_refused() -> None:
-    request = (client.PROTOCOL, client.BIN_DIR, client.PACKAGE_DIR, ["ps"], {}, 0o022, [], [])
+    request = protocol.request(client.BIN_DIR, client.PACKAGE_DIR, ["ps"], {}, 0o022, [], [])
     forged = os.memfd_create("pyctr-proof")  # same name, another file
     fds = [0, 1, 2, forged, forged]
     try:
@@ -273,7 +273,7 @@ def test_a_listener_the_client_cannot_trust_receives_nothing(wrapper: tuple[str,
         assert impostor.wait(timeout=30) == 0
         got, fds = map(int, report.read_text().split())
         if trusted:
-            assert got > 0 and fds == server.MAX_FDS  # what an impostor would get, were it trusted
+            assert got > 0 and fds == protocol.FIXED_FDS  # what an impostor would get, were it trusted
         else:
             assert (got, fds) == (0, 0)
     finally:

@@ -102,32 +102,6 @@ def push(app: AppContext, name: str, quiet: bool) -> None:
 
 # ---------------------------------------------------------------- images
 
-def _image_rows(store, show_all: bool, filter_ref: str | None) -> list[dict]:
-    """One row per (image, tag) as `docker images` shows them; untagged images once as <none>; untagged
-    images a build made another image from (intermediate images) only with -a, as dockerd lists them."""
-    from pyctr.image.reference import parse_reference
-
-    rows = []
-    children = store.children()
-    for image in store.list_images():
-        digests = {d.split("@")[0]: d.split("@")[1] for d in image.repo_digests}
-        names = [(t.rsplit(":", 1)[0], t.rsplit(":", 1)[1]) for t in image.repo_tags]
-        intermediate = not names and not digests and bool(children.get(image.id))
-        if intermediate and not show_all:
-            continue
-        if not names:
-            names = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
-        for repo, tag in names:
-            if filter_ref:
-                want = parse_reference(filter_ref, default_tag=False)
-                if repo not in (want.familiar_name, want.name) or (want.tag and want.tag != tag):
-                    continue
-            rows.append({"image": image, "Repository": repo, "Tag": tag,
-                         "Digest": digests.get(repo, "<none>"), "intermediate": intermediate})
-    rows.sort(key=lambda r: (-(parse_rfc3339(r["image"].created) or r["image"].added), r["Repository"], r["Tag"]))
-    return rows
-
-
 def row_matches_filter(row: dict, expr: str) -> bool:
     """`docker images --filter`: dangling=true|false, reference=<glob>, label=<key>[=<value>]."""
     import fnmatch
@@ -174,7 +148,9 @@ def images(app: AppContext, repository: str | None, show_all: bool, quiet: bool,
     """List images."""
     if fmt:
         table.check(fmt)
-    rows = _image_rows(_store(app), show_all, repository)
+    from pyctr.image.listing import image_rows
+
+    rows = image_rows(_store(app), show_all, repository)
     for f in filters:
         rows = [r for r in rows if row_matches_filter(r, f)]
     if quiet:  # docker-cli: the table format `{{.ID}}`, one line per row (an id twice for two tags)
@@ -272,8 +248,10 @@ def history_rows(image, no_trunc: bool, human: bool = True) -> list[dict]:
                      "Size": size, "Comment": h.get("comment", "")})
     if not history:
         rows = [{"CreatedBy": "", "Created": cfg.get("created", ""), "Size": s, "Comment": ""} for s in sizes]
+    from pyctr.image.listing import history_image_ids
+
     rows.reverse()
-    ids = _history_ids(image, len(rows))
+    ids = history_image_ids(image, len(rows))
     for i, r in enumerate(rows):
         shown = ids.get(i)
         r["ID"] = (shown if no_trunc else shown[7:19]) if shown else "<missing>"
@@ -284,25 +262,6 @@ def history_rows(image, no_trunc: bool, human: bool = True) -> list[dict]:
         r["CreatedSince"] = since(r["Created"]) if human else r["Created"]
         r["SizeShown"] = human_size(r["Size"]) if human else str(r["Size"])
     return rows
-
-
-def _history_ids(image, rows: int) -> dict[int, str]:
-    """Row (newest first) -> the id of the local image that row made: the image itself on its top row, and for
-    each ancestor in its Parent chain (the legacy builder's step images) the row of its own newest history entry,
-    as dockerd shows them; rows of images not stored locally are "<missing>"."""
-    from pyctr.errors import PyctrError
-
-    ids = {0: image.id}
-    current = image
-    while current.parent:
-        try:
-            current = image.store.get_image(current.parent)
-        except PyctrError:
-            break
-        depth = len([h for h in current.config.get("history") or [] if isinstance(h, dict)])
-        if 0 < depth <= rows:
-            ids[rows - depth] = current.id
-    return ids
 
 
 @click.command()

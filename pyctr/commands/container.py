@@ -237,29 +237,6 @@ def wait(app: AppContext, containers: tuple[str, ...]) -> None:
     _for_each(containers, lambda ref: click.echo(container.wait(app.config, ref)))
 
 
-def ps_items(records) -> list:
-    from pyctr.output.timefmt import parse_rfc3339
-    from pyctr.platform_info import host_platform
-    from pyctr.runtime.inspect import network_name
-    from pyctr.runtime.ps import PsItem
-
-    os_name, arch, variant = host_platform()  # containers run the host's platform
-    platform = {"architecture": arch, "os": os_name, "variant": variant}
-    items = []
-    for r in records:
-        cfg = r.config
-        ports = r.state.network.get("Ports") if r.state.network else None
-        items.append(PsItem(
-            id=r.id, name=r.name, image=cfg.get("Config", {}).get("Image", cfg.get("Image", "")),
-            argv=[cfg.get("Path", "")] + list(cfg.get("Args", [])), created=parse_rfc3339(r.created),
-            status=r.state.status, exit_code=r.state.exit_code, started=parse_rfc3339(r.state.started_at),
-            finished=parse_rfc3339(r.state.finished_at), ports=ports if ports is not None else cfg.get("Ports", []),
-            labels=cfg.get("Config", {}).get("Labels") or {},
-            network=network_name(cfg.get("HostConfig", {})), platform=platform, image_id=cfg.get("Image", ""),
-        ))
-    return items
-
-
 @click.command()
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running)")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
@@ -274,6 +251,7 @@ def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | 
        last: int, latest: bool, size: bool) -> None:
     """List containers."""
     from pyctr.runtime import ps as psfmt
+    from pyctr.runtime.listing import ps_items, with_sizes
     from pyctr.runtime.state import ContainerStore
 
     parsed = psfmt.parse_filters(filters)
@@ -282,7 +260,7 @@ def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | 
     items = psfmt.select_items(ps_items(ContainerStore(app.config.paths).list()), show_all=show_all,
                                filters=parsed, last=last, latest=latest)
     if size:
-        items = _with_sizes(app, items)
+        items = with_sizes(app.config.paths, items)
     now = time.time()
     contexts = [psfmt.ps_context(i, psfmt.ps_row(i, now, trunc=not no_trunc)) for i in items]
     click.echo(table.write(fmt, contexts, psfmt.HEADERS), nl=False)
@@ -298,26 +276,6 @@ def ps_format(fmt: str | None, quiet: bool, size: bool) -> str:
     if fmt == "raw":
         return "container_id: {{.ID}}" if quiet else psfmt.RAW_FORMAT + ("size: {{.Size}}\\n" if size else "")
     return fmt
-
-
-def _with_sizes(app: AppContext, items: list) -> list:
-    """dockerd's SizeRw (the container's upper dir, as overlay2 measures it) and SizeRootFs (plus its image)."""
-    from dataclasses import replace
-
-    from pyctr.errors import PyctrError
-    from pyctr.image.store import ImageStore, directory_size
-    from pyctr.runtime.state import ContainerStore
-
-    store, images = ContainerStore(app.config.paths), ImageStore(app.config.paths)
-    sized = []
-    for item in items:
-        rw = directory_size(store.directory(item.id) / "rootfs" / "upper")
-        try:
-            image_size = images.get_image(item.image_id).size if item.image_id else 0
-        except PyctrError:
-            image_size = 0
-        sized.append(replace(item, size_rw=rw, size_root_fs=rw + image_size))
-    return sized
 
 
 @click.command()
@@ -447,6 +405,7 @@ def stats(app: AppContext, no_stream: bool, show_all: bool, fmt: str | None, con
     """Display resource usage statistics of containers."""
     from pyctr.runtime import ps as psfmt
     from pyctr.runtime.state import ContainerStore
+    from pyctr.runtime.stats import sample_stats
 
     fmt = fmt or psfmt.STATS_FORMAT
     if fmt == "table":
@@ -456,63 +415,13 @@ def stats(app: AppContext, no_stream: bool, show_all: bool, fmt: str | None, con
     records = [store.get(c) for c in containers] if containers else [
         r for r in store.list() if show_all or r.state.running]
     while True:
-        contexts = [psfmt.stats_context(psfmt.stats_row(s)) for s in _sample_stats(records)]
+        contexts = [psfmt.stats_context(psfmt.stats_row(s)) for s in sample_stats(records)]
         text = table.write(fmt, contexts, psfmt.STATS_HEADERS)
         if no_stream:
             click.echo(text, nl=False)
             return
         click.echo("\033[2J\033[H" + text, nl=False)
         records = [store.get(r.id) for r in records]
-
-
-def _sample_stats(records, interval: float = 0.5) -> list:
-    """Two cgroup readings `interval` apart (CPU % needs a delta, as Docker's first stats line does)."""
-    from pyctr.runtime.cgroups import open_cgroup
-    from pyctr.runtime.ps import StatsSample
-
-    first = {r.id: open_cgroup(r.id).stats() if r.state.running else {} for r in records}
-    started = time.monotonic()
-    if any(r.state.running for r in records):
-        time.sleep(interval)
-    elapsed = time.monotonic() - started
-    samples = []
-    for r in records:
-        if not r.state.running:
-            samples.append(StatsSample(r.id, r.name))
-            continue
-        now = open_cgroup(r.id).stats()
-        mem = now.get("memory", {})
-        usage = max(0, (mem.get("usage") or 0) - (mem.get("inactive_file") or 0))
-        rx, tx = _net_io(r.state.pid)
-        cpu_then = (first[r.id].get("cpu") or {}).get("usage_ns") or 0
-        samples.append(StatsSample(
-            r.id, r.name, cpu_ns_delta=max(0, ((now.get("cpu") or {}).get("usage_ns") or 0) - cpu_then),
-            interval=elapsed, mem_usage=usage, mem_limit=mem.get("limit") or _host_memory(),
-            net_rx=rx, net_tx=tx, block_read=(now.get("blkio") or {}).get("read_bytes") or 0,
-            block_write=(now.get("blkio") or {}).get("write_bytes") or 0,
-            pids=(now.get("pids") or {}).get("current") or 0))
-    return samples
-
-
-def _net_io(pid: int) -> tuple[int, int]:
-    """Bytes received/sent by the container's interfaces except lo (/proc/<pid>/net/dev)."""
-    rx = tx = 0
-    try:
-        with open(f"/proc/{pid}/net/dev") as f:
-            lines = f.read().splitlines()[2:]
-    except OSError:
-        return 0, 0
-    for line in lines:
-        name, _, data = line.partition(":")
-        fields = data.split()
-        if name.strip() != "lo" and len(fields) >= 9:
-            rx += int(fields[0])
-            tx += int(fields[8])
-    return rx, tx
-
-
-def _host_memory() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 @click.command()

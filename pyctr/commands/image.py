@@ -102,32 +102,6 @@ def push(app: AppContext, name: str, quiet: bool) -> None:
 
 # ---------------------------------------------------------------- images
 
-def _image_rows(store, show_all: bool, filter_ref: str | None) -> list[dict]:
-    """One row per (image, tag) as `docker images` shows them; untagged images once as <none>; untagged
-    images a build made another image from (intermediate images) only with -a, as dockerd lists them."""
-    from pyctr.image.reference import parse_reference
-
-    rows = []
-    children = store.children()
-    for image in store.list_images():
-        digests = {d.split("@")[0]: d.split("@")[1] for d in image.repo_digests}
-        names = [(t.rsplit(":", 1)[0], t.rsplit(":", 1)[1]) for t in image.repo_tags]
-        intermediate = not names and not digests and bool(children.get(image.id))
-        if intermediate and not show_all:
-            continue
-        if not names:
-            names = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
-        for repo, tag in names:
-            if filter_ref:
-                want = parse_reference(filter_ref, default_tag=False)
-                if repo not in (want.familiar_name, want.name) or (want.tag and want.tag != tag):
-                    continue
-            rows.append({"image": image, "Repository": repo, "Tag": tag,
-                         "Digest": digests.get(repo, "<none>"), "intermediate": intermediate})
-    rows.sort(key=lambda r: (-(parse_rfc3339(r["image"].created) or r["image"].added), r["Repository"], r["Tag"]))
-    return rows
-
-
 def row_matches_filter(row: dict, expr: str) -> bool:
     """`docker images --filter`: dangling=true|false, reference=<glob>, label=<key>[=<value>]."""
     import fnmatch
@@ -174,7 +148,9 @@ def images(app: AppContext, repository: str | None, show_all: bool, quiet: bool,
     """List images."""
     if fmt:
         table.check(fmt)
-    rows = _image_rows(_store(app), show_all, repository)
+    from pyctr.image.listing import image_rows
+
+    rows = image_rows(_store(app), show_all, repository)
     for f in filters:
         rows = [r for r in rows if row_matches_filter(r, f)]
     if quiet:  # docker-cli: the table format `{{.ID}}`, one line per row (an id twice for two tags)
@@ -188,96 +164,6 @@ def images(app: AppContext, repository: str | None, show_all: bool, quiet: bool,
 
 # ---------------------------------------------------------------- rmi / tag
 
-def remove_image(store, name: str, force: bool, prune: bool = True) -> list[str]:
-    """Docker's rmi semantics; returns the "Untagged: x" / "Deleted: y" lines.
-
-    By name: remove that name; the image goes only with its last tag. By id: the
-    image goes with all its names (refused if several tags, unless forced). An image
-    a container uses is refused unless forced, and then only untagged (kept dangling,
-    so the container's layers stay), as Docker does for a running container.
-    """
-    from pyctr.errors import ConflictError
-
-    image = store.resolve(name)
-    users = store.containers_using().get(image.id, [])
-    ref = _names_image(store, name, image.id)
-    if ref is not None:
-        remaining = ([t for t in image.repo_tags if t != ref.familiar] if not ref.digest
-                     else image.repo_tags + [d for d in image.repo_digests if d != ref.familiar])
-        if remaining:
-            store.untag(ref)
-            return [f"Untagged: {ref.familiar}"]
-        if users and not force:
-            raise ConflictError(f'conflict: unable to remove repository reference "{name}" (must force) - '
-                                f"container {users[0][:12]} is using its referenced image {image.short_id}")
-    else:
-        if users and not force:
-            raise ConflictError(f"conflict: unable to delete {image.short_id} (must be forced) - "
-                                f"image is being used by stopped container {users[0][:12]}")
-        if len(image.repo_tags) > 1 and not force:
-            raise ConflictError(f"conflict: unable to delete {image.short_id} (must be forced) - "
-                                "image is referenced in multiple repositories")
-    lines = [f"Untagged: {t}" for t in image.repo_tags] + [f"Untagged: {d}" for d in image.repo_digests]
-    if users:
-        for name_ in image.repo_tags + image.repo_digests:
-            store.untag(name_)
-        return lines
-    if store.children().get(image.id):
-        if ref is None:
-            raise ConflictError(f"conflict: unable to delete {image.short_id} (cannot be forced) - "
-                                "image has dependent child images")
-        for name_ in image.repo_tags + image.repo_digests:  # by name: untagged, kept for its children
-            store.untag(name_)
-        return lines
-    lines += _delete(store, image)
-    if prune:
-        lines += _delete_untagged_parents(store, image.parent)
-    return lines
-
-
-def _delete(store, image) -> list[str]:
-    """Delete one image: "Deleted: <id>", then one line per layer only it held (chain ids, top first)."""
-    before = {p.name for p in store.paths.layers.iterdir()} if store.paths.layers.is_dir() else set()
-    store.delete_image(image.id)
-    after = {p.name for p in store.paths.layers.iterdir()} if store.paths.layers.is_dir() else set()
-    return [f"Deleted: {image.id}"] + [f"Deleted: sha256:{h}" for h in (layer.chain_id[7:]
-                                                                      for layer in reversed(image.layers))
-                                       if h in before - after]
-
-
-def _delete_untagged_parents(store, parent_id: str) -> list[str]:
-    """dockerd's rmi (without --no-prune) goes on with the parent while it is an intermediate image: untagged,
-    no other child, no container."""
-    from pyctr.errors import NotFoundError
-
-    lines: list[str] = []
-    while parent_id:
-        try:
-            parent = store.get_image(parent_id)
-        except NotFoundError:
-            break
-        if parent.repo_tags or parent.repo_digests or store.children().get(parent.id) \
-                or store.containers_using().get(parent.id):
-            break
-        lines += _delete(store, parent)
-        parent_id = parent.parent
-    return lines
-
-
-def _names_image(store, name: str, image_id: str):
-    """The Reference `name` is, if it is a stored tag/digest of `image_id` (not an id)."""
-    from pyctr.errors import InvalidReference
-    from pyctr.image.reference import parse_reference
-
-    if name.startswith("sha256:"):
-        return None
-    try:
-        ref = parse_reference(name)
-    except InvalidReference:
-        return None
-    return ref if store.lookup_name(ref) == image_id else None
-
-
 @click.command()
 @click.argument("names", nargs=-1, required=True)
 @click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
@@ -286,6 +172,7 @@ def _names_image(store, name: str, image_id: str):
 def rmi(app: AppContext, names: tuple[str, ...], force: bool, no_prune: bool) -> None:
     """Remove one or more images."""
     from pyctr.errors import PyctrError
+    from pyctr.image.remove import remove_image
 
     store = _store(app)
     failed = 0
@@ -361,8 +248,10 @@ def history_rows(image, no_trunc: bool, human: bool = True) -> list[dict]:
                      "Size": size, "Comment": h.get("comment", "")})
     if not history:
         rows = [{"CreatedBy": "", "Created": cfg.get("created", ""), "Size": s, "Comment": ""} for s in sizes]
+    from pyctr.image.listing import history_image_ids
+
     rows.reverse()
-    ids = _history_ids(image, len(rows))
+    ids = history_image_ids(image, len(rows))
     for i, r in enumerate(rows):
         shown = ids.get(i)
         r["ID"] = (shown if no_trunc else shown[7:19]) if shown else "<missing>"
@@ -373,25 +262,6 @@ def history_rows(image, no_trunc: bool, human: bool = True) -> list[dict]:
         r["CreatedSince"] = since(r["Created"]) if human else r["Created"]
         r["SizeShown"] = human_size(r["Size"]) if human else str(r["Size"])
     return rows
-
-
-def _history_ids(image, rows: int) -> dict[int, str]:
-    """Row (newest first) -> the id of the local image that row made: the image itself on its top row, and for
-    each ancestor in its Parent chain (the legacy builder's step images) the row of its own newest history entry,
-    as dockerd shows them; rows of images not stored locally are "<missing>"."""
-    from pyctr.errors import PyctrError
-
-    ids = {0: image.id}
-    current = image
-    while current.parent:
-        try:
-            current = image.store.get_image(current.parent)
-        except PyctrError:
-            break
-        depth = len([h for h in current.config.get("history") or [] if isinstance(h, dict)])
-        if 0 < depth <= rows:
-            ids[rows - depth] = current.id
-    return ids
 
 
 @click.command()
@@ -417,30 +287,6 @@ def history(app: AppContext, name: str, no_trunc: bool, quiet: bool, human: bool
     click.echo(table.write(fmt, contexts, HISTORY_HEADERS), nl=False)
 
 
-def prune_images(store, all_unused: bool) -> tuple[list[str], int]:
-    """Remove dangling (or, with all_unused, all) images no container uses; (lines, bytes freed).
-
-    An intermediate image (untagged, with a child) is not dangling: it goes when its child goes, as dockerd
-    prunes the parents of what it deletes."""
-    users = store.containers_using()
-    lines, freed = [], 0
-    removed = True
-    while removed:  # deleting a child can make its parent prunable
-        removed = False
-        children = store.children()
-        for image in store.list_images():
-            if image.id in users or children.get(image.id):
-                continue
-            if image.repo_tags and not all_unused:
-                continue
-            lines += [f"untagged: {t}" for t in image.repo_tags] + [f"untagged: {d}" for d in image.repo_digests]
-            freed += image.size
-            store.delete_image(image.id)
-            lines.append(f"deleted: {image.id}")
-            removed = True
-    return lines, freed
-
-
 @click.command()
 @click.option("-a", "--all", "all_unused", is_flag=True, help="Remove all unused images, not just dangling ones.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
@@ -454,9 +300,9 @@ def prune(app: AppContext, all_unused: bool, force: bool, filters: tuple[str, ..
         click.echo(f"WARNING! This will remove {what}.")
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
-    store = _store(app)
-    lines, freed = prune_images(store, all_unused)
-    store.collect_garbage()
+    from pyctr.image.remove import prune_images
+
+    lines, freed = prune_images(_store(app), all_unused)
     if lines:
         click.echo("Deleted Images:")
         for line in lines:
@@ -576,27 +422,13 @@ def logout(server: str | None) -> None:
 
 # ---------------------------------------------------------------- system df
 
-def _du(path) -> int:
-    import os
-
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    for root, dirs, files in os.walk(path):
-        for name in files + dirs:
-            try:
-                st = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_blocks * 512 if st.st_blocks else st.st_size
-    return total
-
-
-def _layers_size(images: list) -> int:
-    """Docker's LayersSize: each layer the images use counted once (build steps share their base's layers)."""
-    return sum({layer.chain_id: layer.diff_size for image in images for layer in image.layers}.values())
+def df_row(usage) -> dict[str, str]:
+    """One `system df` row as docker-cli's diskUsageContext shows it (the images' reclaimable with its percent)."""
+    reclaimable = human_size(usage.reclaimable)
+    if usage.kind == "Images":
+        reclaimable += f" ({int(100 * usage.reclaimable / usage.size)}%)" if usage.size else " (0%)"
+    return {"Type": usage.kind, "TotalCount": str(usage.total), "Active": str(usage.active),
+            "Size": human_size(usage.size), "Reclaimable": reclaimable}
 
 
 @click.command()
@@ -605,32 +437,9 @@ def _layers_size(images: list) -> int:
 @pass_app
 def df(app: AppContext, verbose: bool, fmt: str | None) -> None:
     """Show pyctr disk usage."""
-    store = _store(app)
-    paths = app.config.paths
-    # dockerd counts no intermediate image (untagged, with a child), but every layer, once
-    children = store.children()
-    every_image = store.list_images()
-    images_ = [i for i in every_image if i.repo_tags or i.repo_digests or not children.get(i.id)]
-    users = store.containers_using()
-    image_size = _layers_size(every_image)
-    active_images = [i for i in images_ if i.id in users]
-    reclaim = image_size - _layers_size(active_images)
-    containers = [p for p in paths.containers.iterdir() if p.is_dir()] if paths.containers.is_dir() else []
-    container_size = sum(_du(p / "rootfs" / "upper") for p in containers)
-    volumes = [p for p in paths.volumes.iterdir() if p.is_dir()] if paths.volumes.is_dir() else []
-    volume_size = sum(_du(p) for p in volumes)
-    cache_size = _du(paths.build_cache) if paths.build_cache.is_dir() else 0
-    pct = f" ({int(100 * reclaim / image_size)}%)" if image_size else " (0%)"
-    rows = [
-        {"Type": "Images", "TotalCount": str(len(images_)), "Active": str(len(active_images)),
-         "Size": human_size(image_size), "Reclaimable": human_size(reclaim) + pct},
-        {"Type": "Containers", "TotalCount": str(len(containers)), "Active": "0",
-         "Size": human_size(container_size), "Reclaimable": human_size(container_size)},
-        {"Type": "Local Volumes", "TotalCount": str(len(volumes)), "Active": "0",
-         "Size": human_size(volume_size), "Reclaimable": human_size(volume_size)},
-        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": human_size(cache_size),
-         "Reclaimable": human_size(cache_size)},
-    ]
+    from pyctr.image.usage import disk_usage
+
+    rows = [df_row(usage) for usage in disk_usage(app.config.paths, _store(app))]
     contexts = [context("*formatter.diskUsageContext", r) for r in rows]
     click.echo(table.write(fmt if fmt and fmt != "table" else DF_FORMAT, contexts, DF_HEADERS), nl=False)
 

@@ -722,7 +722,7 @@ class Builder:
 
         with self._scratch_dir("view") as target:
             try:
-                mount_overlay([layer.diff_dir for layer in layers], None, None, str(target))
+                mount_overlay([str(layer.diff_dir) for layer in layers], None, None, str(target))
             except OSError as e:
                 raise BuildError(f"cannot mount the image's layers to read them: {e}") from None
             try:

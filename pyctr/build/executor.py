@@ -38,15 +38,16 @@ from pyctr.build.staging import (
     ensure_dir_in_stage,
     fetch_url,
     read_image_file,
+    resolve_in_root,
     stage_copy,
     walk_tree,
 )
 from pyctr.config import Config
 from pyctr.errors import BuildError, NotFoundError, PyctrError
+from pyctr.fsutil import remove_tree
 from pyctr.runtime.spec import Mount
 
 Printer = Callable[[str], None]
-_MS_RDONLY = 1
 
 
 @dataclass
@@ -579,7 +580,7 @@ class Builder:
             copied = where if items[0].kind == "dir" else where / items[0].name
             return copied, tree_digest(where)
         with self._source_root(mount.from_) as root:
-            source = resolve_in_tree(root, mount.source) if root is not None else None
+            source = resolve_in_root(root, mount.source) if root is not None else None
             if source is None or not os.path.lexists(source):
                 raise NotFoundError(f"RUN --mount from {mount.from_}: {mount.source or '/'}: not found")
             if source.is_dir():
@@ -717,10 +718,11 @@ class Builder:
             yield layers[0].diff_dir
             return
         from pyctr.runtime import syscalls
+        from pyctr.runtime.rootfs import mount_overlay
 
         with self._scratch_dir("view") as target:
             try:
-                _mount_readonly_overlay([Path(layer.diff_dir) for layer in layers], target)
+                mount_overlay([str(layer.diff_dir) for layer in layers], None, None, str(target))
             except OSError as e:
                 raise BuildError(f"cannot mount the image's layers to read them: {e}") from None
             try:
@@ -737,7 +739,8 @@ class Builder:
         try:
             yield path
         finally:
-            _remove(path)
+            with contextlib.suppress(OSError):  # a leftover in the scratch area must not fail the build
+                remove_tree(path)
 
 
 @dataclass
@@ -776,58 +779,7 @@ def _copy_regular(source: str | Path, target: str | Path) -> bool:
     return True
 
 
-def resolve_in_tree(root: Path, path: str) -> Path:
-    """`path` inside `root` as if `root` were `/`: symlinks followed, absolute ones and `..` kept inside it."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        host = root.joinpath(*resolved, part)
-        if host.is_symlink():
-            hops += 1
-            if hops > 40:
-                raise BuildError(f"too many levels of symbolic links: {path}")
-            target = os.readlink(host)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
-
-
-def _mount_readonly_overlay(layer_dirs: list[Path], target: Path) -> None:
-    """Overlay of layers (base first) at `target`, read-only, no upper dir.
-
-    Mount data is limited to one page, so long layer lists are given relative
-    to their common parent, with the working directory there during the mount.
-    """
-    from pyctr.runtime import syscalls
-
-    lowers = [str(d) for d in reversed(layer_dirs)]
-    data = "lowerdir=" + ":".join(lowers)
-    if len(data) <= 4000:
-        syscalls.mount("overlay", str(target), "overlay", _MS_RDONLY, data)
-        return
-    common = os.path.commonpath(lowers)
-    previous = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.chdir(common)
-        data = "lowerdir=" + ":".join(os.path.relpath(d, common) for d in lowers)
-        syscalls.mount("overlay", str(target), "overlay", _MS_RDONLY, data)
-    finally:
-        os.fchdir(previous)
-        os.close(previous)
-
-
 def _exists_in(root: Path, path: str) -> bool:
-    from pyctr.build.staging import resolve_in_root
-
     with contextlib.suppress(OSError, BuildError):
         return resolve_in_root(root, path).is_dir()
     return False
@@ -835,8 +787,6 @@ def _exists_in(root: Path, path: str) -> bool:
 
 def _image_sources(root: Path, source: str) -> list[SourceItem]:
     """COPY --from sources: paths inside another stage's (or image's) filesystem."""
-    from pyctr.build.staging import resolve_in_root
-
     rel = posixpath.normpath("/" + source)
     if has_wildcard(rel):
         import fnmatch
@@ -855,15 +805,6 @@ def _image_sources(root: Path, source: str) -> list[SourceItem]:
         else:
             items.append(SourceItem(name=host.name or posixpath.basename(rel), host=host))
     return items
-
-
-def _remove(path: Path) -> None:
-    def onerror(func: Any, p: str, exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
-            func(p)
-
-    shutil.rmtree(path, onerror=onerror)
 
 
 def _host_platform() -> dict[str, str]:

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from pyctr.runtime.state import ContainerRecord
 
 CHUNK = 1 << 20
-OPENAT2_RETRIES = 16  # openat2 says EAGAIN when a rename raced with ".." resolution: just retry
 
 
 # ------------------------------------------------------------------------------------------ deciding (pure)
@@ -207,16 +206,9 @@ class ContainerFilesystem(Filesystem):
         self.container = container
 
     def open_path(self, path: str, follow: bool) -> int:
-        from pyctr.runtime import syscalls as s
+        from pyctr.runtime.rootfs import resolve_in_root
 
-        relative = os.path.normpath("/" + path).lstrip("/") or "."
-        flags = s.O_PATH | (0 if follow else os.O_NOFOLLOW)
-        for _ in range(OPENAT2_RETRIES):
-            try:
-                return s.openat2(self.root_fd, relative, flags, s.RESOLVE_IN_ROOT | s.RESOLVE_NO_MAGICLINKS)
-            except BlockingIOError:
-                continue
-        raise RuntimeFailure(f"cannot resolve {path} in the container: it keeps changing")
+        return resolve_in_root(self.root_fd, path, flags=0 if follow else os.O_NOFOLLOW)
 
     def describe(self, path: str) -> str:
         return f"{self.container}:{path}"

@@ -135,12 +135,67 @@ def _relative(path: str) -> str:
     return rel or "."
 
 
-def resolve_in_root(root_fd: int, path: str, *, follow: bool = True) -> int:
-    """An O_PATH fd for `path` with the new root as "/": symlinks cannot escape it (or are refused)."""
+OPENAT2_RETRIES = 16  # openat2 says EAGAIN when a rename raced with ".." resolution: just retry
+
+
+def resolve_in_root(root_fd: int, path: str, *, follow: bool = True, flags: int = 0) -> int:
+    """An fd (O_PATH plus `flags`) for `path` with `root_fd` as "/": symlinks and `..` cannot leave it.
+
+    The one resolver of paths inside a root (rootfs mounts, cp, build staging): the kernel walks the path
+    with RESOLVE_IN_ROOT, so absolute symlinks and `..` are clamped to the root and magic links
+    (/proc/self/fd/N) are refused. `follow=False` refuses every symlink on the way (RESOLVE_NO_SYMLINKS);
+    `flags=os.O_NOFOLLOW` opens only a final symlink itself. openat2 answers EAGAIN when a concurrent rename
+    could have let `..` escape; retrying is the documented answer, bounded so a hostile loop cannot spin us.
+    """
     from pyctr.runtime import syscalls as s
 
     resolve = s.RESOLVE_IN_ROOT | s.RESOLVE_NO_MAGICLINKS | (0 if follow else s.RESOLVE_NO_SYMLINKS)
-    return s.openat2(root_fd, _relative(path), s.O_PATH, resolve)
+    relative = _relative(path)
+    for _ in range(OPENAT2_RETRIES):
+        try:
+            return s.openat2(root_fd, relative, s.O_PATH | flags, resolve)
+        except BlockingIOError:
+            continue
+    raise RuntimeFailure(f"cannot resolve {path}: it keeps changing")
+
+
+def host_path_in_root(root: Path, path: str, *, _hops: int = 0) -> Path:
+    """The host path of `path` inside the directory `root`, resolved by `resolve_in_root` as if `root` were "/".
+
+    Unlike the fd, a host path may name something missing (a destination to create): the existing prefix
+    is resolved by the kernel and the missing rest appended; a dangling symlink is followed (inside the
+    root) to the path it names. Raises OSError(ELOOP) past 40 links, as the kernel does.
+    """
+    if _hops > 40:
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+    relative = _relative(path)
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            with opened(resolve_in_root(root_fd, relative)) as fd:
+                return _host_path(root, root_fd, fd)
+        except FileNotFoundError:
+            pass
+        if relative == ".":
+            raise
+        parent, name = os.path.split(relative)
+        try:
+            link = resolve_in_root(root_fd, relative, flags=os.O_NOFOLLOW)
+        except FileNotFoundError:  # `name` or a directory above it is missing
+            return host_path_in_root(root, parent or "/", _hops=_hops) / name
+        with opened(link):
+            target = os.readlink("", dir_fd=link) if stat.S_ISLNK(os.fstat(link).st_mode) else None
+        if target is None:  # it appeared meanwhile
+            return host_path_in_root(root, relative, _hops=_hops + 1)
+        return host_path_in_root(root, os.path.join("/" + parent, target), _hops=_hops + 1)
+    finally:
+        os.close(root_fd)
+
+
+def _host_path(root: Path, root_fd: int, fd: int) -> Path:
+    """`root` joined with where `fd` is below `root_fd` (the kernel's names, `root` as the caller spelled it)."""
+    below = os.path.relpath(os.readlink(fd_path(fd)), os.readlink(fd_path(root_fd)))
+    return root if below == "." else root / below
 
 
 @contextlib.contextmanager
@@ -405,28 +460,39 @@ def readonly_paths(root_fd: int, paths: list[str]) -> None:
                     s.MS_REMOUNT | s.MS_BIND | s.MS_RDONLY | s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
 
 
-def overlay_options(lowerdirs: list[str], upperdir: str, workdir: str) -> str:
-    """overlayfs wants the top layer first; the image store lists the base first."""
+def overlay_options(lowerdirs: list[str], upperdir: str | None, workdir: str | None) -> str:
+    """overlayfs wants the top layer first; the image store lists the base first. No upper: read-only."""
     lower = ":".join(reversed(lowerdirs))
+    if upperdir is None:
+        return f"lowerdir={lower}"
     return f"lowerdir={lower},upperdir={upperdir},workdir={workdir}"
 
 
-def mount_overlay(lowerdirs: list[str], upperdir: str, workdir: str, merged: str) -> None:
-    """Mount the image layers plus the container's writable layer at `merged`.
+def mount_overlay(lowerdirs: list[str], upperdir: str | None, workdir: str | None, merged: str) -> None:
+    """Mount layers (base first) plus a writable layer at `merged`; without `upperdir`, read-only layers only.
 
-    Long layer lists exceed the one-page mount data limit, so when needed the
-    lower dirs are given relative to their common parent (we chdir there).
+    The one overlay mount (containers, cp into a stopped container, build steps). Long layer lists exceed
+    the one-page mount data limit, so when needed the lower dirs are given relative to their common parent,
+    with the working directory there during the mount (and restored after).
     """
     from pyctr.runtime import syscalls as s
 
     if not lowerdirs:
         raise RuntimeFailure("the image has no layers")
+    flags = 0 if upperdir is not None else s.MS_RDONLY
     data = overlay_options(lowerdirs, upperdir, workdir)
-    if len(data) > 4000:
-        common = os.path.commonpath(lowerdirs)
+    if len(data) <= 4000:
+        s.mount("overlay", merged, "overlay", flags, data)
+        return
+    common = os.path.commonpath(lowerdirs)
+    previous = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
         os.chdir(common)
         data = overlay_options([os.path.relpath(d, common) for d in lowerdirs], upperdir, workdir)
-    s.mount("overlay", merged, "overlay", 0, data)
+        s.mount("overlay", merged, "overlay", flags, data)
+    finally:
+        os.fchdir(previous)
+        os.close(previous)
 
 
 def pivot_into(root: str) -> None:

@@ -160,7 +160,7 @@ def test_stubs_the_runtime_made_are_removed_from_the_layer(tmp_path):
 
 def test_bind_source_from_a_stage_stays_inside_its_root(tmp_path):
     """`from=stage,source=../../etc` or a stage's symlink to /etc mean the stage's own /etc, never the host's."""
-    from pyctr.build.executor import resolve_in_tree
+    from pyctr.build.staging import resolve_in_root
 
     root = tmp_path / "stage"
     (root / "etc").mkdir(parents=True)
@@ -168,7 +168,7 @@ def test_bind_source_from_a_stage_stays_inside_its_root(tmp_path):
     os.symlink("/etc", root / "out" / "abs")
     os.symlink("../../../../etc", root / "out" / "rel")
     for source in ("../../etc", "/out/abs", "out/rel", "out/abs/../../../etc"):
-        assert resolve_in_tree(root, source) == root / "etc", source
+        assert resolve_in_root(root, source) == root / "etc", source
     os.symlink("loop", root / "loop")
     with pytest.raises(BuildError, match="too many levels of symbolic links"):
-        resolve_in_tree(root, "loop")
+        resolve_in_root(root, "loop")

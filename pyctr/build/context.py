@@ -223,10 +223,11 @@ def read_stdin_context(stream: BinaryIO, directory: Path) -> StdinContext:
     context (`..`, symlink chains, hardlinks out) is refused, never written outside.
     """
     from pyctr.errors import UnsafeArchiveError
+    from pyctr.image.tarstream import read_up_to
     from pyctr.image.unpack import PrefixedStream, looks_like_archive, unpack_archive
 
     counted = _Counting(stream)
-    head = _read_up_to(counted, _BLOCK)
+    head = read_up_to(counted, _BLOCK)
     if not looks_like_archive(head):
         data = head + counted.read()
         return StdinContext(data.decode(errors="replace"), _TAR_FOOTER + context_tar_entry_size(len(data)))
@@ -239,14 +240,3 @@ def read_stdin_context(stream: BinaryIO, directory: Path) -> StdinContext:
     except OSError as e:
         raise BuildError(f"failed to read the build context from stdin: {e.strerror or e}") from None
     return StdinContext(None, counted.count)
-
-
-def _read_up_to(stream: _Counting, n: int) -> bytes:
-    parts, got = [], 0
-    while got < n:
-        data = stream.read(n - got)
-        if not data:
-            break
-        parts.append(data)
-        got += len(data)
-    return b"".join(parts)

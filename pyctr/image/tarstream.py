@@ -60,7 +60,7 @@ def detect_compression(media_type: str | None, head: bytes) -> str:
     return "tar"
 
 
-def _read_head(stream: BinaryIO, n: int) -> bytes:
+def read_up_to(stream: BinaryIO, n: int) -> bytes:
     """Read up to `n` bytes even from a stream that returns short reads."""
     parts: list[bytes] = []
     got = 0
@@ -219,7 +219,7 @@ class LayerSource:
     """
 
     def __init__(self, stream: BinaryIO, media_type: str | None = None, *, threaded: bool = True) -> None:
-        head = _read_head(stream, 4)
+        head = read_up_to(stream, 4)
         self.compression = detect_compression(media_type, head)
         chunks = _DECODERS[self.compression](stream, head)
         self._pump: _Pump | None = None

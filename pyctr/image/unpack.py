@@ -495,17 +495,22 @@ def unpack_layer(stream: BinaryIO, media_type: str | None, dest: str | os.PathLi
 
 def _unpack_into(stream: BinaryIO, media_type: str | None, root_fd: int, threaded: bool) -> UnpackResult:
     with LayerSource(stream, media_type, threaded=threaded) as source:
-        extractor = _Extractor(root_fd, source)
-        try:
-            _extract_all(source, extractor)
-            try:
-                extractor.finish_dirs()
-            except OSError as exc:
-                raise _os_error("directory metadata", exc) from None
-        finally:
-            extractor.close()
-        source.drain()
+        _extract_and_drain(source, root_fd, layer=True)
         return UnpackResult(diff_id=source.diff_id, size=source.size)
+
+
+def _extract_and_drain(source: LayerSource, root_fd: int, *, layer: bool) -> None:
+    """Every entry of `source` into `root_fd`, then directory metadata, then the rest of the stream (verified)."""
+    extractor = _Extractor(root_fd, source)
+    try:
+        _extract_all(source, extractor, layer=layer)
+        try:
+            extractor.finish_dirs()
+        except OSError as exc:
+            raise _os_error("directory metadata", exc) from None
+    finally:
+        extractor.close()
+    source.drain()
 
 
 def _extract_all(source: LayerSource, extractor: _Extractor, *, layer: bool = True) -> None:
@@ -607,16 +612,7 @@ def unpack_archive(stream: BinaryIO, dest: str | os.PathLike[str]) -> int:
         raise StoreError(f"cannot unpack an archive into {os.fspath(dest)!r}: {exc.strerror}") from None
     try:
         with LayerSource(decompressed(stream), None, threaded=False) as source:
-            extractor = _Extractor(root_fd, source)
-            try:
-                _extract_all(source, extractor, layer=False)
-                try:
-                    extractor.finish_dirs()
-                except OSError as exc:
-                    raise _os_error("directory metadata", exc) from None
-            finally:
-                extractor.close()
-            source.drain()
+            _extract_and_drain(source, root_fd, layer=False)
             return source.size
     except SourceError as exc:  # a corrupt bzip2/xz stream, or the stream itself failing
         raise UnsafeArchiveError(f"cannot read the archive: {exc.original}") from None

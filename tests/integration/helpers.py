@@ -209,3 +209,31 @@ def cve_2025_4517_members(outside: Path) -> list[tuple]:
 
 def host_files(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def run_under_a_pty(env: dict[str, str], *args: str, timeout: float = 30) -> tuple[int, bytes]:
+    """`pyctr ARGS` with a real terminal as its stdin/stdout/stderr, as a user's shell gives it:
+    (exit code, everything it showed)."""
+    import pty
+    import select
+
+    from tests.integration.conftest import PYCTR_BIN
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(str(PYCTR_BIN), [str(PYCTR_BIN), *args], env)
+    shown, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown

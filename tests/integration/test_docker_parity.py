@@ -212,28 +212,9 @@ def test_proc_interrupts_is_not_masked(dk):
 
 def run_in_a_terminal(dk: PyctrRunner, *args: str, timeout: float = 30) -> bytes:
     """`pyctr <args>` with a pty as its terminal (as a user's shell gives it); everything it printed."""
-    import pty
-    import select
-    import time
+    from tests.integration.helpers import run_under_a_pty
 
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execve(str(PYCTR_BIN), [str(PYCTR_BIN), *args], dk.env)
-    output, deadline = b"", time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if select.select([fd], [], [], 0.5)[0]:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                output += chunk
-    finally:
-        os.close(fd)
-        os.waitpid(pid, 0)
-    return output
+    return run_under_a_pty(dk.env, *args, timeout=timeout)[1]
 
 
 def test_the_tty_is_dev_pts_0(dk):

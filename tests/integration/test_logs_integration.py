@@ -96,27 +96,9 @@ def test_logs_of_unknown_container(lc):
 
 def run_under_a_pty(lc, *args: str, timeout: float = 30) -> tuple[int, bytes]:
     """`pyctr ARGS` with a real terminal as its stdin/stdout/stderr, as a user types it; (code, what it showed)."""
-    import os
-    import pty
-    import select
+    from tests.integration import helpers
 
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execve(str(PYCTR_BIN), [str(PYCTR_BIN), *args], lc.env)
-    shown = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.2)[0]:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-    os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), shown
+    return helpers.run_under_a_pty(lc.env, *args, timeout=timeout)
 
 
 def test_an_attached_tty_run_is_logged_as_docker_logs_it(lc, cleanup):

@@ -29,11 +29,12 @@ Doing (`run_exec`), three processes:
   execveat of the shim, which execs the command (runtime/execshim.py: the
   host interpreter never becomes a container process's exe, CVE-2019-5736).
 
-The init steps G borrows are listed in REUSED_INIT_STEPS (a unit test checks
-they still exist). A failure in C or G before the execve arrives on the report
-pipe, as for a container start, and is raised in P with Docker's exec exit code
-(126: Docker 20.10 + runc report every exec start failure, even a missing
-command, as 126). Without -t, P forwards the signals it gets to G (via a pidfd).
+The init steps G borrows are listed in REUSED_INIT_STEPS (until the process
+core gives init and joiners one public launch sequence: issue 14). A failure
+in C or G before the execve arrives on the report pipe, as for a container
+start, and is raised in P with Docker's exec exit code (126: Docker 20.10 +
+runc report every exec start failure, even a missing command, as 126). Without
+-t, P forwards the signals it gets to G (via a pidfd).
 """
 
 from __future__ import annotations

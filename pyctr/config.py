@@ -94,6 +94,11 @@ class Paths:
     def tmp(self) -> Path:
         return self.root / "tmp"
 
+    @property
+    def build_steps(self) -> Path:
+        """One empty file per build RUN step that holds a cgroup: what `system check` removes after a killed build."""
+        return self.root / "build-steps"
+
 
 def load_config(
     root: str | None = None, config_file: str | None = None, debug: bool = False

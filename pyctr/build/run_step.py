@@ -214,6 +214,10 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
     stdio = Stdio(devnull, devnull, devnull) if quiet else Stdio(devnull, 1, 1)
     # A cgroup as `run` has: above all its device rules (the step has CAP_MKNOD; without them a node it makes
     # for a host disk opens, and the build reads or writes that disk).
+    # The step's id is recorded first: a killed build leaves its cgroup, which `system check` then removes.
+    config.paths.build_steps.mkdir(mode=0o700, exist_ok=True)
+    step_record = config.paths.build_steps / container_id
+    step_record.touch()
     cgroup = create_cgroup(container_id, Limits())
     try:
         launched = launch(spec, LaunchHooks(join_cgroup=cgroup.add_process, before_exec=before_exec), stdio)
@@ -228,6 +232,7 @@ def run_in_container(config: Config, image_config: dict, lowerdirs: list[Path], 
         os.close(devnull)
         with contextlib.suppress(PyctrError, OSError):
             cgroup.destroy()
+            step_record.unlink()
         if connected:
             from pyctr.runtime.network import teardown_network
 

@@ -252,7 +252,8 @@ class RuntimeRepairer:
 
     def actions(self) -> dict[str, Callable[[Finding], str]]:
         return {"remove_container": self.remove_container, "finish_removal": self.finish_removal,
-                "mark_exited": self.mark_exited, "teardown": self.teardown, "reap_network": self.reap_network}
+                "mark_exited": self.mark_exited, "teardown": self.teardown, "reap_network": self.reap_network,
+                "remove_build_step": lambda f: remove_build_step(self.config.paths.build_steps, f.target)}
 
     def _teardown_by_id(self, cid: str, directory: Path) -> None:
         """For a container whose config cannot be trusted: release cgroup, network and mounts by id."""
@@ -327,6 +328,29 @@ def check_containers(config: Config, repair: bool = True, grace: float = CGROUP_
     # containers.lock is ContainerStore's store-wide lock (held by create and by removal's rename)
     with ImageStore(paths).gc_lock(shared=False), file_lock(paths.locks / "containers.lock"):
         snapshot = snapshot_runtime(config)
-        findings = decide(snapshot, grace)
+        findings = decide(snapshot, grace) + build_step_findings(paths.build_steps)
         actions = RuntimeRepairer(config, snapshot).actions() if repair else {}
         return apply_findings(findings, actions, repair)
+
+
+def build_step_findings(records: Path) -> list[Finding]:
+    """Build RUN steps whose build died (SIGKILL): their cgroups stay. With the GC lock held exclusively no build
+    runs, so every recorded step is such a leftover (the step itself died with its build)."""
+    try:
+        ids = sorted(os.listdir(records))
+    except FileNotFoundError:
+        return []
+    return [Finding(f"build step {cid[:12]}", "left by a build that died", "remove_build_step", cid) for cid in ids]
+
+
+def remove_build_step(records: Path, cid: str) -> str:
+    """Destroy a dead build step's cgroup (refused while a process is still in it), then forget the step."""
+    from pyctr.runtime.cgroups import open_cgroup
+
+    cgroup = open_cgroup(cid)
+    if cgroup.exists():
+        if cgroup.pids():
+            raise PyctrError(f"build step {cid[:12]} still has processes in its cgroup")
+        cgroup.destroy()
+    (records / cid).unlink(missing_ok=True)
+    return "removed its cgroup"

@@ -176,12 +176,19 @@ def test_sigkill_pull(registry, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+def _pyctr_cgroups() -> set[str]:
+    """The ids of every container cgroup pyctr has on this machine (any root)."""
+    parents = [*Path("/sys/fs/cgroup").glob("*/pyctr"), *Path("/sys/fs/cgroup").glob("pyctr")]
+    return {p.name for parent in parents for p in parent.iterdir() if p.is_dir()}
+
+
 def test_sigkill_build(busybox_root, tmp_path):
     context_dir = tmp_path / "ctx"
     context_dir.mkdir()
     (context_dir / "Dockerfile").write_text(DOCKERFILE)
     (context_dir / "note.txt").write_text("note\n")
     runner = busybox_root
+    cgroups_before = _pyctr_cgroups()
     duration = timed(runner, "build", "--no-cache", "-t", "faulty:latest", ".", cwd=context_dir)
     for seed, delay in delays(duration):
         context = f"build seed {seed} killed after {delay * 1000:.0f} ms"
@@ -193,6 +200,8 @@ def test_sigkill_build(busybox_root, tmp_path):
         assert timed(runner, "build", "--no-cache", "-t", "faulty:latest", ".", cwd=context_dir) > 0
     out = runner("run", "--rm", "--network", "none", "faulty:latest")
     assert (out.returncode, out.stdout) == (0, "note\none\n"), out.stderr
+    # every step's cgroup is gone: removed by the step's build, or by the check after a killed build
+    assert _pyctr_cgroups() <= cgroups_before, "a killed build left its RUN step's cgroup"
     assert remaining_problems(runner) == []
     assert list((runner.root / "tmp").glob("build-*")) == []
     assert mounts_under(runner.root) == []

@@ -173,12 +173,14 @@ def rmi(app: AppContext, names: tuple[str, ...], force: bool, no_prune: bool) ->
     """Remove one or more images."""
     from pyctr.errors import PyctrError
     from pyctr.image.remove import remove_image
+    from pyctr.runtime.usage import image_users
 
     store = _store(app)
     failed = 0
     for name in names:
         try:
-            for line in remove_image(store, name, force, prune=not no_prune):
+            in_use = image_users(app.config.paths)
+            for line in remove_image(store, name, force, prune=not no_prune, in_use=in_use):
                 click.echo(line)
         except PyctrError as e:
             click.echo(f"Error: {e.message}", err=True)
@@ -301,8 +303,9 @@ def prune(app: AppContext, all_unused: bool, force: bool, filters: tuple[str, ..
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
     from pyctr.image.remove import prune_images
+    from pyctr.runtime.usage import image_users
 
-    lines, freed = prune_images(_store(app), all_unused)
+    lines, freed = prune_images(_store(app), all_unused, in_use=image_users(app.config.paths))
     if lines:
         click.echo("Deleted Images:")
         for line in lines:
@@ -437,7 +440,7 @@ def df_row(usage) -> dict[str, str]:
 @pass_app
 def df(app: AppContext, verbose: bool, fmt: str | None) -> None:
     """Show pyctr disk usage."""
-    from pyctr.image.usage import disk_usage
+    from pyctr.runtime.usage import disk_usage
 
     rows = [df_row(usage) for usage in disk_usage(app.config.paths, _store(app))]
     contexts = [context("*formatter.diskUsageContext", r) for r in rows]

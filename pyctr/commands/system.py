@@ -144,10 +144,11 @@ def check(app: AppContext, dry_run: bool) -> None:
     Prints one line per problem. Exits 0 when everything is consistent (after repairs), 1 otherwise.
     """
     from pyctr.image.check import check_store
-    from pyctr.runtime.check import check_containers
+    from pyctr.runtime.check import check_containers, unmount_all
 
     config = app.config
-    outcomes = check_store(config.paths, repair=not dry_run) + check_containers(config, repair=not dry_run)
+    outcomes = (check_store(config.paths, repair=not dry_run, unmount=unmount_all)
+                + check_containers(config, repair=not dry_run))
     for outcome in outcomes:
         click.echo(outcome.line())
     if any(not outcome.repaired for outcome in outcomes):

@@ -15,11 +15,9 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import posixpath
 import shutil
 import tarfile
-import time
 from pathlib import Path
 from typing import IO
 
@@ -97,11 +95,9 @@ def _add_dir(tar: tarfile.TarFile, name: str) -> None:
 
 def _add_layer(store: ImageStore, tar: tarfile.TarFile, layer, hexid: str, parent: str) -> None:
     """Add `<hexid>/layer.tar` (uncompressed, verified against the diff id), VERSION and json."""
-    from pyctr.image.push import _layer_blob
-
-    blob = _layer_blob(store, layer)
+    blob = store.layer_blob(layer)
     store.ensure()
-    tmp = store.paths.tmp / f"save-{os.getpid()}-{time.monotonic_ns()}.tar"
+    tmp = store.layout.scratch("save", ".tar")
     try:
         with store.open_blob(blob["digest"]) as src, open(tmp, "wb") as dst:
             diff_id = _decompress_to(src, dst)
@@ -149,7 +145,7 @@ def _decompress_to(src: IO[bytes], dst: IO[bytes]) -> str:
 def load_archive(store: ImageStore, stream: IO[bytes]) -> list[str]:
     """Load every image of a docker-archive; returns Docker's "Loaded image: ..." lines."""
     store.ensure()
-    staging = store.paths.tmp / f"load-{os.getpid()}-{time.monotonic_ns()}"
+    staging = store.layout.scratch("load")
     staging.mkdir(mode=0o700)
     try:
         links = _stage(stream, staging)
@@ -258,7 +254,7 @@ def _store_layer_blob(store: ImageStore, path: Path) -> dict:
     digest = file_digest(path)
     size = path.stat().st_size
     if not store.has_blob(digest):
-        copy = store.paths.tmp / f"blob-load-{os.getpid()}-{time.monotonic_ns()}"
+        copy = store.layout.scratch("blob-load")
         shutil.copyfile(path, copy)
         store.put_blob_file(copy, digest, size)
     return {"mediaType": media_type, "digest": digest, "size": size}

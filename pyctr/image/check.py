@@ -30,14 +30,18 @@ from typing import Any
 from pyctr.config import Paths
 from pyctr.errors import InvalidReference
 from pyctr.fsutil import atomic_write_json, fsync_dir, read_json, remove_tree
-from pyctr.image.store import pid_alive
+from pyctr.image.layout import (
+    HEX64,
+    LAYER_DIFF,
+    LAYER_RECORD,
+    PARTIAL_BLOB,
+    PID_NAMED,
+    PID_SUFFIXED,
+    REPOSITORIES,
+    StoreLayout,
+    pid_alive,
+)
 
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
-REPOSITORIES = "repositories.json"
-LAYER_RECORD = "layer.json"
-_PID_NAMED = re.compile(r"^[a-z-]+?-(\d+)-")  # <kind>-<pid>-<nonce>: pack-, save-, load-, repack-, blob-load-
-_PID_SUFFIXED = re.compile(r"^\..+\.(\d+)$")  # .<name>.<pid>: a compile or atomic write in progress
-_PARTIAL_BLOB = re.compile(r"^blob-([0-9a-f]{64})\.partial$")
 _MONITOR_PYC = re.compile(r"^monitor-.+\.pyc$")
 
 
@@ -325,7 +329,7 @@ def decide_tmp(entries: Iterable[TmpEntry], stored_blobs: set[str]) -> list[Find
             continue
         if _MONITOR_PYC.match(entry.name):
             continue
-        partial = _PARTIAL_BLOB.match(entry.name)
+        partial = PARTIAL_BLOB.match(entry.name)
         if partial:
             if partial.group(1) in stored_blobs:
                 findings.append(Finding(subject, "partial download of a blob already stored", "remove_tmp",
@@ -386,7 +390,7 @@ def _read_layer(path: Path) -> LayerFacts:
     except (OSError, ValueError) as e:
         error = f"unreadable: {e}"
     strays = tuple(sorted(n for n in os.listdir(path) if n.startswith(f".{LAYER_RECORD}.tmp.")))
-    return LayerFacts(path.name, record, error, (path / "diff").is_dir(), strays)
+    return LayerFacts(path.name, record, error, (path / LAYER_DIFF).is_dir(), strays)
 
 
 def _read_layers(directory: Path) -> dict[str, LayerFacts]:
@@ -416,7 +420,7 @@ def _read_images(directory: Path, blobs_dir: Path) -> dict[str, ImageFacts]:
         for path in directory.iterdir():
             if path.name.startswith(REPOSITORIES):
                 continue  # the tags file and its backups
-            temp = _PID_SUFFIXED.match(path.name)
+            temp = PID_SUFFIXED.match(path.name)
             if temp:  # an atomic write's temp file: in progress if its writer lives
                 if not pid_alive(int(temp.group(1))):
                     out[path.name] = ImageFacts(path.name, None, "a leftover temp file of a process that died")
@@ -466,8 +470,8 @@ def _read_tmp(directory: Path, points: list[str]) -> tuple[TmpEntry, ...]:
     entries = []
     with contextlib.suppress(FileNotFoundError):
         for path in directory.iterdir():
-            m = _PID_NAMED.match(path.name) or _PID_SUFFIXED.match(path.name)
-            pid = int(m.group(1)) if m and not _PARTIAL_BLOB.match(path.name) else None
+            m = PID_NAMED.match(path.name) or PID_SUFFIXED.match(path.name)
+            pid = int(m.group(1)) if m and not PARTIAL_BLOB.match(path.name) else None
             entries.append(TmpEntry(path.name, path.is_dir() and not path.is_symlink(),
                                     tuple(mounts_under(path, points)), pid, pid is not None and pid_alive(pid)))
     return tuple(entries)
@@ -488,24 +492,25 @@ def snapshot_store(paths: Paths) -> StoreSnapshot:
 
 # ------------------------------------------------------------------ repairing
 
-def unmount_all(points: list[str]) -> None:
-    """Detach each mount point (deepest first); one already gone is fine."""
-    from pyctr.runtime.syscalls import umount2
+Unmount = Callable[[list[str]], None]
 
-    MNT_DETACH = 2
-    for point in points:
-        try:
-            umount2(point, MNT_DETACH)
-        except OSError as e:
-            if e.errno not in (22, 2):  # EINVAL: not a mount point (any more); ENOENT
-                raise
+
+def cannot_unmount(points: list[str]) -> None:
+    """The unmounter of a check that was given none: a mounted tmp/ entry stays (reported, not repaired)."""
+    if points:
+        raise OSError(f"{len(points)} mount(s) to detach and no unmounter given")
 
 
 class StoreRepairer:
-    """The actions `decide`'s findings name, applied to one root."""
+    """The actions `decide`'s findings name, applied to one root.
 
-    def __init__(self, paths: Paths) -> None:
+    Unmounting is a kernel primitive of the runtime (its syscalls module), which the image package does not
+    import: the caller hands it in (`pyctr.runtime.check.unmount_all`)."""
+
+    def __init__(self, paths: Paths, unmount: Unmount = cannot_unmount) -> None:
         self.paths = paths
+        self.layout = StoreLayout(paths)
+        self.unmount = unmount
 
     def actions(self) -> dict[str, Callable[[Finding], str]]:
         return {"remove_blob": self.remove_blob, "remove_layer": self.remove_layer,
@@ -513,9 +518,7 @@ class StoreRepairer:
                 "untag": self.untag, "reset_repositories": self.reset_repositories, "remove_tmp": self.remove_tmp}
 
     def _records_lock(self) -> contextlib.AbstractContextManager[int]:
-        from pyctr.image.store import ImageStore
-
-        return ImageStore(self.paths).records_lock()
+        return self.layout.records_lock()
 
     def remove_blob(self, finding: Finding) -> str:
         remove_tree(self.paths.blobs / finding.target)
@@ -567,19 +570,19 @@ class StoreRepairer:
     def remove_tmp(self, finding: Finding) -> str:
         path = self.paths.tmp / finding.target
         points = mounts_under(path, mount_points())
-        unmount_all(points)
+        self.unmount(points)
         remove_tree(path)
         return f"unmounted {len(points)} and removed" if points else "removed"
 
 
-def check_store(paths: Paths, repair: bool = True) -> list[Outcome]:
-    """Verify the image store under the exclusive GC lock; repair (by removal) unless `repair` is False."""
+def check_store(paths: Paths, repair: bool = True, unmount: Unmount = cannot_unmount) -> list[Outcome]:
+    """Verify the image store under the exclusive GC lock; repair (by removal) unless `repair` is False.
+
+    `unmount` detaches mount points (deepest first) left in tmp/ by a build that died."""
     if not paths.root.is_dir():
         return []
-    from pyctr.image.store import ImageStore
-
-    with ImageStore(paths).gc_lock(shared=False):
+    with StoreLayout(paths).gc_lock(shared=False):
         findings = decide(snapshot_store(paths))
         if not repair:
             return apply_findings(findings, {}, repair=False)
-        return apply_findings(findings, StoreRepairer(paths).actions(), repair=True)
+        return apply_findings(findings, StoreRepairer(paths, unmount).actions(), repair=True)

@@ -41,7 +41,7 @@ def history_image_ids(image, rows: int) -> dict[int, str]:
     current = image
     while current.parent:
         try:
-            current = image.store.get_image(current.parent)
+            current = image.store.get(current.parent)
         except PyctrError:
             break
         depth = len([h for h in current.config.get("history") or [] if isinstance(h, dict)])

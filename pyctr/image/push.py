@@ -9,9 +9,7 @@ compressed blob (loaded from an archive by an older pyctr) are packed again.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 from typing import TextIO
 
@@ -19,7 +17,7 @@ from pyctr.config import Config
 from pyctr.errors import NotFoundError, RegistryError, UsageError
 from pyctr.image.manifest import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, build_manifest
 from pyctr.image.reference import parse_reference
-from pyctr.image.store import ImageRecord, ImageStore, LayerRecord
+from pyctr.image.store import ImageRecord, ImageStore
 
 
 def _client_for(config: Config, registry: str, repository: str, actions: tuple[str, ...]):
@@ -44,29 +42,6 @@ def login_check(config: Config, registry: str, user: str, password: str) -> None
     client.ping()
 
 
-def _layer_blob(store: ImageStore, layer: LayerRecord) -> dict:
-    """The layer's compressed blob descriptor, packing the layer again if the blob is gone."""
-    if layer.blob and store.has_blob(layer.blob["digest"]):
-        return layer.blob
-    from pyctr.image.pack import pack_layer
-
-    store.ensure()
-    tmp = store.paths.tmp / f"repack-{os.getpid()}-{time.monotonic_ns()}.tar.gz"
-    try:
-        with open(tmp, "wb") as out:
-            result = pack_layer(layer.diff_dir, out)
-        if result.diff_id != layer.diff_id:
-            raise RegistryError(f"layer {layer.chain_id} no longer matches its diff id; cannot push it")
-        from pyctr.image.store import file_digest
-
-        digest = file_digest(tmp)
-        size = tmp.stat().st_size
-        store.put_blob_file(tmp, digest, size)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return {"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size}
-
-
 def manifest_for(store: ImageStore, image: ImageRecord) -> tuple[bytes, str, list[dict]]:
     """(manifest bytes, media type, layer blob descriptors) to push for `image`."""
     if image.manifest_digest and store.has_blob(image.manifest_digest):
@@ -75,7 +50,7 @@ def manifest_for(store: ImageStore, image: ImageRecord) -> tuple[bytes, str, lis
         layers = doc.get("layers") or []
         if all(store.has_blob(d["digest"]) for d in layers) and doc.get("config", {}).get("digest") == image.id:
             return data, doc.get("mediaType") or image.manifest_media_type or OCI_MANIFEST, layers
-    blobs = [_layer_blob(store, layer) for layer in image.layers]
+    blobs = [store.layer_blob(layer) for layer in image.layers]
     config_size = len(store.read_blob(image.id))
     config_desc = Descriptor(OCI_CONFIG, image.id, config_size)
     layer_descs = [Descriptor(_oci_layer_type(b["mediaType"]), b["digest"], int(b["size"])) for b in blobs]

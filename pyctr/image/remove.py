@@ -7,19 +7,25 @@ same way; the commands only print the lines these functions return.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def remove_image(store, name: str, force: bool, prune: bool = True) -> list[str]:
+if TYPE_CHECKING:
+    from pyctr.image.store import InUse
+
+
+def remove_image(store, name: str, force: bool, prune: bool = True, *, in_use: InUse) -> list[str]:
     """Docker's rmi semantics; returns the "Untagged: x" / "Deleted: y" lines.
 
     By name: remove that name; the image goes only with its last tag. By id: the
     image goes with all its names (refused if several tags, unless forced). An image
     a container uses is refused unless forced, and then only untagged (kept dangling,
     so the container's layers stay), as Docker does for a running container.
+    `in_use` is what containers hold, as the runtime reports it (runtime.usage.image_users).
     """
     from pyctr.errors import ConflictError
 
     image = store.resolve(name)
-    users = store.containers_using().get(image.id, [])
+    users = list(in_use.images.get(image.id, []))
     ref = _names_image(store, name, image.id)
     if ref is not None:
         remaining = ([t for t in image.repo_tags if t != ref.familiar] if not ref.digest
@@ -49,23 +55,23 @@ def remove_image(store, name: str, force: bool, prune: bool = True) -> list[str]
         for name_ in image.repo_tags + image.repo_digests:  # by name: untagged, kept for its children
             store.untag(name_)
         return lines
-    lines += _delete(store, image)
+    lines += _delete(store, image, in_use)
     if prune:
-        lines += _delete_untagged_parents(store, image.parent)
+        lines += _delete_untagged_parents(store, image.parent, in_use)
     return lines
 
 
-def _delete(store, image) -> list[str]:
+def _delete(store, image, in_use: InUse) -> list[str]:
     """Delete one image: "Deleted: <id>", then one line per layer only it held (chain ids, top first)."""
     before = {p.name for p in store.paths.layers.iterdir()} if store.paths.layers.is_dir() else set()
-    store.delete_image(image.id)
+    store.delete_image(image.id, in_use)
     after = {p.name for p in store.paths.layers.iterdir()} if store.paths.layers.is_dir() else set()
     return [f"Deleted: {image.id}"] + [f"Deleted: sha256:{h}" for h in (layer.chain_id[7:]
                                                                       for layer in reversed(image.layers))
                                        if h in before - after]
 
 
-def _delete_untagged_parents(store, parent_id: str) -> list[str]:
+def _delete_untagged_parents(store, parent_id: str, in_use: InUse) -> list[str]:
     """dockerd's rmi (without --no-prune) goes on with the parent while it is an intermediate image: untagged,
     no other child, no container."""
     from pyctr.errors import NotFoundError
@@ -77,9 +83,9 @@ def _delete_untagged_parents(store, parent_id: str) -> list[str]:
         except NotFoundError:
             break
         if parent.repo_tags or parent.repo_digests or store.children().get(parent.id) \
-                or store.containers_using().get(parent.id):
+                or in_use.images.get(parent.id):
             break
-        lines += _delete(store, parent)
+        lines += _delete(store, parent, in_use)
         parent_id = parent.parent
     return lines
 
@@ -98,13 +104,13 @@ def _names_image(store, name: str, image_id: str):
     return ref if store.lookup_name(ref) == image_id else None
 
 
-def prune_images(store, all_unused: bool) -> tuple[list[str], int]:
+def prune_images(store, all_unused: bool, *, in_use: InUse) -> tuple[list[str], int]:
     """Remove dangling (or, with all_unused, all) images no container uses, then the blobs and layers nothing
     names any more; (lines, bytes freed).
 
     An intermediate image (untagged, with a child) is not dangling: it goes when its child goes, as dockerd
-    prunes the parents of what it deletes."""
-    users = store.containers_using()
+    prunes the parents of what it deletes. `in_use`: what containers hold."""
+    users = in_use.images
     lines, freed = [], 0
     removed = True
     while removed:  # deleting a child can make its parent prunable
@@ -117,8 +123,8 @@ def prune_images(store, all_unused: bool) -> tuple[list[str], int]:
                 continue
             lines += [f"untagged: {t}" for t in image.repo_tags] + [f"untagged: {d}" for d in image.repo_digests]
             freed += image.size
-            store.delete_image(image.id)
+            store.delete_image(image.id, in_use)
             lines.append(f"deleted: {image.id}")
             removed = True
-    store.collect_garbage()
+    store.collect_garbage(in_use)
     return lines, freed

@@ -1,5 +1,6 @@
-"""`system df`'s accounting: how many images, containers, volumes and build cache entries there are, how many
-are in use, and the bytes each kind holds and could give back, counted as dockerd counts them.
+"""`system df`'s accounting of the image store: how many images there are, how many are in use, and the bytes
+they hold and could give back, counted as dockerd counts them; `du`, the byte count every row of `system df`
+uses. The other rows are the runtime's (runtime/usage.py), which also says what is in use.
 
 Numbers only; `pyctr.commands.image.df` turns them into Docker's table.
 """
@@ -9,6 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyctr.image.store import InUse
 
 
 @dataclass(frozen=True)
@@ -44,35 +49,13 @@ def layers_size(images: list) -> int:
     return sum({layer.chain_id: layer.diff_size for image in images for layer in image.layers}.values())
 
 
-def image_usage(store) -> Usage:
+def image_usage(store, in_use: InUse) -> Usage:
     """dockerd counts no intermediate image (untagged, with a child), but every layer, once; an image is active
-    while a container uses it, and reclaimable is what the inactive ones hold alone."""
+    while a container uses it (`in_use`, as the runtime reports it), and reclaimable is what the inactive ones
+    hold alone."""
     children = store.children()
     every_image = store.list_images()
     counted = [i for i in every_image if i.repo_tags or i.repo_digests or not children.get(i.id)]
-    users = store.containers_using()
     size = layers_size(every_image)
-    active = [i for i in counted if i.id in users]
+    active = [i for i in counted if i.id in in_use.images]
     return Usage("Images", len(counted), len(active), size, size - layers_size(active))
-
-
-def _subdirectories(path: Path) -> list[Path]:
-    return [p for p in path.iterdir() if p.is_dir()] if path.is_dir() else []
-
-
-def disk_usage(paths, store) -> list[Usage]:
-    """The four rows of `system df`: images, containers (their upper dirs), local volumes, build cache.
-
-    Containers and volumes are reported with nothing active and all reclaimable, and the build cache with no
-    entries counted, as pyctr has always reported them."""
-    containers = _subdirectories(paths.containers)
-    container_size = sum(du(p / "rootfs" / "upper") for p in containers)
-    volumes = _subdirectories(paths.volumes)
-    volume_size = sum(du(p) for p in volumes)
-    cache_size = du(paths.build_cache) if paths.build_cache.is_dir() else 0
-    return [
-        image_usage(store),
-        Usage("Containers", len(containers), 0, container_size, container_size),
-        Usage("Local Volumes", len(volumes), 0, volume_size, volume_size),
-        Usage("Build Cache", 0, 0, cache_size, cache_size),
-    ]

@@ -32,11 +32,24 @@ from pathlib import Path
 from pyctr.config import Config
 from pyctr.errors import PyctrError
 from pyctr.fsutil import file_lock, remove_tree
-from pyctr.image.check import Finding, Outcome, apply_findings, mount_points, mounts_under, unmount_all
+from pyctr.image.check import Finding, Outcome, apply_findings, mount_points, mounts_under
 from pyctr.runtime import state as st
 
 CGROUP_GRACE = 10.0  # seconds an empty cgroup of a non-running container may be a start in progress
 REMOVING_PREFIX = ".removing-"
+
+
+def unmount_all(points: list[str]) -> None:
+    """Detach each mount point (deepest first); one already gone is fine. Also what `check_store` is handed
+    to detach a dead build's mounts in tmp/ (the image package does not import the runtime's syscalls)."""
+    from pyctr.runtime.syscalls import MNT_DETACH, umount2
+
+    for point in points:
+        try:
+            umount2(point, MNT_DETACH)
+        except OSError as e:
+            if e.errno not in (22, 2):  # EINVAL: not a mount point (any more); ENOENT
+                raise
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 from pyctr.errors import ConflictError, NotFoundError
 from pyctr.image.reference import parse_reference
 from pyctr.image.remove import prune_images, remove_image
+from pyctr.image.store import InUse
 
 
 @dataclass
@@ -74,14 +75,18 @@ class FakeStore:
                 out.setdefault(image.parent, []).append(image.id)
         return out
 
-    def containers_using(self) -> dict[str, list[str]]:
-        return self.users
+    @property
+    def in_use(self) -> InUse:
+        """What the runtime would report: the containers using each image."""
+        return InUse(self.users)
 
-    def delete_image(self, image_id: str) -> None:
+    def delete_image(self, image_id: str, in_use: InUse) -> None:
+        assert in_use.images == self.users  # the store's GC is told what containers hold
         del self.images[image_id]
         (self.paths.layers / image_id[7:]).rmdir()
 
-    def collect_garbage(self) -> None:
+    def collect_garbage(self, in_use: InUse) -> None:
+        assert in_use.images == self.users
         self.garbage_collected = True
 
 
@@ -91,15 +96,15 @@ CONTAINER = "f" * 64
 
 def test_removing_one_of_two_tags_only_untags(tmp_path):
     store = FakeStore(tmp_path, [FakeImage(TOP, ["app:1", "app:2"])])
-    assert remove_image(store, "app:1", force=False) == ["Untagged: app:1"]
+    assert remove_image(store, "app:1", force=False, in_use=store.in_use) == ["Untagged: app:1"]
     assert store.images[TOP].repo_tags == ["app:2"]
 
 
 def test_by_id_an_image_with_several_tags_needs_force(tmp_path):
     store = FakeStore(tmp_path, [FakeImage(TOP, ["app:1", "app:2"])])
     with pytest.raises(ConflictError, match="referenced in multiple repositories"):
-        remove_image(store, TOP, force=False)
-    assert remove_image(store, TOP, force=True) == [
+        remove_image(store, TOP, force=False, in_use=store.in_use)
+    assert remove_image(store, TOP, force=True, in_use=store.in_use) == [
         "Untagged: app:1", "Untagged: app:2", f"Deleted: {TOP}", f"Deleted: sha256:{TOP[7:]}"]
     assert TOP not in store.images
 
@@ -107,10 +112,10 @@ def test_by_id_an_image_with_several_tags_needs_force(tmp_path):
 def test_an_image_a_container_uses_is_refused_then_only_untagged_when_forced(tmp_path):
     store = FakeStore(tmp_path, [FakeImage(TOP, ["app:1"])], users={TOP: [CONTAINER]})
     with pytest.raises(ConflictError, match=f"container {CONTAINER[:12]} is using its referenced image"):
-        remove_image(store, "app:1", force=False)
+        remove_image(store, "app:1", force=False, in_use=store.in_use)
     with pytest.raises(ConflictError, match=f"used by stopped container {CONTAINER[:12]}"):
-        remove_image(store, TOP, force=False)
-    assert remove_image(store, "app:1", force=True) == ["Untagged: app:1"]
+        remove_image(store, TOP, force=False, in_use=store.in_use)
+    assert remove_image(store, "app:1", force=True, in_use=store.in_use) == ["Untagged: app:1"]
     assert store.images[TOP].repo_tags == []  # kept, dangling, for the container's layers
 
 
@@ -121,20 +126,20 @@ def test_last_tag_deletes_the_untagged_parents_unless_no_prune(tmp_path):
                                 FakeImage(TOP, ["app:1"], parent=STEP)])
 
     store = chain(tmp_path / "pruned")
-    assert remove_image(store, "app:1", force=False) == [
+    assert remove_image(store, "app:1", force=False, in_use=store.in_use) == [
         "Untagged: app:1", f"Deleted: {TOP}", f"Deleted: sha256:{TOP[7:]}", f"Deleted: {STEP}",
         f"Deleted: sha256:{STEP[7:]}"]
     assert set(store.images) == {BASE}  # the tagged parent stays
     store = chain(tmp_path / "kept")
-    remove_image(store, "app:1", force=False, prune=False)
+    remove_image(store, "app:1", force=False, prune=False, in_use=store.in_use)
     assert set(store.images) == {BASE, STEP}
 
 
 def test_an_image_with_children_cannot_be_deleted_by_id_but_is_untagged_by_name(tmp_path):
     store = FakeStore(tmp_path, [FakeImage(BASE, ["base:1"]), FakeImage(TOP, ["app:1"], parent=BASE)])
     with pytest.raises(ConflictError, match="image has dependent child images"):
-        remove_image(store, BASE, force=True)
-    assert remove_image(store, "base:1", force=False) == ["Untagged: base:1"]
+        remove_image(store, BASE, force=True, in_use=store.in_use)
+    assert remove_image(store, "base:1", force=False, in_use=store.in_use) == ["Untagged: base:1"]
     assert BASE in store.images
 
 
@@ -142,7 +147,7 @@ def test_prune_removes_dangling_and_the_parents_they_free_but_not_tagged_or_used
     store = FakeStore(tmp_path, [
         FakeImage(BASE, size=10), FakeImage(STEP, parent=BASE, size=20), FakeImage(TOP, ["app:1"], size=40),
         FakeImage(OTHER, size=80)], users={OTHER: [CONTAINER]})
-    lines, freed = prune_images(store, all_unused=False)
+    lines, freed = prune_images(store, all_unused=False, in_use=store.in_use)
     assert lines == [f"deleted: {STEP}", f"deleted: {BASE}"] and freed == 30
     assert set(store.images) == {TOP, OTHER} and store.garbage_collected
 
@@ -150,5 +155,5 @@ def test_prune_removes_dangling_and_the_parents_they_free_but_not_tagged_or_used
 def test_prune_all_removes_tagged_images_no_container_uses(tmp_path):
     store = FakeStore(tmp_path, [FakeImage(TOP, ["app:1"], size=40), FakeImage(OTHER, ["db:1"], size=80)],
                       users={OTHER: [CONTAINER]})
-    assert prune_images(store, all_unused=True) == (["untagged: app:1", f"deleted: {TOP}"], 40)
+    assert prune_images(store, all_unused=True, in_use=store.in_use) == (["untagged: app:1", f"deleted: {TOP}"], 40)
     assert set(store.images) == {OTHER}

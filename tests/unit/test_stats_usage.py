@@ -7,6 +7,7 @@ import os
 from types import SimpleNamespace
 
 from pyctr.commands.image import df_row
+from pyctr.image.store import InUse
 from pyctr.image.usage import Usage, du, image_usage
 from pyctr.runtime.ps import stats_row
 from pyctr.runtime.stats import parse_net_dev, usage_sample
@@ -67,8 +68,8 @@ def test_image_usage_counts_shared_layers_once_and_no_intermediate_image():
     step = image("step", [], {"L1": 100, "L2": 20}, parent="base")  # intermediate: it has a child
     app = image("app", ["app:1"], {"L1": 100, "L2": 20, "L3": 5}, parent="step")
     store = SimpleNamespace(children=lambda: {"base": ["step"], "step": ["app"]},
-                            list_images=lambda: [base, step, app], containers_using=lambda: {"base": ["c1"]})
-    assert image_usage(store) == Usage("Images", total=2, active=1, size=125, reclaimable=25)
+                            list_images=lambda: [base, step, app])
+    assert image_usage(store, InUse({"base": ["c1"]})) == Usage("Images", total=2, active=1, size=125, reclaimable=25)
 
 
 def test_df_row_shows_the_reclaimable_percent_for_images_only():

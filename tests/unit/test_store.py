@@ -15,7 +15,7 @@ import pytest
 
 from pyctr.config import Paths
 from pyctr.errors import ConflictError, DigestMismatch, NotFoundError, StoreError
-from pyctr.image.store import ImageStore, chain_ids
+from pyctr.image.store import ImageStore, InUse, chain_ids
 
 
 def digest_of(data: bytes) -> str:
@@ -270,12 +270,17 @@ def test_records_are_json_written_atomically(store):
     assert not [p for p in store.paths.images.iterdir() if ".tmp." in p.name]
 
 
-def test_containers_using(store):
-    image = make_image(store, [{"a": b"1"}])
-    cdir = store.paths.containers / "c0ffee"
-    cdir.mkdir(parents=True)
-    (cdir / "config.json").write_text(json.dumps({"Image": image.id}))
-    assert store.containers_using() == {image.id: ["c0ffee"]}
+def test_layers_in_use_outlive_their_deleted_image(store):
+    """What containers stack (told by the runtime) stays; the same delete without it collects the layer."""
+    kept = make_image(store, [{"a": b"1"}])
+    gone = make_image(store, [{"b": b"2"}])
+    in_use = InUse(layers=frozenset({kept.layers[0].path.name}))
+    store.delete_image(kept.id, in_use)
+    store.delete_image(gone.id, in_use)
+    assert kept.layers[0].path.is_dir() and not gone.layers[0].path.exists()
+    assert store.list_images() == []
+    store.collect_garbage(InUse())  # no container left: the layer goes
+    assert not kept.layers[0].path.exists()
 
 
 def test_inspect_document(store):

@@ -112,10 +112,9 @@ def preload() -> None:
             with contextlib.suppress(Exception):
                 importlib.import_module(info.name)
     with contextlib.suppress(Exception):
-        from pyctr.runtime.network import _rtnl
+        from pyctr.runtime.network import preload_in_background
 
-        _rtnl.iproute_class()  # first: pyroute2 as a bare package, not its slow __init__
-        _rtnl.netlink_error_class()
+        preload_in_background().join()  # first: pyroute2 as a bare package (IPRoute, NetlinkError), not its __init__
     for module, names in lazy_imports():
         with contextlib.suppress(Exception):
             if hasattr(importlib.import_module(module), "__path__"):

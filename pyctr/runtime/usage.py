@@ -7,11 +7,17 @@ and hands the store an `InUse`, which rmi, prune and `system df` obey.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from pyctr.config import Paths
+from pyctr.errors import StoreError
 from pyctr.image.store import ImageStore, InUse
 from pyctr.image.usage import Usage, du, image_usage
+from pyctr.runtime.state import CONFIG_FILE, ContainerConfig
 
 
 def layer_dir_name(lowerdir: str, layers_root: Path) -> str | None:
@@ -26,21 +32,41 @@ def layer_dir_name(lowerdir: str, layers_root: Path) -> str | None:
 
 def image_users(paths: Paths) -> InUse:
     """Image id -> ids of the containers created from it, and every layer directory a container's root
-    filesystem stacks (kept even if its image is gone), read from the stored containers."""
-    from pyctr.runtime.state import ContainerStore
+    filesystem stacks (kept even if its image is gone), read from the stored containers.
 
+    Every container directory with a readable config counts, whatever its state (even without state.json):
+    holding an image too long costs disk, releasing it too early costs a container its root filesystem."""
     images: dict[str, list[str]] = {}
     layers: set[str] = set()
-    for record in ContainerStore(paths).list(reconcile_state=False):
-        image_id = record.config.get("Image")
+    for container_id, config in stored_configs(paths.containers):
+        image_id = config.get("Image")
         if isinstance(image_id, str) and image_id.startswith("sha256:"):
-            images.setdefault(image_id, []).append(record.id)
-        rootfs = (record.config.get("Spec") or {}).get("rootfs") or {}
-        for lowerdir in rootfs.get("lowerdirs") or []:
-            name = layer_dir_name(str(lowerdir), paths.layers)
-            if name:
-                layers.add(name)
+            images.setdefault(image_id, []).append(container_id)
+        with contextlib.suppress(StoreError):
+            spec = config.get("Spec") or {}
+            for lowerdir in (spec.get("rootfs") or {}).get("lowerdirs") or []:
+                name = layer_dir_name(str(lowerdir), paths.layers)
+                if name:
+                    layers.add(name)
     return InUse(images, frozenset(layers))
+
+
+def stored_configs(containers: Path) -> Iterator[tuple[str, ContainerConfig]]:
+    """(id, config) of each container directory whose config.json reads as an object (its spec on demand)."""
+    try:
+        entries = sorted(os.listdir(containers))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for container_id in entries:
+        if container_id.startswith("."):  # .removing-<id>: being deleted, its rootfs already torn down
+            continue
+        directory = containers / container_id
+        try:
+            config = json.loads((directory / CONFIG_FILE).read_bytes())
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict):
+            yield container_id, ContainerConfig(config, str(directory))
 
 
 def _subdirectories(path: Path) -> list[Path]:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,3 +218,24 @@ def test_the_image_package_does_not_know_how_containers_are_stored():
                     and (node.value == "containers" or "containers/" in node.value):
                 found.append(f"{name}:{node.lineno} {node.value!r}")
     assert not found, found
+
+
+def readme_layout() -> str:
+    text = (PYCTR.parent / "README.md").read_text()
+    section = text.split("## Layout\n", 1)[1]
+    return section.split("```", 2)[1]
+
+
+def test_the_readme_layout_names_every_package_and_module_and_nothing_gone():
+    """Each package of pyctr/ has its line, each top-level module is named, and every path the section names
+    exists (a package a helper adds, or a module it removes, shows here first)."""
+    layout = readme_layout()
+    packages = sorted(p.name for p in PYCTR.iterdir() if (p / "__init__.py").is_file())
+    modules_ = sorted(p.stem for p in PYCTR.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    missing = [f"pyctr/{p}/" for p in packages if f"pyctr/{p}/" not in layout]
+    missing += [m for m in modules_ if f"pyctr/{m}.py" not in layout and not re.search(rf"\b{m}\b", layout)]
+    assert not missing, f"README layout does not mention {missing}"
+    named = {word.rstrip("/") for line in layout.splitlines() for word in line.split()[:1]
+             if word.startswith(("pyctr/", "tests/", "docs/", "examples/", "bench/")) and "*" not in word}
+    gone = sorted(p for p in named if not (PYCTR.parent / p).exists())
+    assert not gone, f"README layout names paths that do not exist: {gone}"

@@ -336,10 +336,10 @@ def check_containers(config: Config, repair: bool = True, grace: float = CGROUP_
     paths = config.paths
     if not paths.root.is_dir():
         return []
-    from pyctr.image.store import ImageStore
+    from pyctr.image.layout import StoreLayout
 
     # containers.lock is ContainerStore's store-wide lock (held by create and by removal's rename)
-    with ImageStore(paths).gc_lock(shared=False), file_lock(paths.locks / "containers.lock"):
+    with StoreLayout(paths).gc_lock(shared=False), file_lock(paths.locks / "containers.lock"):
         snapshot = snapshot_runtime(config)
         findings = decide(snapshot, grace) + build_step_findings(paths.build_steps)
         actions = RuntimeRepairer(config, snapshot).actions() if repair else {}

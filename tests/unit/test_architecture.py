@@ -239,3 +239,18 @@ def test_the_readme_layout_names_every_package_and_module_and_nothing_gone():
              if word.startswith(("pyctr/", "tests/", "docs/", "examples/", "bench/")) and "*" not in word}
     gone = sorted(p for p in named if not (PYCTR.parent / p).exists())
     assert not gone, f"README layout names paths that do not exist: {gone}"
+
+
+def test_the_store_layout_is_named_once():
+    """The image store's file, lock and temp names are literals of image/layout.py only: the stores and
+    `system check` take them from there instead of re-declaring them."""
+    names = ("repositories.json", "layer.json", "image-gc", ".partial")
+    found = []
+    for name, tree in modules():
+        if not name.startswith("pyctr.image") or name == "pyctr.image.layout":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 80 \
+                    and any(n in node.value for n in names) and " " not in node.value:
+                found.append(f"{name}:{node.lineno} {node.value!r}")
+    assert not found, found

@@ -528,8 +528,9 @@ def _parse_report(report: str) -> int:
 
 
 def _reap_quietly(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+    from pyctr.runtime.process.reap import reap
+
+    reap(pid)
 
 
 def _check_startable(record: ContainerRecord) -> None:
@@ -538,10 +539,6 @@ def _check_startable(record: ContainerRecord) -> None:
 
 
 # -- foreground ------------------------------------------------------------------------------------------------
-
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                     signal.SIGUSR2, signal.SIGWINCH)
-
 
 def run_foreground(config: Config, record: ContainerRecord, interactive: bool, keep_log: bool = True) -> int:
     """Run C with this process as its parent; stream its output; return its exit code (Docker's `run`)."""
@@ -582,15 +579,16 @@ def _supervise(config: Config, container_id: str, pid: int, wait: Callable[[], i
 
 def _relay_then_wait(spec: ContainerSpec, pid: int, out_r: int, err_r: int) -> int:
     from pyctr.runtime.monitor import relay
+    from pyctr.runtime.process.reap import wait_exit_code
+    from pyctr.runtime.process.signals import SignalForwarder
 
     log = _open_log(spec)
-    previous = _forward_signals(pid)
     try:
-        relay([(out_r, "stdout", 1), (err_r, "stderr", 2)], log)
-        return _reap(pid)
+        with SignalForwarder(pid):  # Docker's sig-proxy: what the CLI receives, the container receives
+            relay([(out_r, "stdout", 1), (err_r, "stderr", 2)], log)
+            return wait_exit_code(pid)
     finally:
         os.close(log)
-        _restore_signals(previous)
 
 
 def _open_log(spec: ContainerSpec) -> int:
@@ -599,11 +597,11 @@ def _open_log(spec: ContainerSpec) -> int:
 
 
 def _wait_forwarding_signals(pid: int) -> int:
-    previous = _forward_signals(pid)
-    try:
-        return _reap(pid)
-    finally:
-        _restore_signals(previous)
+    from pyctr.runtime.process.reap import wait_exit_code
+    from pyctr.runtime.process.signals import SignalForwarder
+
+    with SignalForwarder(pid):  # Docker's sig-proxy: what the CLI receives, the container receives
+        return wait_exit_code(pid)
 
 
 def _run_foreground_tty(config: Config, launcher: _Launch, interactive: bool, keep_log: bool = True) -> int:
@@ -623,38 +621,6 @@ def _run_foreground_tty(config: Config, launcher: _Launch, interactive: bool, ke
     finally:
         if log >= 0:
             os.close(log)
-
-
-def _forward_signals(pid: int) -> dict:
-    """Docker's sig-proxy: what the CLI receives, the container receives."""
-    def forward(signum, _frame):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
-
-    previous = {}
-    for sig in FORWARDED_SIGNALS:
-        with contextlib.suppress(OSError, ValueError):
-            previous[sig] = signal.signal(sig, forward)
-    return previous
-
-
-def _restore_signals(previous: dict) -> None:
-    for sig, handler in previous.items():
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            signal.signal(sig, handler)
-
-
-def _reap(pid: int) -> int:
-    from pyctr.runtime.monitor import exit_code_of
-
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            return exit_code_of(status)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return st.EXIT_UNKNOWN
 
 
 # -- exit and teardown -------------------------------------------------------------------------------------------
@@ -801,15 +767,14 @@ def kill(config: Config, ref: str, sig: str | int = "KILL") -> ContainerRecord:
 
 def _signal(record: ContainerRecord, signum: int) -> None:
     """Signal C through a pidfd opened and checked first: a reused pid can never get the signal."""
-    state = record.state
-    try:
-        pidfd = os.pidfd_open(state.pid)
-    except (ProcessLookupError, ValueError):
+    from pyctr.runtime.process.liveness import open_pidfd
+
+    pidfd = open_pidfd(record.state.pid, record.state.pid_start_time)
+    if pidfd is None:
         return
     try:
-        if st.proc_start_time(state.pid) == state.pid_start_time:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(pidfd, signum)
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(pidfd, signum)
     finally:
         os.close(pidfd)
 

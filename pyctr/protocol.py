@@ -46,7 +46,7 @@ LIMIT_KINDS = 16  # RLIMIT_CPU (0) .. RLIMIT_RTTIME (15) on Linux
 
 # Signals a shell or terminal sends to the one it started; they go on to the process that does the work.
 # One list for every relay: the client to its worker here; the runtime's foreground run and exec may
-# import it too (pyctr/runtime/container.py and exec.py still keep their own today).
+# import it too (runtime/process/signals.py: the foreground run and exec relay this very list).
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGWINCH,
                      _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGCONT)
 

@@ -1,4 +1,4 @@
-"""The container process core, shared by `start` (runtime/container.py + init.py), `exec` (runtime/exec.py)
+"""The container process core, shared by `start` (runtime/lifecycle/ + init.py), `exec` (runtime/exec.py)
 and the OCI runtime mode (pyctr/oci/):
 
   launcher.py  launching a new container's process C from M (`launch(spec, hooks, stdio)`), the M side;

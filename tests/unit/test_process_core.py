@@ -110,3 +110,59 @@ def test_every_relay_uses_the_one_signal_list():
     assert owners == ["protocol.py"]
     assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT} <= set(FORWARDED_SIGNALS)
     assert signal.SIGCHLD not in FORWARDED_SIGNALS and signal.SIGPIPE not in FORWARDED_SIGNALS
+
+
+# The modules whose code runs in a container process between fork and exec, and their lazy imports.
+CHILD_MODULES = ("runtime/init.py", "runtime/rootfs.py", "runtime/process/sequence.py", "runtime/process/kernel.py",
+                 "runtime/process/report.py", "runtime/process/console.py", "runtime/users.py",
+                 "runtime/execshim.py", "runtime/capabilities.py", "runtime/syscalls.py")
+JOINER_MODULES = ("runtime/process/sequence.py", "runtime/process/kernel.py", "runtime/process/report.py",
+                  "runtime/process/console.py", "runtime/users.py", "runtime/execshim.py", "runtime/capabilities.py",
+                  "runtime/syscalls.py")
+
+
+def lazy_imports_of(files: tuple[str, ...]) -> set[str]:
+    """Every module the files import inside a function (what the child imports when it runs the function),
+    `from pkg import submodule` included."""
+    import ast
+    import importlib.util
+    import pathlib
+
+    import pyctr
+
+    package = pathlib.Path(pyctr.__file__).parent
+    wanted = set()
+    for name in files:
+        tree = ast.parse((package / name).read_text())
+        functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for function in functions:
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import):
+                    wanted.update(alias.name for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    wanted.add(node.module)
+                    for alias in node.names:
+                        candidate = f"{node.module}.{alias.name}"
+                        try:
+                            if importlib.util.find_spec(candidate) is not None:
+                                wanted.add(candidate)
+                        except ModuleNotFoundError:
+                            pass  # a name defined in the module, not a submodule
+    return wanted
+
+
+@pytest.mark.parametrize("preload, files", [
+    ("from pyctr.runtime.process.launcher import preload_child_modules; preload_child_modules(terminal=True)",
+     CHILD_MODULES),
+    ("from pyctr.runtime.exec import preload_child_modules; preload_child_modules(tty=True)", JOINER_MODULES),
+])
+def test_what_the_child_imports_after_fork_is_loaded_before_it(preload, files):
+    """After fork the child seals its imports (a container's files must never be imported by a root Python):
+    everything its code imports lazily must already be loaded by the launcher's preload."""
+    import json
+    import sys
+
+    probe = f"import json, sys\n{preload}\nprint(json.dumps(sorted(sys.modules)))"
+    loaded = set(json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                           timeout=60, check=True).stdout))
+    assert lazy_imports_of(files) - loaded == set()

@@ -141,7 +141,7 @@ def launch(spec: ContainerSpec, hooks: LaunchHooks | None = None, stdio: Stdio |
     prepare_bundle(spec)
     program = seccomp_program(spec)
     shim = sealed_shim()  # before anything is started: without the shim no container starts
-    _preload_child_modules()
+    preload_child_modules(terminal=stdio.console is not None and stdio.console_master is not None)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     console_r, console_w = _console_channel(stdio)
@@ -184,9 +184,6 @@ def _console_channel(stdio: Stdio) -> tuple[int | None, int | None]:
     if stdio.console is None or stdio.console_master is None:
         return None, None
     import socket
-
-    import pyctr.runtime.process.console  # noqa: F401  C's -t steps, loaded before it seals imports
-    import pyctr.runtime.tty  # noqa: F401
 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     return ours.detach(), theirs.detach()
@@ -251,8 +248,9 @@ def seccomp_program(spec: ContainerSpec) -> bytes | None:
         raise RuntimeFailure(f"cannot build the seccomp filter: {e}") from None
 
 
-def _preload_child_modules() -> None:
-    """Import in M what C needs, so the child does not pay for imports between fork and exec."""
+def preload_child_modules(terminal: bool) -> None:
+    """Import in M what C needs: the child must not pay for imports between fork and exec, and after it
+    sealed its imports (runtime/process/sequence.seal_imports) it cannot import at all."""
     import fcntl  # noqa: F401
     import resource  # noqa: F401
     import termios  # noqa: F401
@@ -262,6 +260,11 @@ def _preload_child_modules() -> None:
     from pyctr.runtime import capabilities, execshim, syscalls  # noqa: F401
 
     capabilities.preload()
+    if terminal:  # C's -t steps: its own pty, sent to M over a unix socket
+        import socket  # noqa: F401
+
+        import pyctr.runtime.process.console  # noqa: F401
+        import pyctr.runtime.tty  # noqa: F401
 
 
 def _fork_into_new_pid_namespace(spec: ContainerSpec, fds) -> int:

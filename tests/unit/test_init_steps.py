@@ -227,3 +227,11 @@ def test_a_joiner_runs_the_shared_sequence_without_creating_the_workdir(tmp_path
         lambda k: sequence.run_command(spec, sequence.Role(joining=True), 0, 0, None, k), RecordingKernel())
     assert end.startswith("RuntimeFailure") and "chdir to cwd" in end and not missing.exists()
     assert calls == []
+
+
+def test_the_fake_replaces_every_call_of_the_real_kernel():
+    """A method the fake did not override would make the real syscall from a unit test (and record nothing)."""
+    from pyctr.runtime.process.kernel import Kernel
+
+    real = {name for name in vars(Kernel) if not name.startswith("_")}
+    assert real and real <= set(vars(RecordingKernel))

@@ -1,5 +1,4 @@
-"""A function run in a thread now and joined later (the network set-up and teardown overlap other work).
-"""
+"""A function run in a thread now and joined later (the network set-up and teardown overlap other work)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     pass
-
 
 
 class Concurrently:

@@ -1,6 +1,5 @@
 """Docker's document of a container (config.json): its Config/HostConfig views, the runtime spec and
-the options, built once at create.
-"""
+the options, built once at create."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from pyctr.runtime import state as st
 if TYPE_CHECKING:
     from pyctr.runtime.spec import ContainerSpec, RunOptions
     from pyctr.runtime.state import ContainerRecord
-
 
 
 def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, image_config: dict,

@@ -1,5 +1,4 @@
-"""`create`: store a new container (state "created") with its spec, Docker config and host files.
-"""
+"""`create`: store a new container (state "created") with its spec, Docker config and host files."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """`start` in the background: the CLI forks, the child calls setsid and forks M, which launches C (M
 stays C's parent), reports "started <pid>" or the start error to the CLI over a pipe, then execs the
-stdlib-only monitor (runtime/monitor.py), which logs C's output, reaps it and runs `pyctr _cleanup`.
-"""
+stdlib-only monitor (runtime/monitor.py), which logs C's output, reaps it and runs `pyctr _cleanup`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """`run` in the foreground: the CLI itself is M; it streams C's output (and into the log), forwards the
-signals it gets, then records the exit and tears everything down (`finish`).
-"""
+signals it gets, then records the exit and tears everything down (`finish`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""`kill`: a signal to the container's process, through a pidfd checked to be that very process.
-"""
+"""`kill`: a signal to the container's process, through a pidfd checked to be that very process."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from pyctr.runtime.state import ContainerRecord, ContainerStore
 
 if TYPE_CHECKING:
     from pyctr.config import Config
-
 
 
 def parse_signal(value: str | int) -> signal.Signals:

@@ -1,6 +1,5 @@
 """Launching in the process that will be the container's parent (M): cgroup, network and state around
-process.launch, undone if the start fails. Used by the detached and the foreground start.
-"""
+process.launch, undone if the start fails. Used by the detached and the foreground start."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Which interpreter and program a detached container's monitor (runtime/monitor.py) runs, and how it
-calls back into pyctr when the container exits.
-"""
+calls back into pyctr when the container exits."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyctr.config import Config
-
 
 
 MONITOR_SCRIPT = Path(__file__).parent.parent / "monitor.py"

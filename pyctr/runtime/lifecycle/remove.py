@@ -1,5 +1,4 @@
-"""`rm`: refuse a running container unless forced; tear down and delete everything.
-"""
+"""`rm`: refuse a running container unless forced; tear down and delete everything."""
 
 from __future__ import annotations
 

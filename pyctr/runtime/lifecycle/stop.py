@@ -1,5 +1,4 @@
-"""`stop` (the stop signal, SIGKILL after the timeout) and `restart`.
-"""
+"""`stop` (the stop signal, SIGKILL after the timeout) and `restart`."""
 
 from __future__ import annotations
 

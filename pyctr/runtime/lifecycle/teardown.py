@@ -1,5 +1,4 @@
-"""The exit and the teardown: record how C ended, undo network, cgroup and mounts, remove a --rm container.
-"""
+"""The exit and the teardown: record how C ended, undo network, cgroup and mounts, remove a --rm container."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Waiting: for a process (pid, start time) to be gone, for the monitor to record an exit, Docker's `wait`.
-"""
+"""Waiting: for a process (pid, start time) to be gone, for the monitor to record an exit, Docker's `wait`."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from pyctr.runtime.state import ContainerRecord, ContainerStore
 
 if TYPE_CHECKING:
     from pyctr.config import Config
-
 
 
 STATE_SETTLE_TIMEOUT = 10.0  # how long stop/kill/rm wait for the monitor to record an exit

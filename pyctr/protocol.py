@@ -45,8 +45,8 @@ MAX_REQUEST = 4 << 20  # bytes of marshalled request: argv and environment fit A
 LIMIT_KINDS = 16  # RLIMIT_CPU (0) .. RLIMIT_RTTIME (15) on Linux
 
 # Signals a shell or terminal sends to the one it started; they go on to the process that does the work.
-# One list for every relay: the client to its worker here; the runtime's foreground run and exec may
-# import it too (pyctr/runtime/container.py and exec.py still keep their own today).
+# One list for every relay: the client to its worker here, and the runtime's foreground run and exec
+# (runtime/process/signals.py).
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGWINCH,
                      _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGCONT)
 

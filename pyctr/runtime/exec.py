@@ -22,19 +22,19 @@ Doing (`run_exec`), three processes:
   Whatever G leaves behind when it exits goes to the container's init.
   G: with -t, allocates its pty from the container's own /dev/pts/ptmx (so
   `tty` says /dev/pts/N inside) and passes the master to P over a unix socket
-  (SCM_RIGHTS); then the runtime core's init steps, reused: user from the
-  container's /etc/passwd, HOME, rlimits, setsid (+ controlling tty), PATH
-  lookup, the container's seccomp filter, capabilities, every fd but 0/1/2,
-  the CLOEXEC report pipe and the sealed exec shim closed (CVE-2024-21626),
-  execveat of the shim, which execs the command (runtime/execshim.py: the
-  host interpreter never becomes a container process's exe, CVE-2019-5736).
+  (SCM_RIGHTS); then the process sequence a container's init runs too, as a
+  joiner (process/sequence.py): user from the container's /etc/passwd, HOME,
+  rlimits, working directory, setsid (+ controlling tty), PATH lookup, the
+  container's seccomp filter, capabilities, every fd but 0/1/2, the CLOEXEC
+  report pipe and the sealed exec shim closed (CVE-2024-21626), execveat of the
+  shim, which execs the command (runtime/execshim.py: the host interpreter
+  never becomes a container process's exe, CVE-2019-5736).
 
-The init steps G borrows are listed in REUSED_INIT_STEPS (until the process
-core gives init and joiners one public launch sequence: issue 14). A failure
-in C or G before the execve arrives on the report pipe, as for a container
-start, and is raised in P with Docker's exec exit code (126: Docker 20.10 +
-runc report every exec start failure, even a missing command, as 126). Without
--t, P forwards the signals it gets to G (via a pidfd).
+A failure in C or G before the execve arrives on the report pipe
+(process/report.py), as for a container start, and is raised in P with
+Docker's exec exit code (126: Docker 20.10 + runc report every exec start
+failure, even a missing command, as 126). Without -t, P forwards the signals
+it gets to G (process/signals.py, via a pidfd).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from pyctr.config import Config
     from pyctr.runtime.cgroups import Cgroup
+    from pyctr.runtime.process.kernel import Kernel
     from pyctr.runtime.spec import ContainerSpec
     from pyctr.runtime.state import ContainerState
 
@@ -65,21 +66,10 @@ NAMESPACES: tuple[tuple[str, str, int], ...] = (
     ("cgroup", "cgroup", 0x02000000),
     ("mount", "mnt", 0x00020000),
 )
-# What G borrows from runtime/init.py (the container start's own steps) instead of a second copy.
-REUSED_INIT_STEPS = ("ChildFds", "_install_stdio", "_container_user", "_final_env", "_apply_rlimits",
-                     "_become_session_leader", "find_executable", "_env_path", "_drop_privileges", "_reset_signals",
-                     "_close_other_fds", "_split_env", "exec_through_shim", "_report")
 EXEC_FAILED_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
 _MSG_PID = b"P"
 _MSG_TTY = b"T"
 _MSG_GO = b"G"
-FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
-# Pty devices (linux/major.h): /dev/ptmx is 5:2, slaves are majors 136..143.
-PTMX_DEVICE = (5, 2)
-PTY_SLAVE_MAJORS = range(136, 144)
-TIOCSPTLCK = 0x40045431
-TIOCGPTPEER = 0x5441
-DEVPTS_SUPER_MAGIC = 0x1CD1
 
 
 class ExecOptions(NamedTuple):
@@ -125,25 +115,13 @@ def namespaces_to_join(container_namespaces: list[str]) -> tuple[Namespace, ...]
     return tuple(Namespace(name, proc, flag) for name, proc, flag in NAMESPACES if name in container_namespaces)
 
 
-def replace_or_append_env(env: list[str], updates: list[str]) -> list[str]:
-    """Docker's ReplaceOrAppendEnvValues (the runtime core's implementation in spec.py)."""
-    from pyctr.runtime.spec import _replace_or_append
-
-    return _replace_or_append(env, updates)
-
-
-def expand_user_env(items: list[str], host_env: dict[str, str]) -> list[str]:
-    """-e K=V as is, -e K copied from the host environment (dropped when unset there), as for run."""
-    from pyctr.runtime.spec import _expand_user_env
-
-    return _expand_user_env(items, host_env)
-
-
 def exec_env(container_env: list[str], user_env: list[str], tty: bool, host_env: dict[str, str]) -> list[str]:
     """The container's process environment, TERM=xterm with -t (when not set), then -e / --env-file on top."""
     env = list(container_env)
     if tty and not any(item.startswith("TERM=") for item in env):
         env.append("TERM=xterm")
+    from pyctr.runtime.spec import expand_user_env, replace_or_append_env
+
     return replace_or_append_env(env, expand_user_env(user_env, host_env))
 
 
@@ -218,9 +196,9 @@ def read_env_files(paths: list[str]) -> list[str]:
     """--env-file contents, parsed as for run (the runtime core's parser)."""
     if not paths:
         return []
-    from pyctr.runtime.spec import _env_from_files
+    from pyctr.runtime.spec import env_from_files
 
-    return _env_from_files(list(paths))
+    return env_from_files(list(paths))
 
 
 def open_namespaces(plan: ExecPlan) -> dict[Namespace, int]:
@@ -241,9 +219,9 @@ def open_namespaces(plan: ExecPlan) -> dict[Namespace, int]:
 
 def verify_same_process(plan: ExecPlan) -> None:
     """The PID must still be the container's PID 1 started at PidStartTime (not a reused PID)."""
-    from pyctr.runtime.state import proc_start_time
+    from pyctr.runtime.process.liveness import is_running
 
-    if proc_start_time(plan.pid) != plan.pid_start_time:
+    if not is_running(plan.pid, plan.pid_start_time):
         raise ConflictError(f"Error response from daemon: Container {plan.container_id} is not running")
 
 
@@ -277,7 +255,8 @@ def preload_child_modules(tty: bool) -> None:
     import struct  # noqa: F401
     import termios  # noqa: F401
 
-    import pyctr.runtime.init  # noqa: F401
+    import pyctr.runtime.process.console  # noqa: F401
+    import pyctr.runtime.process.sequence  # noqa: F401
     from pyctr.runtime import capabilities, execshim, syscalls  # noqa: F401
 
     capabilities.preload()
@@ -330,6 +309,7 @@ def _channels(plan: ExecPlan) -> _Channels:
 
 def _fork_and_wait(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, program: bytes | None) -> int:
     from pyctr.runtime import syscalls
+    from pyctr.runtime.process.signals import SignalForwarder, forwarded_signals
 
     ch = _channels(plan)
     if not plan.detach:
@@ -349,13 +329,17 @@ def _fork_and_wait(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup,
         from pyctr.runtime.tty import run_terminal_session
 
         return run_terminal_session(master, target, forward_stdin=plan.interactive)
+    from pyctr.runtime.process.reap import wait_exit_code
+
     with forwarder:
-        return _reap(target)
+        return wait_exit_code(target)
 
 
 def _start(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, program: bytes | None,
            ch: _Channels) -> tuple[int, int | None]:
     """Fork C, get G's PID (and pty master), reap C, wait until G exec'd; undo everything if that fails."""
+    from pyctr.runtime.process.reap import reap
+
     intermediate = os.fork()
     if intermediate == 0:  # pragma: no cover - runs in the forked child
         _intermediate_main(plan, ns_fds, cgroup, program, ch)
@@ -366,7 +350,7 @@ def _start(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, program
     master = None
     try:
         target, master = _receive_handshake(plan, ch)
-        _reap(intermediate)
+        reap(intermediate)
         intermediate = 0
         _wait_for_exec(ch.report_r, plan.spec.process.args[0])
     except BaseException:
@@ -375,9 +359,9 @@ def _start(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, program
         if master is not None:
             os.close(master)
         if intermediate:
-            _reap(intermediate)
+            reap(intermediate)
         if target and not plan.detach:
-            _reap(target)
+            reap(target)
         raise
     finally:
         close_all([ch.report_r, ch.pid_r])
@@ -419,32 +403,11 @@ def _receive_master(ch: _Channels) -> int:
 def _wait_for_exec(report_r: int, command: str = "") -> None:
     """EOF with nothing = the command was exec'd (the pipe is CLOEXEC); otherwise raise what C/G reported
     (the exec shim reports a failed execve of `command` as its errno: runtime/execshim.py)."""
-    import json
+    from pyctr.runtime.process import report
 
-    from pyctr.runtime.execshim import shim_failure
-
-    chunks = []
-    while chunk := os.read(report_r, 65536):
-        chunks.append(chunk)
-    message = b"".join(chunks)
-    if not message:
-        return
-    report = None
-    if message.startswith(b"E"):
-        with contextlib.suppress(ValueError):
-            report = json.loads(message[1:])
-    if not isinstance(report, dict):
-        raise exec_failure("RuntimeFailure", "the exec'd process exited before exec without reporting why")
-    failure = shim_failure(report, command)
+    failure = report.decode_failure(report.read_to_end(report_r), command, who="the exec'd process")
     if failure is not None:
         raise exec_failure(type(failure).__name__, failure.message)
-    raise exec_failure(str(report.get("kind")), str(report.get("message") or "exec failed"))
-
-
-def _reap(pid: int) -> int:
-    from pyctr.runtime.process import wait_container
-
-    return wait_container(pid)
 
 
 def _kill_quietly(pid: int) -> None:
@@ -453,78 +416,45 @@ def _kill_quietly(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def forwarded_signals() -> set[signal.Signals]:
-    return {getattr(signal, name) for name in FORWARDED_SIGNALS}
-
-
-class SignalForwarder:
-    """While active, what we receive goes to the exec'd process (^C in the user's shell interrupts it).
-
-    Through a pidfd: a signal arriving after the process was reaped cannot hit a reused PID.
-    """
-
-    def __init__(self, pid: int) -> None:
-        self.pidfd = os.pidfd_open(pid)
-        self.previous: dict[int, object] = {}
-        for number in forwarded_signals():
-            with contextlib.suppress(OSError, ValueError):
-                self.previous[number] = signal.signal(number, self._forward)
-
-    def _forward(self, signum: int, _frame) -> None:
-        with contextlib.suppress(OSError):
-            signal.pidfd_send_signal(self.pidfd, signum)
-
-    def __enter__(self) -> SignalForwarder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for number, handler in self.previous.items():
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                signal.signal(number, handler)
-        os.close(self.pidfd)
-
-
 # ------------------------------------------------------------------------------------------ C: entering
 
 
 def _intermediate_main(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, program: bytes | None,
                        ch: _Channels) -> None:  # pragma: no cover - runs in the forked child
     """C: join the cgroup and namespaces, fork G into the PID namespace, tell P its PID, exit. Never returns."""
-    from pyctr.runtime import init
+    from pyctr.runtime.process import report
 
     code = 125
     try:
         close_all([ch.report_r, ch.pid_r])
         if ch.parent is not None:
             ch.parent.close()
-        _enter(plan, ns_fds, cgroup)
+        enter_container(plan, ns_fds, cgroup)
         target = os.fork()
         if target == 0:
             _target_main(plan, program, ch)
         os.write(ch.pid_w, _MSG_PID + str(target).encode())
         code = 0
-    except PyctrError as e:
-        init._report(ch.report_w, "RuntimeFailure", e.message)
-    except OSError as e:
-        init._report(ch.report_w, "RuntimeFailure", f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
     except BaseException as e:
-        init._report(ch.report_w, "RuntimeFailure", f"exec setup: {type(e).__name__}: {e}")
+        report.report_exception(ch.report_w, e, "exec setup")
     finally:
         os._exit(code)
 
 
-def _enter(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup) -> None:
-    """Non-dumpable first; cgroup before the cgroup namespace; the mount namespace last."""
-    from pyctr.runtime import capabilities, init, syscalls
+def enter_container(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup, kernel: Kernel | None = None) -> None:
+    """Non-dumpable first; cgroup before the cgroup namespace; the mount namespace last (imports sealed just
+    before it: from then on the import path would name the container's files)."""
+    from pyctr.runtime.process.kernel import KERNEL
 
-    syscalls.set_parent_death_signal(signal.SIGKILL)  # P gone during setup: do not linger half-entered
-    capabilities.set_dumpable(False)
+    kernel = kernel or KERNEL
+    kernel.set_parent_death_signal(signal.SIGKILL)  # P gone during setup: do not linger half-entered
+    kernel.set_dumpable(False)
     if cgroup.paths:
         cgroup.add_process(os.getpid())
     for ns in plan.namespaces:
         if ns.name == "mount":
-            init.seal_imports()
-        syscalls.setns(ns_fds[ns], ns.flag)
+            kernel.seal_imports()
+        kernel.setns(ns_fds[ns], ns.flag)
         os.close(ns_fds[ns])
     os.chdir("/")  # setns(mnt) already moved root and cwd to the container's root; make it explicit
     os.umask(0o022)
@@ -535,63 +465,37 @@ def _enter(plan: ExecPlan, ns_fds: dict[Namespace, int], cgroup: Cgroup) -> None
 
 def _target_main(plan: ExecPlan, program: bytes | None, ch: _Channels) -> None:  # pragma: no cover - child
     """G, inside every namespace: set the process up as the container's own and exec. Never returns."""
-    from pyctr.runtime import init
+    from pyctr.runtime.process import report
 
     code = 125
     try:
         _prepare_and_exec(plan, program, ch)
-    except PyctrError as e:
-        code = e.exit_code
-        init._report(ch.report_w, type(e).__name__, e.message)
-    except OSError as e:
-        init._report(ch.report_w, "RuntimeFailure", f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
     except BaseException as e:
-        init._report(ch.report_w, "RuntimeFailure", f"exec: {type(e).__name__}: {e}")
+        code = report.report_exception(ch.report_w, e, "exec")
     finally:
         os._exit(code)
 
 
 def _prepare_and_exec(plan: ExecPlan, program: bytes | None, ch: _Channels) -> None:
-    from pyctr.runtime import init, syscalls
+    from pyctr.runtime.process import sequence
 
-    spec = plan.spec
     console = _container_terminal(ch) if plan.tty else None
     stdio = (console, console, console) if console is not None else (ch.stdin, ch.stdout, ch.stderr)
-    init._install_stdio(init.ChildFds(*stdio, go=-1, report=ch.report_w))
+    sequence.install_stdio(*stdio)
     os.close(ch.pid_w)
     if ch.child is not None:
         ch.child.close()
-    enter_workdir(spec.process.cwd)
-    user = init._container_user(spec)
-    env = init._final_env(spec.process.env, user)
     if console is not None:
-        os.fchown(0, user.uid, -1)  # runc's fixStdioPermissions: the user owns its terminal
         os.close(console)
-    init._apply_rlimits(spec)
-    init._become_session_leader(console is not None)
-    executable = init.find_executable(spec.process.args[0], init._env_path(env))
-    if program:
-        syscalls.seccomp_set_filter(program)
-    init._drop_privileges(spec, user)
-    init._reset_signals()
-    init._close_other_fds(ch.report_w, ch.shim)
-    init.exec_through_shim(executable, spec.process.args, env)
-
-
-def enter_workdir(cwd: str) -> None:
-    """chdir to the working directory, which must exist (runc exec does not create it, unlike a start)."""
-    try:
-        os.chdir(cwd)
-    except OSError as e:
-        raise RuntimeFailure(f'chdir to cwd ("{cwd}") set in config.json failed: {e.strerror.lower()}') from None
-    here = os.getcwd()
-    if not here.startswith("/"):
-        raise RuntimeFailure(f"current working directory {here!r} is outside the container root")
+    role = sequence.Role(joining=True, terminal=console is not None)
+    sequence.run_command(plan.spec, role, ch.report_w, ch.shim, program)
 
 
 def _container_terminal(ch: _Channels) -> int:
     """Allocate a pty from the container's devpts, hand the master to P, wait until P has sized it."""
     import socket
+
+    from pyctr.runtime.process.console import open_container_pty
 
     master, slave = open_container_pty()
     try:
@@ -601,37 +505,3 @@ def _container_terminal(ch: _Channels) -> int:
     if ch.child.recv(8) != _MSG_GO:
         raise RuntimeFailure("pyctr exec went away before the terminal was set up")
     return slave
-
-
-def open_container_pty() -> tuple[int, int]:
-    """(master, slave) from /dev/pts/ptmx of the mount namespace we are in, with no symlink followed.
-
-    Both are checked to be what they claim (a ptmx device on a devpts filesystem, a pty slave), so a
-    container that replaced its /dev/pts cannot make us open something else.
-    """
-    import fcntl
-    import stat
-    import struct
-
-    from pyctr.runtime import syscalls as s
-
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        master = s.openat2(root, "dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY,
-                           s.RESOLVE_IN_ROOT | s.RESOLVE_NO_SYMLINKS | s.RESOLVE_NO_MAGICLINKS)
-    finally:
-        os.close(root)
-    try:
-        st = os.fstat(master)
-        if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != PTMX_DEVICE \
-                or s.filesystem_type(master) != DEVPTS_SUPER_MAGIC:
-            raise RuntimeFailure("/dev/pts/ptmx in the container is not a devpts ptmx")
-        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-        if os.major(os.fstat(slave).st_rdev) not in PTY_SLAVE_MAJORS:
-            os.close(slave)
-            raise RuntimeFailure("the container's pty slave is not a pty")
-    except BaseException:
-        os.close(master)
-        raise
-    return master, slave

@@ -42,7 +42,7 @@ def shim_failure(report: dict, command: str) -> PyctrError | None:
     number = report.get("errno")
     if type(number) is not int or number <= 0:
         return None
-    from pyctr.runtime.init import exec_error
+    from pyctr.runtime.process.sequence import exec_error
 
     return exec_error(command, OSError(number, os.strerror(number)))
 

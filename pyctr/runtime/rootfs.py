@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyctr.errors import RuntimeFailure
+from pyctr.runtime.process.kernel import KERNEL, Kernel
 from pyctr.runtime.spec import ContainerSpec, Mount
 
 _KERNEL_FS_OPTIONS = ["nosuid", "noexec", "nodev"]
@@ -55,9 +56,9 @@ def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top + "/")
 
 
-def _apply(root_fd: int, root: str, mount: Mount) -> None:
+def _apply(root_fd: int, root: str, mount: Mount, kernel: Kernel = KERNEL) -> None:
     try:
-        apply_mount(root_fd, root, mount)
+        apply_mount(root_fd, root, mount, kernel)
     except OSError as e:
         raise RuntimeFailure(f"error mounting {mount.source} to rootfs at {mount.destination}: "
                              f"{e.strerror or e}") from None
@@ -304,29 +305,29 @@ def _target(root_fd: int, root: str, mount: Mount, want_dir: bool) -> int:
     return fd
 
 
-def apply_mount(root_fd: int, root: str, mount: Mount) -> None:
+def apply_mount(root_fd: int, root: str, mount: Mount, kernel: Kernel = KERNEL) -> None:
     """Mount one planned entry onto its checked target."""
     from pyctr.runtime import syscalls as s
 
     flags, propagation, data = parse_options(mount.options)
     if mount.type == "cgroup":
-        _mount_cgroups(root_fd, root, mount, flags)
+        _mount_cgroups(root_fd, root, mount, flags, kernel)
         return
     if mount.type == "bind":
         source_is_dir = os.path.isdir(mount.source)
         with opened(os.open(mount.source, s.O_PATH | os.O_CLOEXEC)) as src, \
                 opened(_target(root_fd, root, mount, source_is_dir)) as dst:
-            s.mount(fd_path(src), fd_path(dst), None, s.MS_BIND | (flags & s.MS_REC))
+            kernel.mount(fd_path(src), fd_path(dst), None, s.MS_BIND | (flags & s.MS_REC))
         extra = flags & ~(s.MS_BIND | s.MS_REC)
         if extra:
             with opened(resolve_in_root(root_fd, mount.destination)) as dst:
-                s.mount(None, fd_path(dst), None, s.MS_REMOUNT | s.MS_BIND | extra)
+                kernel.mount(None, fd_path(dst), None, s.MS_REMOUNT | s.MS_BIND | extra)
     else:
         with opened(_target(root_fd, root, mount, True)) as dst:
-            s.mount(mount.source, fd_path(dst), mount.type, flags, data or None)
+            kernel.mount(mount.source, fd_path(dst), mount.type, flags, data or None)
     if propagation:
         with opened(resolve_in_root(root_fd, mount.destination)) as dst:
-            s.mount(None, fd_path(dst), None, propagation)
+            kernel.mount(None, fd_path(dst), None, propagation)
 
 
 def _host_cgroup_mounts(mountinfo: str) -> list[tuple[str, str, str]]:
@@ -345,7 +346,7 @@ def _host_cgroup_mounts(mountinfo: str) -> list[tuple[str, str, str]]:
     return found
 
 
-def _mount_cgroups(root_fd: int, root: str, mount: Mount, flags: int) -> None:
+def _mount_cgroups(root_fd: int, root: str, mount: Mount, flags: int, kernel: Kernel = KERNEL) -> None:
     """/sys/fs/cgroup: v2 = the cgroup2 fs (the container's cgroup namespace is its root); v1/hybrid = runc's
     mountCgroupV1: a read-write tmpfs holding each v1 hierarchy (read-only unless --privileged), no cgroup2
     `unified` mount, and a symlink per controller of a co-mounted hierarchy (cpu -> cpu,cpuacct)."""
@@ -354,17 +355,17 @@ def _mount_cgroups(root_fd: int, root: str, mount: Mount, flags: int) -> None:
     hierarchies = _host_cgroup_mounts(Path("/proc/self/mountinfo").read_text())
     if any(name == "cgroup" and fstype == "cgroup2" for name, fstype, _ in hierarchies):
         with opened(_target(root_fd, root, mount, True)) as dst:
-            s.mount("cgroup", fd_path(dst), "cgroup2", flags)
+            kernel.mount("cgroup", fd_path(dst), "cgroup2", flags)
         return
     base = flags & ~s.MS_RDONLY
     tmpfs = Mount(mount.destination, "tmpfs", "tmpfs", [])
     with opened(_target(root_fd, root, tmpfs, True)) as dst:
-        s.mount("tmpfs", fd_path(dst), "tmpfs", base, "mode=755")
+        kernel.mount("tmpfs", fd_path(dst), "tmpfs", base, "mode=755")
     v1 = cgroup_v1_hierarchies(hierarchies)
     for name, opts in v1:
         sub = Mount(f"{mount.destination}/{name}", "cgroup", "cgroup", [])
         with opened(_target(root_fd, root, sub, True)) as dst:
-            s.mount("cgroup", fd_path(dst), "cgroup", flags, opts or None)
+            kernel.mount("cgroup", fd_path(dst), "cgroup", flags, opts or None)
     with opened(resolve_in_root(root_fd, mount.destination, follow=False)) as top:
         for link, target in comounted_links([name for name, _ in v1]):
             with contextlib.suppress(FileExistsError):
@@ -382,14 +383,14 @@ def comounted_links(names: list[str]) -> list[tuple[str, str]]:
     return [(part, name) for name in names if "," in name for part in name.split(",")]
 
 
-def create_devices(root_fd: int, console_fd: int | None = None) -> None:
+def create_devices(root_fd: int, console_fd: int | None = None, kernel: Kernel = KERNEL) -> None:
     """Docker's /dev: the six character devices, the /proc/self/fd links, and /dev/console for -t."""
     from pyctr.runtime import syscalls as s
 
     with opened(resolve_in_root(root_fd, "/dev", follow=False)) as dev:
         for device in DEFAULT_DEVICES:
             name = os.path.basename(device.path)
-            os.mknod(name, stat.S_IFCHR | device.mode, os.makedev(device.major, device.minor), dir_fd=dev)
+            kernel.mknod(name, stat.S_IFCHR | device.mode, os.makedev(device.major, device.minor), dev)
             os.chmod(name, device.mode, dir_fd=dev)
         for link, target in DEFAULT_DEV_SYMLINKS:
             os.symlink(target, os.path.basename(link), dir_fd=dev)
@@ -397,17 +398,17 @@ def create_devices(root_fd: int, console_fd: int | None = None) -> None:
         # The fd was opened in M's mount namespace, which cannot be a bind source here: reopen it by name.
         with opened(os.open(os.ttyname(console_fd), s.O_PATH | os.O_CLOEXEC)) as src, \
                 opened(ensure_in_root(root_fd, "/dev/console", "file", follow=False)) as dst:
-            s.mount(fd_path(src), fd_path(dst), None, s.MS_BIND)
+            kernel.mount(fd_path(src), fd_path(dst), None, s.MS_BIND)
 
 
-def bind_console(slave_fd: int) -> None:
+def bind_console(slave_fd: int, kernel: Kernel = KERNEL) -> None:
     """/dev/console = the container's own pty slave (runc's mountConsole); after pivot_root, so the slave (on
     the container's devpts) is a bind source in this mount namespace and "/" is the container's root."""
     from pyctr.runtime import syscalls as s
 
     with opened(os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as root_fd, \
             opened(ensure_in_root(root_fd, "/dev/console", "file", follow=False)) as dst:
-        s.mount(fd_path(slave_fd), fd_path(dst), None, s.MS_BIND)
+        kernel.mount(fd_path(slave_fd), fd_path(dst), None, s.MS_BIND)
 
 
 def _dev_null(root_fd: int) -> int:
@@ -429,7 +430,7 @@ def _open_existing(root_fd: int, path: str) -> int | None:
         raise RuntimeFailure(f"cannot open {path} in the container: {e.strerror}") from None
 
 
-def mask_paths(root_fd: int, paths: list[str]) -> None:
+def mask_paths(root_fd: int, paths: list[str], kernel: Kernel = KERNEL) -> None:
     """Hide files behind /dev/null and directories behind an empty read-only tmpfs."""
     from pyctr.runtime import syscalls as s
 
@@ -440,12 +441,12 @@ def mask_paths(root_fd: int, paths: list[str]) -> None:
                 continue
             with opened(fd):
                 if stat.S_ISDIR(os.fstat(fd).st_mode):
-                    s.mount("tmpfs", fd_path(fd), "tmpfs", s.MS_RDONLY, None)
+                    kernel.mount("tmpfs", fd_path(fd), "tmpfs", s.MS_RDONLY, None)
                 else:
-                    s.mount(fd_path(null), fd_path(fd), None, s.MS_BIND)
+                    kernel.mount(fd_path(null), fd_path(fd), None, s.MS_BIND)
 
 
-def readonly_paths(root_fd: int, paths: list[str]) -> None:
+def readonly_paths(root_fd: int, paths: list[str], kernel: Kernel = KERNEL) -> None:
     """Bind each path onto itself, then remount that bind read-only."""
     from pyctr.runtime import syscalls as s
 
@@ -454,9 +455,9 @@ def readonly_paths(root_fd: int, paths: list[str]) -> None:
         if fd is None:
             continue
         with opened(fd):
-            s.mount(fd_path(fd), fd_path(fd), None, s.MS_BIND | s.MS_REC)
+            kernel.mount(fd_path(fd), fd_path(fd), None, s.MS_BIND | s.MS_REC)
         with opened(resolve_in_root(root_fd, path, follow=False)) as again:
-            s.mount(None, fd_path(again), None,
+            kernel.mount(None, fd_path(again), None,
                     s.MS_REMOUNT | s.MS_BIND | s.MS_RDONLY | s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
 
 
@@ -468,7 +469,8 @@ def overlay_options(lowerdirs: list[str], upperdir: str | None, workdir: str | N
     return f"lowerdir={lower},upperdir={upperdir},workdir={workdir}"
 
 
-def mount_overlay(lowerdirs: list[str], upperdir: str | None, workdir: str | None, merged: str) -> None:
+def mount_overlay(lowerdirs: list[str], upperdir: str | None, workdir: str | None, merged: str,
+                  kernel: Kernel = KERNEL) -> None:
     """Mount layers (base first) plus a writable layer at `merged`; without `upperdir`, read-only layers only.
 
     The one overlay mount (containers, cp into a stopped container, build steps). Long layer lists exceed
@@ -482,37 +484,37 @@ def mount_overlay(lowerdirs: list[str], upperdir: str | None, workdir: str | Non
     flags = 0 if upperdir is not None else s.MS_RDONLY
     data = overlay_options(lowerdirs, upperdir, workdir)
     if len(data) <= 4000:
-        s.mount("overlay", merged, "overlay", flags, data)
+        kernel.mount("overlay", merged, "overlay", flags, data)
         return
     common = os.path.commonpath(lowerdirs)
     previous = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.chdir(common)
         data = overlay_options([os.path.relpath(d, common) for d in lowerdirs], upperdir, workdir)
-        s.mount("overlay", merged, "overlay", flags, data)
+        kernel.mount("overlay", merged, "overlay", flags, data)
     finally:
         os.fchdir(previous)
         os.close(previous)
 
 
-def pivot_into(root: str) -> None:
+def pivot_into(root: str, kernel: Kernel = KERNEL) -> None:
     """pivot_root into `root` and detach the old root (runc's pivot_root(".", ".") trick)."""
     from pyctr.runtime import syscalls as s
 
     os.chdir(root)
-    s.pivot_root(".", ".")
-    s.umount2(".", s.MNT_DETACH)
+    kernel.pivot_root(".", ".")
+    kernel.umount2(".", s.MNT_DETACH)
     os.chdir("/")
 
 
-def remount_root_readonly() -> None:
+def remount_root_readonly(kernel: Kernel = KERNEL) -> None:
     from pyctr.runtime import syscalls as s
 
-    s.mount(None, "/", None, s.MS_REMOUNT | s.MS_BIND | s.MS_RDONLY)
+    kernel.mount(None, "/", None, s.MS_REMOUNT | s.MS_BIND | s.MS_RDONLY)
 
 
 def build_rootfs(spec: ContainerSpec, console_fd: int | None = None,
-                 in_cgroup: Callable[[], None] | None = None) -> None:
+                 in_cgroup: Callable[[], None] | None = None, kernel: Kernel = KERNEL) -> None:
     """Everything between unshare(CLONE_NEWNS) and pivot_root, in the container process.
 
     `in_cgroup` waits until the process is in its cgroup and enters its cgroup namespace: it is called
@@ -522,21 +524,21 @@ def build_rootfs(spec: ContainerSpec, console_fd: int | None = None,
     """
     from pyctr.runtime import syscalls as s
 
-    s.mount(None, "/", None, s.MS_SLAVE | s.MS_REC)
+    kernel.mount(None, "/", None, s.MS_SLAVE | s.MS_REC)
     rootfs = spec.rootfs
-    mount_overlay(rootfs.lowerdirs, rootfs.upperdir, rootfs.workdir, rootfs.merged)
+    mount_overlay(rootfs.lowerdirs, rootfs.upperdir, rootfs.workdir, rootfs.merged, kernel)
     root = os.path.realpath(rootfs.merged)
     plan = plan_mounts(spec)
     late = [m for m in plan if _under(m.destination, CGROUP_ROOT)]  # nothing else is mounted below them
     with opened(os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as root_fd:
         for mount in plan:
             if not _under(mount.destination, CGROUP_ROOT):
-                _apply(root_fd, root, mount)
+                _apply(root_fd, root, mount, kernel)
         if in_cgroup is not None:
             in_cgroup()
         for mount in late:
-            _apply(root_fd, root, mount)
-        create_devices(root_fd, console_fd)
-        readonly_paths(root_fd, spec.readonly_paths)
-        mask_paths(root_fd, spec.masked_paths)
-    pivot_into(root)
+            _apply(root_fd, root, mount, kernel)
+        create_devices(root_fd, console_fd, kernel)
+        readonly_paths(root_fd, spec.readonly_paths, kernel)
+        mask_paths(root_fd, spec.masked_paths, kernel)
+    pivot_into(root, kernel)

@@ -267,7 +267,7 @@ def _env_key(item: str) -> str:
     return item.split("=", 1)[0]
 
 
-def _replace_or_append(env: list[str], updates: list[str]) -> list[str]:
+def replace_or_append_env(env: list[str], updates: list[str]) -> list[str]:
     """Docker's ReplaceOrAppendEnvValues: a later K=V replaces K in place, new keys append."""
     result = list(env)
     index = {_env_key(v): i for i, v in enumerate(result)}
@@ -281,7 +281,7 @@ def _replace_or_append(env: list[str], updates: list[str]) -> list[str]:
     return result
 
 
-def _expand_user_env(items: list[str], host_env: dict[str, str]) -> list[str]:
+def expand_user_env(items: list[str], host_env: dict[str, str]) -> list[str]:
     """-e K copies K from the host environment; when unset there it is dropped (Docker)."""
     result = []
     for item in items:
@@ -311,14 +311,14 @@ def merge_env(image_config: dict, user_env: list[str], hostname: str, tty: bool,
               host_env: dict[str, str] | None = None) -> list[str]:
     """PATH, HOSTNAME, TERM (with -t) first, then the image's Env, then the user's, replacing keys in place."""
     base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"] + (["TERM=xterm"] if tty else [])
-    return _replace_or_append(base, config_env(image_config, user_env, host_env))
+    return replace_or_append_env(base, config_env(image_config, user_env, host_env))
 
 
 def config_env(image_config: dict, user_env: list[str], host_env: dict[str, str] | None = None) -> list[str]:
     """Docker's `Config.Env`: the image's Env updated by the user's -e/--env-file, without what the runtime
     adds to the process (PATH default, HOSTNAME, TERM), which `inspect` does not show."""
     host_env = dict(os.environ) if host_env is None else host_env
-    return _replace_or_append(list(image_config.get("Env") or []), _expand_user_env(user_env, host_env))
+    return replace_or_append_env(list(image_config.get("Env") or []), expand_user_env(user_env, host_env))
 
 
 def anonymous_volume_name(container_id: str, index: int) -> str:
@@ -450,7 +450,7 @@ def make_spec(image_config: dict, options: RunOptions, container_id: str, name: 
     workdir = options.workdir or config.get("WorkingDir") or "/"
     if not workdir.startswith("/"):
         raise UsageError(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
-    user_env = _env_from_files(options.env_files) + list(options.env)
+    user_env = env_from_files(options.env_files) + list(options.env)
     capabilities = tweak_capabilities(options.cap_add, options.cap_drop, options.privileged)
     mounts = [parse_volume(v, volumes_root, anonymous_volume_name(container_id, i))
               for i, v in enumerate(options.volumes)]
@@ -507,7 +507,7 @@ def make_spec(image_config: dict, options: RunOptions, container_id: str, name: 
     )
 
 
-def _env_from_files(paths: list[str]) -> list[str]:
+def env_from_files(paths: list[str]) -> list[str]:
     """Read --env-file files (the only I/O make_spec does, and only when the flag is used)."""
     items: list[str] = []
     for path in paths:

@@ -109,22 +109,11 @@ def start_failed(state: ContainerState, exit_code: int, error: str) -> Container
 # -- the kernel's view -----------------------------------------------------------------------------
 
 def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), None if no such process.
+    """The start time of `pid` while it runs, None if it is gone or a zombie (it has exited): the runtime's
+    one liveness answer, process/liveness.py, which says why zombies count as dead here."""
+    from pyctr.runtime.process.liveness import running_start_time
 
-    A pid plus its start time names a process uniquely for one boot: a reused
-    pid has a later start time. Zombies count as gone: they have exited.
-    """
-    if pid <= 0:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rfind(b")") + 2:].split()
-    if not rest or rest[0] in (b"Z", b"X"):
-        return None
-    return int(rest[19])
+    return running_start_time(pid)
 
 
 _boot_id_cache: list[str] = []
@@ -141,7 +130,9 @@ def boot_id() -> str:
 
 
 def process_alive(pid: int, start_time: int) -> bool:
-    return pid > 0 and proc_start_time(pid) == start_time
+    from pyctr.runtime.process.liveness import is_running
+
+    return is_running(pid, start_time)
 
 
 def reconcile(state: ContainerState, current_boot: str, alive: Callable[[int, int], bool],

@@ -7,7 +7,8 @@ import errno
 import pytest
 
 from pyctr.errors import CommandCannotRun, CommandNotFound, RuntimeFailure
-from pyctr.runtime import execshim, init
+from pyctr.runtime import execshim
+from pyctr.runtime.process import sequence
 
 
 def test_shim_argv_puts_the_mark_the_report_fd_and_the_path_before_the_command():
@@ -23,7 +24,7 @@ def test_shim_argv_puts_the_mark_the_report_fd_and_the_path_before_the_command()
 ])
 def test_a_shim_report_is_the_error_the_init_raised_for_that_errno(number, kind, message):
     failure = execshim.shim_failure({"errno": number}, "cmd")
-    direct = init.exec_error("cmd", OSError(number, "ignored"))
+    direct = sequence.exec_error("cmd", OSError(number, "ignored"))
     assert isinstance(failure, kind) and failure.message == message
     assert (type(direct), direct.exit_code) == (kind, failure.exit_code)
     assert failure.exit_code == (127 if number == errno.ENOENT else 126)

@@ -120,9 +120,10 @@ BUSYBOX_CONFIG = {"config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/s
 
 def _created_document(tmp_path, monkeypatch, **options):
     from pyctr.runtime import container
+    from pyctr.runtime.lifecycle import config_document
     from pyctr.runtime.spec import RunOptions, make_spec
 
-    monkeypatch.setattr(container, "_cgroup_version", lambda: 2)
+    monkeypatch.setattr(config_document, "_cgroup_version", lambda: 2)
     run = RunOptions(image="busybox", **options)
     spec = make_spec(BUSYBOX_CONFIG, run, CID, "web", tmp_path / "containers" / CID, [tmp_path / "l1"],
                      volumes_root=tmp_path / "volumes", host_env={})

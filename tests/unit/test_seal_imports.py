@@ -5,7 +5,7 @@ import sys
 
 PROGRAM = """
 import os, sys
-from pyctr.runtime.init import seal_imports
+from pyctr.runtime.process.sequence import seal_imports
 seal_imports()
 import os.path  # already loaded: still importable
 try:

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 RUN_PATH_MODULES = (
-    "pyctr.config", "pyctr.commands", "pyctr.runtime.spec", "pyctr.runtime.state", "pyctr.runtime.process",
+    "pyctr.config", "pyctr.commands", "pyctr.runtime.spec", "pyctr.runtime.state", "pyctr.runtime.process.launcher",
     "pyctr.runtime.init", "pyctr.runtime.users", "pyctr.runtime.rootfs", "pyctr.runtime.seccomp",
     "pyctr.runtime.cgroups", "pyctr.runtime.cgroups.manager", "pyctr.image.store", "pyctr.image.reference",
 )

@@ -17,7 +17,7 @@ import types
 from typing import Any
 
 
-def _register_bare_package() -> None:
+def register_bare_package() -> None:
     """Make `pyroute2` importable as a package without running its __init__."""
     if "pyroute2" in sys.modules:
         return
@@ -33,14 +33,14 @@ def _register_bare_package() -> None:
 
 def iproute_class() -> Any:
     """pyroute2's synchronous IPRoute class."""
-    _register_bare_package()
+    register_bare_package()
     from pyroute2.iproute.linux import IPRoute
 
     return IPRoute
 
 
 def netlink_error_class() -> type[Exception]:
-    _register_bare_package()
+    register_bare_package()
     from pyroute2.netlink.exceptions import NetlinkError
 
     return NetlinkError

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import contextlib
 
-from pyctr.runtime.network._rtnl import _register_bare_package
+from pyctr.runtime.network._rtnl import register_bare_package
 
 
 def forget_flows_to(addresses: list[str]) -> int:
     """Delete conntrack entries whose reply source is one of `addresses`; return how many."""
     if not addresses:
         return 0
-    _register_bare_package()
+    register_bare_package()
     from pyroute2.conntrack import Conntrack
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 

@@ -21,21 +21,14 @@ interpreter inside it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyctr.errors import CommandCannotRun, CommandNotFound, PyctrError, RuntimeFailure
+from pyctr.errors import PyctrError, RuntimeFailure
+from pyctr.runtime.process import liveness, reap, report
 from pyctr.runtime.spec import ContainerSpec
-
-_ERRORS: dict[str, type[PyctrError]] = {
-    "CommandNotFound": CommandNotFound,
-    "CommandCannotRun": CommandCannotRun,
-    "RuntimeFailure": RuntimeFailure,
-}
 
 
 @dataclass(frozen=True)
@@ -88,13 +81,9 @@ class Launched:
 
 
 def process_start_time(pid: int) -> int:
-    """Clock ticks since boot at which `pid` started (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return 0
-    return int(data[data.rindex(b")") + 2:].split()[19])
+    """Clock ticks since boot at which `pid` started, a zombie included (it is still the process we launched);
+    0 when it is gone (process/liveness.py)."""
+    return liveness.start_time(pid) or 0
 
 
 def prepare_bundle(spec: ContainerSpec) -> None:
@@ -152,7 +141,7 @@ def launch(spec: ContainerSpec, hooks: LaunchHooks | None = None, stdio: Stdio |
     prepare_bundle(spec)
     program = seccomp_program(spec)
     shim = sealed_shim()  # before anything is started: without the shim no container starts
-    _preload_child_modules()
+    preload_child_modules(terminal=stdio.console is not None and stdio.console_master is not None)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     console_r, console_w = _console_channel(stdio)
@@ -173,12 +162,12 @@ def launch(spec: ContainerSpec, hooks: LaunchHooks | None = None, stdio: Stdio |
         go_w = -1
         # C failed first (no such command): its reason wins
         reported = reported_failure(report_r, spec.process.args[0])
-        _kill_and_reap(pid)
+        reap.kill_and_reap(pid)
         if reported is not None:
             raise reported from None
         raise
     except BaseException:
-        _kill_and_reap(pid)
+        reap.kill_and_reap(pid)
         raise
     finally:
         os.close(report_r)
@@ -195,9 +184,6 @@ def _console_channel(stdio: Stdio) -> tuple[int | None, int | None]:
     if stdio.console is None or stdio.console_master is None:
         return None, None
     import socket
-
-    import pyctr.runtime.exec  # noqa: F401  C's -t steps, loaded before it seals imports
-    import pyctr.runtime.tty  # noqa: F401
 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     return ours.detach(), theirs.detach()
@@ -244,7 +230,7 @@ def reported_failure(report_r: int, command: str = "", timeout: float = REPORT_G
             break
         chunks.append(chunk)
     message = b"".join(chunks)
-    return reported_error(message, command) if message.startswith(b"E") else None
+    return reported_error(message, command) if message.startswith(report.FAILED) else None
 
 
 def seccomp_program(spec: ContainerSpec) -> bytes | None:
@@ -262,16 +248,23 @@ def seccomp_program(spec: ContainerSpec) -> bytes | None:
         raise RuntimeFailure(f"cannot build the seccomp filter: {e}") from None
 
 
-def _preload_child_modules() -> None:
-    """Import in M what C needs, so the child does not pay for imports between fork and exec."""
+def preload_child_modules(terminal: bool) -> None:
+    """Import in M what C needs: the child must not pay for imports between fork and exec, and after it
+    sealed its imports (runtime/process/sequence.seal_imports) it cannot import at all."""
     import fcntl  # noqa: F401
     import resource  # noqa: F401
     import termios  # noqa: F401
 
+    import pyctr.runtime.init  # noqa: F401
     import pyctr.runtime.rootfs  # noqa: F401
-    from pyctr.runtime import capabilities
+    from pyctr.runtime import capabilities, execshim, syscalls  # noqa: F401
 
     capabilities.preload()
+    if terminal:  # C's -t steps: its own pty, sent to M over a unix socket
+        import socket  # noqa: F401
+
+        import pyctr.runtime.process.console  # noqa: F401
+        import pyctr.runtime.tty  # noqa: F401
 
 
 def _fork_into_new_pid_namespace(spec: ContainerSpec, fds) -> int:
@@ -303,28 +296,17 @@ def _child(spec: ContainerSpec, fds) -> None:
         os._exit(125)
 
 
-def _read_message(fd: int) -> bytes:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
 def _handshake(pid: int, report_r: int, go_w: int, hooks: LaunchHooks) -> None:
     """Wait for C to be in its namespaces; cgroup, then let C build its rootfs while the network is made."""
-    from pyctr.runtime.init import GO, IN_CGROUP, READY
-
     first = os.read(report_r, 1)
-    if first != READY:
-        _raise_reported(first + _read_message(report_r))
+    if first != report.READY:
+        raise reported_error(first + report.read_to_end(report_r))
     if hooks.join_cgroup is not None:
         hooks.join_cgroup(pid)  # if it fails, `launch` still prefers what C reported (say, a mount failed)
-    _tell(go_w, IN_CGROUP)
+    _tell(go_w, report.IN_CGROUP)
     if hooks.before_exec is not None:
         hooks.before_exec(pid)  # if it fails because C failed meanwhile (no such command), `launch` says why
-    _tell(go_w, GO)
+    _tell(go_w, report.GO)
 
 
 def _tell(go_w: int, message: bytes) -> None:
@@ -334,59 +316,17 @@ def _tell(go_w: int, message: bytes) -> None:
 
 
 def _wait_for_exec(report_r: int, command: str) -> None:
-    message = _read_message(report_r)
-    if message:
-        _raise_reported(message, command)
-
-
-def _raise_reported(message: bytes, command: str = "") -> None:
     """C failed: raise what it reported (or that it died without a word); `launch` then reaps it."""
-    raise reported_error(message, command)
+    failure = report.decode_failure(report.read_to_end(report_r), command)
+    if failure is not None:
+        raise failure
 
 
 def reported_error(message: bytes, command: str = "") -> PyctrError:
-    """The error C's report pipe carried: "E" + {"kind", "message"}, or the exec shim's {"errno"} for a failed
-    execve of `command` (runtime/execshim.py); anything else: it died without a word."""
-    from pyctr.runtime.execshim import shim_failure
-
-    report = None
-    if message.startswith(b"E"):
-        with contextlib.suppress(ValueError):
-            report = json.loads(message[1:])
-    if isinstance(report, dict):
-        failure = shim_failure(report, command)
-        if failure is not None:
-            return failure
-        error = _ERRORS.get(report.get("kind"), RuntimeFailure)
-        return error(report.get("message") or "container init failed")
-    return RuntimeFailure("container init exited before exec without reporting why")
-
-
-def _reap(pid: int) -> int:
-    while True:
-        try:
-            return os.waitpid(pid, 0)[1]
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return 0
-
-
-def _kill_and_reap(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    _reap(pid)
-
-
-def exit_code_from_status(status: int) -> int:
-    """Docker's exit code from a wait status: the exit code, or 128+N when killed by signal N."""
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status)
-    return 125
+    """The error a non-empty report of C carried (process/report.py); `command` names a failed execve."""
+    return report.decode_failure(message, command) or RuntimeFailure("container init failed")
 
 
 def wait_container(pid: int) -> int:
     """Block until C exits (it is M's child) and return Docker's exit code."""
-    return exit_code_from_status(_reap(pid))
+    return reap.wait_exit_code(pid)

@@ -1,0 +1,125 @@
+"""Docker's document of a container (config.json): its Config/HostConfig views, the runtime spec and
+the options, built once at create."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from pyctr.errors import PyctrError
+from pyctr.runtime import state as st
+
+if TYPE_CHECKING:
+    from pyctr.runtime.spec import ContainerSpec, RunOptions
+    from pyctr.runtime.state import ContainerRecord
+
+
+def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, image_config: dict,
+                    ports: list) -> dict:
+    """What config.json holds: Docker's Config/HostConfig views, the runtime spec and the options."""
+    inner = image_config.get("config") if isinstance(image_config.get("config"), dict) else image_config
+    exposed = dict((inner or {}).get("ExposedPorts") or {})
+    for p in ports:
+        exposed.setdefault(f"{p.container_port}/{p.proto}", {})
+    if options.publish_all:
+        from pyctr.runtime.network.publish import publish_all
+
+        ports = list(ports) + publish_all(exposed)
+    args = spec.process.args
+    return {
+        "Id": spec.id,
+        "Name": spec.name,
+        "Created": st.now_rfc3339(),
+        "Path": args[0],
+        "Args": args[1:],
+        "Image": image_id,
+        "LowerDirs": list(reversed(spec.rootfs.lowerdirs)),
+        "Ports": [_port_dict(p) for p in ports],
+        "PortMappings": [p.to_dict() for p in ports],
+        "Config": _docker_config(spec, options, exposed, inner or {}),
+        "HostConfig": _host_config(spec, options, ports),
+        "MountPoints": mount_points(spec, options),
+        "Spec": spec.to_dict(),
+        "Options": asdict(options),
+    }
+
+
+def _port_dict(p) -> dict:
+    return {"HostIp": p.host_ip or "0.0.0.0", "HostPort": p.host_port, "ContainerPort": p.container_port,
+            "Protocol": p.proto}
+
+
+def _docker_config(spec: ContainerSpec, options: RunOptions, exposed: dict, image_config: dict) -> dict:
+    entrypoint = ([options.entrypoint] if options.entrypoint else []) if options.entrypoint is not None \
+        else image_config.get("Entrypoint")
+    cmd = list(options.command) or (None if options.entrypoint is not None else image_config.get("Cmd"))
+    from pyctr.runtime.inspect import config_object
+
+    volumes = dict(image_config.get("Volumes") or {})
+    volumes.update({v: {} for v in options.volumes if ":" not in v})  # `-v /dst`: Docker's CLI puts it here
+    return config_object({
+        "Hostname": spec.hostname, "Domainname": "", "User": spec.process.user,
+        "AttachStdin": options.interactive and not options.detach, "AttachStdout": not options.detach,
+        "AttachStderr": not options.detach, "ExposedPorts": exposed or None, "Tty": options.tty,
+        "OpenStdin": options.interactive, "StdinOnce": options.interactive and not options.detach,
+        "Env": spec.config_env or None, "Cmd": cmd, "Image": options.image, "Volumes": volumes or None,
+        "WorkingDir": spec.process.cwd if spec.process.cwd != "/" or options.workdir else "",
+        "Entrypoint": entrypoint or None, "OnBuild": image_config.get("OnBuild"), "Labels": spec.labels,
+        "StopSignal": options.stop_signal or image_config.get("StopSignal"), "StopTimeout": options.stop_timeout,
+    })
+
+
+def mount_points(spec: ContainerSpec, options: RunOptions) -> list[dict]:
+    """Docker's `Mounts` of inspect, one per `-v` (the spec's mounts are sorted by depth: match by target)."""
+    from pyctr.runtime.inspect import mount_point
+
+    sources = {m.destination: m.source for m in spec.mounts}
+    points = []
+    for volume in options.volumes:
+        parts = volume.split(":")
+        destination = os.path.normpath(parts[0] if len(parts) == 1 else parts[1])
+        points.append(mount_point(volume, sources.get(destination, "")))
+    return points
+
+
+def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
+    bindings: dict[str, list] = {}
+    for p in ports:
+        bindings.setdefault(f"{p.container_port}/{p.proto}", []).append(
+            {"HostIp": p.host_ip if p.host_ip != "0.0.0.0" else "", "HostPort": str(p.host_port or "")})
+    limits = spec.limits
+    from pyctr.runtime.inspect import host_config_object
+
+    cgroup_v2 = _cgroup_version() == 2
+    return host_config_object({
+        "Binds": [v for v in options.volumes if ":" in v] or None,  # `-v /dst` is a volume of Config.Volumes
+        "NetworkMode": options.network, "PortBindings": bindings, "AutoRemove": options.rm,
+        "CapAdd": list(options.cap_add) or None, "CapDrop": list(options.cap_drop) or None,
+        "CgroupnsMode": "private" if "cgroup" in spec.namespaces else "host",
+        "Dns": list(options.dns), "ExtraHosts": list(options.add_host) or None,
+        "GroupAdd": list(options.group_add) or None, "Privileged": options.privileged,
+        "PublishAllPorts": options.publish_all, "ReadonlyRootfs": options.read_only,
+        "SecurityOpt": list(options.security_opt) or None, "Init": options.init or None,
+        "Memory": limits.memory or 0, "MemorySwap": limits.memory_swap or 0,
+        "NanoCpus": int(limits.cpu_quota * 1e9 / limits.cpu_period) if limits.cpu_quota else 0,
+        "CpuShares": limits.cpu_shares or 0, "PidsLimit": limits.pids_limit,
+        "OomKillDisable": None if cgroup_v2 else False,  # dockerd drops it where the kernel cannot (v2)
+        "MaskedPaths": list(spec.masked_paths) or None, "ReadonlyPaths": list(spec.readonly_paths) or None,
+    })
+
+
+def _cgroup_version() -> int:
+    """1 or 2 (2 when it cannot be told: what current distributions run)."""
+    try:
+        from pyctr.runtime.cgroups import current_mode
+
+        return current_mode().version
+    except (OSError, PyctrError):
+        return 2
+
+
+def load_spec(record: ContainerRecord) -> ContainerSpec:
+    from pyctr.runtime.spec import ContainerSpec
+
+    return ContainerSpec.from_dict(record.config["Spec"])

@@ -1,0 +1,48 @@
+"""`kill`: a signal to the container's process, through a pidfd checked to be that very process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from typing import TYPE_CHECKING
+
+from pyctr.errors import ConflictError, UsageError
+from pyctr.runtime.state import ContainerRecord, ContainerStore
+
+if TYPE_CHECKING:
+    from pyctr.config import Config
+
+
+def parse_signal(value: str | int) -> signal.Signals:
+    """KILL, SIGKILL, kill, 9 -> SIGKILL (Docker's signal.ParseSignal)."""
+    text = str(value).strip().upper()
+    try:
+        return signal.Signals(int(text)) if text.isdigit() else signal.Signals[
+            text if text.startswith("SIG") else "SIG" + text]
+    except (KeyError, ValueError):
+        raise UsageError(f"Invalid signal: {value}") from None
+
+
+def kill(config: Config, ref: str, sig: str | int = "KILL") -> ContainerRecord:
+    signum = parse_signal(sig)
+    store = ContainerStore(config.paths)
+    record = store.get(ref)
+    if not record.state.running:
+        raise ConflictError(f"Cannot kill container: {ref}: Container {record.id} is not running")
+    signal_container(record, signum)
+    return record
+
+
+def signal_container(record: ContainerRecord, signum: int) -> None:
+    """Signal C through a pidfd opened and checked first: a reused pid can never get the signal."""
+    from pyctr.runtime.process.liveness import open_pidfd
+
+    pidfd = open_pidfd(record.state.pid, record.state.pid_start_time)
+    if pidfd is None:
+        return
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(pidfd, signum)
+    finally:
+        os.close(pidfd)

@@ -1,0 +1,158 @@
+"""Launching in the process that will be the container's parent (M): cgroup, network and state around
+process.launch, undone if the start fails. Used by the detached and the foreground start."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING, Any
+
+from pyctr.errors import ConflictError, PyctrError
+from pyctr.runtime import state as st
+from pyctr.runtime.lifecycle.concurrently import Concurrently
+from pyctr.runtime.lifecycle.config_document import load_spec
+from pyctr.runtime.lifecycle.teardown import teardown
+from pyctr.runtime.state import ContainerRecord, ContainerStore
+
+if TYPE_CHECKING:
+    from pyctr.config import Config
+    from pyctr.runtime.spec import ContainerSpec
+
+
+def _cgroup_limits(spec: ContainerSpec):
+    from pyctr.runtime.cgroups.limits import Limits
+
+    lim = spec.limits
+    cpus = lim.cpu_quota / lim.cpu_period if lim.cpu_quota and lim.cpu_period else None
+    return Limits(memory=lim.memory, memory_swap=lim.memory_swap, cpus=cpus, cpu_shares=lim.cpu_shares,
+                  pids_limit=lim.pids_limit, privileged=spec.privileged)
+
+
+class Launch:
+    """Everything M does around `process.launch`: cgroup, network, state; undone if the start fails."""
+
+    def __init__(self, config: Config, record: ContainerRecord) -> None:
+        self.config = config
+        self.record = record
+        self.spec = load_spec(record)
+        self.store = ContainerStore(config.paths)
+        self.cgroup = None
+        self.network: dict = {}
+        self._connecting: Concurrently | None = None
+
+    def join_cgroup(self, pid: int) -> None:
+        """In M, while C waits: join the cgroup and, at the same time, start plugging C into the bridge.
+
+        Both are mostly system calls that wait (cgroup v1 moves a process hierarchy by hierarchy, netlink and
+        nft answer in their own time); the network goes on while C builds its rootfs (before_exec joins it)."""
+        if self.spec.network.mode == "bridge":
+            self._connecting = Concurrently(self._connect, pid)
+        try:
+            self.cgroup.add_process(pid)
+        except BaseException:
+            if self._connecting is not None:
+                with contextlib.suppress(Exception):
+                    self._connecting.join()
+            raise
+
+    def before_exec(self, pid: int) -> None:
+        """In M, while C builds its rootfs: wait for the network to be ready."""
+        if self._connecting is not None:
+            connecting, self._connecting = self._connecting, None
+            connecting.join()
+
+    def _connect(self, pid: int) -> None:
+        """Plug C into the bridge and write its /etc/hosts with its address."""
+        from pyctr.runtime.network import PortMapping, setup_network
+        from pyctr.runtime.network.hostfiles import hosts_file
+
+        ports = [PortMapping.from_dict(p) for p in self.record.config.get("PortMappings", [])]
+        info = setup_network(self.config, self.spec.id, pid, ports)
+        # In place: C may have bind-mounted this very file already (a rename would leave it the old one).
+        with open(self.spec.bundle / "hosts", "w") as f:
+            f.write(hosts_file(self.spec.hostname, info.ip, self.spec.network.extra_hosts))
+        self.network = {
+            "IPAddress": info.ip, "IPPrefixLen": info.prefixlen, "Gateway": info.gateway, "MacAddress": info.mac,
+            "Bridge": info.bridge,
+            "Ports": [{"HostIp": p.host_ip or "0.0.0.0", "HostPort": p.host_port, "ContainerPort": p.container_port,
+                       "Protocol": p.proto} for p in info.ports],
+        }
+
+    def launch(self, stdio: Any) -> tuple[int, int]:
+        """Start C; on failure record the error as Docker does (State.Error, exit code) and undo everything."""
+        from pyctr.runtime.cgroups import create_cgroup
+        from pyctr.runtime.process import LaunchHooks, launch
+
+        with self._start_lock():
+            try:
+                self.cgroup = create_cgroup(self.spec.id, _cgroup_limits(self.spec))
+                hooks = LaunchHooks(join_cgroup=self.join_cgroup, before_exec=self.before_exec)
+                launched = launch(self.spec, hooks, stdio)
+            except BaseException as e:
+                self._failed(e)
+                raise
+            pid, start_time = launched.pid, launched.start_time
+            me = os.getpid()
+            self.store.update_state(self.spec.id, lambda s: _with_network(
+                st.started(s, pid, start_time, me, st.proc_start_time(me) or 0, st.boot_id()), self.network))
+        return pid, start_time
+
+    @contextlib.contextmanager
+    def _start_lock(self):
+        """One start at a time per container: two `start`s racing must not launch it twice."""
+        import fcntl
+
+        fd = os.open(self.spec.bundle / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConflictError(f"container {self.spec.id[:12]} is already being started") from None
+            if self.store.get(self.spec.id).state.running:
+                raise ConflictError(f"container {self.spec.id[:12]} is already running")
+            yield
+        finally:
+            os.close(fd)
+
+    def _failed(self, e: BaseException) -> None:
+        code = e.exit_code if isinstance(e, PyctrError) else 125
+        message = e.message if isinstance(e, PyctrError) else f"{type(e).__name__}: {e}"
+        self._record_failure(code, message)
+
+    def _record_failure(self, code: int, message: str) -> None:
+        with contextlib.suppress(PyctrError, OSError):
+            self.store.update_state(self.spec.id, lambda s: st.start_failed(s, code, message))
+        with contextlib.suppress(PyctrError, OSError):
+            teardown(self.config, self.record, self.spec)
+        if self.spec.auto_remove:  # Docker removes a --rm container whose start failed too
+            with contextlib.suppress(PyctrError, OSError):
+                self.store.remove_directory(self.spec.id)
+
+
+def _with_network(state: st.ContainerState, network: dict) -> st.ContainerState:
+    from dataclasses import replace
+
+    return replace(state, network=dict(network))
+
+
+def pipe_stdio(stdin: int, stdout: int, stderr: int) -> Any:
+    from pyctr.runtime.process import Stdio
+
+    return Stdio(stdin=stdin, stdout=stdout, stderr=stderr)
+
+
+def terminal_stdio(slave: int, master: int) -> Any:
+    from pyctr.runtime.process import Stdio
+
+    return Stdio.terminal(slave, master)
+
+
+def check_startable(record: ContainerRecord) -> None:
+    if record.state.running:
+        raise ConflictError(f"container {record.short_id} is already running")
+
+
+def reap_quietly(pid: int) -> None:
+    from pyctr.runtime.process.reap import reap
+
+    reap(pid)

@@ -1,0 +1,44 @@
+"""`rm`: refuse a running container unless forced; tear down and delete everything."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from typing import TYPE_CHECKING
+
+from pyctr.errors import ConflictError, NotFoundError, RuntimeFailure
+from pyctr.runtime import state as st
+from pyctr.runtime.lifecycle.kill import signal_container
+from pyctr.runtime.lifecycle.teardown import anonymous_volumes, remove_anonymous_volumes, teardown
+from pyctr.runtime.lifecycle.wait import STATE_SETTLE_TIMEOUT, wait_for_exit
+from pyctr.runtime.state import ContainerRecord, ContainerStore
+
+if TYPE_CHECKING:
+    from pyctr.config import Config
+
+
+def remove(config: Config, ref: str, force: bool = False, volumes: bool = False) -> ContainerRecord:
+    """Docker's rm: refuse a running container unless forced; tear down and delete everything."""
+    store = ContainerStore(config.paths)
+    record = store.get(ref)
+    if record.state.running:
+        if not force:
+            raise ConflictError(f"You cannot remove a running container {record.id}. Stop the container before "
+                                "attempting removal or force remove")
+        signal_container(record, signal.SIGKILL)
+        wait_for_exit(record.state.pid, record.state.pid_start_time, STATE_SETTLE_TIMEOUT)
+        # Let the monitor finish (it keeps its pid through the exec of `_cleanup`): it writes into the
+        # container's directory until then, which must not race with deleting it.
+        if record.state.monitor_pid and record.state.monitor_pid != os.getpid():
+            wait_for_exit(record.state.monitor_pid, record.state.monitor_start_time, STATE_SETTLE_TIMEOUT)
+        with contextlib.suppress(NotFoundError):
+            store.update_state(record.id, lambda s: st.exited(s, 137) if s.running else None)
+    try:
+        teardown(config, record)
+    except RuntimeFailure:
+        teardown(config, record)  # once more (e.g. a process was still leaving its cgroup); then report
+    anonymous = anonymous_volumes(record) if volumes else []
+    store.remove_directory(record.id)
+    remove_anonymous_volumes(config, anonymous)
+    return record

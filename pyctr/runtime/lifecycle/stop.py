@@ -1,0 +1,38 @@
+"""`stop` (the stop signal, SIGKILL after the timeout) and `restart`."""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING
+
+from pyctr.runtime.lifecycle.detached import start_detached
+from pyctr.runtime.lifecycle.kill import parse_signal, signal_container
+from pyctr.runtime.lifecycle.wait import STATE_SETTLE_TIMEOUT, wait_for_exit, wait_recorded
+from pyctr.runtime.state import ContainerRecord, ContainerStore
+
+if TYPE_CHECKING:
+    from pyctr.config import Config
+
+
+def stop(config: Config, ref: str, timeout: int | None = None, sig: str | None = None) -> ContainerRecord:
+    """Docker's stop: the stop signal, then SIGKILL after `timeout` seconds; returns once the exit is recorded."""
+    store = ContainerStore(config.paths)
+    record = store.get(ref)
+    if not record.state.running:
+        return record
+    spec = record.config.get("Spec", {})
+    signum = parse_signal(sig or spec.get("stop_signal") or "SIGTERM")
+    timeout = spec.get("stop_timeout", 10) if timeout is None else timeout
+    signal_container(record, signum)
+    if not wait_for_exit(record.state.pid, record.state.pid_start_time, max(timeout, 0)):
+        signal_container(record, signal.SIGKILL)
+        wait_for_exit(record.state.pid, record.state.pid_start_time, STATE_SETTLE_TIMEOUT)
+    return wait_recorded(store, record.id)
+
+
+def restart(config: Config, ref: str, timeout: int | None = None) -> ContainerRecord:
+    stop(config, ref, timeout)
+    store = ContainerStore(config.paths)
+    record = store.get(ref)
+    start_detached(config, record)
+    return record

@@ -1,0 +1,115 @@
+"""The exit and the teardown: record how C ended, undo network, cgroup and mounts, remove a --rm container."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyctr.errors import NotFoundError, PyctrError, RuntimeFailure
+from pyctr.runtime import state as st
+from pyctr.runtime.lifecycle.concurrently import Concurrently
+from pyctr.runtime.lifecycle.config_document import load_spec
+from pyctr.runtime.state import ContainerRecord, ContainerStore
+
+if TYPE_CHECKING:
+    from pyctr.config import Config
+    from pyctr.runtime.spec import ContainerSpec
+
+
+def finish(config: Config, container_id: str, exit_code: int, finished_at: str | None = None) -> None:
+    """Record the exit of C and tear everything down (the monitor's `_cleanup`, or the foreground CLI)."""
+    store = ContainerStore(config.paths)
+    try:
+        record = store.get(container_id, reconcile_state=False)
+    except NotFoundError:
+        return  # removed meanwhile (rm -f): nothing left to record
+    spec = load_spec(record)
+    oom = _oom_killed(container_id)
+    with contextlib.suppress(NotFoundError):
+        store.update_state(container_id, lambda s: st.exited(s, exit_code, oom_killed=oom, at=finished_at)
+                           if s.running else None)
+    teardown(config, record, spec)  # raises if something stayed: the directory is then kept for `rm -f`
+    if spec.auto_remove:
+        volumes = anonymous_volumes(record)
+        store.remove_directory(container_id)
+        remove_anonymous_volumes(config, volumes)
+
+
+def finish_reporting(config: Config, container_id: str, exit_code: int) -> None:
+    """finish() for the foreground CLI: a cleanup problem is a warning; the exit code stays the container's."""
+    try:
+        finish(config, container_id, exit_code, st.now_rfc3339())
+    except PyctrError as e:
+        print(f"Warning: {e.message}", file=sys.stderr)
+
+
+def anonymous_volumes(record: ContainerRecord) -> list[str]:
+    """Names of the container's `-v /path` volumes (spec.anonymous_volume_name); read them before the
+    container's directory (where its options are) goes."""
+    from pyctr.runtime.spec import anonymous_volume_name
+
+    volumes = (record.config.get("Options") or {}).get("volumes") or []
+    return [anonymous_volume_name(record.id, index) for index, volume in enumerate(volumes) if ":" not in volume]
+
+
+def remove_anonymous_volumes(config: Config, names: list[str]) -> None:
+    """Anonymous volumes go with the container on `rm -v` and --rm; named volumes and binds stay."""
+    import shutil
+
+    for name in names:
+        shutil.rmtree(config.paths.volumes / name, ignore_errors=True)
+
+
+def _oom_killed(container_id: str) -> bool:
+    from pyctr.runtime.cgroups import open_cgroup
+
+    try:
+        return open_cgroup(container_id).oom_killed()
+    except (OSError, PyctrError):
+        return False
+
+
+def teardown(config: Config, record: ContainerRecord, spec: ContainerSpec | None = None) -> None:
+    """Undo what a start set up: network, cgroup, a rootfs mount left on the host. Idempotent."""
+    if spec is None:
+        try:
+            spec = load_spec(record)
+        except (PyctrError, KeyError, TypeError, ValueError):
+            spec = None  # damaged spec.json: still remove what is named after the id
+    mode = spec.network.mode if spec is not None else "bridge"
+    merged = Path(spec.rootfs.merged) if spec is not None else record.directory / "rootfs" / "merged"
+    errors = []
+    never_started = record.state.started_at == st.ZERO_TIME and not record.state.network
+    network = None
+    if mode == "bridge" and not never_started:  # a never-started container has no veth to remove
+        from pyctr.runtime.network import teardown_network
+
+        network = Concurrently(teardown_network, config, record.id)  # alongside the cgroup and the mount
+    try:
+        from pyctr.runtime.cgroups import open_cgroup
+
+        open_cgroup(record.id).destroy()
+    except (OSError, PyctrError) as e:
+        errors.append(f"cgroup: {e}")
+    _unmount_rootfs(merged)
+    if network is not None:
+        try:
+            network.join()
+        except (OSError, PyctrError) as e:
+            errors.insert(0, f"network: {e}")
+    if errors:
+        raise RuntimeFailure(f"cleanup of container {record.short_id} incomplete: {'; '.join(errors)}")
+
+
+def _unmount_rootfs(merged: Path) -> None:
+    """The overlay is normally mounted inside C's own mount namespace; a host mount is cleaned up too."""
+    if not os.path.ismount(merged):
+        return
+    from pyctr.runtime.syscalls import umount2
+
+    MNT_DETACH = 2
+    with contextlib.suppress(OSError):
+        umount2(str(merged), MNT_DETACH)

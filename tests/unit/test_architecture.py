@@ -2,7 +2,7 @@
 
 - which package may import which (the import diagram), for every import, lazy ones and type-only ones too;
 - no module uses another module's `_private` name (`from m import _x`, `m._x`, a `_private` submodule of a
-  package it is not in); runtime/'s remaining uses are an explicit allow-list that may only shrink;
+  package it is not in), anywhere in pyctr/;
 - the image package does not know how containers are stored (the runtime tells it what they hold).
 """
 
@@ -37,26 +37,6 @@ LAYERS: dict[str, set[str]] = {
     # shared below everything: only each other
     **{name: set() for name in SHARED},
 }
-
-# runtime/'s remaining uses of another module's private names: (importer, what it uses). p14-core removes them;
-# an entry that no longer occurs fails the test, so the list only shrinks.
-ALLOWED_PRIVATE_USES = {
-    ("pyctr.runtime.exec", "pyctr.runtime.spec._replace_or_append"),
-    ("pyctr.runtime.exec", "pyctr.runtime.spec._expand_user_env"),
-    ("pyctr.runtime.exec", "pyctr.runtime.spec._env_from_files"),
-    ("pyctr.runtime.exec", "pyctr.runtime.init._install_stdio"),
-    ("pyctr.runtime.exec", "pyctr.runtime.init._container_user"),
-    ("pyctr.runtime.exec", "pyctr.runtime.init._final_env"),
-    ("pyctr.runtime.exec", "pyctr.runtime.init._apply_rlimits"),
-    ("pyctr.runtime.exec", "pyctr.runtime.init._become_session_leader"),
-    ("pyctr.runtime.exec", "pyctr.runtime.init._drop_privileges"),
-    ("pyctr.runtime.exec", "pyctr.runtime.init._reset_signals"),
-    ("pyctr.runtime.exec", "pyctr.runtime.init._close_other_fds"),
-    ("pyctr.runtime.exec", "pyctr.runtime.init._env_path"),
-    ("pyctr.runtime.exec", "pyctr.runtime.init._report"),
-    ("pyctr.runtime.network.conntrack", "pyctr.runtime.network._rtnl._register_bare_package"),
-}
-
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(PYCTR.parent).with_suffix("").parts
@@ -141,13 +121,8 @@ def private_uses() -> set[tuple[str, str]]:
 
 def test_no_module_uses_another_modules_private_name():
     found = private_uses()
-    new = sorted(found - ALLOWED_PRIVATE_USES)
+    new = sorted(found)
     assert not new, "make a public function in one home instead:\n" + "\n".join(f"{m} uses {p}" for m, p in new)
-
-
-def test_the_private_use_allow_list_only_shrinks():
-    stale = sorted(ALLOWED_PRIVATE_USES - private_uses())
-    assert not stale, "fixed: remove from ALLOWED_PRIVATE_USES:\n" + "\n".join(f"{m} {p}" for m, p in stale)
 
 
 def test_the_private_use_rule_catches_each_form():

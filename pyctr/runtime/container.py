@@ -69,15 +69,34 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
         parse_signal(options.stop_signal)  # Docker: "Invalid signal: X" at create, not at the first stop
     image = resolve_image(config, options.image, out=out)
     store = ContainerStore(config.paths)
+    from pyctr.runtime.volumes import ContainerVolumes
+
+    volumes = ContainerVolumes(config.paths, store, options)
+    specs: list[ContainerSpec] = []
 
     def build(container_id: str, name: str) -> dict:
         bundle = store.directory(container_id)
         spec = make_spec(image.config, options, container_id, name, bundle, image.layer_dirs,
-                         image_id=image.id, volumes_root=config.paths.volumes)
+                         image_id=image.id, volumes_root=config.paths.volumes,
+                         **volumes.spec_arguments(image.config, options, container_id))
+        volumes.prepare(spec)
+        specs.append(spec)
         _write_host_files(bundle, spec)
         return config_document(spec, options, image.id, image.config, ports)
 
-    return store.create(build, options.name)
+    with volumes.locked():
+        try:
+            record = store.create(build, options.name)
+        except BaseException:
+            volumes.undo()
+            raise
+        try:
+            volumes.copy_up(specs[-1])
+        except BaseException:
+            store.remove_directory(record.id)
+            volumes.undo()
+            raise
+    return record
 
 
 def _port_mappings(options: RunOptions) -> list:
@@ -119,6 +138,7 @@ def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, ima
         "Config": _docker_config(spec, options, exposed, inner or {}),
         "HostConfig": _host_config(spec, options, ports),
         "MountPoints": mount_points(spec, options),
+        "AnonymousVolumes": [p["name"] for p in spec.mount_points if p["type"] == "volume" and p["anonymous"]],
         "Spec": spec.to_dict(),
         "Options": asdict(options),
     }
@@ -150,16 +170,11 @@ def _docker_config(spec: ContainerSpec, options: RunOptions, exposed: dict, imag
 
 
 def mount_points(spec: ContainerSpec, options: RunOptions) -> list[dict]:
-    """Docker's `Mounts` of inspect, one per `-v` (the spec's mounts are sorted by depth: match by target)."""
-    from pyctr.runtime.inspect import mount_point
+    """Docker's `Mounts` of inspect: every planned mount but --tmpfs ones (HostConfig.Tmpfs lists those)."""
+    from pyctr.runtime.mounts import MountPoint
 
-    sources = {m.destination: m.source for m in spec.mounts}
-    points = []
-    for volume in options.volumes:
-        parts = volume.split(":")
-        destination = os.path.normpath(parts[0] if len(parts) == 1 else parts[1])
-        points.append(mount_point(volume, sources.get(destination, "")))
-    return points
+    points = [MountPoint.from_dict(p) for p in spec.mount_points]
+    return [p.inspect() for p in points if p.shown]
 
 
 def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
@@ -169,6 +184,7 @@ def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
             {"HostIp": p.host_ip if p.host_ip != "0.0.0.0" else "", "HostPort": str(p.host_port or "")})
     limits = spec.limits
     from pyctr.runtime.inspect import host_config_object
+    from pyctr.runtime.mounts import host_config_entries
 
     cgroup_v2 = _cgroup_version() == 2
     return host_config_object({
@@ -185,6 +201,7 @@ def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
         "CpuShares": limits.cpu_shares or 0, "PidsLimit": limits.pids_limit,
         "OomKillDisable": None if cgroup_v2 else False,  # dockerd drops it where the kernel cannot (v2)
         "MaskedPaths": list(spec.masked_paths) or None, "ReadonlyPaths": list(spec.readonly_paths) or None,
+        **host_config_entries(options.mounts, options.tmpfs, options.volumes_from),
     })
 
 
@@ -687,20 +704,21 @@ def _finish_reporting(config: Config, container_id: str, exit_code: int) -> None
 
 
 def anonymous_volumes(record: ContainerRecord) -> list[str]:
-    """Names of the container's `-v /path` volumes (spec.anonymous_volume_name); read them before the
-    container's directory (where its options are) goes."""
-    from pyctr.runtime.spec import anonymous_volume_name
+    """Names of the container's anonymous volumes; read them before the container's directory goes."""
+    if "AnonymousVolumes" in record.config:
+        return list(record.config["AnonymousVolumes"])
+    from pyctr.runtime.spec import anonymous_volume_name  # a container of an older pyctr: `-v /path` by index
 
     volumes = (record.config.get("Options") or {}).get("volumes") or []
     return [anonymous_volume_name(record.id, index) for index, volume in enumerate(volumes) if ":" not in volume]
 
 
 def remove_anonymous_volumes(config: Config, names: list[str]) -> None:
-    """Anonymous volumes go with the container on `rm -v` and --rm; named volumes and binds stay."""
-    import shutil
+    """Anonymous volumes go with the container on `rm -v` and --rm; named volumes, binds and volumes another
+    container still uses stay."""
+    from pyctr.runtime.volumes import VolumeStore, remove_unused
 
-    for name in names:
-        shutil.rmtree(config.paths.volumes / name, ignore_errors=True)
+    remove_unused(VolumeStore(config.paths), names)
 
 
 def _oom_killed(container_id: str) -> bool:

@@ -67,9 +67,10 @@ def parse_filters(filters: tuple[str, ...]) -> dict[str, list[str]]:
         key = key.strip().lower()
         if key not in FILTER_KEYS:
             raise PyctrError(f"Invalid filter '{key}'")
-        if key == "dangling" and value.lower() not in ("true", "false", "1", "0"):
-            raise PyctrError(f"Invalid filter 'dangling={value}'")
         parsed.setdefault(key, []).append(value)
+    for value in parsed.get("dangling", []):
+        if value not in ("true", "false", "1", "0"):
+            raise PyctrError(f"Invalid filter 'dangling=[{' '.join(parsed['dangling'])}]'")
     return parsed
 
 
@@ -78,9 +79,8 @@ def matches(volume, users: int, parsed: dict[str, list[str]]) -> bool:
     no container refers to it."""
     from pyctr.runtime.volumes import labels_match
 
-    for value in parsed.get("dangling", []):
-        if (users == 0) != (value.lower() in ("true", "1")):
-            return False
+    if "dangling" in parsed and (users == 0) != any(v in ("true", "1") for v in parsed["dangling"]):
+        return False
     if "name" in parsed and not any(_search(v, volume.name) for v in parsed["name"]):
         return False
     if "driver" in parsed and volume.driver not in parsed["driver"]:

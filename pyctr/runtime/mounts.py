@@ -100,6 +100,9 @@ def parse_mount_flag(value: str) -> MountRequest:
         if not sep and key == "volume-nocopy":
             request.nocopy = request.has_volume_options = True
             continue
+        if not sep and key == "bind-nonrecursive":
+            request.has_bind_options = True
+            continue
         if not sep:
             raise _flag_error(value, f"invalid field '{item}' must be a key=value pair")
         _set_mount_field(request, key, val, item, value)
@@ -229,8 +232,6 @@ def validate_request(request: MountRequest) -> None:
         if request.propagation and request.propagation not in _PROPAGATIONS:
             raise _config_error(kind, f"invalid propagation mode: {request.propagation}")
     elif kind == "volume":
-        if request.source and not request.from_volume_flag and "/" in request.source:
-            raise _config_error(kind, f"invalid mount path: '{request.source}' mount path must be absolute")
         if request.source:
             check_volume_name(request.source)
         elif request.readonly and not request.from_volume_flag:

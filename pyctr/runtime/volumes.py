@@ -28,7 +28,9 @@ from pyctr.fsutil import atomic_write_json, ensure_dir, file_lock, read_json
 from pyctr.runtime.mounts import VOLUME_NAME, MountError, MountPoint, check_volume_name
 
 METADATA = "volume.json"
-LOCAL_OPTIONS = ("type", "device", "o")  # the local driver's keys (moby volume/local: validOpts)
+LOCAL_OPTIONS = ("type", "o", "device", "size")  # the local driver's keys (moby volume/local: validOpts)
+# an option -> the options it needs (moby volume/local: mandatoryOpts)
+REQUIRED_WITH = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
 
 
 @dataclass
@@ -47,8 +49,21 @@ class Volume:
                 "Mountpoint": self.mountpoint, "Name": self.name, "Options": self.options, "Scope": "local"}
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def created_at(data_dir: Path) -> str:
+    """The local driver's CreatedAt: the change time of `_data`, RFC 3339 in local time (seconds)."""
+    when = data_dir.stat().st_ctime
+    local = time.localtime(when)
+    offset = local.tm_gmtoff or 0
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    zone = "Z" if offset == 0 else f"{'+' if offset > 0 else '-'}{hours:02d}:{minutes:02d}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + zone
+
+
+def natural_key(name: str) -> list:
+    """fvbommel/sortorder's NaturalLess as a sort key: runs of digits compare as numbers."""
+    import re
+
+    return [(0, int(part), len(part)) if part.isdigit() else (1, part, 0) for part in re.split(r"(\d+)", name) if part]
 
 
 def no_such_volume(name: str) -> NotFoundError:
@@ -56,10 +71,24 @@ def no_such_volume(name: str) -> NotFoundError:
 
 
 def check_local_options(name: str, options: dict[str, str]) -> None:
-    """The local driver's refusal of an unknown `-o` key (moby volume/local setOpts)."""
+    """The local driver's checks of `-o` (moby volume/local validateOpts, setOpts): known keys, the keys each
+    needs, and no `size` quota (no quota support here, as Docker without xfs project quotas)."""
     for key in options:
         if key not in LOCAL_OPTIONS:
-            raise MountError(f'create {name}: invalid option key: "{key}"')
+            raise MountError(f'create {name}: invalid option: "{key}"')
+    for key, needed in REQUIRED_WITH.items():
+        for other in needed:
+            if key in options and other not in options:
+                raise MountError(f'create {name}: missing required option: "{other}"')
+    if options.get("size"):
+        from pyctr.units import ram_in_bytes
+
+        try:
+            size = ram_in_bytes(options["size"])
+        except ValueError as e:
+            raise MountError(f"create {name}: {e}") from None
+        if size > 0:
+            raise MountError(f"create {name}: quota size requested but no quota support")
 
 
 def check_driver(name: str, driver: str) -> None:
@@ -94,14 +123,16 @@ class VolumeStore:
         try:
             meta = read_json(directory / METADATA)
         except (OSError, ValueError):
-            meta = {"CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(directory.stat().st_mtime))}
-        return Volume(name, str(data_dir), meta.get("CreatedAt", ""), meta.get("Labels"), meta.get("Options"),
+            meta = {}
+        return Volume(name, str(data_dir), created_at(data_dir), meta.get("Labels"), meta.get("Options"),
                       meta.get("Driver", "local"))
 
     def names(self) -> list[str]:
+        """Volume names in docker-cli's order (sortorder.NaturalLess: `v2` before `v10`)."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if VOLUME_NAME.match(p.name) and (p / "_data").is_dir())
+        found = [p.name for p in self.root.iterdir() if VOLUME_NAME.match(p.name) and (p / "_data").is_dir()]
+        return sorted(found, key=natural_key)
 
     def list(self) -> list[Volume]:
         found = []
@@ -144,7 +175,7 @@ class VolumeStore:
         ensure_dir(self.root)
         directory.mkdir(mode=0o700, exist_ok=True)
         (directory / "_data").mkdir(mode=0o755, exist_ok=True)
-        meta = {"Name": name, "Driver": "local", "Labels": labels, "Options": options, "CreatedAt": _now()}
+        meta = {"Name": name, "Driver": "local", "Labels": labels, "Options": options}
         atomic_write_json(directory / METADATA, meta, mode=0o600, durable=False)
         return self.get(name)
 

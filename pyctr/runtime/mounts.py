@@ -161,35 +161,50 @@ def _set_mount_field(request: MountRequest, key: str, val: str, item: str, value
         raise _flag_error(value, f"unexpected key '{key}' in '{item}'")
 
 
+def valid_mode(mode: str) -> bool:
+    """moby's linuxValidMountMode: known words, at most one of each kind (rw, label, propagation, copy,
+    consistency)."""
+    if not mode:
+        return True
+    kinds = {"rw": "rw", "ro": "rw", "z": "label", "Z": "label", "nocopy": "copy", "consistent": "consistency",
+             "cached": "consistency", "delegated": "consistency", **{p: "propagation" for p in _PROPAGATIONS}}
+    seen: list[str] = []
+    for word in mode.split(","):
+        if word not in kinds or kinds[word] in seen:
+            return False
+        seen.append(kinds[word])
+    return True
+
+
 def parse_volume_flag(spec: str) -> MountRequest:
-    """`-v [SOURCE:]DEST[:MODE]`: an absolute SOURCE is a bind, another a named volume, none an anonymous one."""
+    """`-v [SOURCE:]DEST[:MODE]` as moby's ParseMountRaw: an absolute SOURCE is a bind, another a named
+    volume, none an anonymous one (docker-cli moves `-v /dest` into Config.Volumes, where the daemon makes it
+    an anonymous volume)."""
+    if spec.count(":") > 2 or not spec.split(":", 1)[0]:
+        raise MountError(f"invalid volume specification: '{spec}'")
     parts = spec.split(":")
-    if len(parts) > 3 or not spec:
-        raise MountError(f"invalid volume specification: '{spec}'")
-    if len(parts) == 1:
-        source, destination, mode = "", parts[0], ""
-    else:
-        source, destination, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
-    if len(parts) > 1 and not source:
-        raise MountError(f"invalid spec: {spec}: empty section between colons")
-    if not destination:
-        raise MountError(f"invalid volume specification: '{spec}'")
-    kind = "bind" if source.startswith("/") else "volume"
-    if not destination.startswith("/"):
-        raise MountError(f"invalid volume specification: '{spec}': invalid mount config for type \"{kind}\": "
-                         f"invalid mount path: '{destination}' mount path must be absolute")
-    if destination == "/":
-        raise MountError(f"invalid volume specification: '{spec}': invalid mount config for type \"{kind}\": "
-                         "invalid specification: destination can't be '/'")
-    options = mode.split(",") if mode else []
-    for opt in options:
-        if opt not in _VOLUME_MODES:
-            raise MountError(f"invalid mode: {mode}")
-    if kind == "bind" and ("nocopy" in options or "copy" in options):
+    source, destination, mode = "", parts[0], ""
+    if len(parts) == 2:
+        if valid_mode(parts[1]):  # `/foo:rw`: a volume cannot have a mode without a source
+            raise MountError(f"invalid volume specification: '{spec}'")
+        source, destination = parts
+    elif len(parts) == 3:
+        source, destination, mode = parts
+    if not valid_mode(mode):
         raise MountError(f"invalid mode: {mode}")
-    propagation = next((o for o in options if o in _PROPAGATIONS), "")
-    return MountRequest(type=kind, target=destination, source=source, readonly="ro" in options,
-                        nocopy="nocopy" in options, propagation=propagation, mode=mode, from_volume_flag=True)
+    words = mode.split(",") if mode else []
+    propagation = next((w for w in words if w in _PROPAGATIONS), "")
+    request = MountRequest(type="bind" if source.startswith("/") else "volume", target=destination, source=source,
+                           readonly="ro" in words, nocopy="nocopy" in words, propagation=propagation, mode=mode,
+                           from_volume_flag=True, has_volume_options="nocopy" in words,
+                           has_bind_options=bool(propagation))
+    if len(parts) == 1 and destination.startswith("/"):
+        return request
+    try:
+        validate_request(request)
+    except MountError as e:
+        raise MountError(f"invalid volume specification: '{spec}': {e}") from None
+    return request
 
 
 def parse_tmpfs_flag(value: str) -> tuple[str, str]:
@@ -204,10 +219,16 @@ def parse_tmpfs_flag(value: str) -> tuple[str, str]:
 
 
 def parse_volumes_from(value: str) -> tuple[str, str]:
-    """`--volumes-from CONTAINER[:ro|rw]` -> (container, mode): "" keeps each mount's own mode."""
-    container, _, mode = value.partition(":")
-    if mode not in ("", "ro", "rw") or not container:
-        raise MountError(f"invalid mode: {mode}" if container else f"malformed volumes-from specification: {value}")
+    """`--volumes-from CONTAINER[:MODE]` as moby's ParseVolumesFrom: the mode is rw unless given; neither a
+    propagation nor a copy mode may be."""
+    if not value:
+        raise MountError("volumes-from specification cannot be an empty string")
+    container, sep, mode = value.partition(":")
+    if not sep:
+        return container, "rw"
+    words = mode.split(",")
+    if not valid_mode(mode) or any(w in _PROPAGATIONS or w == "nocopy" for w in words):
+        raise MountError(f"invalid mode: {mode}")
     return container, mode
 
 
@@ -216,31 +237,37 @@ def _config_error(kind: str, problem: str) -> MountError:
 
 
 def validate_request(request: MountRequest) -> None:
-    """moby's validateMountConfig, minus the bind source's existence (I/O: `volumes.check_bind_source`)."""
+    """moby's validateMountConfigImpl (20.10), minus the bind source's existence (I/O: volumes.py), in its
+    order: the target, then what each type allows. A named volume's name is the local driver's to refuse
+    (`check_volume_name`, when the volume is created)."""
     kind = request.type
-    if kind not in MOUNT_TYPES:
-        raise MountError(f'invalid mount config for type "{kind}": mount type unknown')
-    if not request.target.startswith("/"):
-        raise _config_error(kind, f"invalid mount path: '{request.target}' mount path must be absolute")
+    if not request.target:
+        raise _config_error(kind, "field Target must not be empty")
     if os.path.normpath(request.target) == "/":
         raise _config_error(kind, "invalid specification: destination can't be '/'")
+    if not request.target.startswith("/"):
+        raise _config_error(kind, f"invalid mount path: '{request.target}' mount path must be absolute")
     if kind == "bind":
         if not request.source:
             raise _config_error(kind, "field Source must not be empty")
-        if not request.source.startswith("/"):
-            raise _config_error(kind, f"invalid mount path: '{request.source}' mount path must be absolute")
         if request.propagation and request.propagation not in _PROPAGATIONS:
             raise _config_error(kind, f"invalid propagation mode: {request.propagation}")
+        if request.has_volume_options:
+            raise _config_error(kind, "field VolumeOptions must not be specified")
+        if not request.source.startswith("/"):
+            raise _config_error(kind, f"invalid mount path: '{request.source}' mount path must be absolute")
     elif kind == "volume":
-        if request.source:
-            check_volume_name(request.source)
-        elif request.readonly and not request.from_volume_flag:
+        if request.has_bind_options:
+            raise _config_error(kind, "field BindOptions must not be specified")
+        if not request.source and request.readonly:
             raise _config_error(kind, "must not set ReadOnly mode when using anonymous volumes")
-        if request.volume_driver not in ("", "local"):
-            raise MountError(f"create {request.source}: error looking up volume plugin {request.volume_driver}: "
-                             f'plugin "{request.volume_driver}" not found')
-    elif request.source:
-        raise _config_error(kind, "field Source must not be specified")
+    elif kind == "tmpfs":
+        if request.has_bind_options:
+            raise _config_error(kind, "field BindOptions must not be specified")
+        if request.source:
+            raise _config_error(kind, "field Source must not be specified")
+    else:
+        raise _config_error(kind, "mount type unknown")
 
 
 @dataclass
@@ -323,7 +350,8 @@ def _point_for_request(request: MountRequest, volumes_root: Path, anonymous_name
     if request.type == "tmpfs":
         return MountPoint("tmpfs", target, rw=not request.readonly, tmpfs_options=tmpfs_options(request))
     name = request.source or anonymous_name
-    mode = request.mode or ("z" if request.from_volume_flag and request.source else "")
+    # setBindModeIfNull: a local volume from -v NAME:/dst or --mount records Mode "z"; `-v /dst` (Config.Volumes) ""
+    mode = request.mode or ("z" if request.source or not request.from_volume_flag else "")
     return MountPoint("volume", target, str(volumes_root / name / "_data"), name=name, rw=not request.readonly,
                       mode=mode, anonymous=not request.source, copy_data=not request.nocopy,
                       volume_options=dict(request.volume_options), volume_labels=dict(request.volume_labels))
@@ -341,10 +369,17 @@ class MountInputs:
 
 def parse_inputs(volumes: list[str], mounts: list[str], tmpfs: list[str], image_volumes: dict | None,
                  inherited: list[MountPoint] | None = None) -> MountInputs:
-    """Parse and validate every flag (docker-cli's checks, then the daemon's)."""
-    requests = [parse_volume_flag(v) for v in volumes] + [parse_mount_flag(m) for m in mounts]
-    for request in requests:
+    """Parse and validate every flag (docker-cli's checks, then the daemon's, then the local driver's names)."""
+    flagged = [parse_mount_flag(m) for m in mounts]
+    for request in flagged:
         validate_request(request)
+    requests = [parse_volume_flag(v) for v in volumes] + flagged
+    for request in requests:
+        if request.type == "volume" and request.source:
+            check_volume_name(request.source)
+        if request.type == "volume" and request.volume_driver not in ("", "local"):
+            raise MountError(f"create {request.source}: error looking up volume plugin {request.volume_driver}: "
+                             f'plugin "{request.volume_driver}" not found')
     return MountInputs(requests, [parse_tmpfs_flag(t) for t in tmpfs], list(inherited or []),
                        sorted(image_volumes or {}))
 
@@ -391,19 +426,18 @@ def plan_mount_points(inputs: MountInputs, volumes_root: Path, anonymous_name) -
 
 
 def inherit(points: list[MountPoint], mode: str) -> list[MountPoint]:
-    """What `--volumes-from C[:ro|rw]` takes from C: its binds and volumes (not tmpfs), `mode` overriding RW.
-
-    The inheriting container does not own C's anonymous volumes: `rm -v` of it leaves them to C."""
+    """What `--volumes-from C[:MODE]` takes from C (moby registerMountPoints): each mount point as it is, read-only
+    if C's was or MODE says `ro`, without its Mode text and never copied into. An anonymous volume stays
+    anonymous: `rm -v` of either container removes it once no other container uses it."""
+    read_write = "ro" not in mode.split(",")
     inherited = []
     for point in points:
-        if point.type == "tmpfs":
-            continue
+        if point.type == "tmpfs" and not point.shown:
+            continue  # --tmpfs is HostConfig.Tmpfs, not a mount point
         copy = MountPoint.from_dict(point.to_dict())
-        copy.anonymous, copy.copy_data, copy.create_source = False, False, False
+        copy.rw, copy.mode = point.rw and read_write, ""
+        copy.copy_data, copy.create_source = False, False
         copy.volume_options, copy.volume_labels = {}, {}
-        if mode:
-            copy.rw = mode == "rw"
-            copy.mode = mode
         inherited.append(copy)
     return inherited
 

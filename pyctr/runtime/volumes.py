@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import secrets
 import shutil
@@ -437,16 +436,15 @@ def remove_unused(store: VolumeStore, names: list[str]) -> None:
                 store.remove_locked(name, refs=refs)
 
 
-def volume_sizes(store: VolumeStore) -> list[tuple[Volume, int, int]]:
-    """(volume, size in bytes, containers referring to it) for `system df` and `volume ls --format {{.Size}}`."""
+def volume_usage(paths) -> tuple[int, int, int, int]:
+    """`system df`'s Local Volumes row: (volumes, in use by a container, bytes, bytes of the unused ones)."""
     from pyctr.image.usage import du
 
+    store = VolumeStore(paths)
     refs = store.refs()
-    return [(v, du(v.mountpoint), len(refs.get(v.name, []))) for v in store.list()]
-
-
-def dumps(volumes: list[Volume]) -> str:
-    return json.dumps([v.inspect() for v in volumes], indent=4)
+    sizes = [(du(v.mountpoint), bool(refs.get(v.name))) for v in store.list()]
+    return (len(sizes), sum(used for _, used in sizes), sum(size for size, _ in sizes),
+            sum(size for size, used in sizes if not used))
 
 
 class ContainerVolumes:

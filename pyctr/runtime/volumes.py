@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyctr.errors import ConflictError, NotFoundError, RuntimeFailure
+from pyctr.errors import ConflictError, NotFoundError, PyctrError
 from pyctr.fsutil import atomic_write_json, ensure_dir, file_lock, read_json
 from pyctr.runtime.mounts import VOLUME_NAME, MountError, MountPoint, check_volume_name
 
@@ -207,6 +207,7 @@ class VolumeStore:
 
         removed, reclaimed = [], 0
         with self.locked():
+            self.sweep_leftovers()
             refs = self.refs()
             for volume in self.list():
                 if refs.get(volume.name) or not labels_match(volume.labels, label_filters or []):
@@ -215,6 +216,14 @@ class VolumeStore:
                 self._delete(self.root / volume.name)
                 removed.append(volume.name)
         return removed, reclaimed
+
+    def sweep_leftovers(self) -> None:
+        """`.removing-*` directories a killed `volume rm` left behind (no longer volumes: nothing refers to them)."""
+        if self.root.is_dir():
+            for path in self.root.iterdir():
+                if path.name.startswith(".removing-") and path.is_dir() and not path.is_symlink():
+                    _unmount_below(path)
+                    shutil.rmtree(path, ignore_errors=True)
 
     def _delete(self, directory: Path) -> None:
         """Renamed away first (a name that is never a volume), then deleted: a crash leaves no half volume."""
@@ -260,10 +269,13 @@ def check_bind_source(point: MountPoint, forbidden_root: str) -> None:
     Docker follows host symlinks in a bind source, and so does pyctr: `-v /srv/link:/x` mounts what the link
     names. But a source that resolves into PYCTR_ROOT (the store, other containers' layers and volumes, the
     locks) would hand one container every other container's data and pyctr's own bookkeeping, which Docker's
-    daemon hides from its users too (its root is 0701/0700): it is refused, whatever path or symlink leads
-    there. A volume is reached by its name, never by its path. Binding an ancestor (`-v /:/host`) stays
-    possible, as with Docker: that is a user asking for the whole host. `rootfs.apply_mount` checks again on
-    the opened source at start, so a symlink changed in between gains nothing."""
+    daemon keeps from its users too (its root is 0701/0700). Docker 20.10 itself would mount it (its
+    validateBindDaemonRoot only forces rslave propagation there, so that its own unmounts reach the
+    container); pyctr refuses it instead, whatever path or symlink leads there, because nothing a container
+    legitimately needs lives there: a volume is reached by its name, never by its path. Binding an ancestor
+    (`-v /:/host`) stays possible, as with Docker: that is a user asking for the whole host, not a path that
+    happens to lead into the store. `rootfs.apply_mount` checks again on the opened source at start, so a
+    symlink swapped in between gains nothing."""
     real = os.path.realpath(point.source)
     if inside(real, forbidden_root):
         raise MountError(f'invalid mount config for type "bind": bind source path {point.source} resolves '
@@ -368,7 +380,8 @@ def copy_up(spec, points: list[MountPoint]) -> None:
             _copy_in_child(spec, points)
         except BaseException as e:  # noqa: BLE001 - reported to the parent, never unwound into its stack
             code = 1
-            text = e.message if hasattr(e, "message") else f"{type(e).__name__}: {e}"
+            text = e.message if hasattr(e, "message") else \
+                f"copying the image's content into a volume: {type(e).__name__}: {e}"
             os.write(report_w, text.encode(errors="replace"))
         finally:
             os._exit(code)
@@ -377,7 +390,7 @@ def copy_up(spec, points: list[MountPoint]) -> None:
         message = f.read().decode(errors="replace")
     os.waitpid(child, 0)
     if message:
-        raise RuntimeFailure(f"copying the image's content into a volume: {message}")
+        raise PyctrError(message)  # the daemon's refusal of the create (125, with run's usage line)
 
 
 def _copy_in_child(spec, points: list[MountPoint]) -> None:  # pragma: no cover - in the forked child
@@ -392,10 +405,10 @@ def _copy_in_child(spec, points: list[MountPoint]) -> None:  # pragma: no cover 
     with rootfs.opened(os.open(os.path.realpath(spec.rootfs.merged), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) \
             as root_fd:
         for point in points:
-            _copy_one(root_fd, point)
+            _copy_one(root_fd, point, spec.rootfs.merged)
 
 
-def _copy_one(root_fd: int, point: MountPoint) -> None:  # pragma: no cover - in the forked child
+def _copy_one(root_fd: int, point: MountPoint, merged: str) -> None:  # pragma: no cover - in the forked child
     import stat
 
     from pyctr.runtime.copy import CopyOptions, copy_tree
@@ -410,6 +423,9 @@ def _copy_one(root_fd: int, point: MountPoint) -> None:  # pragma: no cover - in
     info = os.fstat(source)
     if not stat.S_ISDIR(info.st_mode):
         os.close(source)
+        if point.anonymous:  # moby create_unix.go: an image VOLUME (or `-v /path`) over a file
+            raise MountError("cannot mount volume over existing file, file exists "
+                             f"{os.path.join(merged, point.destination.lstrip('/'))}")
         return
     target = os.open(point.source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:

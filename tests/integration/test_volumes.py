@@ -248,3 +248,11 @@ def test_leak_200_cycles_leave_no_volume_or_mount(vc):
     hidden = [p.name for p in (vc.root / "volumes").iterdir() if p.name.startswith(".")]
     assert hidden == [] and leftovers(vc.root) == []
     print(f"200 volume cycles: {elapsed:.1f}s")
+
+
+def test_anonymous_volume_over_a_file_is_refused_and_leaves_nothing(vc):
+    before = set(volume_names(vc))
+    r = vc(*RUN, "-v", "/etc/passwd", "busybox", "true")
+    assert r.returncode == 125
+    assert "cannot mount volume over existing file, file exists " in r.stderr and "/etc/passwd" in r.stderr
+    assert set(volume_names(vc)) == before and leftovers(vc.root) == []

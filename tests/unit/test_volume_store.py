@@ -160,3 +160,11 @@ def test_system_df_counts_volumes_in_use_as_active(store):
     add_container(store, "c" * 64, "used")
     total, active, size, reclaimable = v.volume_usage(store.paths)
     assert (total, active) == (2, 1) and size >= reclaimable >= 8192
+
+
+def test_prune_sweeps_what_a_killed_rm_left(store):
+    store.create("kept")
+    add_container(store, "c" * 64, "kept")
+    (store.root / ".removing-old-0a0a" / "_data" / "deep").mkdir(parents=True)
+    assert store.prune() == ([], 0)
+    assert [p.name for p in store.root.iterdir()] == ["kept"]

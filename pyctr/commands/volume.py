@@ -184,19 +184,19 @@ def rm(app: AppContext, names: tuple[str, ...], force: bool) -> None:
 @pass_app
 def prune(app: AppContext, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all unused local volumes."""
-    labels = []
+    wanted: dict[str, list[str]] = {"label": [], "label!": []}
     for item in filters:
         key, _, value = item.partition("=")
-        if key != "label":
+        if key not in wanted:
             raise PyctrError(f"Invalid filter '{key}'")
-        labels.append(value)
+        wanted[key].append(value)
     if not force:
         click.echo("WARNING! This will remove all local volumes not used by at least one container.")
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
     from pyctr.units import human_size
 
-    removed, reclaimed = _store(app).prune(labels)
+    removed, reclaimed = _store(app).prune(wanted["label"], wanted["label!"])
     if removed:
         click.echo("Deleted Volumes:")
         for name in removed:

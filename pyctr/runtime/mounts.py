@@ -208,13 +208,13 @@ def parse_volume_flag(spec: str) -> MountRequest:
 
 
 def parse_tmpfs_flag(value: str) -> tuple[str, str]:
-    """`--tmpfs DEST[:OPTIONS]` -> (destination, options text), as HostConfig.Tmpfs records it."""
+    """`--tmpfs DEST[:OPTIONS]` -> (destination, options text), as HostConfig.Tmpfs records it; the destination
+    checked as moby's ValidateTmpfsMountDestination (not "/", then absolute; no "invalid mount config" prefix)."""
     destination, _, options = value.partition(":")
+    if os.path.normpath(destination or ".") == "/":
+        raise MountError("invalid specification: destination can't be '/'")
     if not destination.startswith("/"):
-        raise MountError(f"invalid mount config for type \"tmpfs\": invalid mount path: '{destination}' mount path "
-                         "must be absolute")
-    if os.path.normpath(destination) == "/":
-        raise MountError("invalid mount config for type \"tmpfs\": invalid specification: destination can't be '/'")
+        raise MountError(f"invalid mount path: '{destination}' mount path must be absolute")
     return destination, options
 
 

@@ -201,8 +201,11 @@ class VolumeStore:
         with self.locked():
             return self.remove_locked(name, force)
 
-    def prune(self, label_filters: list[str] | None = None) -> tuple[list[str], int]:
-        """Docker 20.10's `volume prune`: every local volume no container refers to (named ones too)."""
+    def prune(self, label_filters: list[str] | None = None, without_labels: list[str] | None = None
+              ) -> tuple[list[str], int]:
+        """Docker 20.10's `volume prune`: every local volume no container refers to (named ones too), but not one
+        created with `-o` (moby: "there would be no space reclaimed"); `label=` filters must all match, and a
+        volume all `label!=` filters match is kept."""
         from pyctr.image.usage import du
 
         removed, reclaimed = [], 0
@@ -210,7 +213,9 @@ class VolumeStore:
             self.sweep_leftovers()
             refs = self.refs()
             for volume in self.list():
-                if refs.get(volume.name) or not labels_match(volume.labels, label_filters or []):
+                if refs.get(volume.name) or volume.options or not labels_match(volume.labels, label_filters or []):
+                    continue
+                if without_labels and labels_match(volume.labels, without_labels):
                     continue
                 reclaimed += du(volume.mountpoint)
                 self._delete(self.root / volume.name)
@@ -244,7 +249,9 @@ def _unmount_below(directory: Path) -> None:
 
 
 def labels_match(labels: dict[str, str] | None, filters: list[str]) -> bool:
-    """`label=KEY` or `label=KEY=VALUE` filters, all of which must match (Docker's filter semantics)."""
+    """`label=KEY` or `label=KEY=VALUE` filters, all of which must match (filters.Args.MatchKVList)."""
+    if not filters:
+        return True
     labels = labels or {}
     for item in filters:
         key, sep, value = item.partition("=")
@@ -457,8 +464,8 @@ def volume_usage(paths) -> tuple[int, int, int, int]:
     from pyctr.image.usage import du
 
     store = VolumeStore(paths)
-    refs = store.refs()
-    sizes = [(du(v.mountpoint), bool(refs.get(v.name))) for v in store.list()]
+    refs = store.refs()  # a volume with `-o` options is skipped, as moby's LocalVolumesSize does
+    sizes = [(du(v.mountpoint), bool(refs.get(v.name))) for v in store.list() if not v.options]
     return (len(sizes), sum(used for _, used in sizes), sum(size for size, _ in sizes),
             sum(size for size, used in sizes if not used))
 

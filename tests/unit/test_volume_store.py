@@ -168,3 +168,12 @@ def test_prune_sweeps_what_a_killed_rm_left(store):
     (store.root / ".removing-old-0a0a" / "_data" / "deep").mkdir(parents=True)
     assert store.prune() == ([], 0)
     assert [p.name for p in store.root.iterdir()] == ["kept"]
+
+
+def test_prune_skips_volumes_with_options_and_honours_label_not(store):
+    store.create("opts", options={"type": "tmpfs", "device": "tmpfs"})
+    store.create("keepme", labels={"keep": "yes"})
+    store.create("plain", labels={"keep": "no"})
+    assert store.prune(without_labels=["keep=yes"]) == (["plain"], 0)
+    assert store.names() == ["keepme", "opts"]
+    assert v.volume_usage(store.paths)[0] == 1  # system df skips volumes with options too

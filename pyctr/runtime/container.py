@@ -72,7 +72,6 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
     from pyctr.runtime.volumes import ContainerVolumes
 
     volumes = ContainerVolumes(config.paths, store, options)
-    specs: list[ContainerSpec] = []
 
     def build(container_id: str, name: str) -> dict:
         bundle = store.directory(container_id)
@@ -80,23 +79,10 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
                          image_id=image.id, volumes_root=config.paths.volumes,
                          **volumes.spec_arguments(image.config, options, container_id))
         volumes.prepare(spec)
-        specs.append(spec)
         _write_host_files(bundle, spec)
         return config_document(spec, options, image.id, image.config, ports)
 
-    with volumes.locked():
-        try:
-            record = store.create(build, options.name)
-        except BaseException:
-            volumes.undo()
-            raise
-        try:
-            volumes.copy_up(specs[-1])
-        except BaseException:
-            store.remove_directory(record.id)
-            volumes.undo()
-            raise
-    return record
+    return volumes.create(lambda: store.create(build, options.name))
 
 
 def _port_mappings(options: RunOptions) -> list:

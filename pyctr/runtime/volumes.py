@@ -472,18 +472,35 @@ def volume_usage(paths) -> tuple[int, int, int, int]:
 
 class ContainerVolumes:
     """The volume side of one `create`: resolve `--volumes-from`, plan, create volumes on first use, copy up,
-    and undo all of it when the container is not created after all. The caller holds `locked()` from
+    and undo all of it when the container is not created after all. `create` holds the volumes lock from
     planning until the container's config is written, so `volume rm` never misses a new reference."""
 
     def __init__(self, paths, container_store, options) -> None:
         self.paths = paths
         self.store = VolumeStore(paths)
         self.forbidden_root = state_root(paths)
+        self.container_store = container_store
         self.inherited = inherited_mounts(container_store, options.volumes_from) if options.volumes_from else None
         self.created: list[str] = []
+        self.spec = None
 
-    def locked(self):
-        return self.store.locked()
+    def create(self, create_container):
+        """Run `create_container()` (the store's create, whose build calls `prepare`) under the volumes lock,
+        then copy up; a failure anywhere removes the container and the volumes made for it."""
+        with self.store.locked():
+            try:
+                record = create_container()
+            except BaseException:
+                self.undo()
+                raise
+            try:
+                if self.spec is not None:
+                    self.copy_up(self.spec)
+            except BaseException:
+                self.container_store.remove_directory(record.id)
+                self.undo()
+                raise
+        return record
 
     def spec_arguments(self, image_config: dict, options, container_id: str) -> dict:
         """make_spec's volume arguments: inherited mounts and the options of the existing volumes used."""
@@ -495,6 +512,7 @@ class ContainerVolumes:
         return {"inherited_mounts": self.inherited, "volume_options": existing_options(self.store, points)}
 
     def prepare(self, spec) -> None:
+        self.spec = spec
         points = [MountPoint.from_dict(p) for p in spec.mount_points]
         self.created += prepare_volumes(self.store, points, self.forbidden_root).created
 

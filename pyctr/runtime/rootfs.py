@@ -309,14 +309,43 @@ def state_root_of(spec: ContainerSpec) -> str:
     return os.path.realpath(Path(spec.bundle_dir).parent.parent)
 
 
+def leads_into(fd: int, top: str) -> bool:
+    """Whether the object opened as `fd` is `top` or below it: by the kernel's path of it, and by identity,
+    walking `..` up from it until the root (device and inode compared with `top`'s), so a second mount of
+    `top` elsewhere (a bind alias of the store) is caught as well as a symlink is."""
+    real = os.readlink(fd_path(fd))
+    if real == top or real.startswith(top.rstrip("/") + "/"):
+        return True
+    try:
+        wanted = os.stat(top)
+    except OSError:
+        return False
+    wanted_key = (wanted.st_dev, wanted.st_ino)
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        current = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    else:
+        current = os.open(os.path.dirname(real) or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for _ in range(4096):
+            here = os.fstat(current)
+            if (here.st_dev, here.st_ino) == wanted_key:
+                return True
+            parent = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=current)
+            above = os.fstat(parent)
+            os.close(current)
+            current = parent
+            if (above.st_dev, above.st_ino) == (here.st_dev, here.st_ino):
+                return False  # "/" is its own parent
+        return False
+    finally:
+        os.close(current)
+
+
 def _check_source(src: int, mount: Mount, forbidden_root: str | None) -> None:
     """A user's bind source, as opened (symlinks followed, as Docker follows them), must not be pyctr's state
     (volumes.check_bind_source says why): checked on the fd that is mounted, so no rename or symlink swap
     between the create-time check and this mount can redirect it there."""
-    if not mount.user_source or not forbidden_root:
-        return
-    real = os.readlink(fd_path(src))
-    if real == forbidden_root or real.startswith(forbidden_root.rstrip("/") + "/"):
+    if mount.user_source and forbidden_root and leads_into(src, forbidden_root):
         raise RuntimeFailure(f"bind source {mount.source} resolves into pyctr's state directory {forbidden_root}: "
                              "refused")
 

@@ -283,12 +283,30 @@ def check_bind_source(point: MountPoint, forbidden_root: str) -> None:
     (`-v /:/host`) stays possible, as with Docker: that is a user asking for the whole host, not a path that
     happens to lead into the store. `rootfs.apply_mount` checks again on the opened source at start, so a
     symlink swapped in between gains nothing."""
-    real = os.path.realpath(point.source)
-    if inside(real, forbidden_root):
+    if _source_leads_into(point.source, forbidden_root):
         raise MountError(f'invalid mount config for type "bind": bind source path {point.source} resolves '
                          f"into pyctr's state directory {forbidden_root}: refused")
     if not point.create_source and not os.path.lexists(point.source):
         raise MountError(f'invalid mount config for type "bind": bind source path does not exist: {point.source}')
+
+
+def _source_leads_into(source: str, forbidden_root: str) -> bool:
+    """`rootfs.leads_into` for a path that may not exist yet (`-v` creates it): its nearest existing ancestor."""
+    from pyctr.runtime.rootfs import leads_into, opened
+
+    if inside(os.path.realpath(source), forbidden_root):
+        return True
+    path = source
+    while True:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            break
+        except OSError:
+            if path == os.path.dirname(path):
+                return False
+            path = os.path.dirname(path)
+    with opened(fd):
+        return leads_into(fd, forbidden_root)
 
 
 def inherited_mounts(container_store, values: list[str]) -> list[MountPoint]:
@@ -339,6 +357,8 @@ def prepare_volumes(store: VolumeStore, points: list[MountPoint], forbidden_root
     for point in points:
         if point.type == "bind":
             check_bind_source(point, forbidden_root)
+        elif point.type == "volume":
+            _check_device(store, point, forbidden_root)
     for point in points:
         if point.type != "volume":
             continue
@@ -349,6 +369,17 @@ def prepare_volumes(store: VolumeStore, points: list[MountPoint], forbidden_root
                                 options=point.volume_options or None)
             prepared.created.append(point.name)
     return prepared
+
+
+def _check_device(store: VolumeStore, point: MountPoint, forbidden_root: str) -> None:
+    """A volume bound to a host path (`-o type=none,o=bind,device=PATH`) is a bind source like any other."""
+    try:
+        options = store.get(point.name).options or {}
+    except NotFoundError:
+        options = point.volume_options
+    if options.get("device", "").startswith("/") and {"bind", "rbind"} & set(options.get("o", "").split(",")):
+        check_bind_source(MountPoint("bind", point.destination, options["device"], create_source=True),
+                          forbidden_root)
 
 
 def copy_candidates(store: VolumeStore, points: list[MountPoint]) -> list[MountPoint]:

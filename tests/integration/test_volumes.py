@@ -256,3 +256,24 @@ def test_anonymous_volume_over_a_file_is_refused_and_leaves_nothing(vc):
     assert r.returncode == 125
     assert "cannot mount volume over existing file, file exists " in r.stderr and "/etc/passwd" in r.stderr
     assert set(volume_names(vc)) == before and leftovers(vc.root) == []
+
+
+def test_bind_alias_of_the_store_and_volume_device_into_it_are_refused(vc, volumes, tmp_path):
+    """A second mount of PYCTR_ROOT elsewhere (no symlink anywhere) is caught by identity, walking `..` up from
+    the source; a local volume whose `device` is in the store is a bind source like any other."""
+    import subprocess
+
+    volumes.extend(["secret2", "sneaky"])
+    vc("volume", "create", "secret2", check=True)
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    subprocess.run(["mount", "--bind", str(vc.root), str(alias)], check=True)
+    try:
+        r = vc(*RUN, "-v", f"{alias}/volumes/secret2/_data:/x", "busybox", "true")
+        assert r.returncode == 125 and "state directory" in r.stderr, r.stderr
+    finally:
+        subprocess.run(["umount", str(alias)], check=True)
+    vc("volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={vc.root}/containers", "sneaky",
+       check=True)
+    r = vc(*RUN, "-v", "sneaky:/x", "busybox", "ls", "/x")
+    assert r.returncode == 125 and "state directory" in r.stderr, r.stderr

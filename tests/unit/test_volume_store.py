@@ -177,3 +177,20 @@ def test_prune_skips_volumes_with_options_and_honours_label_not(store):
     assert store.prune(without_labels=["keep=yes"]) == (["plain"], 0)
     assert store.names() == ["keepme", "opts"]
     assert v.volume_usage(store.paths)[0] == 1  # system df skips volumes with options too
+
+
+def test_leads_into_by_path_and_symlink(tmp_path):
+    from pyctr.runtime.rootfs import leads_into
+
+    top = tmp_path / "top"
+    (top / "sub").mkdir(parents=True)
+    (top / "sub" / "f").write_text("x")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(top / "sub")
+    for path, expected in ((top / "sub" / "f", True), (tmp_path / "link", True), (top, True),
+                           (tmp_path / "elsewhere", False), (tmp_path, False)):
+        fd = os.open(path, os.O_PATH)
+        try:
+            assert leads_into(fd, str(top)) is expected, path
+        finally:
+            os.close(fd)

@@ -342,9 +342,10 @@ class _Launch:
             self.store.update_state(self.spec.id, lambda s: st.start_failed(s, code, message))
         with contextlib.suppress(PyctrError, OSError):
             teardown(self.config, self.record, self.spec)
-        if self.spec.auto_remove:  # Docker removes a --rm container whose start failed too
+        if self.spec.auto_remove:  # Docker removes a --rm container whose start failed too, and its anonymous volumes
             with contextlib.suppress(PyctrError, OSError):
                 self.store.remove_directory(self.spec.id)
+                remove_anonymous_volumes(self.config, anonymous_volumes(self.record))
 
 
 def _with_network(state: st.ContainerState, network: dict) -> st.ContainerState:

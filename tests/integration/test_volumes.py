@@ -277,3 +277,12 @@ def test_bind_alias_of_the_store_and_volume_device_into_it_are_refused(vc, volum
        check=True)
     r = vc(*RUN, "-v", "sneaky:/x", "busybox", "ls", "/x")
     assert r.returncode == 125 and "state directory" in r.stderr, r.stderr
+
+
+def test_failed_start_of_an_auto_removed_container_takes_its_anonymous_volumes(vc):
+    before = set(volume_names(vc))
+    r = vc(*RUN, "-v", "/anon", "busybox", "nosuchcommand")
+    assert r.returncode == 127
+    r = vc("run", "-d", "--rm", "--network", "none", "-v", "/anon2", "busybox", "nosuchcommand")
+    assert r.returncode == 127
+    assert set(volume_names(vc)) == before and leftovers(vc.root) == []

@@ -68,6 +68,7 @@ class MountRequest:
     tmpfs_size: int | None = None
     tmpfs_mode: int | None = None
     mode: str = ""  # the `-v` mode text as given (inspect's Mode); "" for --mount
+    nonrecursive: bool = False  # bind-nonrecursive: a plain bind, without the mounts below the source
     from_volume_flag: bool = False  # -v (creates a missing bind source; Mode "z" for a named volume)
     has_volume_options: bool = False  # any volume-* key given (refused with another type)
     has_bind_options: bool = False
@@ -101,7 +102,7 @@ def parse_mount_flag(value: str) -> MountRequest:
             request.nocopy = request.has_volume_options = True
             continue
         if not sep and key == "bind-nonrecursive":
-            request.has_bind_options = True
+            request.has_bind_options = request.nonrecursive = True
             continue
         if not sep:
             raise _flag_error(value, f"invalid field '{item}' must be a key=value pair")
@@ -131,7 +132,7 @@ def _set_mount_field(request: MountRequest, key: str, val: str, item: str, value
         if key == "volume-nocopy":
             request.nocopy, request.has_volume_options = parsed, True
         elif key == "bind-nonrecursive":
-            request.has_bind_options = True
+            request.has_bind_options, request.nonrecursive = True, parsed
         else:
             request.readonly = parsed
     elif key == "consistency":
@@ -287,6 +288,7 @@ class MountPoint:
     volume_options: dict[str, str] = field(default_factory=dict)  # `volume create -o`/`volume-opt` of a new volume
     volume_labels: dict[str, str] = field(default_factory=dict)
     create_source: bool = False  # -v binds: Docker creates a missing host directory
+    recursive: bool = True  # rbind (Docker's default) or, with bind-nonrecursive, bind
     shown: bool = True  # --tmpfs mounts are not in `.Mounts` (HostConfig.Tmpfs lists them)
 
     def inspect(self) -> dict:
@@ -346,7 +348,7 @@ def _point_for_request(request: MountRequest, volumes_root: Path, anonymous_name
     if request.type == "bind":
         return MountPoint("bind", target, os.path.normpath(request.source), rw=not request.readonly,
                           mode=request.mode, propagation=request.propagation or "rprivate",
-                          create_source=request.from_volume_flag)
+                          create_source=request.from_volume_flag, recursive=not request.nonrecursive)
     if request.type == "tmpfs":
         return MountPoint("tmpfs", target, rw=not request.readonly, tmpfs_options=tmpfs_options(request))
     name = request.source or anonymous_name
@@ -460,7 +462,7 @@ def spec_mount_fields(point: MountPoint, volume_options: dict[str, str] | None =
             return "bind", options.get("device", ""), ["rbind" if "rbind" in o else "bind", "rprivate", access]
         return options.get("type") or "none", options.get("device") or "none", o + [access]
     propagation = point.propagation or "rprivate"
-    return "bind", point.source, ["rbind", propagation, access]
+    return "bind", point.source, ["rbind" if point.recursive else "bind", propagation, access]
 
 
 def api_mount(request: MountRequest) -> dict:
@@ -470,8 +472,9 @@ def api_mount(request: MountRequest) -> dict:
         del doc["Source"]
     if request.readonly:
         doc["ReadOnly"] = True
-    if request.has_bind_options and request.propagation:
-        doc["BindOptions"] = {"Propagation": request.propagation}
+    if request.has_bind_options:
+        doc["BindOptions"] = {k: v for k, v in (("Propagation", request.propagation),
+                                                ("NonRecursive", request.nonrecursive)) if v}
     if request.has_volume_options:
         options: dict = {}
         if request.nocopy:

@@ -215,3 +215,12 @@ def test_mount_point_round_trips_through_json():
     [point] = plan(mount_flags=["source=vv,target=/v,volume-label=a=1"])
     assert MountPoint.from_dict(json.loads(json.dumps(point.to_dict()))) == point
     assert MountPoint.from_dict({**point.to_dict(), "future_key": 1}) == point
+
+
+def test_bind_nonrecursive_is_a_plain_bind():
+    [point] = plan(mount_flags=["type=bind,src=/h,dst=/c,bind-nonrecursive"])
+    assert m.spec_mount_fields(point)[2][0] == "bind"
+    [point] = plan(mount_flags=["type=bind,src=/h,dst=/c,bind-nonrecursive=false"])
+    assert m.spec_mount_fields(point)[2][0] == "rbind"
+    assert m.api_mount(m.parse_mount_flag("type=bind,src=/h,dst=/c,bind-nonrecursive"))["BindOptions"] == \
+        {"NonRecursive": True}

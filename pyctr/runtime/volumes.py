@@ -2,8 +2,9 @@
 copy-up, in-use references, removal). Deciding lives in mounts.py; this is the doing.
 
 Layout (Docker's local driver): `volumes/<name>/_data` is the volume, `volumes/<name>/volume.json` its
-metadata (Name, Driver, Labels, Options, CreatedAt), written atomically and last, so a volume either exists
-whole or is a directory without metadata (an older pyctr's `-v name:/x`: still listed, created "now").
+metadata (Name, Driver, Labels, Options), written atomically and last; CreatedAt is `_data`'s change time, as
+the local driver reports it. A volume directory without metadata (an older pyctr's `-v name:/x`) is still a
+volume, without labels or options.
 Every change holds `locks/volumes.lock`; a container's create holds it too while it writes its config, so
 `volume rm` sees every container that refers to a volume (Docker's reference counts, read from the
 containers' `MountPoints` instead of kept in memory). A name is checked against the local driver's pattern

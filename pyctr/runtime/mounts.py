@@ -154,7 +154,11 @@ def _set_mount_field(request: MountRequest, key: str, val: str, item: str, value
         request.has_tmpfs_options = True
     elif key == "tmpfs-mode":
         try:
+            if not val.isdigit():  # Go's ParseUint(v, 8, 32): no sign, no prefix
+                raise ValueError(val)
             request.tmpfs_mode = int(val, 8)
+            if request.tmpfs_mode >= 1 << 32:
+                raise ValueError(val)
         except ValueError:
             raise _flag_error(value, f"invalid value for {key}: {val}") from None
         request.has_tmpfs_options = True

@@ -3,6 +3,7 @@ and the mount plan (image VOLUMEs, duplicates, inheritance, inspect's `.Mounts` 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,7 @@ def test_mount_flag_fields_and_aliases():
     ("target=/x,readonly=maybe", "invalid value for readonly: maybe"),
     ("type=tmpfs,target=/x,tmpfs-size=lots", "invalid value for tmpfs-size: lots"),
     ("type=tmpfs,target=/x,tmpfs-mode=999", "invalid value for tmpfs-mode: 999"),
+    ("type=tmpfs,target=/x,tmpfs-mode=-1", "invalid value for tmpfs-mode: -1"),
 ])
 def test_mount_flag_errors_are_docker_clis(value, problem):
     with pytest.raises(UsageError) as caught:
@@ -224,3 +226,51 @@ def test_bind_nonrecursive_is_a_plain_bind():
     assert m.spec_mount_fields(point)[2][0] == "rbind"
     assert m.api_mount(m.parse_mount_flag("type=bind,src=/h,dst=/c,bind-nonrecursive"))["BindOptions"] == \
         {"NonRecursive": True}
+
+
+# moby v20.10 volume/mounts/parser_test.go TestParseMountRaw, its Linux set (valid specs, and the words each
+# invalid one's error must hold), run against this port.
+MOBY_VALID = ["/home", "/home:/home", "/home:/something/else", "/with space", "/home:/with space",
+              "relative:/absolute-path", "hostPath:/containerPath:ro", "/hostPath:/containerPath:rw", "/rw:/ro",
+              "/hostPath:/containerPath:shared", "/hostPath:/containerPath:rshared", "/hostPath:/containerPath:slave",
+              "/hostPath:/containerPath:rslave", "/hostPath:/containerPath:private",
+              "/hostPath:/containerPath:rprivate", "/hostPath:/containerPath:ro,shared",
+              "/hostPath:/containerPath:ro,slave", "/hostPath:/containerPath:ro,private",
+              "/hostPath:/containerPath:ro,z,shared", "/hostPath:/containerPath:ro,Z,slave",
+              "/hostPath:/containerPath:Z,ro,slave", "/hostPath:/containerPath:slave,Z,ro",
+              "/hostPath:/containerPath:Z,slave,ro", "/hostPath:/containerPath:slave,ro,Z",
+              "/hostPath:/containerPath:rslave,ro,Z", "/hostPath:/containerPath:ro,rshared,Z",
+              "/hostPath:/containerPath:ro,Z,rprivate"]
+MOBY_INVALID = {
+    "": "invalid volume specification", "./": "mount path must be absolute", "../": "mount path must be absolute",
+    "/:../": "mount path must be absolute", "/:path": "mount path must be absolute",
+    ":": "invalid volume specification", "/tmp:": "invalid volume specification",
+    ":test": "invalid volume specification", ":/test": "invalid volume specification",
+    "tmp:": "invalid volume specification", ":test:": "invalid volume specification",
+    "::": "invalid volume specification", ":::": "invalid volume specification",
+    "/tmp:::": "invalid volume specification", ":/tmp::": "invalid volume specification",
+    "/path:rw": "invalid volume specification", "/path:ro": "invalid volume specification",
+    "/rw:rw": "invalid volume specification", "path:ro": "invalid volume specification",
+    "/path:/path:sw": "invalid mode", "/path:/path:rwz": "invalid mode",
+    "/path:/path:ro,rshared,rslave": "invalid mode", "/path:/path:ro,z,rshared,rslave": "invalid mode",
+    "/path:shared": "invalid volume specification", "/path:slave": "invalid volume specification",
+    "/path:private": "invalid volume specification",
+    "name:/absolute-path:shared": "invalid volume specification",
+    "name:/absolute-path:rshared": "invalid volume specification",
+    "name:/absolute-path:slave": "invalid volume specification",
+    "name:/absolute-path:rslave": "invalid volume specification",
+    "name:/absolute-path:private": "invalid volume specification",
+    "name:/absolute-path:rprivate": "invalid volume specification",
+}
+
+
+@pytest.mark.parametrize("spec", MOBY_VALID)
+def test_mobys_valid_raw_specs(spec):
+    request = m.parse_volume_flag(spec)
+    assert request.target == spec.split(":")[0 if ":" not in spec else 1]
+
+
+@pytest.mark.parametrize(("spec", "words"), sorted(MOBY_INVALID.items()))
+def test_mobys_invalid_raw_specs(spec, words):
+    with pytest.raises(MountError, match=re.escape(words)):
+        m.parse_volume_flag(spec)

@@ -194,3 +194,17 @@ def test_leads_into_by_path_and_symlink(tmp_path):
             assert leads_into(fd, str(top)) is expected, path
         finally:
             os.close(fd)
+
+
+def test_ps_mounts_local_volumes_and_volume_filter():
+    from pyctr.runtime.ps import PsItem, matches, parse_filters, ps_row
+
+    mounts = [{"Type": "volume", "Name": "a" * 64, "Source": "/r/v/x/_data", "Destination": "/data",
+               "Driver": "local"},
+              {"Type": "bind", "Source": "/srv/www", "Destination": "/www"}]
+    item = PsItem("c" * 64, "web", "busybox", ["sh"], 0.0, "running", mounts=mounts)
+    row = ps_row(item, now=10.0)
+    assert (row["Mounts"], row["LocalVolumes"]) == ("a" * 14 + "…,/srv/www", "1")
+    assert ps_row(item, now=10.0, trunc=False)["Mounts"] == "a" * 64 + ",/srv/www"
+    assert matches(item, parse_filters(["volume=" + "a" * 64])) and matches(item, parse_filters(["volume=/www"]))
+    assert not matches(item, parse_filters(["volume=other"]))

@@ -485,12 +485,13 @@ def plan_volumes(image_config: dict, options: RunOptions, container_id: str, vol
 
 
 def spec_mounts(points: list, volume_options: dict[str, dict]) -> list[Mount]:
-    """The OCI mounts of the planned mount points (a volume created with `-o` mounts as its options say)."""
+    """The OCI mounts of the planned mount points (a volume created with `-o` mounts as its options say; an
+    existing volume's own options, in `volume_options`, win over a `--mount volume-opt=` for a new one)."""
     from pyctr.runtime.mounts import spec_mount_fields
 
     result = []
     for point in points:
-        own = volume_options.get(point.name) or point.volume_options if point.type == "volume" else {}
+        own = volume_options.get(point.name, point.volume_options) if point.type == "volume" else {}
         kind, source, opts = spec_mount_fields(point, own)
         user = point.type == "bind" or (point.type == "volume" and bool(own.get("device")))
         result.append(Mount(point.destination, kind, source, opts, user_source=user))

@@ -334,14 +334,14 @@ def legacy_points(config: dict) -> list[dict]:
 
 
 def existing_options(store: VolumeStore, points: list[MountPoint]) -> dict[str, dict]:
-    """`-o` options of the existing volumes these points name (they decide how the volume is mounted)."""
+    """`-o` options ({} for none) of the existing volumes these points name: they decide how the volume is
+    mounted, whatever a `--mount volume-opt=` says (Docker creates a volume once; an existing one is used as
+    it is)."""
     found: dict[str, dict] = {}
     for point in points:
         if point.type == "volume" and point.name:
             with contextlib.suppress(NotFoundError):
-                options = store.get(point.name).options
-                if options:
-                    found[point.name] = options
+                found[point.name] = store.get(point.name).options or {}
     return found
 
 

@@ -220,3 +220,12 @@ def test_bad_memory_value_names_the_flag_as_docker_cli():
     with pytest.raises(UsageError) as e:
         parse_size("12q")
     assert e.value.message == 'invalid argument "12q" for "-m, --memory" flag: invalid suffix: \'q\''
+
+
+def test_an_existing_volumes_options_win_over_volume_opt():
+    flags = {"mounts": ["source=vv,target=/v,volume-opt=type=tmpfs,volume-opt=device=tmpfs"]}
+    [new] = make_spec({"Cmd": ["sh"]}, RunOptions(image="busybox", **flags), CID, "n", BUNDLE, []).mounts
+    assert new.type == "tmpfs"
+    [existing] = make_spec({"Cmd": ["sh"]}, RunOptions(image="busybox", **flags), CID, "n", BUNDLE, [],
+                           volume_options={"vv": {}}).mounts
+    assert (existing.type, existing.source) == ("bind", str(BUNDLE.parent.parent / "volumes" / "vv" / "_data"))

@@ -59,6 +59,10 @@ def container_options(f):
         click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container"),
         _multiple("-l", "--label", "labels", metavar="LIST", help="Set meta data on a container"),
         _multiple("--group-add", metavar="LIST", help="Add additional groups to join"),
+        # volumes (p15-vol)
+        _multiple("--mount", "mounts", metavar="mount", help="Attach a filesystem mount to the container"),
+        _multiple("--tmpfs", metavar="LIST", help="Mount a tmpfs directory"),
+        _multiple("--volumes-from", metavar="LIST", help="Mount volumes from the specified container(s)"),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -82,6 +86,9 @@ def run_options(detach: bool, kw: dict):
         publish_all=kw["publish_all"], dns=list(kw["dns"]), add_host=list(kw["add_host"]), init=kw["init"],
         stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], labels=list(kw["labels"]),
         group_add=list(kw["group_add"]),
+        # volumes (p15-vol)
+        mounts=list(kw.get("mounts") or ()), tmpfs=list(kw.get("tmpfs") or ()),
+        volumes_from=list(kw.get("volumes_from") or ()),
     )
 
 

@@ -793,7 +793,7 @@ def _mount_and_act(spec, action: Callable[[int], None]) -> None:  # pragma: no c
     try:
         for mount in rootfs.plan_mounts(spec):
             if mount.type == "bind" and os.path.exists(mount.source):
-                rootfs.apply_mount(root_fd, root, mount)
+                rootfs.apply_mount(root_fd, root, mount, forbidden_root=rootfs.state_root_of(spec))
         if spec.rootfs.readonly:  # --read-only: as when it runs, only its volumes take writes
             s.mount(None, root, None, s.MS_REMOUNT | s.MS_BIND | s.MS_RDONLY)
         action(root_fd)

@@ -132,22 +132,6 @@ def config_object(stored: dict) -> dict:
     return out
 
 
-def mount_point(volume: str, host_source: str) -> dict:
-    """The `Mounts` entry of one `-v` value, as Docker records it: `/host:/dst` is a bind; `name:/dst` a local
-    volume (mode "z", Docker's default relabel option for named volumes); `/dst` alone an anonymous volume whose
-    64-hex name is the directory above `_data`."""
-    parts = volume.split(":")
-    mode = parts[2] if len(parts) > 2 else ""
-    rw = "ro" not in mode.split(",")
-    destination = parts[0] if len(parts) == 1 else parts[1]
-    if len(parts) > 1 and parts[0].startswith("/"):
-        return {"Type": "bind", "Source": host_source, "Destination": destination, "Mode": mode, "RW": rw,
-                "Propagation": "rprivate"}
-    name = Path(host_source).parent.name
-    return {"Type": "volume", "Name": name, "Source": host_source, "Destination": destination,
-            "Driver": "local", "Mode": mode or ("z" if len(parts) > 1 else ""), "RW": rw, "Propagation": ""}
-
-
 def mounts_object(volumes: list[str]) -> list[dict]:
     """Mounts from `-v src:dst[:ro]` values: bind mounts (absolute src) or named volumes."""
     mounts = []

@@ -108,6 +108,7 @@ class PsItem:
     image_id: str = ""  # "sha256:..." (for `ps -s`)
     size_rw: int = 0  # `ps -s`: the container's writable layer (bytes)
     size_root_fs: int = 0  # ... plus its image (0: not measured)
+    mounts: list[dict] = field(default_factory=list)  # inspect's `.Mounts` entries (volumes, p15-vol)
 
 
 def size_text(size_rw: int, size_root_fs: int) -> str:
@@ -125,8 +126,8 @@ def ps_row(item: PsItem, now: float, trunc: bool = True) -> dict[str, str]:
         "ID": item.id[:12] if trunc else item.id,
         "Image": item.image,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(item.labels.items())),
-        "LocalVolumes": "0",
-        "Mounts": "",
+        "LocalVolumes": str(sum(1 for m in item.mounts if m.get("Driver") == "local")),
+        "Mounts": mounts_text(item.mounts, trunc),
         "Names": item.name,
         "Networks": item.network,
         "Ports": ports_text(item.ports) if running else "",
@@ -135,6 +136,13 @@ def ps_row(item: PsItem, now: float, trunc: bool = True) -> dict[str, str]:
         "State": item.status,
         "Status": status_text(item.status, item.exit_code, item.started, item.finished, now),
     }
+
+
+def mounts_text(mounts: list[dict], trunc: bool = True) -> str:
+    """docker-cli's MOUNTS cell: each mount's volume name, else its source, cut to 15 characters unless
+    --no-trunc."""
+    names = [m.get("Name") or m.get("Source", "") for m in mounts]
+    return ",".join(ellipsis(n, 15) if trunc else n for n in names)
 
 
 def platform_value(platform: dict | None) -> Stringer | None:
@@ -171,7 +179,7 @@ def parse_filters(filters: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
         if not sep:
             raise UsageError(f"bad format of filter (expected name=value): {f}")
         key = key.strip().lower()
-        if key not in ("status", "name", "id", "label", "ancestor", "exited"):
+        if key not in ("status", "name", "id", "label", "ancestor", "exited", "volume"):
             raise UsageError(f"invalid filter '{key}'")
         if key == "status" and value not in STATUSES:
             raise UsageError(f"invalid filter 'status={value}'")
@@ -190,6 +198,8 @@ def matches(item: PsItem, filters: dict[str, list[str]]) -> bool:
         "label": lambda v: _label_matches(item.labels, v),
         "ancestor": lambda v: item.image == v or item.image.split(":")[0] == v,
         "exited": lambda v: item.status == "exited" and str(item.exit_code) == v,
+        # dockerd: a volume's name, or a mount's destination
+        "volume": lambda v: any(m.get("Name") == v or m.get("Destination") == v for m in item.mounts),
     }
     return all(any(checks[key](v) for v in values) for key, values in filters.items())
 

@@ -56,9 +56,10 @@ def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top + "/")
 
 
-def _apply(root_fd: int, root: str, mount: Mount, kernel: Kernel = KERNEL) -> None:
+def _apply(root_fd: int, root: str, mount: Mount, kernel: Kernel = KERNEL,
+           forbidden_root: str | None = None) -> None:
     try:
-        apply_mount(root_fd, root, mount, kernel)
+        apply_mount(root_fd, root, mount, kernel, forbidden_root)
     except OSError as e:
         raise RuntimeFailure(f"error mounting {mount.source} to rootfs at {mount.destination}: "
                              f"{e.strerror or e}") from None
@@ -305,8 +306,55 @@ def _target(root_fd: int, root: str, mount: Mount, want_dir: bool) -> int:
     return fd
 
 
-def apply_mount(root_fd: int, root: str, mount: Mount, kernel: Kernel = KERNEL) -> None:
-    """Mount one planned entry onto its checked target."""
+def state_root_of(spec: ContainerSpec) -> str:
+    """PYCTR_ROOT as the kernel names it: the bundle is <root>/containers/<id>."""
+    return os.path.realpath(Path(spec.bundle_dir).parent.parent)
+
+
+def leads_into(fd: int, top: str) -> bool:
+    """Whether the object opened as `fd` is `top` or below it: by the kernel's path of it, and by identity,
+    walking `..` up from it until the root (device and inode compared with `top`'s), so a second mount of
+    `top` elsewhere (a bind alias of the store) is caught as well as a symlink is."""
+    real = os.readlink(fd_path(fd))
+    if real == top or real.startswith(top.rstrip("/") + "/"):
+        return True
+    try:
+        wanted = os.stat(top)
+    except OSError:
+        return False
+    wanted_key = (wanted.st_dev, wanted.st_ino)
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        current = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    else:
+        current = os.open(os.path.dirname(real) or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for _ in range(4096):
+            here = os.fstat(current)
+            if (here.st_dev, here.st_ino) == wanted_key:
+                return True
+            parent = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=current)
+            above = os.fstat(parent)
+            os.close(current)
+            current = parent
+            if (above.st_dev, above.st_ino) == (here.st_dev, here.st_ino):
+                return False  # "/" is its own parent
+        return False
+    finally:
+        os.close(current)
+
+
+def _check_source(src: int, mount: Mount, forbidden_root: str | None) -> None:
+    """A user's bind source, as opened (symlinks followed, as Docker follows them), must not be pyctr's state
+    (volumes.check_bind_source says why): checked on the fd that is mounted, so no rename or symlink swap
+    between the create-time check and this mount can redirect it there."""
+    if mount.user_source and forbidden_root and leads_into(src, forbidden_root):
+        raise RuntimeFailure(f"bind source {mount.source} resolves into pyctr's state directory {forbidden_root}: "
+                             "refused")
+
+
+def apply_mount(root_fd: int, root: str, mount: Mount, kernel: Kernel = KERNEL,
+                forbidden_root: str | None = None) -> None:
+    """Mount one planned entry onto its checked target (a user's source never from `forbidden_root`)."""
     from pyctr.runtime import syscalls as s
 
     flags, propagation, data = parse_options(mount.options)
@@ -314,20 +362,27 @@ def apply_mount(root_fd: int, root: str, mount: Mount, kernel: Kernel = KERNEL) 
         _mount_cgroups(root_fd, root, mount, flags, kernel)
         return
     if mount.type == "bind":
-        source_is_dir = os.path.isdir(mount.source)
-        with opened(os.open(mount.source, s.O_PATH | os.O_CLOEXEC)) as src, \
-                opened(_target(root_fd, root, mount, source_is_dir)) as dst:
-            kernel.mount(fd_path(src), fd_path(dst), None, s.MS_BIND | (flags & s.MS_REC))
-        extra = flags & ~(s.MS_BIND | s.MS_REC)
-        if extra:
-            with opened(resolve_in_root(root_fd, mount.destination)) as dst:
-                kernel.mount(None, fd_path(dst), None, s.MS_REMOUNT | s.MS_BIND | extra)
+        with opened(os.open(mount.source, s.O_PATH | os.O_CLOEXEC)) as src:
+            _check_source(src, mount, forbidden_root)
+            _bind(root_fd, root, mount, src, flags, kernel)
     else:
         with opened(_target(root_fd, root, mount, True)) as dst:
             kernel.mount(mount.source, fd_path(dst), mount.type, flags, data or None)
     if propagation:
         with opened(resolve_in_root(root_fd, mount.destination)) as dst:
             kernel.mount(None, fd_path(dst), None, propagation)
+
+
+def _bind(root_fd: int, root: str, mount: Mount, src: int, flags: int, kernel: Kernel = KERNEL) -> None:
+    from pyctr.runtime import syscalls as s
+
+    source_is_dir = stat.S_ISDIR(os.fstat(src).st_mode)
+    with opened(_target(root_fd, root, mount, source_is_dir)) as dst:
+        kernel.mount(fd_path(src), fd_path(dst), None, s.MS_BIND | (flags & s.MS_REC))
+    extra = flags & ~(s.MS_BIND | s.MS_REC)
+    if extra:
+        with opened(resolve_in_root(root_fd, mount.destination)) as dst:
+            kernel.mount(None, fd_path(dst), None, s.MS_REMOUNT | s.MS_BIND | extra)
 
 
 def _host_cgroup_mounts(mountinfo: str) -> list[tuple[str, str, str]]:
@@ -530,10 +585,11 @@ def build_rootfs(spec: ContainerSpec, console_fd: int | None = None,
     root = os.path.realpath(rootfs.merged)
     plan = plan_mounts(spec)
     late = [m for m in plan if _under(m.destination, CGROUP_ROOT)]  # nothing else is mounted below them
+    forbidden_root = state_root_of(spec)
     with opened(os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as root_fd:
         for mount in plan:
             if not _under(mount.destination, CGROUP_ROOT):
-                _apply(root_fd, root, mount, kernel)
+                _apply(root_fd, root, mount, kernel, forbidden_root)
         if in_cgroup is not None:
             in_cgroup()
         for mount in late:

@@ -10,7 +10,6 @@ restart, inspect) is in it and round-trips through JSON.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,6 @@ INIT_BINARY = "/usr/bin/tini-static"
 INIT_PATH = "/sbin/docker-init"
 
 READONLY_PATHS: tuple[str, ...] = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-
-_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-_VOLUME_OPTIONS = {"ro", "rw", "z", "Z", "nocopy", "private", "rprivate", "shared", "rshared", "slave", "rslave"}
 
 
 @dataclass
@@ -78,6 +74,10 @@ class RunOptions:
     stop_timeout: int | None = None
     labels: list[str] = field(default_factory=list)
     group_add: list[str] = field(default_factory=list)
+    # volumes (p15-vol)
+    mounts: list[str] = field(default_factory=list)  # --mount values
+    tmpfs: list[str] = field(default_factory=list)  # --tmpfs DEST[:OPTS]
+    volumes_from: list[str] = field(default_factory=list)  # --volumes-from CONTAINER[:ro|rw]
 
 
 @dataclass
@@ -88,6 +88,7 @@ class Mount:
     type: str
     source: str
     options: list[str] = field(default_factory=list)
+    user_source: bool = False  # a host path the user named (bind, volume device): never pyctr's own state
 
 
 @dataclass
@@ -179,6 +180,7 @@ class ContainerSpec:
     volumes_to_create: list[str] = field(default_factory=list)  # host dirs (bind sources, named volumes)
     config_env: list[str] = field(default_factory=list)  # Docker's Config.Env (image's + user's, see config_env)
     dies_with_launcher: bool = False  # a build's RUN: SIGKILLed when the process that launched it dies
+    mount_points: list[dict] = field(default_factory=list)  # mounts.MountPoint dicts: inspect's Mounts, volumes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -329,44 +331,6 @@ def anonymous_volume_name(container_id: str, index: int) -> str:
     return hashlib.sha256(f"{container_id}/anonymous-volume/{index}".encode()).hexdigest()
 
 
-def parse_volume(spec: str, volumes_root: Path, anonymous_name: str) -> Mount:
-    """-v host:container[:ro|rw], -v name:container[:opts], -v /container (anonymous volume)."""
-    parts = spec.split(":")
-    if len(parts) == 1:
-        source, destination, opts = "", parts[0], []
-    elif len(parts) == 2:
-        source, destination, opts = parts[0], parts[1], []
-    elif len(parts) == 3:
-        source, destination, opts = parts[0], parts[1], parts[2].split(",")
-    else:
-        raise UsageError(f"invalid volume specification: '{spec}'")
-    if len(parts) > 1 and not source:
-        raise UsageError(f"invalid spec: {spec}: empty section between colons")
-    if not destination:
-        raise UsageError(f"invalid volume specification: '{spec}'")
-    if not destination.startswith("/"):
-        raise UsageError(f"invalid volume specification: '{spec}': invalid mount config for type \"bind\": "
-                         f"invalid mount path: '{destination}' mount path must be absolute")
-    if destination == "/":
-        raise UsageError(f"invalid volume specification: '{spec}': invalid mount config for type \"bind\": "
-                         "invalid specification: destination can't be '/'")
-    for opt in opts:
-        if opt not in _VOLUME_OPTIONS:
-            raise UsageError(f"invalid mode: {opt}")
-    readonly = "ro" in opts
-    if source.startswith("/"):
-        host = os.path.normpath(source)
-    else:
-        name = source or anonymous_name
-        if not _VOLUME_NAME.match(name):
-            raise UsageError(f'create {name}: "{name}" includes invalid characters for a local volume name, '
-                             'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
-                             'directory, use absolute path')
-        host = str(volumes_root / name / "_data")
-    options = ["rbind", "rprivate", "ro" if readonly else "rw"]
-    return Mount(os.path.normpath(destination), "bind", host, options)
-
-
 @dataclass(frozen=True)
 class SecurityOptions:
     """What --security-opt (and --privileged) decided: no_new_privs and the seccomp profile."""
@@ -432,12 +396,15 @@ def _check_network(mode: str) -> str:
 
 def make_spec(image_config: dict, options: RunOptions, container_id: str, name: str, bundle_dir: Path,
               lowerdirs: list[Path], *, image_id: str = "", volumes_root: Path | None = None,
-              host_env: dict[str, str] | None = None, host_cpus: int | None = None) -> ContainerSpec:
+              host_env: dict[str, str] | None = None, host_cpus: int | None = None,
+              inherited_mounts: list | None = None, volume_options: dict[str, dict] | None = None) -> ContainerSpec:
     """Decide everything about a container from its image config and the command line. Pure.
 
     `image_config` is the image's config JSON (its "config" object, or the whole
     OCI config: both are accepted). `volumes_root` is PYCTR_ROOT/volumes
-    (default: bundle_dir/../../volumes). Raises UsageError with Docker's wording.
+    (default: bundle_dir/../../volumes). `inherited_mounts` are the `--volumes-from` mount points
+    (mounts.MountPoint), `volume_options` the `-o` options of existing volumes by name (their local driver
+    mounts them as those say). Raises UsageError with Docker's wording.
     """
     inner = image_config.get("config")
     config = (inner if isinstance(inner, dict) else image_config) or {}
@@ -452,9 +419,8 @@ def make_spec(image_config: dict, options: RunOptions, container_id: str, name: 
         raise UsageError(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
     user_env = env_from_files(options.env_files) + list(options.env)
     capabilities = tweak_capabilities(options.cap_add, options.cap_drop, options.privileged)
-    mounts = [parse_volume(v, volumes_root, anonymous_volume_name(container_id, i))
-              for i, v in enumerate(options.volumes)]
-    mounts.sort(key=lambda m: len(Path(m.destination).parts))
+    points = plan_volumes(config, options, container_id, volumes_root, inherited_mounts)
+    mounts = sorted(spec_mounts(points, volume_options or {}), key=lambda m: len(Path(m.destination).parts))
     security = parse_security_opts(options.security_opt, options.privileged)
     args = merge_command(config, options)
     if options.init:
@@ -502,9 +468,34 @@ def make_spec(image_config: dict, options: RunOptions, container_id: str, name: 
         stop_signal=options.stop_signal or config.get("StopSignal") or "SIGTERM",
         stop_timeout=options.stop_timeout if options.stop_timeout is not None else 10,
         labels=_parse_labels(options.labels, config),
-        volumes_to_create=[m.source for m in mounts],
+        volumes_to_create=[p.source for p in points if p.create_source or p.type == "volume"],
         config_env=config_env(config, user_env, host_env),
+        mount_points=[p.to_dict() for p in points],
     )
+
+
+def plan_volumes(image_config: dict, options: RunOptions, container_id: str, volumes_root: Path,
+                 inherited: list | None = None) -> list:
+    """The container's mount points (mounts.py): -v, --mount, --tmpfs, --volumes-from, the image's VOLUMEs."""
+    from pyctr.runtime import mounts
+
+    inputs = mounts.parse_inputs(options.volumes, options.mounts, options.tmpfs, image_config.get("Volumes"),
+                                 inherited)
+    return mounts.plan_mount_points(inputs, volumes_root, lambda i: anonymous_volume_name(container_id, i))
+
+
+def spec_mounts(points: list, volume_options: dict[str, dict]) -> list[Mount]:
+    """The OCI mounts of the planned mount points (a volume created with `-o` mounts as its options say; an
+    existing volume's own options, in `volume_options`, win over a `--mount volume-opt=` for a new one)."""
+    from pyctr.runtime.mounts import spec_mount_fields
+
+    result = []
+    for point in points:
+        own = volume_options.get(point.name, point.volume_options) if point.type == "volume" else {}
+        kind, source, opts = spec_mount_fields(point, own)
+        user = point.type == "bind" or (point.type == "volume" and bool(own.get("device")))
+        result.append(Mount(point.destination, kind, source, opts, user_source=user))
+    return result
 
 
 def env_from_files(paths: list[str]) -> list[str]:

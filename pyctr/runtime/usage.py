@@ -76,16 +76,17 @@ def _subdirectories(path: Path) -> list[Path]:
 def disk_usage(paths: Paths, store: ImageStore) -> list[Usage]:
     """The four rows of `system df`: images, containers (their upper dirs), local volumes, build cache.
 
-    Containers and volumes are reported with nothing active and all reclaimable, and the build cache with no
-    entries counted, as pyctr has always reported them."""
+    Containers are reported with nothing active and all reclaimable, and the build cache with no entries
+    counted, as pyctr has always reported them; a volume is active while a container refers to it (dockerd)."""
     containers = _subdirectories(paths.containers)
     container_size = sum(du(p / "rootfs" / "upper") for p in containers)
-    volumes = _subdirectories(paths.volumes)
-    volume_size = sum(du(p) for p in volumes)
+    from pyctr.runtime.volumes import volume_usage
+
+    volumes = volume_usage(paths)  # (total, in use, bytes, bytes of the unused)
     cache_size = du(paths.build_cache) if paths.build_cache.is_dir() else 0
     return [
         image_usage(store, image_users(paths)),
         Usage("Containers", len(containers), 0, container_size, container_size),
-        Usage("Local Volumes", len(volumes), 0, volume_size, volume_size),
+        Usage("Local Volumes", *volumes),
         Usage("Build Cache", 0, 0, cache_size, cache_size),
     ]

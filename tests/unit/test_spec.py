@@ -8,18 +8,19 @@ import pytest
 
 from pyctr.errors import UsageError
 from pyctr.runtime.capabilities import DEFAULT_CAPABILITIES
+from pyctr.runtime.mounts import MountError
 from pyctr.runtime.spec import (
     DEFAULT_PATH,
     MASKED_PATHS,
     READONLY_PATHS,
     ContainerSpec,
     RunOptions,
+    anonymous_volume_name,
     make_spec,
     merge_command,
     merge_env,
     parse_env_file,
     parse_size,
-    parse_volume,
 )
 
 CID = "0123456789ab" + "c" * 52
@@ -157,13 +158,15 @@ def test_host_network_has_no_net_namespace():
 
 
 def test_volumes():
-    root = Path("/r/volumes")
-    bind = parse_volume("/srv/data:/data:ro", root, "anon")
-    assert (bind.destination, bind.source, bind.type) == ("/data", "/srv/data", "bind") and "ro" in bind.options
-    named = parse_volume("cache:/cache", root, "anon")
-    assert named.source == "/r/volumes/cache/_data" and "rw" in named.options
-    anonymous = parse_volume("/scratch", root, "anon1")
-    assert anonymous.source == "/r/volumes/anon1/_data"
+    spec = spec_for({"Cmd": ["sh"]}, volumes=["/srv/data:/data:ro", "cache:/cache", "/scratch"])
+    by_target = {m.destination: m for m in spec.mounts}
+    bind = by_target["/data"]
+    assert (bind.source, bind.type, bind.user_source) == ("/srv/data", "bind", True) and "ro" in bind.options
+    named = by_target["/cache"]
+    assert named.source == str(BUNDLE.parent.parent / "volumes" / "cache" / "_data") and "rw" in named.options
+    assert not named.user_source
+    anonymous = by_target["/scratch"]
+    assert Path(anonymous.source).parent.name == anonymous_volume_name(CID, 0)
 
 
 @pytest.mark.parametrize(("volume", "message"), [
@@ -171,14 +174,14 @@ def test_volumes():
     ("bad name!:/x", "invalid characters"), ("/a:/", "destination can't be '/'"),
 ])
 def test_volume_errors(volume, message):
-    with pytest.raises(UsageError, match=message):
-        parse_volume(volume, Path("/r"), "anon")
+    with pytest.raises(MountError, match=message):
+        spec_for({"Cmd": ["sh"]}, volumes=[volume])
 
 
 def test_volumes_sorted_by_depth_and_listed_for_creation():
     spec = spec_for({"Cmd": ["sh"]}, volumes=["/h/b:/a/b", "/h/a:/a"])
     assert [m.destination for m in spec.mounts] == ["/a", "/a/b"]
-    assert spec.volumes_to_create == ["/h/a", "/h/b"]
+    assert sorted(spec.volumes_to_create) == ["/h/a", "/h/b"]
 
 
 def test_security_opt_unknown_is_refused():
@@ -217,3 +220,12 @@ def test_bad_memory_value_names_the_flag_as_docker_cli():
     with pytest.raises(UsageError) as e:
         parse_size("12q")
     assert e.value.message == 'invalid argument "12q" for "-m, --memory" flag: invalid suffix: \'q\''
+
+
+def test_an_existing_volumes_options_win_over_volume_opt():
+    flags = {"mounts": ["source=vv,target=/v,volume-opt=type=tmpfs,volume-opt=device=tmpfs"]}
+    [new] = make_spec({"Cmd": ["sh"]}, RunOptions(image="busybox", **flags), CID, "n", BUNDLE, []).mounts
+    assert new.type == "tmpfs"
+    [existing] = make_spec({"Cmd": ["sh"]}, RunOptions(image="busybox", **flags), CID, "n", BUNDLE, [],
+                           volume_options={"vv": {}}).mounts
+    assert (existing.type, existing.source) == ("bind", str(BUNDLE.parent.parent / "volumes" / "vv" / "_data"))

@@ -40,6 +40,7 @@ def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, ima
         "Config": _docker_config(spec, options, exposed, inner or {}),
         "HostConfig": _host_config(spec, options, ports),
         "MountPoints": mount_points(spec, options),
+        "AnonymousVolumes": [p["name"] for p in spec.mount_points if p["type"] == "volume" and p["anonymous"]],
         "Spec": spec.to_dict(),
         "Options": asdict(options),
     }
@@ -71,16 +72,11 @@ def _docker_config(spec: ContainerSpec, options: RunOptions, exposed: dict, imag
 
 
 def mount_points(spec: ContainerSpec, options: RunOptions) -> list[dict]:
-    """Docker's `Mounts` of inspect, one per `-v` (the spec's mounts are sorted by depth: match by target)."""
-    from pyctr.runtime.inspect import mount_point
+    """Docker's `Mounts` of inspect: every planned mount but --tmpfs ones (HostConfig.Tmpfs lists those)."""
+    from pyctr.runtime.mounts import MountPoint
 
-    sources = {m.destination: m.source for m in spec.mounts}
-    points = []
-    for volume in options.volumes:
-        parts = volume.split(":")
-        destination = os.path.normpath(parts[0] if len(parts) == 1 else parts[1])
-        points.append(mount_point(volume, sources.get(destination, "")))
-    return points
+    points = [MountPoint.from_dict(p) for p in spec.mount_points]
+    return [p.inspect() for p in points if p.shown]
 
 
 def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
@@ -90,6 +86,7 @@ def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
             {"HostIp": p.host_ip if p.host_ip != "0.0.0.0" else "", "HostPort": str(p.host_port or "")})
     limits = spec.limits
     from pyctr.runtime.inspect import host_config_object
+    from pyctr.runtime.mounts import host_config_entries
 
     cgroup_v2 = _cgroup_version() == 2
     return host_config_object({
@@ -106,6 +103,7 @@ def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
         "CpuShares": limits.cpu_shares or 0, "PidsLimit": limits.pids_limit,
         "OomKillDisable": None if cgroup_v2 else False,  # dockerd drops it where the kernel cannot (v2)
         "MaskedPaths": list(spec.masked_paths) or None, "ReadonlyPaths": list(spec.readonly_paths) or None,
+        **host_config_entries(options.mounts, options.tmpfs, options.volumes_from),
     })
 
 

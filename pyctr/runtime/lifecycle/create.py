@@ -41,20 +41,23 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
     ports = _port_mappings(options)
     parse_limits(options)  # Docker's CLI refuses `-m 12q` / `--cpus -1` before any pull: check them first
     if options.stop_signal:
-        parse_signal(options.stop_signal)  # refused now, not when `stop` needs it
-    if options.stop_signal:
         parse_signal(options.stop_signal)  # Docker: "Invalid signal: X" at create, not at the first stop
     image = resolve_image(config, options.image, out=out)
     store = ContainerStore(config.paths)
+    from pyctr.runtime.volumes import ContainerVolumes
+
+    volumes = ContainerVolumes(config.paths, store, options)
 
     def build(container_id: str, name: str) -> dict:
         bundle = store.directory(container_id)
         spec = make_spec(image.config, options, container_id, name, bundle, image.layer_dirs,
-                         image_id=image.id, volumes_root=config.paths.volumes)
+                         image_id=image.id, volumes_root=config.paths.volumes,
+                         **volumes.spec_arguments(image.config, options, container_id))
+        volumes.prepare(spec)
         _write_host_files(bundle, spec)
         return config_document(spec, options, image.id, image.config, ports)
 
-    return store.create(build, options.name)
+    return volumes.create(lambda: store.create(build, options.name))
 
 
 def _port_mappings(options: RunOptions) -> list:

@@ -11,7 +11,7 @@ from pyctr.errors import ConflictError, PyctrError
 from pyctr.runtime import state as st
 from pyctr.runtime.lifecycle.concurrently import Concurrently
 from pyctr.runtime.lifecycle.config_document import load_spec
-from pyctr.runtime.lifecycle.teardown import teardown
+from pyctr.runtime.lifecycle.teardown import anonymous_volumes, remove_anonymous_volumes, teardown
 from pyctr.runtime.state import ContainerRecord, ContainerStore
 
 if TYPE_CHECKING:
@@ -124,9 +124,10 @@ class Launch:
             self.store.update_state(self.spec.id, lambda s: st.start_failed(s, code, message))
         with contextlib.suppress(PyctrError, OSError):
             teardown(self.config, self.record, self.spec)
-        if self.spec.auto_remove:  # Docker removes a --rm container whose start failed too
+        if self.spec.auto_remove:  # Docker removes a --rm container whose start failed too, and its anonymous volumes
             with contextlib.suppress(PyctrError, OSError):
                 self.store.remove_directory(self.spec.id)
+                remove_anonymous_volumes(self.config, anonymous_volumes(self.record))
 
 
 def _with_network(state: st.ContainerState, network: dict) -> st.ContainerState:

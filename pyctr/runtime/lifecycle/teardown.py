@@ -47,20 +47,21 @@ def finish_reporting(config: Config, container_id: str, exit_code: int) -> None:
 
 
 def anonymous_volumes(record: ContainerRecord) -> list[str]:
-    """Names of the container's `-v /path` volumes (spec.anonymous_volume_name); read them before the
-    container's directory (where its options are) goes."""
-    from pyctr.runtime.spec import anonymous_volume_name
+    """Names of the container's anonymous volumes; read them before the container's directory goes."""
+    if "AnonymousVolumes" in record.config:
+        return list(record.config["AnonymousVolumes"])
+    from pyctr.runtime.spec import anonymous_volume_name  # a container of an older pyctr: `-v /path` by index
 
     volumes = (record.config.get("Options") or {}).get("volumes") or []
     return [anonymous_volume_name(record.id, index) for index, volume in enumerate(volumes) if ":" not in volume]
 
 
 def remove_anonymous_volumes(config: Config, names: list[str]) -> None:
-    """Anonymous volumes go with the container on `rm -v` and --rm; named volumes and binds stay."""
-    import shutil
+    """Anonymous volumes go with the container on `rm -v` and --rm; named volumes, binds and volumes another
+    container still uses stay."""
+    from pyctr.runtime.volumes import VolumeStore, remove_unused
 
-    for name in names:
-        shutil.rmtree(config.paths.volumes / name, ignore_errors=True)
+    remove_unused(VolumeStore(config.paths), names)
 
 
 def _oom_killed(container_id: str) -> bool:

@@ -257,8 +257,10 @@ def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | 
     parsed = psfmt.parse_filters(filters)
     fmt = ps_format(fmt, quiet, size)
     table.check(fmt)
-    items = psfmt.select_items(ps_items(ContainerStore(app.config.paths).list()), show_all=show_all,
-                               filters=parsed, last=last, latest=latest)
+    store = ContainerStore(app.config.paths)
+    records = store.list_running() if psfmt.running_only(show_all=show_all, filters=parsed, last=last,
+                                                         latest=latest) else store.list()
+    items = psfmt.select_items(ps_items(records), show_all=show_all, filters=parsed, last=last, latest=latest)
     if size:
         items = with_sizes(app.config.paths, items)
     now = time.time()
@@ -412,8 +414,8 @@ def stats(app: AppContext, no_stream: bool, show_all: bool, fmt: str | None, con
         fmt = psfmt.STATS_FORMAT
     table.check(fmt)  # a bad template fails before anything is sampled, rows or not (Go parses first)
     store = ContainerStore(app.config.paths)
-    records = [store.get(c) for c in containers] if containers else [
-        r for r in store.list() if show_all or r.state.running]
+    records = [store.get(c) for c in containers] if containers else (
+        store.list() if show_all else store.list_running())
     while True:
         contexts = [psfmt.stats_context(psfmt.stats_row(s)) for s in sample_stats(records)]
         text = table.write(fmt, contexts, psfmt.STATS_HEADERS)

@@ -20,7 +20,7 @@ def runner(fresh_pyctr):
 
 
 def index_dir(runner):
-    return runner.root / "containers" / ".index"
+    return runner.root / "containers-index"
 
 
 def ps_names(runner, *args) -> list[str]:

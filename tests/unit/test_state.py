@@ -224,7 +224,7 @@ def test_failed_config_build_leaves_no_directory(store, tmp_path):
 
     with pytest.raises(UsageError):
         store.create(bad, "x1")
-    assert [p for p in (tmp_path / "containers").iterdir() if not p.name.startswith(".")] == []
+    assert list((tmp_path / "containers").iterdir()) == []
     assert store.create(lambda cid, name: {}, "x1").name == "x1"  # the name was released too
 
 

@@ -301,10 +301,7 @@ def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str 
     store = ContainerStore(app.config.paths)
     record = store.get(container)
     path = logfile.log_path(record.directory, record.id)
-    entries, offset = logfile.tail_entries(path, logfile.parse_tail(tail))
-    _print_entries(logfile.within(entries, since_ns, until_ns), timestamps)
-    if not follow or (until_ns is not None and until_ns <= time.time_ns()):
-        return
+    following = follow and not (until_ns is not None and until_ns <= time.time_ns())
 
     def running() -> bool:
         try:
@@ -312,21 +309,8 @@ def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str 
         except NotFoundError:
             return False
 
-    for entry in logfile.follow(path, offset, running):
-        kept = logfile.within([entry], since_ns, until_ns)
-        if not kept:
-            at = logfile.entry_time_ns(entry.time)
-            if until_ns is not None and at is not None and at > until_ns:
-                return
-        _print_entries(kept, timestamps)
-
-
-def _print_entries(entries, timestamps: bool) -> None:
-    out, err = sys.stdout, sys.stderr
-    for e in entries:
-        stream = err if e.stream == "stderr" else out
-        stream.write(e.render(timestamps))
-        stream.flush()
+    logfile.stream_logs(path, sys.stdout, sys.stderr, tail=logfile.parse_tail(tail), timestamps=timestamps,
+                        since_ns=since_ns, until_ns=until_ns, running=running if following else None)
 
 
 @click.command()

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from pyctr.config import Config
 from pyctr.errors import PyctrError
-from pyctr.fsutil import file_lock, remove_tree
+from pyctr.fsutil import remove_tree
 from pyctr.image.check import Finding, Outcome, apply_findings, mount_points, mounts_under, unmount_all
 from pyctr.runtime import state as st
 
@@ -370,9 +370,10 @@ def check_containers(config: Config, repair: bool = True, grace: float = CGROUP_
     if not paths.root.is_dir():
         return []
     from pyctr.image.store import ImageStore
+    from pyctr.runtime.state import ContainerStore
 
-    # containers.lock is ContainerStore's store-wide lock (held by create and by removal's rename)
-    with ImageStore(paths).gc_lock(shared=False), file_lock(paths.locks / "containers.lock"):
+    # the store-wide lock of ContainerStore (held by create, removal and the index)
+    with ImageStore(paths).gc_lock(shared=False), ContainerStore(paths).global_lock():
         snapshot = snapshot_runtime(config)
         findings = decide(snapshot, grace) + build_step_findings(paths.build_steps) + index_findings(snapshot)
         repairer = RuntimeRepairer(config, snapshot)

@@ -38,6 +38,7 @@ STATE_FILE = "state.json"
 EXIT_FILE = "exitcode"  # "<code> <finished_at>", written by the monitor before it runs cleanup
 LOCK_FILE = "lock"
 EXIT_UNKNOWN = 255  # Docker's exit code for a container found dead without a recorded status
+_HELD_LOCKS: set[str] = set()  # store-wide locks this process holds (ContainerStore.global_lock)
 
 
 def now_rfc3339() -> str:
@@ -244,6 +245,19 @@ class ContainerStore:
         return self.paths.locks / "containers.lock"
 
     @contextlib.contextmanager
+    def global_lock(self) -> Iterator[None]:
+        """The store-wide lock (creates, removals, renames, index rebuilds). Remembered while held, so that a
+        reader in the same process (`system check` resolving a container) rebuilds a stale index under it
+        instead of waiting for itself."""
+        path = str(self._global_lock())
+        with file_lock(self._global_lock()):
+            _HELD_LOCKS.add(path)
+            try:
+                yield
+            finally:
+                _HELD_LOCKS.discard(path)
+
+    @contextlib.contextmanager
     def locked(self, container_id: str) -> Iterator[None]:
         """Hold the container's own lock (state transitions, removal)."""
         directory = self.directory(container_id)
@@ -260,7 +274,7 @@ class ContainerStore:
         """
         wanted = names.validate_name(name) if name else None
         ensure_dir(self.root)
-        with file_lock(self._global_lock()):
+        with self.global_lock():
             index = self._current_index_locked()
             name_owner = self._indexed_name_owner if index else self._names_in_use().get
             owner = name_owner(wanted) if wanted else None
@@ -313,7 +327,9 @@ class ContainerStore:
             return self.index
         if not self.root.is_dir():
             return None
-        with file_lock(self._global_lock()):
+        if str(self._global_lock()) in _HELD_LOCKS:
+            return self._current_index_locked()
+        with self.global_lock():
             return self._current_index_locked()
 
     def rebuild_index_locked(self) -> None:
@@ -349,7 +365,7 @@ class ContainerStore:
         """Give a container another name: config.json and the index change under the store-wide lock, so a
         parallel create never takes the new name nor misses the old one's release."""
         new_name = names.validate_name(new_name)
-        with file_lock(self._global_lock()):
+        with self.global_lock():
             index = self._current_index_locked()
             owner = self._indexed_name_owner(new_name) if index else self._names_in_use().get(new_name)
             if owner and owner != container_id:
@@ -555,7 +571,7 @@ class ContainerStore:
         """
         name = self._config_name(container_id)
         trash = self.root / f".removing-{container_id}"
-        with file_lock(self._global_lock()):
+        with self.global_lock():
             index = self._current_index_locked()
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self.directory(container_id), trash)  # atomic: hidden from scans at once
@@ -566,7 +582,7 @@ class ContainerStore:
                 index.write_stamp()
         for _ in range(50):  # a straggler (a monitor killed mid-write) may add a file meanwhile: retry
             _empty_directory(trash)
-            with file_lock(self._global_lock()):
+            with self.global_lock():
                 index = self._current_index_locked()
                 with contextlib.suppress(FileNotFoundError):
                     try:

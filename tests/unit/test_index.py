@@ -194,3 +194,14 @@ def test_system_check_rebuilds_a_missing_index_quietly_and_repairs_a_wrong_one(t
     assert "names disagree" in outcome.finding.problem and "running containers missing" in outcome.finding.problem
     assert stored_index(store) == ({"web": web.id}, {web.id})
     assert check.check_containers(config) == []
+
+
+@pytest.mark.timeout(30)
+def test_a_reader_holding_the_store_lock_rebuilds_instead_of_waiting_for_itself(store):
+    """`system check` holds the store-wide lock while it resolves containers: a stale index is rebuilt under
+    that same lock (a second flock on the lock file from this process would block forever)."""
+    web = make(store, "web")
+    with store.global_lock():
+        shutil.rmtree(store.index.root)
+        assert store.get("web").id == web.id
+        assert store.index.is_current()

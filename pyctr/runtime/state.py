@@ -584,13 +584,15 @@ class ContainerStore:
             _empty_directory(trash)
             with self.global_lock():
                 index = self._current_index_locked()
-                with contextlib.suppress(FileNotFoundError):
-                    try:
-                        os.rmdir(trash)
-                    except OSError:  # not empty after all: empty it again
-                        continue
-                if index:
-                    index.write_stamp()
+                try:
+                    os.rmdir(trash)
+                except FileNotFoundError:
+                    pass  # removed already (a parallel rm of the same container)
+                except OSError:
+                    pass  # not empty after all: empty it again
+                else:
+                    if index:
+                        index.write_stamp()
             if not os.path.lexists(trash):
                 return
             time.sleep(0.01)

@@ -205,3 +205,28 @@ def test_a_reader_holding_the_store_lock_rebuilds_instead_of_waiting_for_itself(
         shutil.rmtree(store.index.root)
         assert store.get("web").id == web.id
         assert store.index.is_current()
+
+
+def test_removing_a_container_twice_is_quiet_and_keeps_the_index_current(store):
+    """Two `rm -f` of one container race: the second finds nothing to hide or delete."""
+    web = make(store, "web")
+    store.remove_directory(web.id)
+    store.remove_directory(web.id)
+    assert store.index.is_current() and stored_index(store) == ({}, set())
+
+
+def test_a_straggler_file_in_the_trash_is_removed_too(store, monkeypatch):
+    web = make(store, "web")
+    trash = store.root / f".removing-{web.id}"
+    real_rmdir = os.rmdir
+    calls = []
+
+    def rmdir_after_a_straggler(path, *a, **k):
+        if not calls:  # the monitor writes one last file just before the first rmdir
+            calls.append(path)
+            (trash / "late").write_text("x")
+        return real_rmdir(path, *a, **k)
+
+    monkeypatch.setattr(os, "rmdir", rmdir_after_a_straggler)
+    store.remove_directory(web.id)
+    assert not trash.exists() and store.index.is_current()

@@ -329,8 +329,11 @@ class ContainerStore:
             return None
         if str(self._global_lock()) in _HELD_LOCKS:
             return self._current_index_locked()
-        with self.global_lock():
-            return self._current_index_locked()
+        try:
+            with self.global_lock():
+                return self._current_index_locked()
+        except StoreError:  # the lock cannot even be opened (a read-only root): read by scanning, as before
+            return None
 
     def rebuild_index_locked(self) -> None:
         """Rebuild the index from every container's files (the store-wide lock is held: `system check`)."""

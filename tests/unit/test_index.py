@@ -230,3 +230,18 @@ def test_a_straggler_file_in_the_trash_is_removed_too(store, monkeypatch):
     monkeypatch.setattr(os, "rmdir", rmdir_after_a_straggler)
     store.remove_directory(web.id)
     assert not trash.exists() and store.index.is_current()
+
+
+def test_readers_fall_back_to_scanning_when_the_index_cannot_be_built(store, monkeypatch):
+    """A root whose lock or index cannot be written (read-only) still lists and resolves, by reading everything."""
+    web = make(store, "web")
+    store.update_state(web.id, lambda s: running_state())
+    shutil.rmtree(store.index.root)
+
+    def refuse(*a, **k):
+        raise st.StoreError("cannot open lock file: Read-only file system")
+
+    monkeypatch.setattr(st, "file_lock", refuse)
+    assert store.get("web").id == web.id
+    assert [r.id for r in store.list_running()] == [web.id]
+    assert not store.index.root.exists()

@@ -25,7 +25,6 @@ Why it can be trusted, and where it is not:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -47,6 +46,8 @@ def entry_name(name: str) -> str:
     a container name, so the two never meet)."""
     if len(name.encode()) <= MAX_ENTRY_NAME:
         return name
+    import hashlib  # ~3 ms to import, for names nobody uses: only here
+
     return "~" + hashlib.sha256(name.encode()).hexdigest()
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -38,7 +39,13 @@ STATE_FILE = "state.json"
 EXIT_FILE = "exitcode"  # "<code> <finished_at>", written by the monitor before it runs cleanup
 LOCK_FILE = "lock"
 EXIT_UNKNOWN = 255  # Docker's exit code for a container found dead without a recorded status
-_HELD_LOCKS: set[str] = set()  # store-wide locks this process holds (ContainerStore.global_lock)
+_HELD = threading.local()  # .locks: the store-wide locks this thread holds (ContainerStore.global_lock)
+
+
+def _held_locks() -> set[str]:
+    if not hasattr(_HELD, "locks"):
+        _HELD.locks = set()
+    return _HELD.locks
 
 
 def now_rfc3339() -> str:
@@ -247,15 +254,15 @@ class ContainerStore:
     @contextlib.contextmanager
     def global_lock(self) -> Iterator[None]:
         """The store-wide lock (creates, removals, renames, index rebuilds). Remembered while held, so that a
-        reader in the same process (`system check` resolving a container) rebuilds a stale index under it
+        reader in the same thread (`system check` resolving a container) rebuilds a stale index under it
         instead of waiting for itself."""
         path = str(self._global_lock())
         with file_lock(self._global_lock()):
-            _HELD_LOCKS.add(path)
+            _held_locks().add(path)
             try:
                 yield
             finally:
-                _HELD_LOCKS.discard(path)
+                _held_locks().discard(path)
 
     @contextlib.contextmanager
     def locked(self, container_id: str) -> Iterator[None]:
@@ -327,7 +334,7 @@ class ContainerStore:
             return self.index
         if not self.root.is_dir():
             return None
-        if str(self._global_lock()) in _HELD_LOCKS:
+        if str(self._global_lock()) in _held_locks():
             return self._current_index_locked()
         try:
             with self.global_lock():

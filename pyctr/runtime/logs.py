@@ -9,6 +9,7 @@ and optionally following the file while the container runs (`-f`).
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import math
 import os
@@ -424,9 +425,23 @@ def _parse_go_time(value: str, zoned: bool, local_offset: int) -> tuple[int, int
 
 
 def entry_time_ns(text: str) -> int | None:
-    """Nanoseconds since the epoch of an entry's RFC3339Nano UTC time (None when unreadable)."""
+    """Nanoseconds since the epoch of an entry's RFC3339Nano UTC time (None when unreadable).
+
+    The monitor's own layout ("2024-01-01T00:00:00.000000001Z") takes a fast path: `--since` over two million
+    entries parsed each with the general layout matcher took ~20 s; consecutive entries share their second."""
+    if len(text) == 30 and text[19] == "." and text[29] == "Z" and text[20:29].isdigit():
+        seconds = _utc_seconds(text[:19])
+        if seconds is not None:
+            return seconds * 10**9 + int(text[20:29])
     parsed = _parse_go_time(text, True, 0)
     return None if parsed is None else parsed[0] * 10**9 + parsed[1]
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_seconds(text: str) -> int | None:
+    """"2024-01-01T00:00:00" (UTC) as seconds since the epoch, None if it is not exactly that layout."""
+    parsed = _parse_go_time(text + "Z", True, 0)
+    return None if parsed is None else parsed[0]
 
 
 def within(entries: list[LogEntry], since_ns: int | None, until_ns: int | None) -> list[LogEntry]:

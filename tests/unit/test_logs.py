@@ -223,3 +223,11 @@ def test_stream_logs_chunks_tail_and_until(tmp_path, monkeypatch):
     until = logs.entry_time_ns("2024-01-01T00:00:02.000000000Z")
     logs.stream_logs(log, out, err, timestamps=True, until_ns=until, running=lambda: True)  # stops: past until
     assert out.getvalue() == "".join(f"2024-01-01T00:00:{i:02d}.000000000Z line {i}\n" for i in range(3))
+
+
+@pytest.mark.parametrize("text", ["2024-01-01T00:00:00.000000001Z", "2024-02-29T23:59:59.999999999Z",
+                                  "1970-01-01T00:00:00.000000000Z", "2024-13-01T00:00:00.000000000Z",
+                                  "2024-01-01T00:00:00.00000000aZ", "2024-01-01T00:00:00.5Z", "garbage"])
+def test_entry_time_fast_path_agrees_with_the_general_parser(text):
+    general = logs._parse_go_time(text, True, 0)
+    assert logs.entry_time_ns(text) == (None if general is None else general[0] * 10**9 + general[1])

@@ -193,6 +193,125 @@ def bench_startup(ctx: dict, args: list[str], label: str) -> Bench:
                  lambda t, s: timed(t, *args) if t.name != "python" else timed(t, "-I", "-c", "pass"), runs=11)
 
 
+# ---------------------------------------------------------------- scale: many containers, big contexts, long logs
+
+MANY_CONTAINERS = 1000
+
+
+class ManyContainers:
+    """MANY_CONTAINERS stopped containers per tool, made once (parallel creates) for every bench that needs them,
+    removed when the whole run ends (`cleanups`), whichever of those benches `--only` selected."""
+
+    def __init__(self, ref: str, cleanups: list[Callable[[], None]]) -> None:
+        self.ref = ref
+        self.cleanups = cleanups
+        self.ids: dict[str, list[str]] = {}
+
+    def ensure(self, tool: Tool) -> None:
+        if tool.name in self.ids:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def create(_: int) -> str:
+            return tool.run("create", "--network", "none", self.ref, "true").stdout.strip()
+
+        tool.run("pull", self.ref)
+        self.ids[tool.name] = []
+        self.cleanups.append(lambda: self.remove(tool))
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            self.ids[tool.name] = list(pool.map(create, range(MANY_CONTAINERS)))
+
+    def remove(self, tool: Tool) -> None:
+        ids = self.ids.pop(tool.name, [])
+        for start in range(0, len(ids), 200):
+            tool.run("rm", "-f", *ids[start:start + 200], check=False)
+
+
+def bench_many(ctx: dict) -> list[Bench]:
+    """ps, create and run --rm with MANY_CONTAINERS stopped containers present (flat in their number: the
+    state index)."""
+    ref = ctx["images"]["busybox"]
+    many = ManyContainers(ref, ctx["cleanups"])
+    label = f"with {MANY_CONTAINERS} stopped containers"
+
+    def create_then_remove(tool: Tool, state: dict) -> float:
+        start = time.perf_counter()
+        cid = tool.run("create", "--network", "none", ref, "true").stdout.strip()
+        elapsed = time.perf_counter() - start
+        tool.run("rm", cid)
+        return elapsed
+
+    return [
+        Bench(f"ps {label}", "<= 1.0", lambda t, s: timed(t, "ps"), setup=lambda t, s: many.ensure(t)),
+        Bench(f"ps -a {label}", "<= 1.0", lambda t, s: timed(t, "ps", "-a"), setup=lambda t, s: many.ensure(t)),
+        Bench(f"create {label}", "<= 0.5", create_then_remove, setup=lambda t, s: many.ensure(t)),
+        Bench(f"run --rm --network none busybox true {label}", "<= 0.3",
+              lambda t, s: timed(t, "run", "--rm", "--network", "none", ref, "true"),
+              setup=lambda t, s: many.ensure(t)),
+    ]
+
+
+def big_context(directory: Path, files: int = 20_000, big_mib: int = 100) -> Path:
+    """A build context of `files` small files in 200 directories plus `big_mib` MiB in two files (made once)."""
+    done = directory / ".complete"
+    if done.exists():
+        return directory
+    for d in range(200):
+        sub = directory / "src" / f"d{d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        for f in range(files // 200):
+            (sub / f"f{f}.txt").write_text(f"file {d} {f}\n" * 3)
+    rng = __import__("random").Random(18)
+    for i in range(2):
+        (directory / f"blob{i}.bin").write_bytes(rng.randbytes(big_mib // 2 << 20))
+    (directory / "Dockerfile").write_text("FROM busybox\nCOPY . /ctx\nRUN true\n")
+    done.write_text("")
+    return directory
+
+
+def bench_big_context_build(ctx: dict) -> Bench:
+    ref = ctx["images"]["busybox"]
+
+    def setup(tool: Tool, state: dict) -> None:
+        tool.run("pull", ref)
+        tool.run("tag", ref, "busybox")
+        state["context"] = big_context(ctx["work"] / "big-context")
+        tool.run("build", "-q", "-t", "bench-bigctx", str(state["context"]))
+
+    def teardown(tool: Tool, state: dict) -> None:
+        tool.run("rmi", "-f", "bench-bigctx", check=False)
+
+    return Bench("build fully cached, context of 20k files + 100 MB", "<= 0.25",
+                 lambda t, s: timed(t, "build", "-q", "-t", "bench-bigctx", str(s["context"])),
+                 setup=setup, teardown=teardown, runs=5)
+
+
+LOG_LINES = 2_000_000
+
+
+def bench_logs(ctx: dict) -> Bench:
+    """`logs` of LOG_LINES short lines a container printed (written by the container itself, for every tool)."""
+    ref = ctx["images"]["busybox"]
+    script = f"i=0; while [ $i -lt {LOG_LINES} ]; do echo line $i; i=$((i+1)); done"
+
+    def setup(tool: Tool, state: dict) -> None:
+        tool.run("pull", ref)
+        state["cid"] = tool.run("run", "-d", "--network", "none", ref, "sh", "-c", script).stdout.strip()
+        tool.run("wait", state["cid"], timeout=1800)
+
+    def measure(tool: Tool, state: dict) -> float:
+        start = time.perf_counter()
+        with open(os.devnull, "wb") as sink:
+            subprocess.run([*tool.argv, "logs", state["cid"]], env=tool.env, stdout=sink, stderr=sink, check=True)
+        return time.perf_counter() - start
+
+    def teardown(tool: Tool, state: dict) -> None:
+        tool.run("rm", "-f", state["cid"], check=False)
+
+    return Bench(f"logs of {LOG_LINES // 1_000_000} million short lines", "<= 0.5", measure, setup=setup,
+                 teardown=teardown, runs=5)
+
+
 # ---------------------------------------------------------------- measuring helpers
 
 
@@ -374,6 +493,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pyctr-bench-") as tmp:
         work = Path(tmp)
         reg, images = start_registry(work / "registry")
+        cleanups: list[Callable[[], None]] = []
         try:
             env = dict(os.environ, PYCTR_ROOT=str(work / "root"))
             env.pop("PYCTR_CONFIG", None)
@@ -384,10 +504,11 @@ def main() -> int:
             warm_server(tools[0])
             peer_tools, notes = peers(opts.peers, reg.host, work)
             tools += peer_tools
-            ctx = {"images": images, "pyserv_context": REPO / "examples" / "pyserv"}
+            ctx = {"images": images, "pyserv_context": REPO / "examples" / "pyserv", "work": work, "cleanups": cleanups}
             benches = [
                 bench_run_none(ctx), bench_run_bridge(ctx), bench_pull(ctx), bench_build(ctx, cached=False),
                 bench_build(ctx, cached=True), bench_exec(ctx), bench_ps(ctx), bench_http(ctx), bench_memory(ctx),
+                *bench_many(ctx), bench_big_context_build(ctx), bench_logs(ctx),
             ]
             if opts.only:
                 benches = [b for b in benches if opts.only in b.name]
@@ -408,6 +529,8 @@ def main() -> int:
             print(report)
             print(json.dumps({b.name: b.results for b in benches}), file=sys.stderr)
         finally:
+            for cleanup in cleanups:  # what benches left for the end (e.g. the 1000 containers)
+                cleanup()
             reg.stop()
     return 0
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pyctr.build import instructions as ins
-from pyctr.build.cache import BuildCache, is_empty_dir, step_key, tree_digest
+from pyctr.build.cache import BuildCache, ContentHashes, is_empty_dir, sources_digest, step_key, tree_digest
 from pyctr.build.context import BuildContext, context_tar_entry_size, has_wildcard, read_stdin_context
 from pyctr.build.parser import Dockerfile, Instruction, Stage, parse_dockerfile, parse_trigger
 from pyctr.build.run_mounts import RunMount, SecretSource, mount_from_refs
@@ -229,14 +229,21 @@ class Builder:
         self._base_config: Any = {}  # the config of the current stage's base (its ONBUILD triggers run)
         self._base_id: str | None = None  # the base image's id, shown after FROM as Docker does
         self.sent_size: int | None = None  # bytes of a context read from stdin (Docker counts what it sent)
+        self.content_hashes: ContentHashes | None = None  # the context's file hashes, loaded by the first COPY
 
     # ------------------------------------------------------------------ top level
 
     def run(self) -> str:
         with contextlib.ExitStack() as cleanup:
-            if self.options.context_stream is not None:
+            from_stdin = self.options.context_stream is not None
+            if from_stdin:
                 self.options = self._stdin_context(cleanup.enter_context(self._scratch_dir("context")))
-            return self._build_all()
+            try:
+                return self._build_all()
+            finally:
+                if self.content_hashes is not None and not from_stdin:  # a stdin context is gone after this
+                    with contextlib.suppress(OSError):
+                        self.content_hashes.save()
 
     def _stdin_context(self, directory: Path) -> BuildOptions:
         """`build -`: a tar context is unpacked (fd-based, hostile entries refused); else it is the Dockerfile."""
@@ -644,24 +651,51 @@ class Builder:
                     raise BuildError(f"{step.name} failed: {e.message}") from None
             place = Placement(uid=uid, gid=gid, chmod=step.chmod, epoch=self.epoch or 0, lower=lower,
                               keep_owners=step.from_ is not None and not step.chown)
+            instruction = {"copy": step.name, "dest": step.dest, "chmod": step.chmod, "owner": [uid, gid]}
             with self._source_root(step.from_) as source_root:
-                try:
-                    items = self._copy_items(step, source_root, downloads)
-                except (BuildError, NotFoundError) as e:
-                    raise type(e)(f"{step.name} failed: {e.message}") from None
-                if len(items) > 1 and not step.dest.endswith("/"):
-                    raise BuildError(f"When using {step.name} with more than one source file, "
-                                     "the destination must be a directory and end with a /")
+                items = self._checked_copy_items(step, source_root, downloads)
+                if self._recordable(step):
+                    # Decided from the context itself: a cached step copies nothing.
+                    digest = sources_digest(items, self._content_hashes(), {"epoch": place.epoch})
+                    created_by, key = self._copy_key(result, state, step, items, digest, instruction)
+                    cached = self._from_cache(result, state, created_by, key)
+                    if cached is not None:
+                        return cached
+                    stage_copy(items, step.dest, stage, place, extract=step.is_add)
+                    return self._commit(result, state, stage, created_by, key)
                 stage_copy(items, step.dest, stage, place, extract=step.is_add and step.from_ is None)
-            digest = tree_digest(stage)
-            kind = "dir" if len(items) == 1 and items[0].kind == "dir" else "file" if len(items) == 1 else "multi"
-            created_by = f"{ins.nop(state)}{step.name} {kind}:{digest} in {step.dest} "
-            key = step_key(self._cache_parent(result), {"copy": step.name, "dest": step.dest, "chmod": step.chmod,
-                                             "owner": [uid, gid]}, digest)
+            created_by, key = self._copy_key(result, state, step, items, tree_digest(stage), instruction)
             cached = self._from_cache(result, state, created_by, key)
             if cached is not None:
                 return cached
             return self._commit(result, state, stage, created_by, key)
+
+    def _checked_copy_items(self, step: ins.CopyStep, source_root: Path | None, downloads: Path) -> list[SourceItem]:
+        try:
+            items = self._copy_items(step, source_root, downloads)
+        except (BuildError, NotFoundError) as e:
+            raise type(e)(f"{step.name} failed: {e.message}") from None
+        if len(items) > 1 and not step.dest.endswith("/"):
+            raise BuildError(f"When using {step.name} with more than one source file, "
+                             "the destination must be a directory and end with a /")
+        return items
+
+    @staticmethod
+    def _recordable(step: ins.CopyStep) -> bool:
+        """Sources read straight from the build context (or inline): their record decides the cache. COPY --from
+        and ADD of a URL are staged first and hashed as staged (their sources are not the context's)."""
+        return step.from_ is None and not any(s.startswith(("http://", "https://")) for s in step.sources)
+
+    def _content_hashes(self) -> ContentHashes:
+        if self.content_hashes is None:
+            self.content_hashes = ContentHashes(self.config.paths.build_cache, self.context.root)
+        return self.content_hashes
+
+    def _copy_key(self, result: StageResult, state: ins.BuildState, step: ins.CopyStep, items: list[SourceItem],
+                  digest: str, instruction: dict) -> tuple[str, str]:
+        kind = "dir" if len(items) == 1 and items[0].kind == "dir" else "file" if len(items) == 1 else "multi"
+        created_by = f"{ins.nop(state)}{step.name} {kind}:{digest} in {step.dest} "
+        return created_by, step_key(self._cache_parent(result), instruction, digest)
 
     def _copy_items(self, step: ins.CopyStep, source_root: Path | None, downloads: Path) -> list[SourceItem]:
         items: list[SourceItem] = [SourceItem(name=name, kind="content", content=content.encode(), mode=0o644)

@@ -264,8 +264,10 @@ def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | 
     parsed = psfmt.parse_filters(filters)
     fmt = ps_format(fmt, quiet, size)
     table.check(fmt)
-    items = psfmt.select_items(ps_items(ContainerStore(app.config.paths).list()), show_all=show_all,
-                               filters=parsed, last=last, latest=latest)
+    store = ContainerStore(app.config.paths)
+    records = store.list_running() if psfmt.running_only(show_all=show_all, filters=parsed, last=last,
+                                                         latest=latest) else store.list()
+    items = psfmt.select_items(ps_items(records), show_all=show_all, filters=parsed, last=last, latest=latest)
     if size:
         items = with_sizes(app.config.paths, items)
     now = time.time()
@@ -306,10 +308,7 @@ def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str 
     store = ContainerStore(app.config.paths)
     record = store.get(container)
     path = logfile.log_path(record.directory, record.id)
-    entries, offset = logfile.tail_entries(path, logfile.parse_tail(tail))
-    _print_entries(logfile.within(entries, since_ns, until_ns), timestamps)
-    if not follow or (until_ns is not None and until_ns <= time.time_ns()):
-        return
+    following = follow and not (until_ns is not None and until_ns <= time.time_ns())
 
     def running() -> bool:
         try:
@@ -317,21 +316,8 @@ def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str 
         except NotFoundError:
             return False
 
-    for entry in logfile.follow(path, offset, running):
-        kept = logfile.within([entry], since_ns, until_ns)
-        if not kept:
-            at = logfile.entry_time_ns(entry.time)
-            if until_ns is not None and at is not None and at > until_ns:
-                return
-        _print_entries(kept, timestamps)
-
-
-def _print_entries(entries, timestamps: bool) -> None:
-    out, err = sys.stdout, sys.stderr
-    for e in entries:
-        stream = err if e.stream == "stderr" else out
-        stream.write(e.render(timestamps))
-        stream.flush()
+    logfile.stream_logs(path, sys.stdout, sys.stderr, tail=logfile.parse_tail(tail), timestamps=timestamps,
+                        since_ns=since_ns, until_ns=until_ns, running=running if following else None)
 
 
 @click.command()
@@ -419,8 +405,8 @@ def stats(app: AppContext, no_stream: bool, show_all: bool, fmt: str | None, con
         fmt = psfmt.STATS_FORMAT
     table.check(fmt)  # a bad template fails before anything is sampled, rows or not (Go parses first)
     store = ContainerStore(app.config.paths)
-    records = [store.get(c) for c in containers] if containers else [
-        r for r in store.list() if show_all or r.state.running]
+    records = [store.get(c) for c in containers] if containers else (
+        store.list() if show_all else store.list_running())
     while True:
         contexts = [psfmt.stats_context(psfmt.stats_row(s)) for s in sample_stats(records)]
         text = table.write(fmt, contexts, psfmt.STATS_HEADERS)

@@ -8,7 +8,9 @@ What a crash (SIGKILL of a CLI, a monitor or `_cleanup`) can leave, and what is 
   `state.reconcile` (through `ContainerStore.get`, which persists it under the lock);
 - a non-running container still holding a cgroup, a network address or a host mount of its
   rootfs: torn down by the lifecycle's own `container.teardown`;
-- network records of containers that no longer exist: `network.reap_stale`.
+- network records of containers that no longer exist: `network.reap_stale`;
+- the index of names and running containers (runtime/index.py) missing, stale, or disagreeing with the
+  containers: rebuilt from them.
 
 Nothing here touches what might belong to another root or to a start in progress: cgroups
 are only destroyed for ids this root knows, a non-running container whose cgroup holds
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from pyctr.config import Config
 from pyctr.errors import PyctrError
-from pyctr.fsutil import file_lock, remove_tree
+from pyctr.fsutil import remove_tree
 from pyctr.image.check import Finding, Outcome, apply_findings, mount_points, mounts_under
 from pyctr.runtime import state as st
 
@@ -83,11 +85,21 @@ class StrayCgroup:
 
 
 @dataclass(frozen=True)
+class IndexFacts:
+    """The container index as stored: whether its stamp says current, its name entries, its running ids."""
+
+    current: bool = False
+    names: dict[str, str] = field(default_factory=dict)
+    running: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class RuntimeSnapshot:
     containers: dict[str, ContainerFacts] = field(default_factory=dict)
     network_ids: frozenset[str] = frozenset()
     network_error: str = ""
     stray_cgroups: dict[str, StrayCgroup] = field(default_factory=dict)
+    index: IndexFacts = field(default_factory=IndexFacts)
 
 
 # ------------------------------------------------------------------ deciding (pure)
@@ -155,6 +167,25 @@ def decide(snapshot: RuntimeSnapshot, grace: float = CGROUP_GRACE) -> list[Findi
         findings.append(Finding(f"network record {cid[:12]}", f"its container no longer exists (address{extra} "
                                 "still held)", "reap_network", cid))
     return findings
+
+
+def index_findings(snapshot: RuntimeSnapshot) -> list[Finding]:
+    """A current index must name every container and list every running one (extra running entries are
+    allowed: readers check them). A missing or stale one is no damage (an older pyctr, a directory removed by
+    a repair): it is rebuilt quietly, as any command would."""
+    from pyctr.runtime.index import entry_name
+
+    index = snapshot.index
+    if not index.current:
+        return []
+    listed = [f for f in snapshot.containers.values() if f.kind == "container"]
+    expected = {entry_name(f.name): f.id for f in listed}
+    problems = []
+    if index.names != expected:
+        problems.append("names disagree with the containers")
+    if {f.id for f in listed if f.state is not None and f.state.running} - index.running:
+        problems.append("running containers missing")
+    return [Finding("container index", "; ".join(problems), "rebuild_index")] if problems else []
 
 
 # ------------------------------------------------------------------ reading the disk and the kernel
@@ -247,7 +278,17 @@ def snapshot_runtime(config: Config) -> RuntimeSnapshot:
     for cid in set(network) - set(containers):
         exists, pids, _ = _cgroup_facts(cid)
         strays[cid] = StrayCgroup(exists, pids)
-    return RuntimeSnapshot(containers, frozenset(network), network_error, strays)
+    return RuntimeSnapshot(containers, frozenset(network), network_error, strays, _index_facts(store))
+
+
+def _index_facts(store) -> IndexFacts:
+    if not store.index.is_current():
+        return IndexFacts()
+    try:
+        names, running = store.index.describe()
+    except OSError:
+        return IndexFacts()
+    return IndexFacts(True, names, frozenset(running))
 
 
 # ------------------------------------------------------------------ repairing
@@ -266,7 +307,12 @@ class RuntimeRepairer:
     def actions(self) -> dict[str, Callable[[Finding], str]]:
         return {"remove_container": self.remove_container, "finish_removal": self.finish_removal,
                 "mark_exited": self.mark_exited, "teardown": self.teardown, "reap_network": self.reap_network,
-                "remove_build_step": lambda f: remove_build_step(self.config.paths.build_steps, f.target)}
+                "remove_build_step": lambda f: remove_build_step(self.config.paths.build_steps, f.target),
+                "rebuild_index": self.rebuild_index}
+
+    def rebuild_index(self, finding: Finding) -> str:
+        self.store.rebuild_index_locked()  # check_containers holds the store-wide lock
+        return "rebuilt"
 
     def _teardown_by_id(self, cid: str, directory: Path) -> None:
         """For a container whose config cannot be trusted: release cgroup, network and mounts by id."""
@@ -337,13 +383,18 @@ def check_containers(config: Config, repair: bool = True, grace: float = CGROUP_
     if not paths.root.is_dir():
         return []
     from pyctr.image.layout import StoreLayout
+    from pyctr.runtime.state import ContainerStore
 
-    # containers.lock is ContainerStore's store-wide lock (held by create and by removal's rename)
-    with StoreLayout(paths).gc_lock(shared=False), file_lock(paths.locks / "containers.lock"):
+    # the store-wide lock of ContainerStore (held by create, removal and the index)
+    with StoreLayout(paths).gc_lock(shared=False), ContainerStore(paths).global_lock():
         snapshot = snapshot_runtime(config)
-        findings = decide(snapshot, grace) + build_step_findings(paths.build_steps)
-        actions = RuntimeRepairer(config, snapshot).actions() if repair else {}
-        return apply_findings(findings, actions, repair)
+        findings = decide(snapshot, grace) + build_step_findings(paths.build_steps) + index_findings(snapshot)
+        repairer = RuntimeRepairer(config, snapshot)
+        outcomes = apply_findings(findings, repairer.actions() if repair else {}, repair)
+        if repair and not repairer.store.index.is_current():  # missing, or repairs removed directories
+            with contextlib.suppress(OSError):
+                repairer.store.rebuild_index_locked()
+        return outcomes
 
 
 def build_step_findings(records: Path) -> list[Finding]:

@@ -110,3 +110,8 @@ def pick_name(taken: Callable[[str], bool] | Iterable[str], rng: random.Random |
         name = f"{random_name(rng)}{rng.randint(10, 10**6)}"
         if not is_taken(name):
             return name
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether `name` matches Docker's container name pattern (no error raised: for lookups)."""
+    return bool(_NAME_PATTERN.match(name))

@@ -209,13 +209,18 @@ def _label_matches(labels: dict, spec: str) -> bool:
     return key in labels and (not sep or labels[key] == value)
 
 
+def running_only(*, show_all: bool, filters: dict[str, list[str]], last: int = -1, latest: bool = False) -> bool:
+    """Whether ps shows only running containers, so the store need not read the stopped ones."""
+    return not show_all and not latest and last <= 0 and "status" not in filters
+
+
 def select_items(items: list[PsItem], *, show_all: bool, filters: dict[str, list[str]],
                  last: int = -1, latest: bool = False) -> list[PsItem]:
     """Which containers ps shows, newest first: running only unless -a, -n/-l, or a status filter."""
     items = sorted(items, key=lambda i: i.created, reverse=True)
     if latest:
         last = 1
-    if last <= 0 and not show_all and "status" not in filters:
+    if running_only(show_all=show_all, filters=filters, last=last):
         items = [i for i in items if i.status in ("running", "paused", "restarting")]
     items = [i for i in items if matches(i, filters)]
     return items[:last] if last > 0 else items

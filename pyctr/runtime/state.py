@@ -3,9 +3,10 @@
 Layout (docs/ARCHITECTURE.md): `containers/<id>/config.json` is written once at
 create (what the container is: Docker-shaped Config/HostConfig plus the runtime
 spec) and `state.json` on every transition (what it is doing). Both are
-replaced atomically under the container's flock. Names are not indexed
-separately: they are derived by scanning config files, so an index can never
-disagree with the containers it describes (measured: ~3 ms for 100 containers).
+replaced atomically under the container's flock. Names and the set of running
+containers are also kept in an index (runtime/index.py) so that commands whose
+work does not depend on the number of containers do not read them all; the
+configs and states stay the truth, the index is checked against them.
 
 Stored state can be stale: a process killed behind our back, a monitor that
 died, a reboot. `reconcile` decides, purely, what the truth is from the pid's
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -26,6 +28,7 @@ from pyctr.errors import ConflictError, NotFoundError, StoreError
 from pyctr.fsutil import atomic_write_bytes, ensure_dir, file_lock
 from pyctr.output.timefmt import format_rfc3339_ns, parse_rfc3339  # noqa: F401  (one home; state's readers use it)
 from pyctr.runtime import names
+from pyctr.runtime.index import ContainerIndex
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 RUNNING_STATUSES = ("running", "paused", "restarting")
@@ -36,6 +39,13 @@ STATE_FILE = "state.json"
 EXIT_FILE = "exitcode"  # "<code> <finished_at>", written by the monitor before it runs cleanup
 LOCK_FILE = "lock"
 EXIT_UNKNOWN = 255  # Docker's exit code for a container found dead without a recorded status
+_HELD = threading.local()  # .locks: the store-wide locks this thread holds (ContainerStore.global_lock)
+
+
+def _held_locks() -> set[str]:
+    if not hasattr(_HELD, "locks"):
+        _HELD.locks = set()
+    return _HELD.locks
 
 
 def now_rfc3339() -> str:
@@ -223,6 +233,7 @@ class ContainerStore:
     def __init__(self, paths) -> None:
         self.paths = paths
         self.root = paths.containers
+        self.index = ContainerIndex(self.root)
 
     # locations
     def directory(self, container_id: str) -> Path:
@@ -230,6 +241,19 @@ class ContainerStore:
 
     def _global_lock(self) -> Path:
         return self.paths.locks / "containers.lock"
+
+    @contextlib.contextmanager
+    def global_lock(self) -> Iterator[None]:
+        """The store-wide lock (creates, removals, renames, index rebuilds). Remembered while held, so that a
+        reader in the same thread (`system check` resolving a container) rebuilds a stale index under it
+        instead of waiting for itself."""
+        path = str(self._global_lock())
+        with file_lock(self._global_lock()):
+            _held_locks().add(path)
+            try:
+                yield
+            finally:
+                _held_locks().discard(path)
 
     @contextlib.contextmanager
     def locked(self, container_id: str) -> Iterator[None]:
@@ -248,18 +272,19 @@ class ContainerStore:
         """
         wanted = names.validate_name(name) if name else None
         ensure_dir(self.root)
-        with file_lock(self._global_lock()):
-            taken = self._names_in_use()
-            if wanted and wanted in taken:
-                raise ConflictError(
-                    f'Conflict. The container name "/{wanted}" is already in use by container '
-                    f'"{taken[wanted]}". You have to remove (or rename) that container to be able to '
-                    "reuse that name.")
-            chosen = wanted or names.pick_name(taken.__contains__)
+        with self.global_lock():
+            index = self._current_index_locked()
+            name_owner = self._indexed_name_owner if index else self._names_in_use().get
+            owner = name_owner(wanted) if wanted else None
+            if owner:
+                raise _name_conflict(wanted, owner)
+            chosen = wanted or names.pick_name(lambda n: name_owner(n) is not None)
             container_id = names.new_id()
             directory = self.directory(container_id)
-            directory.mkdir(mode=0o700)
+            if index:
+                index.set_name(chosen, container_id)  # before the directory: the names stay a superset
             try:
+                directory.mkdir(mode=0o700)
                 config = build_config(container_id, chosen)
                 config.setdefault("Id", container_id)
                 config.setdefault("Name", chosen)
@@ -273,8 +298,91 @@ class ContainerStore:
                 import shutil
 
                 shutil.rmtree(directory, ignore_errors=True)
+                if index:
+                    index.drop_name(chosen, container_id)
+                    index.write_stamp()
                 raise
+            if index:
+                index.write_stamp()
         return ContainerRecord(container_id, ContainerConfig(config, str(directory)), state, directory)
+
+    # -- the index (runtime/index.py) ------------------------------------------------------------------------
+
+    def _current_index_locked(self) -> ContainerIndex | None:
+        """The index, rebuilt first if missing or stale; None if it cannot be written (then callers scan).
+        The store-wide lock is held."""
+        if self.index.is_current():
+            return self.index
+        try:
+            self.rebuild_index_locked()
+        except OSError:
+            return None
+        return self.index
+
+    def _index_for_reading(self) -> ContainerIndex | None:
+        """The index for a reader that holds no lock: used as is when current, else rebuilt under the lock."""
+        if self.index.is_current():
+            return self.index
+        if not self.root.is_dir():
+            return None
+        if str(self._global_lock()) in _held_locks():
+            return self._current_index_locked()
+        try:
+            with self.global_lock():
+                return self._current_index_locked()
+        except StoreError:  # the lock cannot even be opened (a read-only root): read by scanning, as before
+            return None
+
+    def rebuild_index_locked(self) -> None:
+        """Rebuild the index from every container's files (the store-wide lock is held: `system check`)."""
+        records = list(self._scan_configs())
+        self.index.rebuild(((r.name, r.id) for r in records), [r.id for r in records], self._stored_running)
+
+    def _stored_running(self, container_id: str) -> bool:
+        """Whether the stored state says running, read under the container's lock (see ContainerIndex.rebuild)."""
+        try:
+            with self.locked(container_id):
+                state = self._read_state_file(str(self.directory(container_id)))
+        except NotFoundError:
+            return False
+        return state is not None and state.running
+
+    def _config_name(self, container_id: str) -> str | None:
+        if len(container_id) != names.ID_HEX_LEN:
+            return None
+        record = self._load(container_id, with_state=False, tolerant=True)
+        return record.name if record is not None else None
+
+    def _indexed_name_owner(self, name: str) -> str | None:
+        """The id of the container named `name`, per the index, verified against that container's config."""
+        owner = self.index.name_owner(name)
+        if owner is None:
+            return None
+        if self._config_name(owner) == name:
+            return owner
+        return None  # a stale entry (a crash between index and directory): create overwrites it
+
+    def rename(self, container_id: str, new_name: str) -> None:
+        """Give a container another name: config.json and the index change under the store-wide lock, so a
+        parallel create never takes the new name nor misses the old one's release."""
+        new_name = names.validate_name(new_name)
+        with self.global_lock():
+            index = self._current_index_locked()
+            owner = self._indexed_name_owner(new_name) if index else self._names_in_use().get(new_name)
+            if owner and owner != container_id:
+                raise _name_conflict(new_name, owner)
+            directory = self.directory(container_id)
+            with self.locked(container_id):
+                record = self._load(container_id, with_state=False)
+                if record is None:
+                    raise NotFoundError(f"No such container: {container_id}")
+                old_name = record.name
+                if index:
+                    index.set_name(new_name, container_id)
+                stored = {k: v for k, v in dict.items(record.config) if k not in SPEC_KEYS}
+                self._write(directory / CONFIG_FILE, {**stored, "Name": new_name})
+                if index and old_name != new_name:
+                    index.drop_name(old_name, container_id)
 
     def _names_in_use(self) -> dict[str, str]:
         return {c.name: c.id for c in self._scan_configs()}
@@ -346,16 +454,61 @@ class ContainerStore:
             raise NotFoundError(f"No such container: {ref}")
         return self._reconciled(record) if reconcile_state else record
 
+    def list_running(self) -> list[ContainerRecord]:
+        """The running containers, newest first, reading only those the index lists (`ps` without -a)."""
+        index = self._index_for_reading()
+        if index is None:
+            return [r for r in self.list() if r.state.running]
+        records = []
+        for container_id in index.running_ids():
+            record = self._load(container_id, tolerant=True)
+            if record is not None:
+                record = self._reconciled(record)
+            if record is not None and record.state.running:
+                records.append(record)
+            else:
+                self._drop_stale_running(container_id)
+        records.sort(key=lambda r: r.created, reverse=True)
+        return records
+
+    def _drop_stale_running(self, container_id: str) -> None:
+        """Forget a running entry whose container is gone or stopped, under its lock (a start may be adding it)."""
+        try:
+            with self.locked(container_id):
+                state = self._read_state_file(str(self.directory(container_id)))
+                if state is None or not state.running:
+                    self.index.unmark_running(container_id)
+        except NotFoundError:
+            self.index.unmark_running(container_id)
+
     def resolve_id(self, ref: str) -> str:
         ref = ref.lstrip("/") if ref.startswith("/") else ref
         if len(ref) == names.ID_HEX_LEN and (self.directory(ref) / CONFIG_FILE).exists():
             return ref
+        index = self._index_for_reading()
+        if index is None:
+            return self._resolve_by_scan(ref)
+        owner = self._indexed_name_owner(ref) if names.is_valid_name(ref) else None
+        if owner:
+            return owner
+        by_prefix: list[str] = []
+        if names.looks_like_id_prefix(ref):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                by_prefix = [e for e in os.listdir(self.root) if e.startswith(ref) and
+                             os.path.exists(f"{self.root}/{e}/{CONFIG_FILE}")]
+        return self._one_of(ref, by_prefix)
+
+    def _resolve_by_scan(self, ref: str) -> str:
         by_prefix: list[str] = []
         for record in self._scan_configs():
             if record.name == ref:
                 return record.id
             if names.looks_like_id_prefix(ref) and record.id.startswith(ref):
                 by_prefix.append(record.id)
+        return self._one_of(ref, by_prefix)
+
+    @staticmethod
+    def _one_of(ref: str, by_prefix: list[str]) -> str:
         if len(by_prefix) == 1:
             return by_prefix[0]
         if len(by_prefix) > 1:
@@ -401,25 +554,69 @@ class ContainerStore:
             new = change(current)
             if new is None or new == current:
                 return current
+            if new.running:
+                self.index.mark_running(container_id)  # before: the index stays a superset of what runs
             self._write(self.directory(container_id) / STATE_FILE, new.to_dict())
+            if not new.running:
+                self.index.unmark_running(container_id)
             return new
 
     def write_state(self, container_id: str, state: ContainerState) -> None:
         self.update_state(container_id, lambda _s: state)
 
     def remove_directory(self, container_id: str) -> None:
-        """Delete the container's directory; the caller has torn down everything else."""
-        directory = self.directory(container_id)
-        with file_lock(self._global_lock()):
-            # Hide it from scans first (rename is atomic), then delete at leisure.
-            trash = self.root / f".removing-{container_id}"
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(directory, trash)
-        import shutil
+        """Delete the container's directory; the caller has torn down everything else.
 
+        Its entry in containers/ changes only under the store-wide lock, with the index (runtime/index.py):
+        hidden by a rename first, emptied without the lock, then the empty directory goes under it again.
+        """
+        name = self._config_name(container_id)
+        trash = self.root / f".removing-{container_id}"
+        with self.global_lock():
+            index = self._current_index_locked()
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(self.directory(container_id), trash)  # atomic: hidden from scans at once
+            if index:
+                if name:
+                    index.drop_name(name, container_id)
+                index.unmark_running(container_id)
+                index.write_stamp()
         for _ in range(50):  # a straggler (a monitor killed mid-write) may add a file meanwhile: retry
-            shutil.rmtree(trash, ignore_errors=True)
+            _empty_directory(trash)
+            with self.global_lock():
+                index = self._current_index_locked()
+                try:
+                    os.rmdir(trash)
+                except FileNotFoundError:
+                    pass  # removed already (a parallel rm of the same container)
+                except OSError:
+                    pass  # not empty after all: empty it again
+                else:
+                    if index:
+                        index.write_stamp()
             if not os.path.lexists(trash):
                 return
             time.sleep(0.01)
         raise StoreError(f"cannot remove {trash}")
+
+
+def _name_conflict(name: str, owner: str) -> ConflictError:
+    return ConflictError(f'Conflict. The container name "/{name}" is already in use by container "{owner}". '
+                         "You have to remove (or rename) that container to be able to reuse that name.")
+
+
+def _empty_directory(directory: Path) -> None:
+    """Delete what is in `directory`, keeping the directory itself."""
+    import shutil
+
+    try:
+        entries = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        path = directory / entry
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

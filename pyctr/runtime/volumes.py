@@ -244,7 +244,8 @@ class VolumeStore:
 
 def _unmount_below(directory: Path) -> None:
     """Nothing is normally mounted in a volume on the host; a leftover must not be deleted through."""
-    from pyctr.image.check import mount_points, mounts_under, unmount_all
+    from pyctr.image.check import mount_points, mounts_under
+    from pyctr.runtime.check import unmount_all
 
     unmount_all(mounts_under(directory, mount_points()))
 

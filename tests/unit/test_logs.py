@@ -111,3 +111,128 @@ def test_parse_tail():
     assert logs.parse_tail("10") == 10
     with pytest.raises(UsageError):
         logs.parse_tail("ten")
+
+
+# -- the streaming reader: same output as decoding each entry on its own, in far fewer steps --------------------
+
+def reference_output(data: bytes, timestamps: bool) -> list[tuple[str, str]]:
+    """What `logs` printed before streaming: each line decoded alone, each entry written alone."""
+    entries = [e for e in map(logs.parse_line, data.splitlines()) if e is not None]
+    return [(e.stream, e.render(timestamps)) for e in entries]
+
+
+def merged(runs):
+    """Runs with adjacent same-stream texts joined: what reaches each stream, in order."""
+    out = []
+    for stream, text in runs:
+        if out and out[-1][0] == stream:
+            out[-1] = (stream, out[-1][1] + text)
+        elif text:
+            out.append((stream, text))
+    return out
+
+
+def mixed_log() -> bytes:
+    import random
+
+    rng = random.Random(7)
+    texts = [b"plain\n", b'quote " back \\ tab \t\n', "unicode \u00e9\u2028\n".encode(), b"<html>&amp;\n",
+             b"no newline", b"\x01\x7f\xff bytes\n", b""]
+    lines = [monitor.encode_entry(rng.choice(texts), rng.choice(["stdout", "stderr"]),
+                                  f"2024-01-01T00:00:{i % 60:02d}.{i:09d}Z") for i in range(3000)]
+    return b"".join(lines)
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_render_chunk_matches_the_entry_by_entry_output(timestamps):
+    data = mixed_log()
+    runs, stopped = logs.render_chunk(data, timestamps)
+    assert not stopped
+    assert merged(runs) == merged(reference_output(data, timestamps))
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_foreign_and_torn_lines_fall_back_without_losing_neighbours(timestamps):
+    good = monitor.encode_entry(b"a\n", "stdout", "2024-01-01T00:00:00.000000000Z")
+    foreign = b'{"stream":"stdout","time":"2024-01-01T00:00:01Z","log":"b\\n","attrs":{"x":"y"}}\n'
+    data = good + foreign + b'{"log":"torn\n' + b"42\n" + b"\n" + good
+    assert logs.decode_run(data, timestamps) is None
+    runs, _ = logs.render_chunk(data, timestamps)
+    assert merged(runs) == merged(reference_output(data, timestamps))
+    assert "".join(t for _, t in runs).count("a\n") == 2 and "b\n" in "".join(t for _, t in runs)
+
+
+def test_stream_runs_split_only_where_the_stream_changes():
+    line = lambda s: monitor.encode_entry(b"x\n", s, "2024-01-01T00:00:00.000000000Z")  # noqa: E731
+    data = line("stdout") * 3 + line("stderr") * 2 + line("stdout")
+    assert [(s, run.count(b"\n")) for s, run in logs.stream_runs(data)] == [("stdout", 3), ("stderr", 2),
+                                                                           ("stdout", 1)]
+
+
+class CountingFile:
+    """A file that counts the bytes read through it."""
+
+    def __init__(self, f):
+        self.f, self.read_bytes = f, 0
+
+    def seek(self, *a):
+        return self.f.seek(*a)
+
+    def read(self, n=-1):
+        data = self.f.read(n)
+        self.read_bytes += len(data)
+        return data
+
+
+def test_tail_reads_backwards_only_what_it_needs(tmp_path):
+    log = tmp_path / "c-json.log"
+    write_log(log, 20000)
+    size = log.stat().st_size
+    with open(log, "rb") as raw:
+        f = CountingFile(raw)
+        end = logs.complete_end(f)
+        start = logs.tail_start(f, 3, end)
+        assert f.read_bytes <= 2 * logs.TAIL_BLOCK < size
+        raw.seek(start)
+        assert [logs.parse_line(x).text for x in raw.read(end - start).splitlines()] == [
+            "line 19997\n", "line 19998\n", "line 19999\n"]
+        assert logs.tail_start(f, 20000, end) == 0 and logs.tail_start(f, 50000, end) == 0
+        assert logs.tail_start(f, 0, end) == end
+        nth = logs.tail_start(f, 19999, end)  # everything but the first line
+        raw.seek(0)
+        assert nth == len(raw.readline())
+
+
+def test_stream_logs_chunks_tail_and_until(tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.setattr(logs, "READ_CHUNK", 1000)  # many chunks, lines cut at chunk boundaries
+    log = tmp_path / "c-json.log"
+    write_log(log, 500)
+    write_log(log, 7, "stderr")
+    with open(log, "ab") as f:
+        f.write(b'{"log":"being written')
+    out, err = io.StringIO(), io.StringIO()
+    logs.stream_logs(log, out, err)
+    assert out.getvalue() == "".join(f"line {i}\n" for i in range(500))
+    assert err.getvalue() == "".join(f"line {i}\n" for i in range(7))
+    out, err = io.StringIO(), io.StringIO()
+    logs.stream_logs(log, out, err, tail=8)
+    assert (out.getvalue(), err.getvalue().count("\n")) == ("line 499\n", 7)
+    out, err = io.StringIO(), io.StringIO()
+    until = logs.entry_time_ns("2024-01-01T00:00:02.000000000Z")
+    logs.stream_logs(log, out, err, timestamps=True, until_ns=until, running=lambda: True)  # stops: past until
+    assert out.getvalue() == "".join(f"2024-01-01T00:00:{i:02d}.000000000Z line {i}\n" for i in range(3))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2024-01-01T00:00:00.000000001Z", 1704067200_000000001),
+    ("2024-02-29T23:59:59.999999999Z", 1709251199_999999999),
+    ("1970-01-01T00:00:00.000000000Z", 0),
+    ("2024-01-01T00:00:00.5Z", 1704067200_500000000),  # not the monitor's layout: the general parser
+    ("2024-13-01T00:00:00.000000000Z", None),
+    ("2024-01-01T00:00:00.00000000aZ", None),
+    ("garbage", None),
+])
+def test_entry_time_of_the_monitors_layout_and_others(text, expected):
+    assert logs.entry_time_ns(text) == expected

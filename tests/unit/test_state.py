@@ -225,6 +225,7 @@ def test_failed_config_build_leaves_no_directory(store, tmp_path):
     with pytest.raises(UsageError):
         store.create(bad, "x1")
     assert list((tmp_path / "containers").iterdir()) == []
+    assert store.create(lambda cid, name: {}, "x1").name == "x1"  # the name was released too
 
 
 def test_spec_is_stored_apart_and_loaded_on_demand(store, tmp_path):

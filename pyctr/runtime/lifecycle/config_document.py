@@ -3,7 +3,6 @@ the options, built once at create."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 

@@ -5,3 +5,5 @@ linux.resources into cgroup file writes (pure), `state` keeps one directory per 
 `launch` is the only module that calls into `pyctr.runtime` (fork, the container's init, cgroups), `commands`
 sequences each verb, `main` is the entry point (errors as runc prints and logs them).
 """
+
+SUPPORTED_OCI = "1.0.2"  # the runtime-spec version pyctr-runtime implements and reports

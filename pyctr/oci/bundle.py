@@ -11,15 +11,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-SUPPORTED_OCI = "1.0.2"
+from pyctr.oci import SUPPORTED_OCI
+from pyctr.oci.errors import ConfigError
+
 NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
               "cgroup": "cgroup", "time": "time"}
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
-
-
-class ConfigError(Exception):
-    """config.json asks for something invalid or unsupported: one line, runc exits 1."""
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,6 @@ dashes, `--flag value` or `--flag=value`; a boolean flag takes no value unless w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 DEFAULT_ROOT = "/run/pyctr-runtime"
 
 
@@ -15,18 +13,16 @@ class CliError(Exception):
     """A bad command line: runc prints the message and exits 1."""
 
 
-@dataclass(frozen=True)
 class Flag:
-    """One flag: its names (long first), whether it takes a value, and whether it may repeat."""
+    """One flag: its names (long first), whether it takes a value, and whether it may repeat. (A plain class:
+    dataclasses cost start-up, and every caller's `state` and `kill` pays it.)"""
 
-    names: tuple[str, ...]
-    takes_value: bool = False
-    repeat: bool = False
-    default: object = None
+    __slots__ = ("names", "takes_value", "repeat", "default", "key")
 
-    @property
-    def key(self) -> str:
-        return self.names[0].replace("-", "_")
+    def __init__(self, names: tuple[str, ...], takes_value: bool = False, repeat: bool = False,
+                 default: object = None) -> None:
+        self.names, self.takes_value, self.repeat, self.default = names, takes_value, repeat, default
+        self.key = names[0].replace("-", "_")
 
 
 def _bool(*names: str) -> Flag:
@@ -80,14 +76,14 @@ COMMANDS: dict[str, tuple[tuple[Flag, ...], int, int | None, str]] = {
 }
 
 
-@dataclass
 class Invocation:
     """A parsed command line: global options, the command, its options and positional arguments."""
 
-    globals: dict[str, object]
-    command: str = ""
-    options: dict[str, object] = field(default_factory=dict)
-    args: list[str] = field(default_factory=list)
+    def __init__(self, globals_: dict[str, object], command: str = "", options: dict[str, object] | None = None,
+                 args: list[str] | None = None) -> None:
+        self.globals, self.command = globals_, command
+        self.options: dict[str, object] = options or {}
+        self.args: list[str] = args or []
 
 
 _TRUE = ("true", "1", "t", "T", "TRUE", "True")

@@ -9,10 +9,14 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyctr.oci import state as st
-from pyctr.oci.bundle import ConfigError, Plan, plan_from_config
 from pyctr.oci.cli import CliError, Invocation, parse_signal
+from pyctr.oci.errors import LaunchError
+
+if TYPE_CHECKING:
+    from pyctr.oci.bundle import Plan
 
 
 def _now_rfc3339() -> str:
@@ -25,6 +29,7 @@ def _now_rfc3339() -> str:
 
 
 def read_config(bundle: str) -> dict:
+    from pyctr.oci.errors import ConfigError
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
@@ -51,6 +56,8 @@ def _apparmor_enabled() -> bool:
 
 
 def load_plan(bundle: str) -> tuple[dict, Plan]:
+    from pyctr.oci.bundle import plan_from_config
+
     config = read_config(bundle)
     return config, plan_from_config(config, bundle, known_caps=_known_caps(), apparmor_enabled=_apparmor_enabled())
 
@@ -140,6 +147,8 @@ def _release(directory: Path, record: st.Record) -> None:
 
 
 def _poststart(directory: Path, record: st.Record) -> None:
+    if not record.hooks.get("poststart"):
+        return
     from pyctr.oci import launch
     from pyctr.oci.bundle import plan_hooks
 
@@ -147,7 +156,7 @@ def _poststart(directory: Path, record: st.Record) -> None:
     if hooks:
         try:
             launch.run_hooks(hooks, st.hook_state(directory, record, "running"), "poststart")
-        except launch.LaunchError as e:
+        except LaunchError as e:
             log_warning(str(e))
 
 
@@ -202,7 +211,6 @@ def delete(inv: Invocation, root: Path) -> int:
 def destroy(directory: Path, record: st.Record) -> None:
     """Kill what runs, remove the cgroup, run poststop hooks (warnings only), remove the state directory."""
     from pyctr.oci import launch
-    from pyctr.oci.bundle import plan_hooks
 
     if st.alive(record):
         launch.freeze(record.cgroup, False)
@@ -214,11 +222,13 @@ def destroy(directory: Path, record: st.Record) -> None:
                 os.waitpid(record.pid, os.WNOHANG)
             time.sleep(0.005)
     launch.remove_cgroup(record.cgroup)
-    hooks = plan_hooks(record.hooks).get("poststop", [])
-    if hooks:
+    if record.hooks.get("poststop"):
+        from pyctr.oci.bundle import plan_hooks
+
+        hooks = plan_hooks(record.hooks).get("poststop", [])
         try:
             launch.run_hooks(hooks, st.hook_state(directory, record, "stopped"), "poststop")
-        except launch.LaunchError as e:
+        except LaunchError as e:
             log_warning(str(e))
     _remove_dir(directory)
 
@@ -304,14 +314,19 @@ def list_(inv: Invocation, root: Path) -> int:
     elif fmt == "json":
         print(json.dumps(rows or None))
     elif fmt == "table":
-        from pyctr.output.table import tabwrite
-
-        lines = ["ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER"]
-        lines += [f"{r['id']}\t{r['pid']}\t{r['status']}\t{r['bundle']}\t{r['created']}\t{r['owner']}" for r in rows]
-        print(tabwrite("\n".join(lines) + "\n", 12, 3), end="")
+        table = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+        table += [[r["id"], str(r["pid"]), r["status"], r["bundle"], r["created"], r["owner"]] for r in rows]
+        print(align_columns(table), end="")
     else:
         raise CliError("invalid format option")
     return 0
+
+
+def align_columns(rows: list[list[str]], minwidth: int = 12, padding: int = 3) -> str:
+    """runc list's tabwriter.NewWriter(os.Stdout, 12, 1, 3, ' ', 0): every column but the last is padded to
+    max(minwidth, widest cell + padding). Pure (pyctr's output package would cost `list` its template engine)."""
+    widths = [max(minwidth, max(len(row[i]) for row in rows) + padding) for i in range(len(rows[0]) - 1)]
+    return "".join("".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + row[-1] + "\n" for row in rows)
 
 
 def ps(inv: Invocation, root: Path) -> int:

@@ -3,7 +3,7 @@ document shape (runtime-spec features.md), filled with what pyctr-runtime really
 
 from __future__ import annotations
 
-from pyctr.oci.bundle import SUPPORTED_OCI
+from pyctr.oci import SUPPORTED_OCI
 
 _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 _KERNEL_FS = ["nosuid", "noexec", "nodev"]

@@ -19,11 +19,14 @@ import json
 import os
 import signal
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pyctr.oci.bundle import Device, Hook, Plan
+from pyctr.oci.errors import LaunchError
 from pyctr.oci.state import FIFO
+
+if TYPE_CHECKING:
+    from pyctr.oci.bundle import Device, Hook, Plan
 
 READY, GO, WAITING = b"R", b"G", b"W"
 # C's own namespace kinds in the order runc joins them; pid is M's business (before fork), user unsupported.
@@ -36,18 +39,15 @@ DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("
              ("/proc/self/fd/2", "/dev/stderr"), ("pts/ptmx", "/dev/ptmx"))
 
 
-class LaunchError(Exception):
-    """Creating the container failed: one line (what C or a hook reported)."""
-
-
-@dataclass(frozen=True)
 class CreateRequest:
-    container_id: str
-    state_dir: Path
-    console_socket: str = ""
-    no_pivot: bool = False
-    preserve_fds: int = 0
-    console_fd: int = -1  # `run -t` without --console-socket: our end of a socketpair instead of a socket path
+    """How `create` was asked to start the container (its flags), besides config.json.
+
+    console_fd: `run -t` without --console-socket passes its end of a socketpair instead of a socket path."""
+
+    def __init__(self, container_id: str, state_dir: Path, console_socket: str = "", no_pivot: bool = False,
+                 preserve_fds: int = 0, console_fd: int = -1) -> None:
+        self.container_id, self.state_dir, self.console_socket = container_id, state_dir, console_socket
+        self.no_pivot, self.preserve_fds, self.console_fd = no_pivot, preserve_fds, console_fd
 
 
 # ------------------------------------------------------------------------------------------------ M's side
@@ -227,7 +227,7 @@ def kill_and_reap(pid: int) -> None:
 
 
 def _hook_state(plan: Plan, container_id: str, pid: int, status: str) -> dict:
-    from pyctr.oci.bundle import SUPPORTED_OCI
+    from pyctr.oci import SUPPORTED_OCI
 
     return {"ociVersion": SUPPORTED_OCI, "id": container_id, "status": status, "pid": pid, "bundle": plan.bundle,
             "annotations": plan.annotations}
@@ -427,6 +427,16 @@ def _child(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_f
         os._exit(code)
 
 
+def close_inherited(keep: set[int]) -> None:
+    """Close what C inherited from `create` besides `keep`: above all the state directory's lock, which
+    `start` must be able to take while C waits on exec.fifo (flock belongs to the open file)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def _say(fd: int, data: bytes) -> None:
     with contextlib.suppress(OSError):
         os.write(fd, data)
@@ -439,6 +449,7 @@ def _init(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fd
 
     report, go, shim, fifo, console_channel = child_fds
     syscalls.set_parent_death_signal(signal.SIGKILL)
+    close_inherited({*range(3 + request.preserve_fds), *child_fds, *join_fds.values()})
     capabilities.set_dumpable(False)
     os.setsid()
     for kind in _JOIN_ORDER:
@@ -649,6 +660,7 @@ def _build_root(plan: Plan, request: CreateRequest, console_channel: int) -> int
 
 def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True) -> None:
     """The config's device nodes, runc's defaults that it does not name, and /dev's links."""
+    from pyctr.oci.bundle import Device
     from pyctr.runtime import rootfs
 
     wanted = list(devices)
@@ -715,6 +727,7 @@ _EXEC_JOIN = (("ipc", "CLONE_NEWIPC"), ("uts", "CLONE_NEWUTS"), ("net", "CLONE_N
 def exec_process(init_pid: int, cgroup: dict[str, str], plan: Plan, process, console_socket: str) -> int:
     """Start `process` (a ProcessPlan) in the namespaces and cgroup of the container whose init is `init_pid`;
     return its host PID once it exec'd (it is our child). Raises LaunchError with what went wrong."""
+    from pyctr.oci.bundle import Plan
     from pyctr.runtime import capabilities, execshim, syscalls
 
     exec_plan = Plan(plan.oci_version, plan.bundle, plan.root, False, process, seccomp=plan.seccomp)

@@ -113,9 +113,9 @@ def run(argv: list[str]) -> int:
 def dispatch(inv) -> int:
     from pathlib import Path
 
-    from pyctr.oci import commands, launch
-    from pyctr.oci.bundle import ConfigError
+    from pyctr.oci import commands
     from pyctr.oci.cli import CliError
+    from pyctr.oci.errors import ConfigError, LaunchError
     from pyctr.oci.state import StateError
 
     verbs = {"create": lambda i, r: (commands.create(i, r), 0)[1], "start": commands.start, "state": commands.state,
@@ -126,15 +126,16 @@ def dispatch(inv) -> int:
     log("debug", f"{inv.command} {inv.args}")
     try:
         return verbs[inv.command](inv, root)
-    except (CliError, ConfigError, StateError, launch.LaunchError) as e:
+    except (CliError, ConfigError, StateError, LaunchError) as e:
         return fail(str(e))
     except OSError as e:
         return fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
     except Exception as e:
-        line = launch.runtime_error_line(e)
-        if line is None:
+        from pyctr.errors import PyctrError
+
+        if not isinstance(e, PyctrError):
             raise
-        return fail(line)
+        return fail(str(e))
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from pyctr.oci.bundle import ConfigError
+from pyctr.oci.errors import ConfigError
 
 Write = tuple[str, str, str]  # (controller, file, value); controller "" on v2
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from pyctr.oci.bundle import SUPPORTED_OCI
+from pyctr.oci import SUPPORTED_OCI
 
-_ID = re.compile(r"^[\w+\-.]+$")
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 LOCK = "lock"
@@ -30,29 +28,28 @@ class StateError(Exception):
 
 def check_id(container_id: str) -> str:
     """runc's id rule: letters, digits, _ + - . and not "." or ".."."""
-    if not _ID.match(container_id) or container_id in (".", ".."):
+    if not container_id or not set(container_id) <= _ID_CHARS or container_id in (".", ".."):
         raise StateError(f"invalid container id format: {container_id}")
     return container_id
 
 
-@dataclass
 class Record:
-    """What state.json holds."""
+    """What state.json holds (a plain class: no dataclasses import in the fast verbs).
 
-    id: str
-    pid: int
-    start_time: int
-    bundle: str
-    rootfs: str
-    created: str
-    annotations: dict
-    cgroup: dict  # controller ("" on v2) -> directory
-    hooks: dict  # the config's hooks, raw (poststart and poststop run later, from start and delete)
-    paused: bool = False
-    config: str = ""  # config.json's path at create time (exec reads the process defaults)
+    cgroup: controller ("" on v2) -> directory; hooks: the config's hooks, raw (poststart and poststop run
+    later, from start and delete); config: config.json's path at create time."""
+
+    FIELDS = ("id", "pid", "start_time", "bundle", "rootfs", "created", "annotations", "cgroup", "hooks", "paused",
+              "config")
+
+    def __init__(self, id: str, pid: int, start_time: int, bundle: str, rootfs: str, created: str,  # noqa: A002
+                 annotations: dict, cgroup: dict, hooks: dict, paused: bool = False, config: str = "") -> None:
+        self.id, self.pid, self.start_time, self.bundle, self.rootfs = id, pid, start_time, bundle, rootfs
+        self.created, self.annotations, self.cgroup, self.hooks = created, annotations, cgroup, hooks
+        self.paused, self.config = paused, config
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 def container_dir(root: Path, container_id: str) -> Path:
@@ -97,8 +94,7 @@ def load(root: Path, container_id: str) -> tuple[Path, Record]:
         raise StateError(f"container {container_id} does not exist") from None
     except (OSError, ValueError) as e:
         raise StateError(f"container {container_id}: unreadable state: {e}") from None
-    fields = Record.__dataclass_fields__
-    return directory, Record(**{k: v for k, v in data.items() if k in fields})
+    return directory, Record(**{k: v for k, v in data.items() if k in Record.FIELDS})
 
 
 def list_ids(root: Path) -> list[str]:

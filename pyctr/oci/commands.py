@@ -326,7 +326,8 @@ def align_columns(rows: list[list[str]], minwidth: int = 12, padding: int = 3) -
     """runc list's tabwriter.NewWriter(os.Stdout, 12, 1, 3, ' ', 0): every column but the last is padded to
     max(minwidth, widest cell + padding). Pure (pyctr's output package would cost `list` its template engine)."""
     widths = [max(minwidth, max(len(row[i]) for row in rows) + padding) for i in range(len(rows[0]) - 1)]
-    return "".join("".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + row[-1] + "\n" for row in rows)
+    lines = ["".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + row[-1] for row in rows]
+    return "".join(line + "\n" for line in lines)
 
 
 def ps(inv: Invocation, root: Path) -> int:

@@ -99,9 +99,10 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
         for fd in [report_w, go_r, fifo, console, *join_fds.values(), *child_fds]:
             if fd >= 0:
                 os.close(fd)
+    dirs = cgroup_dirs(plan, request.container_id)
     try:
         _expect(report_r, READY)
-        cgroup_dirs = _place_in_cgroup(plan, request.container_id, pid)
+        _place_in_cgroup(plan, dirs, pid)
         _oom_score_adj(plan, pid)
         creating = _hook_state(plan, request.container_id, pid, "creating")
         for kind in ("prestart", "createRuntime", "createContainer"):
@@ -113,6 +114,7 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
             os.close(go_w)
         reason = _reported(report_r)
         kill_and_reap(pid)
+        remove_cgroup(dirs)
         if reason:
             raise LaunchError(reason) from None
         if isinstance(e, LaunchError):
@@ -124,7 +126,7 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
     finally:
         os.close(report_r)
     os.close(go_w)
-    return pid, cgroup_dirs
+    return pid, dirs
 
 
 def _connect_console(path: str) -> int:
@@ -298,13 +300,12 @@ def cgroup_dirs(plan: Plan, container_id: str) -> dict[str, str]:
     return dirs
 
 
-def _place_in_cgroup(plan: Plan, container_id: str, pid: int) -> dict[str, str]:
+def _place_in_cgroup(plan: Plan, dirs: dict[str, str], pid: int) -> None:
     """Make the cgroup directories, join C, then write linux.resources (runc: Apply, then Set)."""
     from pyctr.oci import resources
     from pyctr.runtime.cgroups import current_mode
     from pyctr.runtime.cgroups.files import write_value
 
-    dirs = cgroup_dirs(plan, container_id)
     for directory in dict.fromkeys(dirs.values()):
         os.makedirs(directory, exist_ok=True)
     if "cpuset" in dirs:
@@ -320,7 +321,6 @@ def _place_in_cgroup(plan: Plan, container_id: str, pid: int) -> dict[str, str]:
         if directory is None:
             raise LaunchError(f"linux.resources needs the {controller} cgroup controller, which is not mounted")
         write_value(Path(directory), name, value)
-    return dirs
 
 
 def _inherit_cpuset(directory: Path) -> None:

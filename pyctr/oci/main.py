@@ -24,7 +24,7 @@ def _timestamp() -> str:
 def format_log_line(level: str, message: str, fmt: str, when: str) -> str:
     """One log line in logrus's text or JSON formatter. Pure."""
     if fmt == "json":
-        return json.dumps({"level": level, "msg": message, "time": when}) + "\n"
+        return json.dumps({"level": level, "msg": message, "time": when}, separators=(",", ":")) + "\n"
     return f"time=\"{when}\" level={level} msg={json.dumps(message)}\n"
 
 

@@ -1,7 +1,8 @@
 """Real callers of pyctr-runtime: Debian's containerd 1.6 (started here on a temporary root and socket, its CRI
 plugin off) runs, execs into, pauses, kills and deletes containers of an image pulled from the test registry
 with `ctr run --runc-binary pyctr-runtime`, which goes through containerd-shim-runc-v2 exactly as a Kubernetes
-node's RuntimeClass does (README: plugging pyctr-runtime into containerd)."""
+node's RuntimeClass does (README: plugging pyctr-runtime into containerd); Debian's podman 4.3 runs, execs
+into (with and without a terminal), logs, stops and removes containers with `--runtime pyctr-runtime`."""
 
 from __future__ import annotations
 
@@ -111,3 +112,68 @@ def test_containerd_shows_pyctr_runtimes_error(containerd, image):
     assert done.returncode != 0
     assert 'exec: "no-such-command": executable file not found in $PATH' in done.stderr
     containerd.ctr("containers", "rm", "bad")
+
+
+# --------------------------------------------------------------------------------------------------- podman
+
+class Podman:
+    """Debian's podman 4.3 on a root of its own, `--runtime pyctr-runtime`. Its containers.conf sets default
+    ulimits below this machine's hard limits: podman asks for 1048576 open files otherwise, which no runtime can
+    grant here (no CAP_SYS_RESOURCE)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        conf = base / "containers.conf"
+        conf.write_text(
+            '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\nnetns = "none"\n'
+            f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+            f'events_logfile_path = "{base}/events.log"\n')
+        self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(["podman", "--root", str(self.base / "root"), "--runroot", str(self.base / "run"),
+                               "--storage-driver", "overlay", "--runtime", str(RUNTIME), *args],
+                              capture_output=True, text=True, timeout=timeout, env=self.env, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory, registry) -> Iterator[tuple[Podman, str]]:
+    if shutil.which("podman") is None:
+        pytest.fail("podman is missing: `make install` installs Debian's podman", pytrace=False)
+    base = tmp_path_factory.mktemp("podman")
+    tool = Podman(base)
+    reference = f"{registry.host}/library/busybox:latest"
+    pulled = tool("pull", "--tls-verify=false", reference)
+    assert pulled.returncode == 0, pulled.stderr
+    try:
+        yield tool, reference
+    finally:
+        tool("rm", "--all", "--force")
+        tool("system", "reset", "--force")
+        subprocess.run(["umount", "-R", str(base / "root")], capture_output=True)
+
+
+def test_podman_run_exit_code_and_output(podman):
+    tool, image = podman
+    done = tool("run", "--rm", image, "sh", "-c", "echo from-podman; ulimit -n; exit 5")
+    assert done.returncode == 5, done.stderr
+    assert done.stdout.split() == ["from-podman", "1024"]
+
+
+def test_podman_detached_exec_logs_stop_rm(podman):
+    tool, image = podman
+    started = tool("run", "-d", "--name", "pd", image, "sh", "-c",
+                   'echo started; trap "echo bye; exit 0" TERM; while true; do sleep 0.1; done')
+    assert started.returncode == 0, started.stderr
+    wait_for(lambda: "started" in tool("logs", "pd").stdout, what="the container's first line")
+    executed = tool("exec", "pd", "sh", "-c", "echo exec-ok; exit 3")
+    assert (executed.returncode, executed.stdout.strip()) == (3, "exec-ok"), executed.stderr
+    with_tty = tool("exec", "-t", "pd", "tty")  # the pty master comes back through conmon's console socket
+    assert with_tty.returncode == 0 and with_tty.stdout.strip() == "/dev/pts/0", with_tty.stderr
+    stopped = tool("stop", "pd")
+    assert stopped.returncode == 0, stopped.stderr
+    assert tool("logs", "pd").stdout.split() == ["started", "bye"]
+    assert "Exited (0)" in tool("ps", "-a").stdout
+    removed = tool("rm", "pd")
+    assert removed.returncode == 0, removed.stderr
+    assert "pd" not in tool("ps", "-a", "--format", "{{.Names}}").stdout.split()

@@ -347,3 +347,39 @@ def test_list_table_and_json(tmp_path, runtime, rootfs):
     wait_for(lambda: runtime.state("one")["status"] == "stopped", what="stopped")
     runtime("delete", "one")
     assert runtime.query("list", "--format", "json").stdout.strip() == "null"
+
+
+def test_preserve_fds_and_no_pivot(tmp_path, runtime, rootfs):
+    bundle = make_bundle(tmp_path, rootfs, ["sh", "-c", "echo via-fd3 >&3; cat /proc/self/mountinfo | wc -l"])
+    target = tmp_path / "fd3.txt"
+    done = subprocess.run(["sh", "-c", f'exec "$0" "$@" 3>{target}', str(RUNTIME), "--root", str(runtime.root),
+                           "run", "--preserve-fds", "1", "--no-pivot", "--bundle", str(bundle), "pf"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert target.read_text() == "via-fd3\n"
+    assert int(done.stdout.split()[0]) > 0
+
+
+def test_run_with_a_terminal_relays_it_without_a_console_socket(tmp_path, runtime, rootfs):
+    import pty
+    import select
+
+    bundle = make_bundle(tmp_path, rootfs, ["sh", "-c", "tty; echo term-ok; exit 2"], **{"process.terminal": True})
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(str(RUNTIME), [str(RUNTIME), "--root", str(runtime.root), "run", "--bundle", str(bundle), "tty"])
+    shown, deadline = b"", time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and select.select([fd], [], [], 0.2)[0] is not None:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 2
+    assert shown.replace(b"\r", b"").split(b"\n")[:2] == [b"/dev/pts/0", b"term-ok"]

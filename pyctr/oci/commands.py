@@ -497,7 +497,7 @@ def exec_(inv: Invocation, root: Path) -> int:
     console = str(inv.options.get("console_socket") or "")
     if process.terminal and not console and detach:
         raise CliError("cannot allocate tty if pyctr-runtime will detach without setting console socket")
-    pid = launch.exec_process(record.pid, record.cgroup, plan, process, console)
+    pid = launch.exec_process(record.pid, record.cgroup, plan, process, console, root)
     if inv.options.get("pid_file"):
         write_pid_file(str(inv.options["pid_file"]), pid)
     if detach:

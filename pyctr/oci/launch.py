@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pyctr.oci.bundle import Device, Hook, Plan
 
 READY, GO, WAITING = b"R", b"G", b"W"
+SECCOMP_CACHE = "seccomp:cache"  # under --root: compiled filters (":" is never in a container id)
 # C's own namespace kinds in the order runc joins them; pid is M's business (before fork), user unsupported.
 _JOIN_ORDER = ("ipc", "uts", "network", "cgroup", "mount")
 _CLONE_FLAG = {"ipc": "CLONE_NEWIPC", "uts": "CLONE_NEWUTS", "network": "CLONE_NEWNET", "cgroup": "CLONE_NEWCGROUP",
@@ -60,14 +61,18 @@ def runtime_error_line(error: BaseException) -> str | None:
     return str(error) if isinstance(error, PyctrError) else None
 
 
-def seccomp_program(plan: Plan) -> bytes | None:
-    """The config's seccomp profile compiled by runtime/seccomp.py (the OCI format is Docker's profile format)."""
+def seccomp_program(plan: Plan, cache_dir: Path | None = None) -> bytes | None:
+    """The config's seccomp profile compiled by runtime/seccomp.py (the OCI format is Docker's profile format);
+    kept under `cache_dir` (--root/seccomp:cache) by profile, capabilities and kernel: podman's default profile takes
+    libseccomp tens of milliseconds to compile, every create and exec otherwise."""
     if plan.seccomp is None:
         return None
     from pyctr.runtime import seccomp
 
     caps = frozenset(plan.process.capabilities.get("effective") or [])
     try:
+        if cache_dir is not None:
+            return seccomp.cached_bpf(cache_dir, plan.seccomp, caps)
         return seccomp.compile_bpf(plan.seccomp, caps)
     except Exception as e:  # libseccomp's and the profile's errors alike
         raise LaunchError(f"cannot build the seccomp filter: {e}") from None
@@ -78,7 +83,7 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
     (controller -> dir, "" for v2). Raises LaunchError after reaping C."""
     from pyctr.runtime import capabilities, execshim, syscalls
 
-    program = seccomp_program(plan)
+    program = seccomp_program(plan, request.state_dir.parent / SECCOMP_CACHE)
     shim = execshim.sealed_shim()
     capabilities.preload()
     _preload_child_modules()
@@ -724,14 +729,15 @@ _EXEC_JOIN = (("ipc", "CLONE_NEWIPC"), ("uts", "CLONE_NEWUTS"), ("net", "CLONE_N
               ("cgroup", "CLONE_NEWCGROUP"), ("mnt", "CLONE_NEWNS"))
 
 
-def exec_process(init_pid: int, cgroup: dict[str, str], plan: Plan, process, console_socket: str) -> int:
+def exec_process(init_pid: int, cgroup: dict[str, str], plan: Plan, process, console_socket: str,
+                 root: Path | None = None) -> int:
     """Start `process` (a ProcessPlan) in the namespaces and cgroup of the container whose init is `init_pid`;
     return its host PID once it exec'd (it is our child). Raises LaunchError with what went wrong."""
     from pyctr.oci.bundle import Plan
     from pyctr.runtime import capabilities, execshim, syscalls
 
     exec_plan = Plan(plan.oci_version, plan.bundle, plan.root, False, process, seccomp=plan.seccomp)
-    program = seccomp_program(exec_plan)
+    program = seccomp_program(exec_plan, root / SECCOMP_CACHE if root is not None else None)
     shim = execshim.sealed_shim()
     capabilities.preload()
     _preload_child_modules()

@@ -4,7 +4,7 @@ on exec.fifo, make and fill its cgroup, run hooks.
 
 Process model (runc's): `create` is M. M opens the namespaces to join, unshares or joins the PID namespace and
 forks C, then returns to its own PID namespace. C joins/unshares the other namespaces and says READY; M puts
-it in its cgroup, sets oom_score_adj, runs the prestart/createRuntime/createContainer hooks and says GO; C
+it in its cgroup, sets oom_score_adj, runs the prestart/createRuntime hooks and says GO (with C's host PID); C
 builds its root (mounts, devices, console, pivot_root, masked/read-only paths), sets hostname, sysctls,
 rlimits, user, capabilities and seccomp, says WAITING on the report pipe and blocks opening exec.fifo for
 writing. M writes state.json and exits: C is re-parented to the caller's subreaper (containerd's shim, conmon),
@@ -110,9 +110,9 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
         _place_in_cgroup(plan, dirs, pid)
         _oom_score_adj(plan, pid)
         creating = _hook_state(plan, request.container_id, pid, "creating")
-        for kind in ("prestart", "createRuntime", "createContainer"):
+        for kind in ("prestart", "createRuntime"):
             run_hooks(plan.hooks.get(kind, []), creating, kind)
-        os.write(go_w, GO)
+        os.write(go_w, GO + pid.to_bytes(4, "little"))
         _expect(report_r, WAITING)
     except BaseException as e:
         with contextlib.suppress(OSError):
@@ -466,15 +466,17 @@ def _init(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fd
             flags |= getattr(syscalls, _CLONE_FLAG[kind])
     syscalls.unshare(flags)
     os.write(report, READY)
-    if os.read(go, 1) != GO:
+    go_message = os.read(go, 5)
+    if go_message[:1] != GO or len(go_message) != 5:
         os._exit(1)  # M gave up and says why
+    host_pid = int.from_bytes(go_message[1:], "little")
     os.close(go)
     if plan.new_namespace("cgroup"):
         syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     if plan.new_namespace("network"):
         syscalls.bring_loopback_up()
     seal_imports()
-    console = _build_root(plan, request, console_channel)
+    console = _build_root(plan, request, console_channel, host_pid)
     if plan.new_namespace("uts") or plan.joins_namespace("uts"):
         if plan.hostname is not None:
             syscalls.sethostname(plan.hostname)
@@ -614,7 +616,7 @@ def _exec(executable: str, plan: Plan, env: list[str], report: int, shim: int, p
 # ------------------------------------------------------------------------- C's root (before and after pivot)
 
 
-def _build_root(plan: Plan, request: CreateRequest, console_channel: int) -> int | None:
+def _build_root(plan: Plan, request: CreateRequest, console_channel: int, host_pid: int) -> int | None:
     """Mounts, devices and pivot_root; the console (after pivot: from the container's devpts, as runc);
     masked and read-only paths. Returns the console slave fd when a terminal was made."""
     from pyctr.runtime import rootfs, syscalls
@@ -647,6 +649,9 @@ def _build_root(plan: Plan, request: CreateRequest, console_channel: int) -> int
     if plan.rootfs_propagation in ("shared", "rshared", "slave", "rslave", "private", "rprivate"):
         syscalls.mount(None, root, None, getattr(syscalls, propagation)
                        | (syscalls.MS_REC if plan.rootfs_propagation.startswith("r") else 0))
+    hooks = plan.hooks.get("createContainer", [])
+    if hooks:  # in the container's namespaces, mounts made, before pivot_root: the host's paths (runtime-spec)
+        run_hooks(hooks, _hook_state(plan, request.container_id, host_pid, "creating"), "createContainer")
     if request.no_pivot:
         os.chdir(root)
         syscalls.mount(root, "/", None, syscalls.MS_MOVE)

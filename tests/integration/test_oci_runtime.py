@@ -216,6 +216,9 @@ def test_hooks_run_in_order_with_the_state_on_stdin(tmp_path, runtime, rootfs):
     log = tmp_path / "hooks.log"
     hooks = {kind: [hook(log, kind)] for kind in ("prestart", "createRuntime", "createContainer", "poststart",
                                                     "poststop")}
+    namespaces = tmp_path / "hook-mnt-ns"
+    for kind in ("createRuntime", "createContainer"):
+        hooks[kind].append({"path": "/bin/sh", "args": ["sh", "-c", f"readlink /proc/self/ns/mnt >> {namespaces}"]})
     # startContainer runs inside the container: its /bin/sh and a path of the container's root
     hooks["startContainer"] = [{"path": "/bin/sh", "args": ["sh", "-c", "read state; echo \"startContainer $state\" "
                                                                          ">> /start-hook.log"]}]
@@ -232,10 +235,14 @@ def test_hooks_run_in_order_with_the_state_on_stdin(tmp_path, runtime, rootfs):
                                              "poststop"]
     states = {name: json.loads(text) for name, text in entries}
     assert states["prestart"]["status"] == "creating" and states["prestart"]["pid"] == pid
+    assert states["createContainer"]["pid"] == pid
     assert states["poststart"]["status"] == "running"
     assert states["poststop"]["status"] == "stopped"
     assert states["createRuntime"]["annotations"] == {"org.example": "yes"}
     assert all(s["id"] == "h" and s["bundle"] == str(bundle) for s in states.values())
+    runtime_ns, container_ns = namespaces.read_text().split()
+    assert runtime_ns == os.readlink("/proc/self/ns/mnt")  # createRuntime: the runtime's namespace
+    assert container_ns != runtime_ns  # createContainer: the container's, with the host's paths (before pivot)
     start_entry = (container_root / "start-hook.log").read_text().split(" ", 1)
     (container_root / "start-hook.log").unlink()
     assert start_entry[0] == "startContainer" and json.loads(start_entry[1])["pid"] == 1

@@ -177,11 +177,11 @@ def _owner(directory: Path) -> str:
 
 
 def kill(inv: Invocation, root: Path) -> int:
-    from pyctr.oci import launch
-
     directory, record = st.load(root, inv.args[0])
     signum = parse_signal(inv.args[1] if len(inv.args) > 1 else "SIGTERM")
     if inv.options.get("all"):
+        from pyctr.oci import launch
+
         launch.signal_all(record.cgroup, signum)
         return 0
     if st.status(directory, record) == "stopped":

@@ -119,3 +119,24 @@ def test_log_lines_text_and_json():
     line = format_log_line("error", 'container "x" does not exist', "json", "2026-01-02T03:04:05.5Z")
     assert line == '{"level":"error","msg":"container \\"x\\" does not exist","time":"2026-01-02T03:04:05.5Z"}\n'
     assert format_log_line("warning", "w", "text", "T") == 'time="T" level=warning msg="w"\n'
+
+
+@pytest.mark.parametrize("verb", [["state", "x"], ["kill", "x", "KILL"], ["delete", "--force", "x"], ["start", "x"],
+                                  ["list"]])
+def test_the_verbs_callers_repeat_load_nothing_heavy(tmp_path, verb):
+    """containerd and podman call state/kill/delete/start for every container: those verbs must not pay for
+    dataclasses, click, the container launch or pyctr.runtime (a fresh `python -I -S`, as the launcher starts)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    probe = ("import sys, json\nsys.path.insert(0, sys.argv[1])\nfrom pyctr.oci.main import run\n"
+             "code = run(sys.argv[2:])\nprint(json.dumps([code, sorted(sys.modules)]))")
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(repo), "--root", str(tmp_path), *verb],
+                          capture_output=True, text=True, timeout=60)
+    code, loaded = json.loads(done.stdout.splitlines()[-1])
+    assert code == (0 if verb[0] in ("list", "delete") else 1)
+    heavy = {"dataclasses", "click", "pyctr.oci.bundle", "pyctr.oci.launch", "pyctr.runtime", "subprocess",
+             "pyctr.output"}
+    assert not heavy & set(loaded), heavy & set(loaded)

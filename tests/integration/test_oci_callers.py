@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO_ROOT
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import remove_parent_cgroups, wait_for
 
 RUNTIME = REPO_ROOT / ".venv" / "bin" / "pyctr-runtime"
 NAMESPACE = f"pyctr-oci-{os.getpid()}"
@@ -65,6 +65,8 @@ def containerd(tmp_path_factory) -> Iterator[Containerd]:
         proc.terminate()
         proc.wait(30)
         subprocess.run(["umount", "-R", str(base / "root")], capture_output=True)
+        remove_parent_cgroups(NAMESPACE)  # containerd's cgroupsPath is /<namespace>/<id>
+        shutil.rmtree(f"/run/containerd/runc/{NAMESPACE}", ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +153,7 @@ def podman(tmp_path_factory, registry) -> Iterator[tuple[Podman, str]]:
         tool("rm", "--all", "--force")
         tool("system", "reset", "--force")
         subprocess.run(["umount", "-R", str(base / "root")], capture_output=True)
+        remove_parent_cgroups("libpod_parent")  # podman's cgroupfs parent
 
 
 def test_podman_run_exit_code_and_output(podman):

@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.container_rootfs import build_busybox_rootfs
-from tests.integration.helpers import proc_gone, wait_for
+from tests.integration.helpers import proc_gone, remove_parent_cgroups, wait_for
 
 RUNTIME = REPO_ROOT / ".venv" / "bin" / "pyctr-runtime"
 
@@ -66,6 +66,7 @@ def runtime(tmp_path: Path):
     yield rt
     for container_id in (os.listdir(rt.root) if rt.root.exists() else []):
         rt.query("delete", "--force", container_id)
+    remove_parent_cgroups("pyctr-oci-test")
 
 
 @pytest.fixture(scope="module")

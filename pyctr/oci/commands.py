@@ -43,9 +43,9 @@ def read_config(bundle: str) -> dict:
 
 
 def _known_caps() -> frozenset[str]:
-    from pyctr.runtime.capabilities import CAPABILITY_BITS
+    from pyctr.oci import launch
 
-    return frozenset(CAPABILITY_BITS)
+    return frozenset(launch.capability_names())
 
 
 def _apparmor_enabled() -> bool:
@@ -462,19 +462,18 @@ def spec(inv: Invocation, root: Path) -> int:
 
 
 def _cgroup_v2() -> bool:
-    from pyctr.runtime.cgroups import current_mode
+    from pyctr.oci import launch
 
-    return current_mode().version == 2
+    return launch.cgroup_v2()
 
 
 def features(inv: Invocation, root: Path) -> int:
     import platform
 
+    from pyctr.oci import launch
     from pyctr.oci.defaults import features as document
-    from pyctr.runtime.capabilities import CAPABILITY_BITS, read_last_cap
 
-    last = read_last_cap()
-    caps = [name for name, bit in CAPABILITY_BITS.items() if bit <= last]
+    caps = launch.capability_names(this_kernel=True)
     arch = {"x86_64": ["SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_X86_64"],
             "aarch64": ["SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64"]}.get(platform.machine(), [])
     print(json.dumps(document(caps, _cgroup_v2(), arch), indent="    "))

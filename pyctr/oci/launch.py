@@ -61,6 +61,20 @@ def runtime_error_line(error: BaseException) -> str | None:
     return str(error) if isinstance(error, PyctrError) else None
 
 
+def capability_names(this_kernel: bool = False) -> list[str]:
+    """Every capability name pyctr knows (config.json may name them), or only those this kernel has."""
+    from pyctr.runtime.capabilities import CAPABILITY_BITS, read_last_cap
+
+    last = read_last_cap() if this_kernel else max(CAPABILITY_BITS.values())
+    return [name for name, bit in CAPABILITY_BITS.items() if bit <= last]
+
+
+def cgroup_v2() -> bool:
+    from pyctr.runtime.cgroups import current_mode
+
+    return current_mode().version == 2
+
+
 def seccomp_program(plan: Plan, cache_dir: Path | None = None) -> bytes | None:
     """The config's seccomp profile compiled by runtime/seccomp.py (the OCI format is Docker's profile format);
     kept under `cache_dir` (--root/seccomp:cache) by profile, capabilities and kernel: podman's default profile takes

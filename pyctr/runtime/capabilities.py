@@ -3,7 +3,8 @@
 This is the only module that imports prctl, and only inside `apply_capabilities`,
 so `pyctr ps` never pays for it. Inheritable and ambient sets are always left
 empty (CVE-2022-29162: a non-empty inheritable set lets a program with file
-inheritable capabilities gain them on exec even as non-root).
+inheritable capabilities gain them on exec even as non-root); only pyctr-runtime
+sets them, to what an OCI config.json names (`set_capability_sets`).
 """
 
 from __future__ import annotations

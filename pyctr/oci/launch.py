@@ -360,7 +360,10 @@ def update_resources(dirs: dict[str, str], resources_doc: dict) -> None:
     from pyctr.oci import resources
     from pyctr.runtime.cgroups.files import write_value
 
-    writes = resources.plan_v2(resources_doc) if "" in dirs else resources.plan_v1(resources_doc)
+    # Device rules stay as created: rewriting them (deny all, then allow) on a running container would refuse
+    # its devices for a moment; callers (containerd's update) resend the whole document, devices included.
+    wanted = {key: value for key, value in resources_doc.items() if key != "devices"}
+    writes = resources.plan_v2(wanted) if "" in dirs else resources.plan_v1(wanted)
     for controller, name, value in writes:
         if controller in dirs:
             write_value(Path(dirs[controller]), name, value)

@@ -13,7 +13,7 @@ BIN := /usr/local/bin
 # Other projects' test tables (tests/unit/test_peer_cases.py) need nothing installed: they are read
 # from ../shared/peer-cases beside the checkout, and the test fails if that folder is missing.
 DEB_RUNTIME := libcap-dev libseccomp2 nftables iptables iproute2 zstd curl ca-certificates tini procps gcc
-DEB_TEST := docker-registry umoci skopeo busybox-static debootstrap debian-archive-keyring apache2-utils procps util-linux
+DEB_TEST := docker-registry umoci skopeo busybox-static containerd podman debootstrap debian-archive-keyring apache2-utils procps util-linux
 DEB_ALL := $(DEB_RUNTIME) $(DEB_TEST)
 
 .PHONY: install shim deb venv test unit integration demo bench bench-peers lint clean
@@ -24,7 +24,10 @@ install: deb venv shim
 	@# the command itself: no `site` until it knows the command runs in-process (pyctr/client.py)
 	@$(PY) scripts/write_launcher.py $(VENV)/bin/pyctr
 	@ln -sf "$(CURDIR)/$(VENV)/bin/pyctr" $(BIN)/pyctr
-	@echo "pyctr installed: $$(command -v pyctr)"
+	@# the OCI runtime (runc's command line) for containerd, podman and CRI: pyctr/oci/
+	@$(PY) scripts/write_launcher.py $(VENV)/bin/pyctr-runtime
+	@ln -sf "$(CURDIR)/$(VENV)/bin/pyctr-runtime" $(BIN)/pyctr-runtime
+	@echo "pyctr installed: $$(command -v pyctr) $$(command -v pyctr-runtime)"
 
 # The exec shim (pyctr/runtime/shim/exec_shim.c): a static ELF with no libc and no loader, the binary every
 # container command is exec'd through (CVE-2019-5736; docs/ARCHITECTURE.md). Built here, never committed.

@@ -11,6 +11,7 @@ All traffic stays on loopback and container addresses. Results go to bench/resul
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -315,6 +316,55 @@ def bench_logs(ctx: dict) -> Bench:
 # ---------------------------------------------------------------- measuring helpers
 
 
+def oci_tools(work: Path) -> tuple[list[Tool], list[str]]:
+    """pyctr-runtime (the baseline, named "pyctr" for the ratio column) and runc, each with a --root of its own."""
+    runtime = str(REPO / ".venv" / "bin" / "pyctr-runtime")
+    tools = [Tool("pyctr", [runtime, "--root", str(work / "oci-pyctr")], dict(os.environ))]
+    if shutil.which("runc"):
+        return tools + [Tool("runc", ["runc", "--root", str(work / "oci-runc")], dict(os.environ))], []
+    return tools, ["runc: not installed (Debian's containerd brings it)"]
+
+
+def oci_bundle(work: Path) -> Path:
+    """A busybox bundle both runtimes run: busybox-static in rootfs/, runc's starter config running `true`."""
+    from tests.integration.container_rootfs import build_busybox_rootfs
+
+    bundle = work / "oci-bundle"
+    build_busybox_rootfs(bundle / "rootfs")
+    subprocess.run([str(REPO / ".venv" / "bin" / "pyctr-runtime"), "spec", "--bundle", str(bundle)], check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"].update(terminal=False, args=["true"])
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def bench_oci_run(ctx: dict) -> Bench:
+    bundle = str(ctx["oci_bundle"])
+    ids = itertools.count()
+    return Bench("OCI runtime: run of a busybox bundle (`true`)", "<= 1.0",
+                 lambda t, s: timed(t, "run", "--bundle", bundle, f"bench-run-{next(ids)}"))
+
+
+def bench_oci_cycle(ctx: dict) -> Bench:
+    bundle = str(ctx["oci_bundle"])
+    ids = itertools.count()
+
+    def cycle(tool: Tool, state: dict) -> float:
+        # create's streams go to the container, which outlives create: never a pipe we would wait on
+        def call(*args: str) -> None:
+            subprocess.run([*tool.argv, *args], env=tool.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=True, timeout=60)
+
+        name = f"bench-cycle-{next(ids)}"
+        start = time.perf_counter()
+        call("create", "--bundle", bundle, name)
+        call("start", name)
+        call("delete", "--force", name)
+        return time.perf_counter() - start
+
+    return Bench("OCI runtime: create + start + delete", "<= 1.0", cycle)
+
+
 def local_base(tool: Tool, ctx: dict) -> None:
     """`FROM python:3-slim` must resolve locally for every tool: pull from loopback, tag with the short name."""
     tool.run("pull", "-q", ctx["images"]["python"])
@@ -515,6 +565,14 @@ def main() -> int:
             for b in benches:
                 print(f"== {b.name}", flush=True)
                 run_bench(b, tools)
+            ctx["oci_bundle"] = oci_bundle(work)
+            runtimes, oci_notes = oci_tools(work)
+            notes += oci_notes
+            for b in (bench_oci_run(ctx), bench_oci_cycle(ctx)):
+                if not opts.only or opts.only in b.name:
+                    print(f"== {b.name}", flush=True)
+                    run_bench(b, runtimes)
+                    benches.append(b)
             floor = [Tool("python", [sys.executable], env), tools[0]]
             for args, label in ((["--help"], "pyctr --help"), (["ps"], "pyctr ps (no containers)")):
                 b = bench_startup(ctx, args, label)

@@ -21,11 +21,23 @@ main()
 '''
 
 
+# pyctr-runtime (the OCI runtime, pyctr/oci/): the same -I -S start; it turns `site` on only for the verbs that
+# start a process (create, run, exec), so that `state`, `kill`, `delete` stay as fast as callers call them.
+RUNTIME_TEMPLATE = '''#!{python} -IS
+# pyctr-runtime, written by `make install` (scripts/write_launcher.py); see pyctr/oci/main.py.
+import sys
+sys.path.insert(0, {repo!r})
+from pyctr.oci.main import main
+main()
+'''
+
+
 def main(target: str) -> None:
     repo = Path(__file__).resolve().parent.parent
     python = Path(target).resolve().parent / "python"
     tmp = Path(f"{target}.tmp")
-    tmp.write_text(TEMPLATE.format(python=python, repo=str(repo)))
+    template = RUNTIME_TEMPLATE if Path(target).name == "pyctr-runtime" else TEMPLATE
+    tmp.write_text(template.format(python=python, repo=str(repo)))
     tmp.chmod(0o755)
     os.replace(tmp, target)
 

@@ -3,7 +3,8 @@
 This is the only module that imports prctl, and only inside `apply_capabilities`,
 so `pyctr ps` never pays for it. Inheritable and ambient sets are always left
 empty (CVE-2022-29162: a non-empty inheritable set lets a program with file
-inheritable capabilities gain them on exec even as non-root).
+inheritable capabilities gain them on exec even as non-root); only pyctr-runtime
+sets them, to what an OCI config.json names (`set_capability_sets`).
 """
 
 from __future__ import annotations
@@ -135,3 +136,33 @@ def set_dumpable(dumpable: bool) -> None:
     import prctl
 
     prctl.set_dumpable(1 if dumpable else 0)
+
+
+def set_capability_sets(effective: list[str], permitted: list[str], inheritable: list[str],
+                        ambient: list[str]) -> None:
+    """The OCI runtime's five sets (the bounding set is `drop_bounding_set`): each of effective, permitted and
+    inheritable becomes exactly the names given (unknown to this kernel: left out), then ambient ones are
+    raised (they must be permitted and inheritable). Used by pyctr-runtime, whose config names every set."""
+    import _prctl
+    import prctl
+
+    from pyctr.runtime import syscalls
+
+    last = read_last_cap()
+    known = [cap for cap in prctl.ALL_CAPS if cap <= last]
+
+    def bits(names: list[str]) -> set[int]:
+        return {CAPABILITY_BITS[n] for n in names if n in CAPABILITY_BITS and CAPABILITY_BITS[n] <= last}
+
+    args = []
+    for flag, names in ((_prctl.CAP_EFFECTIVE, effective), (_prctl.CAP_PERMITTED, permitted),
+                        (_prctl.CAP_INHERITABLE, inheritable)):
+        wanted = bits(names)
+        args += [(sorted(wanted), flag, True), ([c for c in known if c not in wanted], flag, False)]
+    prctl.set_caps(*args)
+    syscalls.clear_ambient_capabilities()
+    for bit in sorted(bits(ambient)):
+        syscalls.prctl(syscalls.PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, bit)
+
+
+PR_CAP_AMBIENT_RAISE = 2

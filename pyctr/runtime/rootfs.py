@@ -100,11 +100,18 @@ def _flag_table() -> dict[str, tuple[int, int]]:
         "nodev": (s.MS_NODEV, 0), "dev": (0, s.MS_NODEV), "noexec": (s.MS_NOEXEC, 0), "exec": (0, s.MS_NOEXEC),
         "sync": (s.MS_SYNCHRONOUS, 0), "strictatime": (s.MS_STRICTATIME, 0), "relatime": (s.MS_RELATIME, 0),
         "noatime": (s.MS_NOATIME, 0), "bind": (s.MS_BIND, 0), "rbind": (s.MS_BIND | s.MS_REC, 0),
+        # the rest of runc's table (OCI configs from containerd and podman use them)
+        "async": (0, s.MS_SYNCHRONOUS), "atime": (0, s.MS_NOATIME), "diratime": (0, s.MS_NODIRATIME),
+        "nodiratime": (s.MS_NODIRATIME, 0), "dirsync": (s.MS_DIRSYNC, 0), "mand": (s.MS_MANDLOCK, 0),
+        "nomand": (0, s.MS_MANDLOCK), "norelatime": (0, s.MS_RELATIME), "nostrictatime": (0, s.MS_STRICTATIME),
+        "silent": (s.MS_SILENT, 0), "loud": (0, s.MS_SILENT), "nosymfollow": (s.MS_NOSYMFOLLOW, 0),
+        "symfollow": (0, s.MS_NOSYMFOLLOW), "defaults": (0, 0),
     }
 
 
 _PROPAGATION = {"private": "MS_PRIVATE", "rprivate": "MS_PRIVATE|MS_REC", "slave": "MS_SLAVE",
-                "rslave": "MS_SLAVE|MS_REC", "shared": "MS_SHARED", "rshared": "MS_SHARED|MS_REC"}
+                "rslave": "MS_SLAVE|MS_REC", "shared": "MS_SHARED", "rshared": "MS_SHARED|MS_REC",
+                "unbindable": "MS_UNBINDABLE", "runbindable": "MS_UNBINDABLE|MS_REC"}
 
 
 def parse_options(options: list[str]) -> tuple[int, int, str]:

@@ -172,6 +172,18 @@ def server_pids() -> list[int]:
     return [pid for pid, ppid in holders.items() if ppid not in holders]
 
 
+def remove_parent_cgroups(name: str) -> None:
+    """pyctr-runtime tests: the parent a cgroupsPath names (/<name>/<id>) is the caller's to remove (runc and
+    pyctr-runtime remove the leaf only); empty directories only, in every hierarchy."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        parent = hierarchy / name
+        if not parent.is_dir() or parent.is_symlink():
+            continue
+        for directory in [*sorted((d for d in parent.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)), parent]:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -63,6 +63,7 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "login": ("pyctr.commands.image", "login", "Log in to a registry"),
     "logout": ("pyctr.commands.image", "logout", "Log out from a registry"),
     "build": ("pyctr.commands.build", "build", "Build an image from a Dockerfile"),
+    "network": ("pyctr.commands.network", "network", "Manage networks"),
     # system
     "system": ("pyctr.commands.system", "system", "Manage pyctr (df, prune, check, info)"),
     "info": ("pyctr.commands.system", "info", "Report the kernel features pyctr needs"),

@@ -59,6 +59,10 @@ def container_options(f):
         click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container"),
         _multiple("-l", "--label", "labels", metavar="LIST", help="Set meta data on a container"),
         _multiple("--group-add", metavar="LIST", help="Add additional groups to join"),
+        # networks (p15-net)
+        _multiple("--network-alias", "--net-alias", "network_aliases", metavar="LIST",
+                  help="Add network-scoped alias for the container"),
+        click.option("--ip", default=None, help="IPv4 address (e.g., 172.30.100.104)"),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -82,6 +86,7 @@ def run_options(detach: bool, kw: dict):
         publish_all=kw["publish_all"], dns=list(kw["dns"]), add_host=list(kw["add_host"]), init=kw["init"],
         stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], labels=list(kw["labels"]),
         group_add=list(kw["group_add"]),
+        network_aliases=list(kw["network_aliases"]), ip=kw["ip"],
     )
 
 

@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,11 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
         parse_signal(options.stop_signal)  # Docker: "Invalid signal: X" at create, not at the first stop
     image = resolve_image(config, options.image, out=out)
     store = ContainerStore(config.paths)
+    from pyctr.runtime.network.usermanager import attach, resolve_for_create
+
+    user_network = resolve_for_create(config, options.network, options.network_aliases, options.ip)
+    if user_network is not None:
+        options = replace(options, network=user_network.name)
 
     def build(container_id: str, name: str) -> dict:
         bundle = store.directory(container_id)
@@ -77,7 +82,15 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
         _write_host_files(bundle, spec)
         return config_document(spec, options, image.id, image.config, ports)
 
-    return store.create(build, options.name)
+    record = store.create(build, options.name)
+    if user_network is not None:
+        try:
+            attach(config, record.id, user_network, options.network_aliases, options.ip)
+        except BaseException:
+            with contextlib.suppress(PyctrError, OSError):
+                store.remove_directory(record.id)
+            raise
+    return record
 
 
 def _port_mappings(options: RunOptions) -> list:
@@ -209,6 +222,11 @@ def _write_host_files(bundle: Path, spec: ContainerSpec) -> None:
         return
     _write_text(bundle / "hosts", hosts_file(spec.hostname, None, spec.network.extra_hosts))
     host_text, upstream = read_host_resolv_conf()
+    if spec.network.mode not in ("bridge", "none"):  # a user-defined network: the embedded DNS server
+        from pyctr.runtime.network.hostfiles import embedded_resolv_conf
+
+        _write_text(bundle / "resolv.conf", embedded_resolv_conf(host_text))
+        return
     _write_text(bundle / "resolv.conf", resolv_conf(host_text, spec.network.dns, upstream))
 
 
@@ -260,7 +278,7 @@ class _Launch:
 
         Both are mostly system calls that wait (cgroup v1 moves a process hierarchy by hierarchy, netlink and
         nft answer in their own time); the network goes on while C builds its rootfs (before_exec joins it)."""
-        if self.spec.network.mode == "bridge":
+        if self.spec.network.mode not in ("host", "none"):
             self._connecting = Concurrently(self._connect, pid)
         try:
             self.cgroup.add_process(pid)
@@ -281,6 +299,21 @@ class _Launch:
         from pyctr.runtime.network import PortMapping, setup_network
         from pyctr.runtime.network.hostfiles import hosts_file
 
+        if self.spec.network.mode != "bridge":
+            from pyctr.runtime.network.usermanager import connect_at_start
+
+            ports = [PortMapping.from_dict(p) for p in self.record.config.get("PortMappings", [])]
+            endpoint = connect_at_start(self.config, self.spec.id, self.spec.name, self.spec.network.mode, pid,
+                                        self.spec.network.dns, ports)
+            with open(self.spec.bundle / "hosts", "w") as f:
+                f.write(hosts_file(self.spec.hostname, endpoint.ip, self.spec.network.extra_hosts))
+            self.network = {"IPAddress": endpoint.ip, "IPPrefixLen": endpoint.prefixlen,
+                            "Gateway": endpoint.network.gateway, "MacAddress": endpoint.mac,
+                            "Bridge": endpoint.network.bridge,
+                            "Ports": [{"HostIp": p.host_ip or "0.0.0.0", "HostPort": p.host_port,
+                                       "ContainerPort": p.container_port, "Protocol": p.proto}
+                                      for p in endpoint.ports]}
+            return
         ports = [PortMapping.from_dict(p) for p in self.record.config.get("PortMappings", [])]
         info = setup_network(self.config, self.spec.id, pid, ports)
         # In place: C may have bind-mounted this very file already (a rename would leave it the old one).
@@ -724,7 +757,7 @@ def teardown(config: Config, record: ContainerRecord, spec: ContainerSpec | None
     errors = []
     never_started = record.state.started_at == st.ZERO_TIME and not record.state.network
     network = None
-    if mode == "bridge" and not never_started:  # a never-started container has no veth to remove
+    if mode not in ("host", "none") and not never_started:  # a never-started container has no veth to remove
         from pyctr.runtime.network import teardown_network
 
         network = Concurrently(teardown_network, config, record.id)  # alongside the cgroup and the mount

@@ -199,6 +199,24 @@ def connect(app: AppContext, ref: str, container: str, aliases: tuple[str, ...],
         except BaseException:
             usermanager.detach(app.config, record.id, net.id)
             raise
+        _record_endpoints(app, record.id)
+
+
+def _record_endpoints(app: AppContext, container_id: str) -> None:
+    """Keep the container's state (inspect's NetworkSettings.Networks) in step with its live endpoints."""
+    from dataclasses import replace
+
+    from pyctr.runtime.state import ContainerStore
+
+    usermanager = _net()
+    networks = usermanager.endpoint_settings(container_id, usermanager.endpoints_of(app.config, container_id))
+
+    def update(state):
+        if not state.running:
+            return None
+        return replace(state, network={**(state.network or {}), "Networks": networks})
+
+    ContainerStore(app.config.paths).update_state(container_id, update)
 
 
 def _user_network(app: AppContext, ref: str):
@@ -227,3 +245,5 @@ def disconnect(app: AppContext, ref: str, container: str, force: bool) -> None:
     if not attached and not live and not force:
         raise PyctrError(f"container {record.id} is not connected to network {net.name}")
     usermanager.detach(app.config, record.id, net.id)
+    if live:
+        _record_endpoints(app, record.id)

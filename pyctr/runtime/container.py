@@ -307,7 +307,10 @@ class _Launch:
                                         self.spec.network.dns, ports)
             with open(self.spec.bundle / "hosts", "w") as f:
                 f.write(hosts_file(self.spec.hostname, endpoint.ip, self.spec.network.extra_hosts))
+            from pyctr.runtime.network.usermanager import endpoint_settings, endpoints_of
+
             self.network = {"IPAddress": endpoint.ip, "IPPrefixLen": endpoint.prefixlen,
+                            "Networks": endpoint_settings(self.spec.id, endpoints_of(self.config, self.spec.id)),
                             "Gateway": endpoint.network.gateway, "MacAddress": endpoint.mac,
                             "Bridge": endpoint.network.bridge,
                             "Ports": [{"HostIp": p.host_ip or "0.0.0.0", "HostPort": p.host_port,

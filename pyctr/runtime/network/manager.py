@@ -382,7 +382,8 @@ def reap_stale(config: Config, live_container_ids: set[str] | list[str]) -> list
                         veth.remove_veth(name)
             _apply_rules(bridge_state, owner)
             _forget_udp_flows(departed)
-        if any(b.policy.get("user") for b in state.bridges.values()):
+        if any(b.policy.get("user") for b in state.bridges.values()) or \
+                (config.paths.network / "networks.json").exists():
             from pyctr.runtime.network import usermanager
 
             usermanager.forget_reaped(config, state, reaped)

@@ -383,10 +383,21 @@ def release_user_endpoints(config: Config, state: ipam.NetworkState, container_i
 
 
 def forget_reaped(config: Config, state: ipam.NetworkState, reaped: list[str]) -> None:
-    """After manager.reap_stale (same locked block): the DNS records and sockets of reaped containers go."""
-    _write_dns_table(config, state, usernet.load_store(config.paths.network))
+    """After manager.reap_stale (same locked block): the DNS records and sockets of reaped containers go, and
+    so do bridges this root labelled for a network that no longer exists (a crash inside create or rm)."""
+    from pyctr.runtime.network import bridge as bridge_ops
+
+    store = usernet.load_store(config.paths.network)
+    _write_dns_table(config, state, store)
     for container_id in reaped:
         stop_dns(config, container_id)
+    owner = bridge_ops.owner_tag(config.root)
+    known = {net.bridge for net in store.networks.values()} | {config.network.bridge}
+    for entry in os.listdir(bridge_ops.SYS_CLASS_NET):
+        if entry not in known and bridge_ops.read_owner(entry) == owner and not bridge_ops.attached_ports(entry):
+            _remove_rules(entry)
+            _delete_link(entry)
+            state.bridges.pop(entry, None)
 
 
 def disconnect_all(config: Config, container_id: str) -> None:
@@ -405,6 +416,21 @@ def endpoints_of(config: Config, container_id: str) -> list[Endpoint]:
             found.append(Endpoint(net, record.ip, ipaddress.IPv4Network(net.subnet).prefixlen, record.mac,
                                   list(record.aliases)))
     return found
+
+
+def endpoint_settings(container_id: str, endpoints: list[Endpoint]) -> dict[str, dict]:
+    """inspect's NetworkSettings.Networks of a running container on user networks (Docker's EndpointSettings:
+    the aliases end with the short id, as dockerd adds it on user-defined networks)."""
+    return {
+        ep.network.name: {
+            "IPAMConfig": None, "Links": None, "Aliases": [*ep.aliases, container_id[:12]],
+            "NetworkID": ep.network.id, "EndpointID": usernet.endpoint_id(container_id, ep.network.id),
+            "Gateway": ep.network.gateway if not ep.network.internal else "", "IPAddress": ep.ip,
+            "IPPrefixLen": ep.prefixlen, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "MacAddress": ep.mac, "DriverOpts": None,
+        }
+        for ep in endpoints
+    }
 
 
 def network_documents(config: Config) -> list[dict]:

@@ -319,12 +319,15 @@ class _Launch:
             return
         ports = [PortMapping.from_dict(p) for p in self.record.config.get("PortMappings", [])]
         info = setup_network(self.config, self.spec.id, pid, ports)
+        from pyctr.runtime.network.usermanager import connect_attached, endpoint_settings
+
+        extra = connect_attached(self.config, self.spec.id, self.spec.name, pid)  # `network connect` while stopped
         # In place: C may have bind-mounted this very file already (a rename would leave it the old one).
         with open(self.spec.bundle / "hosts", "w") as f:
             f.write(hosts_file(self.spec.hostname, info.ip, self.spec.network.extra_hosts))
         self.network = {
             "IPAddress": info.ip, "IPPrefixLen": info.prefixlen, "Gateway": info.gateway, "MacAddress": info.mac,
-            "Bridge": info.bridge,
+            "Bridge": info.bridge, **({"Networks": endpoint_settings(self.spec.id, extra)} if extra else {}),
             "Ports": [{"HostIp": p.host_ip or "0.0.0.0", "HostPort": p.host_port, "ContainerPort": p.container_port,
                        "Protocol": p.proto} for p in info.ports],
         }

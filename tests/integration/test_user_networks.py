@@ -213,6 +213,24 @@ def test_connect_and_disconnect_a_running_container(net) -> None:
     assert again.returncode == 1 and "is not connected to network second" in again.stderr
 
 
+def test_connect_while_stopped_applies_at_start_and_restart_keeps_resolution(net) -> None:
+    _ok(net, "network", "create", "--subnet", "10.80.13.0/24", "later")
+    _ok(net, "run", "-d", "--name", "server", "--network", "later", "busybox", "sleep", "120")
+    _ok(net, "create", "--name", "plainbox", "busybox", "sleep", "120")  # on the default bridge
+    _ok(net, "network", "connect", "--alias", "late", "later", "plainbox")
+    assert json.loads(_ok(net, "network", "inspect", "later"))[0]["Containers"].keys() == {
+        json.loads(_ok(net, "inspect", "server"))[0]["Id"]}  # a stopped container has no endpoint yet
+    _ok(net, "start", "plainbox")
+    settings = json.loads(_ok(net, "inspect", "plainbox"))[0]["NetworkSettings"]["Networks"]
+    assert set(settings) == {"bridge", "later"} and settings["later"]["Aliases"][0] == "late"
+    assert "1 packets received" in _ok(net, "exec", "server", "ping", "-c1", "-W2", "late")
+    _ok(net, "restart", "-t", "1", "server")
+    assert "1 packets received" in _ok(net, "run", "--rm", "--network", "later", "busybox", "ping", "-c1", "-W2",
+                                       "server")
+    names = {c["Name"] for c in json.loads(_ok(net, "network", "inspect", "bridge"))[0]["Containers"].values()}
+    assert names == {"plainbox"}
+
+
 def test_network_rm_in_use_refused_with_dockers_error(net) -> None:
     network_id = _ok(net, "network", "create", "--subnet", "10.80.9.0/24", "busy").strip()
     _ok(net, "run", "-d", "--name", "user", "--network", "busy", "busybox", "sleep", "120")

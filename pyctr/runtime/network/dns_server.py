@@ -31,6 +31,7 @@ TYPE_A, TYPE_AAAA, CLASS_IN = 1, 28, 1
 RCODE_OK, RCODE_FORMERR, RCODE_SERVFAIL, RCODE_NXDOMAIN = 0, 1, 2, 3
 UPSTREAM_TIMEOUT = 3.0
 IDLE_CHECK_SECONDS = 0.5
+MAX_FORWARDS = 64  # queries waiting upstream at once: a container flooding unknown names gets SERVFAIL beyond
 CONTROL_NAME, RECORDS_NAME, LOCK_NAME, NETWORKS_NAME = "dns.sock", "dns.json", "dns.lock", "networks.json"
 
 
@@ -193,6 +194,7 @@ class Server:
         self.records = Records(os.path.join(network_dir, RECORDS_NAME))
         self.selector = selectors.DefaultSelector()
         self.containers: dict[str, tuple[socket.socket, int, list[str]]] = {}  # id -> (udp, pidfd, upstream)
+        self.forwarding = threading.BoundedSemaphore(MAX_FORWARDS)
 
     def serve(self, control: socket.socket) -> None:
         self.selector.register(control, selectors.EVENT_READ, ("control", None))
@@ -289,9 +291,18 @@ class Server:
             if action == "answer":
                 with contextlib.suppress(OSError):
                     sock.sendto(build_response(query, addresses, rcode), peer)
-            else:
-                threading.Thread(target=forward_query, args=(sock, peer, packet, query, upstream),
+            elif self.forwarding.acquire(blocking=False):
+                threading.Thread(target=self._forward, args=(sock, peer, packet, query, upstream),
                                  daemon=True).start()
+            else:
+                with contextlib.suppress(OSError):
+                    sock.sendto(build_response(query, [], RCODE_SERVFAIL), peer)
+
+    def _forward(self, *args) -> None:
+        try:
+            forward_query(*args)
+        finally:
+            self.forwarding.release()
 
 
 def forward_query(sock: socket.socket, peer, packet: bytes, query: Query, upstream: list[str]) -> None:

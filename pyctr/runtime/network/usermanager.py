@@ -217,6 +217,24 @@ def connect_at_start(config: Config, container_id: str, name: str, primary: str,
     return endpoints[0]
 
 
+def connect_attached(config: Config, container_id: str, name: str, pid: int) -> list[Endpoint]:
+    """At the start of a default-bridge container: the user networks `network connect` attached it to while
+    it was stopped (eth1...). Costs one stat when no user network exists."""
+    if not usernet.store_file(config.paths.network).exists():
+        return []
+    store = usernet.load_store(config.paths.network)
+    attached = store.attachments.get(container_id, {})
+    endpoints = []
+    try:
+        for network_id in sorted(nid for nid in attached if nid in store.networks):
+            endpoints.append(connect(config, container_id, name, network_id, pid, attached[network_id]))
+    except BaseException:
+        with contextlib.suppress(PyctrError, OSError):
+            disconnect_all(config, container_id)
+        raise
+    return endpoints
+
+
 def connect(config: Config, container_id: str, name: str, network_id: str, pid: int, wanted: Attachment,
             fresh: bool = False, ports: list | None = None) -> Endpoint:
     """One veth from the network's bridge into process `pid`'s namespace (eth0, eth1, ... in order)."""
@@ -441,27 +459,37 @@ def network_documents(config: Config) -> list[dict]:
     default = state.bridges.get(config.network.bridge)
     documents = [
         usernet.predefined_document("bridge", usernet.predefined_id("bridge", root), config.network.bridge,
-                                    config.network.subnet, _endpoint_view(default, config.network.subnet)),
+                                    config.network.subnet, _endpoint_view(config, default, config.network.subnet)),
         usernet.predefined_document("host", usernet.predefined_id("host", root), "", config.network.subnet, {}),
         usernet.predefined_document("none", usernet.predefined_id("none", root), "", config.network.subnet, {}),
     ]
     for net in store.networks.values():
-        documents.append(usernet.inspect_document(net, _endpoint_view(state.bridges.get(net.bridge), net.subnet)))
+        endpoints = _endpoint_view(config, state.bridges.get(net.bridge), net.subnet)
+        documents.append(usernet.inspect_document(net, endpoints))
     return documents
 
 
-def _endpoint_view(bridge_state: ipam.BridgeState | None, subnet: str) -> dict[str, dict]:
+def _endpoint_view(config: Config, bridge_state: ipam.BridgeState | None, subnet: str) -> dict[str, dict]:
     if bridge_state is None:
         return {}
     from pyctr.runtime.network import veth
 
     prefixlen = ipaddress.IPv4Network(subnet).prefixlen
-    return {cid: {"name": rec.name or _container_name(cid), "ip": rec.ip, "prefixlen": prefixlen, "mac": rec.mac}
+    containers = config.paths.root / "containers"
+    return {cid: {"name": rec.name or _container_name(containers, cid), "ip": rec.ip, "prefixlen": prefixlen,
+                  "mac": rec.mac}
             for cid, rec in bridge_state.containers.items() if veth.link_exists(rec.veth)}
 
 
-def _container_name(container_id: str) -> str:
-    return container_id[:12]
+def _container_name(containers_dir: Path, container_id: str) -> str:
+    """A default-bridge container's name (its ipam record keeps none), from its config.json."""
+    import json
+
+    try:
+        with open(containers_dir / container_id / "config.json") as f:
+            return str(json.load(f).get("Name", "")).lstrip("/") or container_id[:12]
+    except (OSError, ValueError, AttributeError):
+        return container_id[:12]
 
 
 # ------------------------------------------------------------------------------------ DNS

@@ -105,6 +105,24 @@ def test_dns_answers_fast_and_unknown_names_are_not_invented(net) -> None:
     assert answers[0][0] == 0 and answers[0][1], answers[0]
     assert answers[-1][1] == [], answers[-1]  # not invented (forwarded or refused)
     assert median < 0.001, f"median DNS answer {median * 1e3:.3f} ms"
+    assert _tcp_query_in_netns(pid, "TARGET")[0] == 0 and answers[0][1] == _tcp_query_in_netns(pid, "target")[1]
+
+
+def _tcp_query_in_netns(pid: int, name: str) -> tuple[int, list[str]]:
+    """The same question over TCP (what a client does after a truncated UDP answer)."""
+    from pyctr.runtime.network import dns_server
+    from pyctr.runtime.network.veth import call_in_netns
+
+    found: list[tuple[int, list[str]]] = []
+
+    def ask() -> None:
+        with socket.create_connection(("127.0.0.11", 53), timeout=5) as conn:
+            query = dns_server.build_query(9, name)
+            conn.sendall(len(query).to_bytes(2, "big") + query)
+            found.append(dns_server.parse_answer(dns_server.read_tcp_message(conn)))
+
+    call_in_netns(pid, ask)
+    return found[0]
 
 
 def _query_in_netns(pid: int, names: list[str]) -> tuple[list[float], list[tuple[int, list[str]]]]:

@@ -193,8 +193,10 @@ class Server:
         self.network_dir = network_dir
         self.records = Records(os.path.join(network_dir, RECORDS_NAME))
         self.selector = selectors.DefaultSelector()
-        self.containers: dict[str, tuple[socket.socket, int, list[str]]] = {}  # id -> (udp, pidfd, upstream)
+        # container id -> ([udp, tcp listener], pidfd, upstream resolvers)
+        self.containers: dict[str, tuple[list[socket.socket], int, list[str]]] = {}
         self.forwarding = threading.BoundedSemaphore(MAX_FORWARDS)
+        self.records_lock = threading.Lock()  # TCP connections read the records from their own threads
 
     def serve(self, control: socket.socket) -> None:
         self.selector.register(control, selectors.EVENT_READ, ("control", None))
@@ -206,6 +208,8 @@ class Server:
                     self._accept(control)
                 elif kind == "dns":
                     self._answer(container_id)
+                elif kind == "tcp":
+                    self._accept_tcp(container_id)
                 elif kind == "gone":
                     self._drop(container_id)
             if not self.containers and not events and not self._networks_exist():
@@ -234,19 +238,23 @@ class Server:
                 conn.sendall(reply.encode())
 
     def _command(self, words: list[str], fds: list[int]) -> str:
-        if words[:1] == ["add"] and len(words) >= 3 and len(fds) == 1:
+        if words[:1] == ["add"] and len(words) >= 3 and len(fds) in (1, 2):
             container_id, pid = words[1], int(words[2])
             upstream = words[3].split(",") if len(words) > 3 and words[3] != "-" else []
             self._drop(container_id)
-            sock = socket.socket(fileno=fds[0])
-            sock.setblocking(False)
+            sockets = [socket.socket(fileno=fd) for fd in fds]  # UDP, then the TCP listener
+            for sock in sockets:
+                sock.setblocking(False)
             try:
                 pidfd = os.pidfd_open(pid)
             except OSError:
-                sock.close()
+                for sock in sockets:
+                    sock.close()
                 return "gone"
-            self.containers[container_id] = (sock, pidfd, upstream)
-            self.selector.register(sock, selectors.EVENT_READ, ("dns", container_id))
+            self.containers[container_id] = (sockets, pidfd, upstream)
+            self.selector.register(sockets[0], selectors.EVENT_READ, ("dns", container_id))
+            if len(sockets) > 1:
+                self.selector.register(sockets[1], selectors.EVENT_READ, ("tcp", container_id))
             self.selector.register(pidfd, selectors.EVENT_READ, ("gone", container_id))
             return "ok"
         for fd in fds:
@@ -262,15 +270,68 @@ class Server:
         entry = self.containers.pop(container_id, None)
         if entry is None:
             return
-        sock, pidfd, _ = entry
-        for item in (sock, pidfd):
+        sockets, pidfd, _ = entry
+        for item in (*sockets, pidfd):
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(item)
-        sock.close()
+        for sock in sockets:
+            sock.close()
         os.close(pidfd)
 
+    def _accept_tcp(self, container_id: str) -> None:
+        """DNS over TCP (clients retry there after a truncated UDP answer): one thread per connection."""
+        listener = self.containers[container_id][0][1]
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        if not self.forwarding.acquire(blocking=False):
+            conn.close()
+            return
+        threading.Thread(target=self._serve_tcp, args=(conn, container_id), daemon=True).start()
+
+    def _serve_tcp(self, conn: socket.socket, container_id: str) -> None:
+        try:
+            with conn:
+                conn.settimeout(UPSTREAM_TIMEOUT)
+                while True:
+                    packet = read_tcp_message(conn)
+                    if packet is None:
+                        return
+                    reply = self._tcp_reply(packet, container_id)
+                    if reply is None:
+                        return
+                    conn.sendall(struct.pack("!H", len(reply)) + reply)
+        except OSError:
+            return
+        finally:
+            self.forwarding.release()
+
+    def _tcp_reply(self, packet: bytes, container_id: str) -> bytes | None:
+        query = parse_query(packet)
+        if query is None:
+            return formerr(packet)
+        entry = self.containers.get(container_id)
+        upstream = entry[2] if entry else []
+        with self.records_lock:
+            names, forward = self.records.view(container_id)
+        action, addresses, rcode = decide(query, names, forward and bool(upstream))
+        if action == "answer":
+            return build_response(query, addresses, rcode)
+        for server in upstream:
+            try:
+                with socket.create_connection((server, 53), timeout=UPSTREAM_TIMEOUT) as out:
+                    out.sendall(struct.pack("!H", len(packet)) + packet)
+                    reply = read_tcp_message(out)
+                if reply is not None:
+                    return reply
+            except OSError:
+                continue
+        return build_response(query, [], RCODE_SERVFAIL)
+
     def _answer(self, container_id: str) -> None:
-        sock, _, upstream = self.containers[container_id]
+        sockets, _, upstream = self.containers[container_id]
+        sock = sockets[0]
         for _ in range(64):  # drain what is queued, then back to select
             try:
                 packet, peer = sock.recvfrom(4096)
@@ -286,7 +347,8 @@ class Server:
                     with contextlib.suppress(OSError):
                         sock.sendto(reply, peer)
                 continue
-            names, forward = self.records.view(container_id)
+            with self.records_lock:
+                names, forward = self.records.view(container_id)
             action, addresses, rcode = decide(query, names, forward and bool(upstream))
             if action == "answer":
                 with contextlib.suppress(OSError):
@@ -303,6 +365,24 @@ class Server:
             forward_query(*args)
         finally:
             self.forwarding.release()
+
+
+def read_tcp_message(conn: socket.socket) -> bytes | None:
+    """One length-prefixed DNS message from a TCP stream (None at its end)."""
+    head = _read_exactly(conn, 2)
+    if head is None:
+        return None
+    return _read_exactly(conn, struct.unpack("!H", head)[0])
+
+
+def _read_exactly(conn: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
 
 
 def forward_query(sock: socket.socket, peer, packet: bytes, query: Query, upstream: list[str]) -> None:

@@ -532,14 +532,20 @@ def start_dns(config: Config, container_id: str, pid: int, upstream: list[str]) 
     made: list[socket.socket] = []
 
     def bind() -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        made.append(sock)
-        sock.bind((DNS_ADDRESS, 53))
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        made.append(udp)
+        udp.bind((DNS_ADDRESS, 53))
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        made.append(tcp)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind((DNS_ADDRESS, 53))
+        tcp.listen(16)
 
     try:
         veth.call_in_netns(pid, bind)
         words = ["add", container_id, str(pid), ",".join(upstream) or "-"]
-        reply = _with_server(config, lambda: send_command(str(config.paths.network), words, [made[0].fileno()]))
+        fds = [sock.fileno() for sock in made]
+        reply = _with_server(config, lambda: send_command(str(config.paths.network), words, fds))
     except OSError as e:
         raise RuntimeFailure(f"cannot start the embedded DNS server for {container_id[:12]}: {e}") from None
     finally:

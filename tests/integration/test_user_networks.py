@@ -184,6 +184,24 @@ def test_unknown_names_are_forwarded_to_the_upstream_resolver(net) -> None:
         server.close()
 
 
+def test_published_port_on_a_user_network(net) -> None:
+    _ok(net, "network", "create", "--subnet", "10.80.14.0/24", "pubnet")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _ok(net, "run", "-d", "--name", "pub", "--network", "pubnet", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
+        "mkdir /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www")
+    assert _ok(net, "port", "pub").strip() == f"80/tcp -> 127.0.0.1:{port}"
+    body = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and b"published" not in body:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            conn.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            body = conn.recv(4096)
+        time.sleep(0.05)
+    assert b"published" in body
+
+
 # ------------------------------------------------------------------------------------------ isolation
 
 def test_containers_on_different_networks_cannot_reach_each_other(net) -> None:

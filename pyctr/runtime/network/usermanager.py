@@ -262,6 +262,8 @@ def connect(config: Config, container_id: str, name: str, network_id: str, pid: 
         try:
             sysctl.enable_ip_forwarding()
             index = bridge_ops.ensure_bridge(net.bridge, net.gateway, prefixlen, owner)
+            if record.ports:
+                sysctl.enable_route_localnet(net.bridge)  # DNAT of 127.0.0.1:port, as on the default bridge
             first = record.ifname == "eth0"
             link = veth.ContainerLink(record.veth, record.mac, record.ip, prefixlen, net.gateway,
                                       ifname=record.ifname, default_route=first and not net.internal)

@@ -9,6 +9,7 @@ first of Docker's default pools the host's routes leave free.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import socket
@@ -216,6 +217,23 @@ def test_containers_on_different_networks_cannot_reach_each_other(net) -> None:
     assert across.returncode != 0, across.stdout
     unresolved = net("exec", "l1", "ping", "-c1", "-W1", "r1")
     assert unresolved.returncode != 0
+    _ok(net, "run", "-d", "--name", "d1", "busybox", "sleep", "120")  # the default bridge
+    d1_ip = json.loads(_ok(net, "inspect", "d1"))[0]["NetworkSettings"]["IPAddress"]
+    assert net("exec", "l1", "ping", "-c1", "-W1", d1_ip).returncode != 0
+    l1_ip = json.loads(_ok(net, "inspect", "l1"))[0]["NetworkSettings"]["Networks"]["left"]["IPAddress"]
+    assert net("exec", "d1", "ping", "-c1", "-W1", l1_ip).returncode != 0
+
+
+def test_parallel_creates_get_distinct_subnets(net) -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: net("network", "create", f"par{i}"), range(4)))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    subnets = [json.loads(_ok(net, "network", "inspect", f"par{i}"))[0]["IPAM"]["Config"][0]["Subnet"]
+               for i in range(4)]
+    networks = [ipaddress.ip_network(s) for s in subnets]
+    assert not any(a.overlaps(b) for i, a in enumerate(networks) for b in networks[i + 1:]), subnets
 
 
 def test_internal_network_has_no_route_out(net) -> None:

@@ -582,7 +582,7 @@ def _spawn_dns_server(config: Config) -> None:
     network_dir = str(config.paths.network)
     process = subprocess.Popen([sys.executable, "-I", "-S", str(DNS_SCRIPT), network_dir],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+                               start_new_session=True, cwd="/")  # holds no directory of its starter's
     _STARTED.append(process)
     deadline = time.monotonic() + DNS_START_TIMEOUT
     while time.monotonic() < deadline:

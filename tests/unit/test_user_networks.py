@@ -207,3 +207,47 @@ def test_resolv_conf_points_at_the_embedded_server() -> None:
     host = "search corp.example\nnameserver 192.0.2.53\noptions edns0\n"
     assert embedded_resolv_conf(host) == "search corp.example\nnameserver 127.0.0.11\noptions edns0 ndots:0\n"
     assert embedded_resolv_conf("nameserver 1.1.1.1\noptions ndots:2\n") == "nameserver 127.0.0.11\noptions ndots:2\n"
+
+
+def test_dns_server_answers_from_its_records_and_survives_bad_requests(tmp_path) -> None:
+    """The server loop itself, on loopback: a registered socket is answered from dns.json, re-read when the
+    runtime replaces it; a malformed control request is refused, not fatal."""
+    import json
+    import os
+    import socket
+    import threading
+
+    network_dir = str(tmp_path)
+    (tmp_path / "networks.json").write_text(json.dumps({"networks": {"n" * 64: {}}}))
+    (tmp_path / "dns.json").write_text(json.dumps({
+        "networks": {"n" * 64: {"web": ["10.1.0.2"]}},
+        "containers": {"c" * 64: {"networks": ["n" * 64], "internal": True}}}))
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    control.bind(dns_server.control_path(network_dir))
+    control.listen(8)
+    control.setblocking(False)
+    server = dns_server.Server(network_dir)
+    threading.Thread(target=server.serve, args=(control,), daemon=True).start()
+    listening = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listening.bind(("127.0.0.1", 0))
+    address = listening.getsockname()
+    assert dns_server.send_command(network_dir, ["add", "x", "not-a-pid"], [listening.fileno()]).startswith("bad")
+    assert dns_server.send_command(network_dir, ["add", "c" * 64, str(os.getpid()), "-"],
+                                   [listening.fileno()]) == "ok"
+    listening.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(5)
+        client.connect(address)
+        client.send(dns_server.build_query(1, "WEB"))
+        assert dns_server.parse_answer(client.recv(512)) == (0, ["10.1.0.2"])
+        client.send(dns_server.build_query(2, "elsewhere.example"))
+        assert dns_server.parse_answer(client.recv(512))[0] == dns_server.RCODE_SERVFAIL  # internal: no forward
+        (tmp_path / "dns.new").write_text(json.dumps({
+            "networks": {"n" * 64: {"web": ["10.1.0.9"]}},
+            "containers": {"c" * 64: {"networks": ["n" * 64], "internal": True}}}))
+        os.replace(tmp_path / "dns.new", tmp_path / "dns.json")
+        client.send(dns_server.build_query(3, "web"))
+        assert dns_server.parse_answer(client.recv(512)) == (0, ["10.1.0.9"])
+    assert dns_server.send_command(network_dir, ["del", "c" * 64]) == "ok"
+    assert server.containers == {}
+    (tmp_path / "networks.json").write_text(json.dumps({"networks": {}}))

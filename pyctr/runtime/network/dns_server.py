@@ -233,7 +233,13 @@ class Server:
                 message, fds, _, _ = socket.recv_fds(conn, 4096, 4)
             except OSError:
                 return
-            reply = self._command(message.decode(errors="replace").split(), fds)
+            try:
+                reply = self._command(message.decode(errors="replace").split(), fds)
+            except (ValueError, OSError) as e:  # a malformed request never takes the server down
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                reply = f"bad request: {e}"
             with contextlib.suppress(OSError):
                 conn.sendall(reply.encode())
 

@@ -429,6 +429,8 @@ def send_command(network_dir: str, words: list[str], fds: list[int] = (), timeou
 
 def main(argv: list[str]) -> int:
     network_dir = argv[1]
+    if os.fork():  # the starter reaps this parent at once: the server is nobody's child (no zombie later)
+        return 0
     lock_fd = os.open(os.path.join(network_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     deadline = time.monotonic() + 1.0
     while True:  # a server on its way out holds the lock for a moment: wait for it, not for a live one

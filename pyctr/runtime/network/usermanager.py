@@ -583,15 +583,16 @@ def _spawn_dns_server(config: Config) -> None:
     process = subprocess.Popen([sys.executable, "-I", "-S", str(DNS_SCRIPT), network_dir],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True, cwd="/")  # holds no directory of its starter's
-    _STARTED.append(process)
+    try:
+        process.wait(DNS_START_TIMEOUT)  # it forks the server and leaves at once
+    except subprocess.TimeoutExpired:
+        _STARTED.append(process)
     deadline = time.monotonic() + DNS_START_TIMEOUT
     while time.monotonic() < deadline:
         if os.path.exists(control_path(network_dir)):
             with contextlib.suppress(OSError):
                 if send_command(network_dir, ["ping"], timeout=1.0) == "ok":
                     return
-        if process.poll() is not None and not os.path.exists(control_path(network_dir)):
-            time.sleep(0.01)  # another server may be taking over: keep polling until the deadline
         time.sleep(0.003)
 
 

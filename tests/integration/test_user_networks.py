@@ -257,6 +257,8 @@ def test_connect_and_disconnect_a_running_container(net) -> None:
     links = _ok(net, "exec", "mover", "ip", "-o", "addr")
     assert "eth1" in links and "10.80.8.50" in links
     assert "10.80.8.50" in _ok(net, "exec", "peer", "ping", "-c1", "-W2", "moved")
+    settings = json.loads(_ok(net, "inspect", "mover"))[0]["NetworkSettings"]["Networks"]["second"]
+    assert settings["IPAMConfig"] == {"IPv4Address": "10.80.8.50"} and settings["Aliases"][0] == "moved"
     doc = json.loads(_ok(net, "network", "inspect", "second"))[0]
     assert any(c["Name"] == "mover" and c["IPv4Address"] == "10.80.8.50/24" for c in doc["Containers"].values())
     _ok(net, "network", "disconnect", "second", "mover")

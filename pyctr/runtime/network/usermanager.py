@@ -40,6 +40,7 @@ class Endpoint:
     mac: str
     aliases: list[str]
     ports: list = field(default_factory=list)  # PortMappings published (the primary network only)
+    requested_ip: str = ""  # --ip / connect --ip (inspect's IPAMConfig)
 
 
 # ------------------------------------------------------------------------------------ create / remove
@@ -433,8 +434,9 @@ def endpoints_of(config: Config, container_id: str) -> list[Endpoint]:
     for net in store.networks.values():
         record = state.bridges.get(net.bridge).containers.get(container_id) if net.bridge in state.bridges else None
         if record is not None:
+            wanted = store.attachments.get(container_id, {}).get(net.id)
             found.append(Endpoint(net, record.ip, ipaddress.IPv4Network(net.subnet).prefixlen, record.mac,
-                                  list(record.aliases)))
+                                  list(record.aliases), requested_ip=wanted.ip if wanted else ""))
     return found
 
 
@@ -443,7 +445,8 @@ def endpoint_settings(container_id: str, endpoints: list[Endpoint]) -> dict[str,
     the aliases end with the short id, as dockerd adds it on user-defined networks)."""
     return {
         ep.network.name: {
-            "IPAMConfig": None, "Links": None, "Aliases": [*ep.aliases, container_id[:12]],
+            "IPAMConfig": {"IPv4Address": ep.requested_ip} if ep.requested_ip else None, "Links": None,
+            "Aliases": [*ep.aliases, container_id[:12]],
             "NetworkID": ep.network.id, "EndpointID": usernet.endpoint_id(container_id, ep.network.id),
             "Gateway": ep.network.gateway if not ep.network.internal else "", "IPAddress": ep.ip,
             "IPPrefixLen": ep.prefixlen, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,

@@ -75,6 +75,7 @@ class RuntimeSnapshot:
     network_ids: frozenset[str] = frozenset()
     network_error: str = ""
     stray_cgroups: dict[str, StrayCgroup] = field(default_factory=dict)
+    orphan_bridges: tuple[str, ...] = ()  # labelled for this root, of a user network that no longer exists
 
 
 # ------------------------------------------------------------------ deciding (pure)
@@ -141,6 +142,8 @@ def decide(snapshot: RuntimeSnapshot, grace: float = CGROUP_GRACE) -> list[Findi
         extra = " and a cgroup" if stray.exists else ""
         findings.append(Finding(f"network record {cid[:12]}", f"its container no longer exists (address{extra} "
                                 "still held)", "reap_network", cid))
+    for bridge in snapshot.orphan_bridges:
+        findings.append(Finding(f"network bridge {bridge}", "its network no longer exists", "remove_bridge", bridge))
     return findings
 
 
@@ -234,7 +237,9 @@ def snapshot_runtime(config: Config) -> RuntimeSnapshot:
     for cid in set(network) - set(containers):
         exists, pids, _ = _cgroup_facts(cid)
         strays[cid] = StrayCgroup(exists, pids)
-    return RuntimeSnapshot(containers, frozenset(network), network_error, strays)
+    from pyctr.runtime.network.usermanager import orphan_bridges
+
+    return RuntimeSnapshot(containers, frozenset(network), network_error, strays, tuple(orphan_bridges(config)))
 
 
 # ------------------------------------------------------------------ repairing
@@ -253,7 +258,13 @@ class RuntimeRepairer:
     def actions(self) -> dict[str, Callable[[Finding], str]]:
         return {"remove_container": self.remove_container, "finish_removal": self.finish_removal,
                 "mark_exited": self.mark_exited, "teardown": self.teardown, "reap_network": self.reap_network,
-                "remove_build_step": lambda f: remove_build_step(self.config.paths.build_steps, f.target)}
+                "remove_build_step": lambda f: remove_build_step(self.config.paths.build_steps, f.target),
+                "remove_bridge": self.remove_bridge}
+
+    def remove_bridge(self, finding: Finding) -> str:
+        from pyctr.runtime.network.usermanager import remove_orphan_bridge
+
+        return "removed" if remove_orphan_bridge(self.config, finding.target) else "in use again: left alone"
 
     def _teardown_by_id(self, cid: str, directory: Path) -> None:
         """For a container whose config cannot be trusted: release cgroup, network and mounts by id."""

@@ -352,6 +352,21 @@ def test_hostile_names_and_subnets(net) -> None:
 
 # ------------------------------------------------------------------------------------------ leaks
 
+def test_system_check_removes_the_bridge_of_a_network_lost_in_a_crash(net) -> None:
+    _ok(net, "network", "create", "--subnet", "10.80.15.0/24", "-o", "com.docker.network.bridge.name=pyctrlost0",
+        "lost")
+    store = net.root / "network" / "networks.json"
+    doc = json.loads(store.read_text())
+    doc["networks"] = {}  # as if `network rm` died between the record and the bridge
+    store.write_text(json.dumps(doc))
+    report = net("system", "check", "--dry-run")
+    assert report.returncode == 1 and "network bridge pyctrlost0" in report.stdout, report.stdout + report.stderr
+    assert "pyctrlost0" in _links()
+    repaired = net("system", "check")
+    assert "pyctrlost0" not in _links(), repaired.stdout + repaired.stderr
+    assert net("system", "check", "--dry-run").returncode == 0
+
+
 def test_no_leak_after_cycles_of_network_create_run_rm(net) -> None:
     before_links, before_tables = _links(), _nft_tables()
     for i in range(int(os.environ.get("PYCTR_NET_CYCLES", "50"))):

@@ -406,19 +406,46 @@ def release_user_endpoints(config: Config, state: ipam.NetworkState, container_i
 def forget_reaped(config: Config, state: ipam.NetworkState, reaped: list[str]) -> None:
     """After manager.reap_stale (same locked block): the DNS records and sockets of reaped containers go, and
     so do bridges this root labelled for a network that no longer exists (a crash inside create or rm)."""
-    from pyctr.runtime.network import bridge as bridge_ops
-
     store = usernet.load_store(config.paths.network)
     _write_dns_table(config, state, store)
     for container_id in reaped:
         stop_dns(config, container_id)
+    for bridge in _orphans(config, store, state):
+        _remove_rules(bridge)
+        _delete_link(bridge)
+        state.bridges.pop(bridge, None)
+
+
+def _orphans(config: Config, store: NetworkStore, state: ipam.NetworkState) -> list[str]:
+    """Labelled for this root, no network of that bridge, never a default bridge (a changed network.bridge
+    leaves the old one, kept like docker0), nothing attached."""
+    from pyctr.runtime.network import bridge as bridge_ops
+
     owner = bridge_ops.owner_tag(config.root)
     known = {net.bridge for net in store.networks.values()} | {config.network.bridge}
-    for entry in os.listdir(bridge_ops.SYS_CLASS_NET):
-        if entry not in known and bridge_ops.read_owner(entry) == owner and not bridge_ops.attached_ports(entry):
-            _remove_rules(entry)
-            _delete_link(entry)
-            state.bridges.pop(entry, None)
+    known |= {name for name, b in state.bridges.items() if not b.policy.get("user")}
+    return sorted(entry for entry in os.listdir(bridge_ops.SYS_CLASS_NET)
+                  if entry not in known and not entry.startswith(bridge_ops.NEWBORN_PREFIX)
+                  and bridge_ops.read_owner(entry) == owner and not bridge_ops.attached_ports(entry))
+
+
+def orphan_bridges(config: Config) -> list[str]:
+    """Bridges this root labelled for a user network that no longer exists (a crash inside create or rm):
+    what `system check` reports. Reads sysfs only."""
+    if not usernet.store_file(config.paths.network).exists():
+        return []
+    return _orphans(config, usernet.load_store(config.paths.network), ipam.load_state(config.paths.network))
+
+
+def remove_orphan_bridge(config: Config, bridge: str) -> bool:
+    """`system check`'s repair: the bridge and its rules go, unless a network or a container uses it again."""
+    with ipam.locked_state(config.paths.network) as state:
+        if bridge not in _orphans(config, usernet.load_store(config.paths.network), state):
+            return False
+        _remove_rules(bridge)
+        _delete_link(bridge)
+        state.bridges.pop(bridge, None)
+    return True
 
 
 def disconnect_all(config: Config, container_id: str) -> None:

@@ -299,23 +299,10 @@ class _Launch:
         from pyctr.runtime.network import PortMapping, setup_network
         from pyctr.runtime.network.hostfiles import hosts_file
 
-        if self.spec.network.mode != "bridge":
-            from pyctr.runtime.network.usermanager import connect_at_start
+        if self.spec.network.mode != "bridge":  # a user-defined network
+            from pyctr.runtime.network.usermanager import start_on_user_networks
 
-            ports = [PortMapping.from_dict(p) for p in self.record.config.get("PortMappings", [])]
-            endpoint = connect_at_start(self.config, self.spec.id, self.spec.name, self.spec.network.mode, pid,
-                                        self.spec.network.dns, ports)
-            with open(self.spec.bundle / "hosts", "w") as f:
-                f.write(hosts_file(self.spec.hostname, endpoint.ip, self.spec.network.extra_hosts))
-            from pyctr.runtime.network.usermanager import endpoint_settings, endpoints_of
-
-            self.network = {"IPAddress": endpoint.ip, "IPPrefixLen": endpoint.prefixlen,
-                            "Networks": endpoint_settings(self.spec.id, endpoints_of(self.config, self.spec.id)),
-                            "Gateway": endpoint.network.gateway, "MacAddress": endpoint.mac,
-                            "Bridge": endpoint.network.bridge,
-                            "Ports": [{"HostIp": p.host_ip or "0.0.0.0", "HostPort": p.host_port,
-                                       "ContainerPort": p.container_port, "Protocol": p.proto}
-                                      for p in endpoint.ports]}
+            self.network = start_on_user_networks(self.config, self.spec, self.record.config, pid)
             return
         ports = [PortMapping.from_dict(p) for p in self.record.config.get("PortMappings", [])]
         info = setup_network(self.config, self.spec.id, pid, ports)

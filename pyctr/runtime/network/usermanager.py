@@ -192,6 +192,26 @@ def attachments_of(config: Config, container_id: str) -> dict[str, Attachment]:
 
 # ------------------------------------------------------------------------------------ connect at start / live
 
+def start_on_user_networks(config: Config, spec, container_config: dict, pid: int) -> dict:
+    """The start of a container whose network is a user-defined one (container.py's hook): its endpoints, its
+    /etc/hosts with its address, and the state's Network record (inspect, ps, port)."""
+    from pyctr.runtime.network.hostfiles import hosts_file
+    from pyctr.runtime.network.publish import PortMapping
+
+    ports = [PortMapping.from_dict(p) for p in container_config.get("PortMappings", [])]
+    endpoint = connect_at_start(config, spec.id, spec.name, spec.network.mode, pid, spec.network.dns, ports)
+    # In place: C may have bind-mounted this very file already (a rename would leave it the old one).
+    with open(spec.bundle / "hosts", "w") as f:
+        f.write(hosts_file(spec.hostname, endpoint.ip, spec.network.extra_hosts))
+    return {
+        "IPAddress": endpoint.ip, "IPPrefixLen": endpoint.prefixlen, "Gateway": endpoint.network.gateway,
+        "MacAddress": endpoint.mac, "Bridge": endpoint.network.bridge,
+        "Networks": endpoint_settings(spec.id, endpoints_of(config, spec.id)),
+        "Ports": [{"HostIp": p.host_ip or "0.0.0.0", "HostPort": p.host_port, "ContainerPort": p.container_port,
+                   "Protocol": p.proto} for p in endpoint.ports],
+    }
+
+
 def connect_at_start(config: Config, container_id: str, name: str, primary: str, pid: int,
                      dns_servers: list[str], ports: list | None = None) -> Endpoint:
     """Plug a starting container into each network it is attached to (primary first, eth0), then give it

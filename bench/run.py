@@ -97,6 +97,68 @@ def bench_run_bridge(ctx: dict) -> Bench:
                  setup=lambda t, s: t.run("pull", ref))
 
 
+BENCH_NETWORK = "pyctr-bench-net"
+
+
+def _create_bench_network(tool: Tool, state: dict, ref: str) -> None:
+    tool.run("pull", ref)
+    tool.run("network", "rm", BENCH_NETWORK, check=False)
+    tool.run("network", "create", BENCH_NETWORK)
+
+
+def bench_run_user_network(ctx: dict) -> Bench:
+    """`run --rm` on a user-defined network (each tool creates its own network of that name first)."""
+    ref = ctx["images"]["busybox"]
+    return Bench("run --rm --network NAME busybox true (user network)", "<= 0.3",
+                 lambda t, s: timed(t, "run", "--rm", "--network", BENCH_NETWORK, ref, "true"),
+                 setup=lambda t, s: _create_bench_network(t, s, ref),
+                 teardown=lambda t, s: t.run("network", "rm", BENCH_NETWORK, check=False))
+
+
+def bench_dns(ctx: dict) -> Bench:
+    """Median answer time of the embedded DNS server for a container name, asked from inside a container's
+    network namespace (a host thread that entered it: no process start in the figure)."""
+    ref = ctx["images"]["busybox"]
+
+    def setup(tool: Tool, state: dict) -> None:
+        _create_bench_network(tool, state, ref)
+        tool.run("run", "-d", "--name", "bench-dns-target", "--network", BENCH_NETWORK, ref, "sleep", "3600")
+        cid = tool.run("run", "-d", "--network", BENCH_NETWORK, ref, "sleep", "3600").stdout.strip()
+        state["ids"] = ["bench-dns-target", cid]
+        state["pid"] = int(tool.run("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip())
+
+    def measure(tool: Tool, state: dict) -> float:
+        return dns_median(state["pid"], "bench-dns-target", 200)
+
+    def teardown(tool: Tool, state: dict) -> None:
+        tool.run("rm", "-f", *state.get("ids", []), check=False)
+        tool.run("network", "rm", BENCH_NETWORK, check=False)
+
+    return Bench("DNS answer for a container name (median)", "< 1 ms", measure, setup=setup, teardown=teardown)
+
+
+def dns_median(pid: int, name: str, count: int) -> float:
+    from pyctr.runtime.network.dns_server import build_query, parse_answer
+    from pyctr.runtime.network.veth import call_in_netns
+
+    times: list[float] = []
+
+    def ask() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.connect(("127.0.0.11", 53))
+            for i in range(count):
+                start = time.perf_counter()
+                sock.send(build_query(i, name))
+                reply = sock.recv(4096)
+                times.append(time.perf_counter() - start)
+                if not parse_answer(reply)[1]:
+                    raise RuntimeError(f"no address for {name}")
+
+    call_in_netns(pid, ask)
+    return sorted(times)[len(times) // 2]
+
+
 def bench_pull(ctx: dict) -> Bench:
     ref = ctx["images"]["python"]
 
@@ -559,6 +621,7 @@ def main() -> int:
                 bench_run_none(ctx), bench_run_bridge(ctx), bench_pull(ctx), bench_build(ctx, cached=False),
                 bench_build(ctx, cached=True), bench_exec(ctx), bench_ps(ctx), bench_http(ctx), bench_memory(ctx),
                 *bench_many(ctx), bench_big_context_build(ctx), bench_logs(ctx),
+                bench_run_user_network(ctx), bench_dns(ctx),
             ]
             if opts.only:
                 benches = [b for b in benches if opts.only in b.name]

@@ -64,6 +64,7 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "logout": ("pyctr.commands.image", "logout", "Log out from a registry"),
     "build": ("pyctr.commands.build", "build", "Build an image from a Dockerfile"),
     "volume": ("pyctr.commands.volume", "volume", "Manage volumes"),
+    "network": ("pyctr.commands.network", "network", "Manage networks"),
     # system
     "system": ("pyctr.commands.system", "system", "Manage pyctr (df, prune, check, info)"),
     "info": ("pyctr.commands.system", "info", "Report the kernel features pyctr needs"),

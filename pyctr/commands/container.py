@@ -63,6 +63,10 @@ def container_options(f):
         _multiple("--mount", "mounts", metavar="mount", help="Attach a filesystem mount to the container"),
         _multiple("--tmpfs", metavar="LIST", help="Mount a tmpfs directory"),
         _multiple("--volumes-from", metavar="LIST", help="Mount volumes from the specified container(s)"),
+        # networks (p15-net)
+        _multiple("--network-alias", "--net-alias", "network_aliases", metavar="LIST",
+                  help="Add network-scoped alias for the container"),
+        click.option("--ip", default=None, help="IPv4 address (e.g., 172.30.100.104)"),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -89,6 +93,7 @@ def run_options(detach: bool, kw: dict):
         # volumes (p15-vol)
         mounts=list(kw.get("mounts") or ()), tmpfs=list(kw.get("tmpfs") or ()),
         volumes_from=list(kw.get("volumes_from") or ()),
+        network_aliases=list(kw["network_aliases"]), ip=kw["ip"],
     )
 
 

@@ -100,6 +100,7 @@ class RuntimeSnapshot:
     network_error: str = ""
     stray_cgroups: dict[str, StrayCgroup] = field(default_factory=dict)
     index: IndexFacts = field(default_factory=IndexFacts)
+    orphan_bridges: tuple[str, ...] = ()  # labelled for this root, of a user network that no longer exists
 
 
 # ------------------------------------------------------------------ deciding (pure)
@@ -166,6 +167,8 @@ def decide(snapshot: RuntimeSnapshot, grace: float = CGROUP_GRACE) -> list[Findi
         extra = " and a cgroup" if stray.exists else ""
         findings.append(Finding(f"network record {cid[:12]}", f"its container no longer exists (address{extra} "
                                 "still held)", "reap_network", cid))
+    for bridge in snapshot.orphan_bridges:
+        findings.append(Finding(f"network bridge {bridge}", "its network no longer exists", "remove_bridge", bridge))
     return findings
 
 
@@ -278,7 +281,10 @@ def snapshot_runtime(config: Config) -> RuntimeSnapshot:
     for cid in set(network) - set(containers):
         exists, pids, _ = _cgroup_facts(cid)
         strays[cid] = StrayCgroup(exists, pids)
-    return RuntimeSnapshot(containers, frozenset(network), network_error, strays, _index_facts(store))
+    from pyctr.runtime.network.usermanager import orphan_bridges
+
+    return RuntimeSnapshot(containers, frozenset(network), network_error, strays, _index_facts(store),
+                           tuple(orphan_bridges(config)))
 
 
 def _index_facts(store) -> IndexFacts:
@@ -308,11 +314,16 @@ class RuntimeRepairer:
         return {"remove_container": self.remove_container, "finish_removal": self.finish_removal,
                 "mark_exited": self.mark_exited, "teardown": self.teardown, "reap_network": self.reap_network,
                 "remove_build_step": lambda f: remove_build_step(self.config.paths.build_steps, f.target),
-                "rebuild_index": self.rebuild_index}
+                "rebuild_index": self.rebuild_index, "remove_bridge": self.remove_bridge}
 
     def rebuild_index(self, finding: Finding) -> str:
         self.store.rebuild_index_locked()  # check_containers holds the store-wide lock
         return "rebuilt"
+
+    def remove_bridge(self, finding: Finding) -> str:
+        from pyctr.runtime.network.usermanager import remove_orphan_bridge
+
+        return "removed" if remove_orphan_bridge(self.config, finding.target) else "in use again: left alone"
 
     def _teardown_by_id(self, cid: str, directory: Path) -> None:
         """For a container whose config cannot be trusted: release cgroup, network and mounts by id."""

@@ -43,12 +43,13 @@ def port_map(ports: list[dict], exposed: dict | None = None) -> dict:
 
 
 def network_settings(network: dict, mode: str, ports: list[dict], running: bool, exposed: dict | None) -> dict:
-    ip = network.get("IPAddress", "") if running else ""
-    gateway = network.get("Gateway", "") if running else ""
-    prefix = int(network.get("IPPrefixLen", 0)) if running else 0
-    mac = network.get("MacAddress", "") if running else ""
+    shown = running and mode == "bridge"  # Docker fills the top-level fields from the default bridge only
+    ip = network.get("IPAddress", "") if shown else ""
+    gateway = network.get("Gateway", "") if shown else ""
+    prefix = int(network.get("IPPrefixLen", 0)) if shown else 0
+    mac = network.get("MacAddress", "") if shown else ""
     networks = {}
-    if mode not in ("none", "host"):
+    if mode not in ("none", "host") and not (running and mode in (network.get("Networks") or {})):
         networks[mode] = {
             "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
             "Gateway": gateway, "IPAddress": ip, "IPPrefixLen": prefix, "IPv6Gateway": "",
@@ -59,6 +60,8 @@ def network_settings(network: dict, mode: str, ports: list[dict], running: bool,
                             "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                             "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
                             "MacAddress": "", "DriverOpts": None}
+    if running:
+        networks.update(network.get("Networks") or {})  # user-defined networks' endpoints (network connect too)
     return {
         "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0, "Ports": port_map(ports, exposed) if running else {},

@@ -78,6 +78,9 @@ class RunOptions:
     mounts: list[str] = field(default_factory=list)  # --mount values
     tmpfs: list[str] = field(default_factory=list)  # --tmpfs DEST[:OPTS]
     volumes_from: list[str] = field(default_factory=list)  # --volumes-from CONTAINER[:ro|rw]
+    # networks (p15-net)
+    network_aliases: list[str] = field(default_factory=list)
+    ip: str | None = None
 
 
 @dataclass
@@ -389,9 +392,13 @@ def _check_dns(servers: list[str]) -> list[str]:
 
 
 def _check_network(mode: str) -> str:
+    """bridge/host/none, or a user-defined network's name (the caller checked that it exists:
+    network.usermanager.resolve_for_create)."""
     if mode in ("bridge", "host", "none", "default"):
         return "bridge" if mode == "default" else mode
-    raise UsageError(f"network {mode} not found")
+    if not mode or mode.startswith("container:"):
+        raise UsageError(f"network {mode} not found")
+    return mode
 
 
 def make_spec(image_config: dict, options: RunOptions, container_id: str, name: str, bundle_dir: Path,

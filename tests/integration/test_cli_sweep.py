@@ -32,7 +32,7 @@ NO_SUCH_FLAG = "--no-such-flag-xyz"
 
 # Commands with no required argument: an unknown flag is their only bad invocation here.
 NO_REQUIRED_ARGS = {"ps", "images", "image", "system", "info", "doctor", "version", "stats", "load", "login",
-                    "logout", "build", "volume"}
+                    "logout", "build", "volume", "network"}
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,12 @@ VALUE_CASES = [
     Case("unknown-command", ("nosuchcommand",), code=1, says="nosuchcommand"),
     Case("image-unknown-subcommand", ("image", "nosuchsub"), code=1, says="nosuchsub"),
     Case("system-unknown-subcommand", ("system", "nosuchsub"), code=1, says="nosuchsub"),
+    Case("network-unknown-subcommand", ("network", "nosuchsub"), code=1, says="nosuchsub"),
+    Case("network-rm-missing", ("network", "rm", "nosuchnet"), code=1, says="Error: No such network: nosuchnet"),
+    Case("network-create-missing-name", ("network", "create"), code=1, says='"pyctr network create" requires'),
+    Case("network-create-bad-driver", ("network", "create", "-d", "foo", "x"), code=1, says='plugin "foo" not found'),
+    Case("network-create-bad-subnet", ("network", "create", "--subnet", "nonsense", "x"), code=1,
+         says="invalid CIDR address: nonsense"),
 ]
 
 ALL_CASES = _flag_cases() + VALUE_CASES

@@ -153,8 +153,10 @@ def test_privileged():
 
 def test_host_network_has_no_net_namespace():
     assert "net" not in spec_for({"Cmd": ["sh"]}, network="host").namespaces
-    with pytest.raises(UsageError, match="network foo not found"):
-        spec_for({"Cmd": ["sh"]}, network="foo")
+    with pytest.raises(UsageError, match="network container:x not found"):
+        spec_for({"Cmd": ["sh"]}, network="container:x")
+    user_network = spec_for({"Cmd": ["sh"]}, network="foo")  # its existence is checked at create (usermanager)
+    assert user_network.network.mode == "foo" and "net" in user_network.namespaces
 
 
 def test_volumes():

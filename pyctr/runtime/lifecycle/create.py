@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyctr.errors import NotFoundError
+from pyctr.errors import NotFoundError, PyctrError
 from pyctr.runtime.lifecycle.config_document import config_document
 from pyctr.runtime.lifecycle.kill import parse_signal
 from pyctr.runtime.state import ContainerRecord, ContainerStore
@@ -44,6 +46,11 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
         parse_signal(options.stop_signal)  # Docker: "Invalid signal: X" at create, not at the first stop
     image = resolve_image(config, options.image, out=out)
     store = ContainerStore(config.paths)
+    from pyctr.runtime.network.usermanager import attach, resolve_for_create
+
+    user_network = resolve_for_create(config, options.network, options.network_aliases, options.ip)
+    if user_network is not None:
+        options = replace(options, network=user_network.name)
     from pyctr.runtime.volumes import ContainerVolumes
 
     volumes = ContainerVolumes(config.paths, store, options)
@@ -57,7 +64,15 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
         _write_host_files(bundle, spec)
         return config_document(spec, options, image.id, image.config, ports)
 
-    return volumes.create(lambda: store.create(build, options.name))
+    record = volumes.create(lambda: store.create(build, options.name))
+    if user_network is not None:
+        try:
+            attach(config, record.id, user_network, options.network_aliases, options.ip)
+        except BaseException:
+            with contextlib.suppress(PyctrError, OSError):
+                store.remove_directory(record.id)
+            raise
+    return record
 
 
 def _port_mappings(options: RunOptions) -> list:
@@ -85,6 +100,11 @@ def _write_host_files(bundle: Path, spec: ContainerSpec) -> None:
         return
     _write_text(bundle / "hosts", hosts_file(spec.hostname, None, spec.network.extra_hosts))
     host_text, upstream = read_host_resolv_conf()
+    if spec.network.mode not in ("bridge", "none"):  # a user-defined network: the embedded DNS server
+        from pyctr.runtime.network.hostfiles import embedded_resolv_conf
+
+        _write_text(bundle / "resolv.conf", embedded_resolv_conf(host_text))
+        return
     _write_text(bundle / "resolv.conf", resolv_conf(host_text, spec.network.dns, upstream))
 
 

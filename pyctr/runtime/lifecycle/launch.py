@@ -45,7 +45,7 @@ class Launch:
 
         Both are mostly system calls that wait (cgroup v1 moves a process hierarchy by hierarchy, netlink and
         nft answer in their own time); the network goes on while C builds its rootfs (before_exec joins it)."""
-        if self.spec.network.mode == "bridge":
+        if self.spec.network.mode not in ("host", "none"):
             self._connecting = Concurrently(self._connect, pid)
         try:
             self.cgroup.add_process(pid)
@@ -66,14 +66,22 @@ class Launch:
         from pyctr.runtime.network import PortMapping, setup_network
         from pyctr.runtime.network.hostfiles import hosts_file
 
+        if self.spec.network.mode != "bridge":  # a user-defined network
+            from pyctr.runtime.network.usermanager import start_on_user_networks
+
+            self.network = start_on_user_networks(self.config, self.spec, self.record.config, pid)
+            return
         ports = [PortMapping.from_dict(p) for p in self.record.config.get("PortMappings", [])]
         info = setup_network(self.config, self.spec.id, pid, ports)
+        from pyctr.runtime.network.usermanager import connect_attached, endpoint_settings
+
+        extra = connect_attached(self.config, self.spec.id, self.spec.name, pid)  # `network connect` while stopped
         # In place: C may have bind-mounted this very file already (a rename would leave it the old one).
         with open(self.spec.bundle / "hosts", "w") as f:
             f.write(hosts_file(self.spec.hostname, info.ip, self.spec.network.extra_hosts))
         self.network = {
             "IPAddress": info.ip, "IPPrefixLen": info.prefixlen, "Gateway": info.gateway, "MacAddress": info.mac,
-            "Bridge": info.bridge,
+            "Bridge": info.bridge, **({"Networks": endpoint_settings(self.spec.id, extra)} if extra else {}),
             "Ports": [{"HostIp": p.host_ip or "0.0.0.0", "HostPort": p.host_port, "ContainerPort": p.container_port,
                        "Protocol": p.proto} for p in info.ports],
         }

@@ -85,7 +85,7 @@ def teardown(config: Config, record: ContainerRecord, spec: ContainerSpec | None
     errors = []
     never_started = record.state.started_at == st.ZERO_TIME and not record.state.network
     network = None
-    if mode == "bridge" and not never_started:  # a never-started container has no veth to remove
+    if mode not in ("host", "none") and not never_started:  # a never-started container has no veth to remove
         from pyctr.runtime.network import teardown_network
 
         network = Concurrently(teardown_network, config, record.id)  # alongside the cgroup and the mount

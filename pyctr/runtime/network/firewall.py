@@ -64,10 +64,15 @@ def forwards_from_records(records: Iterable) -> list[Forward]:
     return sorted(forwards, key=lambda f: (f.host_port, f.proto, f.host_ip, f.container_ip))
 
 
-def ruleset_plan(bridge: str, subnet: str, forwards: Iterable[Forward]) -> str:
-    """The nft script that makes table pyctr_<bridge> exactly what the state says."""
+def ruleset_plan(bridge: str, subnet: str, forwards: Iterable[Forward], policy: dict | None = None) -> str:
+    """The nft script that makes table pyctr_<bridge> exactly what the state says.
+
+    `policy` is a user-defined network's (usermanager.py): isolated from every other bridge (Docker's
+    DOCKER-ISOLATION chains), and with `internal` neither masqueraded nor forwarded out."""
+    policy = policy or {}
     table = table_name(bridge)
     dnat_rules = [_dnat_rule(f) for f in forwards]
+    masquerade = [] if policy.get("internal") else [f'\t\tip saddr {subnet} oifname != "{bridge}" masquerade']
     lines = [
         f"table ip {table}",
         f"delete table ip {table}",
@@ -85,13 +90,31 @@ def ruleset_plan(bridge: str, subnet: str, forwards: Iterable[Forward]) -> str:
         "\t}",
         "\tchain postrouting {",
         "\t\ttype nat hook postrouting priority 100; policy accept;",
-        f'\t\tip saddr {subnet} oifname != "{bridge}" masquerade',
+        *masquerade,
         f'\t\toifname "{bridge}" ip saddr 127.0.0.0/8 masquerade',
         f'\t\toifname "{bridge}" ip saddr {subnet} ct status dnat masquerade',
         "\t}",
+        *isolation_chain(bridge, policy),
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def isolation_chain(bridge: str, policy: dict) -> list[str]:
+    """A user network's forward filter: nothing from another bridge (or from outside) comes in unless it
+    answers the network's own traffic or is a published port; nothing goes to the default bridge; an
+    internal network forwards nothing across its border at all. Empty for the default bridge."""
+    if not policy.get("user"):
+        return []
+    inbound = f'oifname "{bridge}" iifname != "{bridge}"'
+    rules = [f"{inbound} ct state established,related accept"]
+    if policy.get("internal"):
+        rules += [f"{inbound} drop", f'iifname "{bridge}" oifname != "{bridge}" drop']
+    else:
+        rules += [f"{inbound} ct status dnat accept", f"{inbound} drop"]
+        rules += [f'iifname "{bridge}" oifname "{other}" drop' for other in policy.get("isolate_from", [])]
+    return ["\tchain forward {", "\t\ttype filter hook forward priority 0; policy accept;",
+            *[f"\t\t{rule}" for rule in rules], "\t}"]
 
 
 def _dnat_rule(forward: Forward) -> str:
@@ -140,11 +163,13 @@ class Pending:
             raise RuntimeFailure(f"nft failed to apply pyctr's NAT rules: {detail}")
 
 
-def start_apply(bridge: str, subnet: str, forwards: list[Forward]) -> Pending:
+def start_apply(bridge: str, subnet: str, forwards: list[Forward], policy: dict | None = None) -> Pending:
     """Make the kernel's NAT for `bridge` exactly the plan, with the available backend; returns while nft
     still works: call wait() on the result before relying on the rules."""
     if backend() == "nft":
-        return _start_nft(ruleset_plan(bridge, subnet, forwards))
+        return _start_nft(ruleset_plan(bridge, subnet, forwards, policy))
+    if policy and policy.get("user"):
+        raise RuntimeFailure("user-defined networks need nftables: install the nftables package (nft)")
     _apply_iptables(bridge, subnet, forwards)
     return Pending()
 

@@ -85,6 +85,26 @@ def resolv_conf(
     return "\n".join(lines) + "\n"
 
 
+EMBEDDED_DNS = "127.0.0.11"
+
+
+def embedded_resolv_conf(host_text: str, dns_search: list[str] | tuple[str, ...] = (),
+                         dns_options: list[str] | tuple[str, ...] = ()) -> str:
+    """A container on a user-defined network asks pyctr's embedded server (Docker's rule): the host's search
+    domains and options kept, `nameserver 127.0.0.11`, and `ndots:0` unless an ndots option is set already."""
+    lines = host_text.splitlines()
+    search = list(dns_search) or _last_directive(lines, "search")
+    options = list(dns_options) or _last_directive(lines, "options")
+    if not any(o.startswith("ndots:") for o in options):
+        options.append("ndots:0")
+    out = []
+    if search and search != ["."]:
+        out.append("search " + " ".join(search))
+    out.append(f"nameserver {EMBEDDED_DNS}")
+    out.append("options " + " ".join(options))
+    return "\n".join(out) + "\n"
+
+
 def _is_loopback_nameserver_line(line: str) -> bool:
     words = line.split()
     return len(words) >= 2 and words[0] == "nameserver" and _is_loopback(words[1])

@@ -64,17 +64,28 @@ class ContainerRecord:
     veth: str
     ports: list[dict] = field(default_factory=list)
     proxy: dict = field(default_factory=dict)  # the IPv6 userland proxy: {"pid": N, "ports": [[::] mappings]}
+    # user-defined networks (usermanager.py): the names the embedded DNS answers, the interface in the container
+    name: str = ""
+    aliases: list[str] = field(default_factory=list)
+    ifname: str = "eth0"
 
     def to_dict(self) -> dict:
-        data = {"ip": self.ip, "mac": self.mac, "veth": self.veth, "ports": self.ports}
+        data: dict = {"ip": self.ip, "mac": self.mac, "veth": self.veth, "ports": self.ports}
         if self.proxy:
             data["proxy"] = self.proxy
+        if self.name:
+            data["name"] = self.name
+        if self.aliases:
+            data["aliases"] = self.aliases
+        if self.ifname != "eth0":
+            data["ifname"] = self.ifname
         return data
 
     @classmethod
     def from_dict(cls, container_id: str, data: dict) -> ContainerRecord:
         return cls(container_id, data["ip"], data["mac"], data["veth"], list(data.get("ports", [])),
-                   dict(data.get("proxy") or {}))
+                   dict(data.get("proxy") or {}), data.get("name", ""), list(data.get("aliases") or []),
+                   data.get("ifname", "eth0"))
 
 
 @dataclass
@@ -85,6 +96,9 @@ class BridgeState:
     subnet: str
     last: str | None = None
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
+    # a user-defined network's firewall policy ({"user": True, "internal": bool, "isolate_from": [bridges]});
+    # empty for the default bridge
+    policy: dict = field(default_factory=dict)
 
     def used_addresses(self) -> set[str]:
         return {record.ip for record in self.containers.values()}
@@ -103,16 +117,19 @@ class BridgeState:
         return self.containers.pop(container_id, None)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "subnet": self.subnet,
             "last": self.last,
             "containers": {cid: rec.to_dict() for cid, rec in sorted(self.containers.items())},
         }
+        if self.policy:
+            data["policy"] = self.policy
+        return data
 
     @classmethod
     def from_dict(cls, bridge: str, data: dict) -> BridgeState:
         containers = {cid: ContainerRecord.from_dict(cid, rec) for cid, rec in data.get("containers", {}).items()}
-        return cls(bridge, data["subnet"], data.get("last"), containers)
+        return cls(bridge, data["subnet"], data.get("last"), containers, dict(data.get("policy") or {}))
 
 
 @dataclass
@@ -129,8 +146,11 @@ class NetworkState:
             self.bridges[name] = state
         return state
 
-    def find(self, container_id: str) -> tuple[BridgeState, ContainerRecord] | None:
+    def find(self, container_id: str, bridge: str | None = None) -> tuple[BridgeState, ContainerRecord] | None:
+        """The container's record (on `bridge` only, when given: a container may be on user networks too)."""
         for state in self.bridges.values():
+            if bridge is not None and state.bridge != bridge:
+                continue
             record = state.containers.get(container_id)
             if record is not None:
                 return state, record

@@ -80,7 +80,7 @@ def listed_ports(ipv4: list[PortMapping], ipv6: list[PortMapping]) -> list[PortM
     return listed
 
 
-def _taken_ports(state: ipam.NetworkState, except_container: str | None = None) -> list[Key]:
+def taken_ports(state: ipam.NetworkState, except_container: str | None = None) -> list[Key]:
     taken = []
     for bridge_state in state.bridges.values():
         for cid, record in bridge_state.containers.items():
@@ -100,7 +100,7 @@ def check_ports_free(mappings: list[PortMapping], config: Config | None = None) 
         return []
     taken: list[Key] = []
     if config is not None:
-        taken = _taken_ports(ipam.load_state(config.paths.network))
+        taken = taken_ports(ipam.load_state(config.paths.network))
     return resolve_host_ports(mappings, taken, host_port_is_free, ephemeral_range(), ipv6=host_has_ipv6())
 
 
@@ -116,22 +116,22 @@ def setup_network(config: Config, container_id: str, pid: int, ports: list[PortM
     gateway = ipam.gateway_address(net.subnet)
     prefixlen = ipaddress.ip_network(net.subnet).prefixlen
     owner = bridge_ops.owner_tag(config.root)
-    with ipam.locked_state(config.paths.network) as state, _kernel_errors(f"connect {container_id[:12]}"):
-        departed = _forget_previous_start(state, container_id)
+    with ipam.locked_state(config.paths.network) as state, kernel_errors(f"connect {container_id[:12]}"):
+        departed = _forget_previous_start(state, container_id, net.bridge)
         bridge_state = state.bridge(net.bridge, net.subnet)
         departed += _drop_dead_records(bridge_state)
         _check_subnet_unchanged(bridge_state, net.subnet)
         _claim_bridge(bridge_state, owner)
         _stop_proxies(departed)  # before the ports are chosen: their [::] sockets are free then
         ipv6 = bool(ports) and host_has_ipv6()
-        resolved = resolve_host_ports(list(ports or []), _taken_ports(state), host_port_is_free, ephemeral_range(),
+        resolved = resolve_host_ports(list(ports or []), taken_ports(state), host_port_is_free, ephemeral_range(),
                                       ipv6=ipv6)
         bound = _bind_ipv6_twins(ipv6_bindings(resolved, ipv6))
-        record = bridge_state.allocate(container_id, veth.host_veth_name(container_id, _veth_names(state)))
+        record = bridge_state.allocate(container_id, veth.host_veth_name(container_id, veth_names(state)))
         record.ports = [m.to_dict() for m in resolved]
         rules = firewall.Pending()
         try:
-            rules = _start_rules(bridge_state, owner)  # nft works while the links are made
+            rules = start_rules(bridge_state, owner)  # nft works while the links are made
             sysctl.enable_ip_forwarding()
             bridge_index = bridge_ops.ensure_bridge(net.bridge, gateway, prefixlen, owner)
             sysctl.enable_route_localnet(net.bridge)
@@ -202,7 +202,7 @@ def _check_own_netns(pid: int) -> None:
 
 
 @contextlib.contextmanager
-def _kernel_errors(what: str) -> Iterator[None]:
+def kernel_errors(what: str) -> Iterator[None]:
     """Netlink and OS errors become one-line RuntimeFailures, never tracebacks."""
     from pyctr.runtime.network._rtnl import netlink_error_class
 
@@ -214,7 +214,7 @@ def _kernel_errors(what: str) -> Iterator[None]:
         raise RuntimeFailure(f"cannot {what}: {e}") from None
 
 
-def _veth_names(state: ipam.NetworkState) -> set[str]:
+def veth_names(state: ipam.NetworkState) -> set[str]:
     return {rec.veth for bridge_state in state.bridges.values() for rec in bridge_state.containers.values()}
 
 
@@ -238,11 +238,11 @@ def _drop_dead_records(bridge_state: ipam.BridgeState) -> list[ipam.ContainerRec
     return [bridge_state.release(cid) for cid in dead]
 
 
-def _forget_previous_start(state: ipam.NetworkState, container_id: str) -> list[ipam.ContainerRecord]:
+def _forget_previous_start(state: ipam.NetworkState, container_id: str, bridge: str) -> list[ipam.ContainerRecord]:
     """A record for a container being started is stale (it cannot run twice): undo it first."""
     from pyctr.runtime.network import veth
 
-    found = state.find(container_id)
+    found = state.find(container_id, bridge)
     if found is None:
         return []
     bridge_state, record = found
@@ -302,10 +302,10 @@ def _undo_setup(bridge_state: ipam.BridgeState, veth_name: str, owner: str) -> N
 
 
 def _apply_rules(bridge_state: ipam.BridgeState, owner: str) -> None:
-    _start_rules(bridge_state, owner).wait()
+    start_rules(bridge_state, owner).wait()
 
 
-def _start_rules(bridge_state: ipam.BridgeState, owner: str) -> firewall.Pending:
+def start_rules(bridge_state: ipam.BridgeState, owner: str) -> firewall.Pending:
     """Start making the kernel's NAT match the state: the table exists iff containers do.
 
     The bridge itself stays once created, as Docker's docker0 does: an idle bridge carries no traffic and
@@ -313,7 +313,7 @@ def _start_rules(bridge_state: ipam.BridgeState, owner: str) -> firewall.Pending
     bridge = bridge_state.bridge
     if bridge_state.containers:
         forwards = firewall.forwards_from_records(bridge_state.containers.values())
-        return firewall.start_apply(bridge, bridge_state.subnet, forwards)
+        return firewall.start_apply(bridge, bridge_state.subnet, forwards, bridge_state.policy)
     if _owns_bridge(bridge, owner):
         firewall.remove(bridge)  # one netlink transaction: done already
     return firewall.Pending()
@@ -328,18 +328,22 @@ def teardown_network(config: Config, container_id: str) -> None:
     from pyctr.runtime.network import veth
 
     owner = bridge_ops.owner_tag(config.root)
-    with ipam.locked_state(config.paths.network) as state, _kernel_errors(f"disconnect {container_id[:12]}"):
-        found = state.find(container_id)
+    with ipam.locked_state(config.paths.network) as state, kernel_errors(f"disconnect {container_id[:12]}"):
+        if any(container_id in b.containers for b in state.bridges.values() if b.policy.get("user")):
+            from pyctr.runtime.network import usermanager
+
+            usermanager.release_user_endpoints(config, state, container_id)
+        found = state.find(container_id, config.network.bridge)
         if found is None:
             # Never connected, or a crash before its record was saved: remove a veth
             # by its default name unless another container owns that name.
             name = veth.host_veth_name(container_id)
-            if name not in _veth_names(state):
+            if name not in veth_names(state):
                 veth.remove_veth(name)
             return
         bridge_state, record = found
         bridge_state.release(container_id)
-        rules = _start_rules(bridge_state, owner)  # nft works while the veth goes
+        rules = start_rules(bridge_state, owner)  # nft works while the veth goes
         try:
             _stop_proxies([record])
             veth.remove_veth(record.veth)
@@ -360,7 +364,7 @@ def reap_stale(config: Config, live_container_ids: set[str] | list[str]) -> list
     owner = bridge_ops.owner_tag(config.root)
     live = set(live_container_ids)
     reaped: list[str] = []
-    with ipam.locked_state(config.paths.network) as state, _kernel_errors("clean up stale networks"):
+    with ipam.locked_state(config.paths.network) as state, kernel_errors("clean up stale networks"):
         state.bridge(config.network.bridge, config.network.subnet)  # make sure the configured one is checked
         for bridge_state in state.bridges.values():
             departed = []
@@ -378,6 +382,11 @@ def reap_stale(config: Config, live_container_ids: set[str] | list[str]) -> list
                         veth.remove_veth(name)
             _apply_rules(bridge_state, owner)
             _forget_udp_flows(departed)
+        if any(b.policy.get("user") for b in state.bridges.values()) or \
+                (config.paths.network / "networks.json").exists():
+            from pyctr.runtime.network import usermanager
+
+            usermanager.forget_reaped(config, state, reaped)
     return reaped
 
 
@@ -391,5 +400,5 @@ def network_info(config: Config, container_id: str) -> NetworkInfo | None:
     network_dir: Path = config.paths.network
     if not ipam.state_file(network_dir).exists():
         return None
-    found = ipam.load_state(network_dir).find(container_id)
+    found = ipam.load_state(network_dir).find(container_id, config.network.bridge)
     return _info(*found) if found else None

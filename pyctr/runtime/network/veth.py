@@ -44,6 +44,8 @@ class ContainerLink:
     ip: str
     prefixlen: int
     gateway: str
+    ifname: str = CONTAINER_IFNAME  # eth1, eth2... for `network connect` of a running container
+    default_route: bool = True  # only the first non-internal network routes the container out
 
 
 def attach_container(link: ContainerLink, pid: int, bridge_index: int) -> None:
@@ -62,13 +64,13 @@ def attach_container(link: ContainerLink, pid: int, bridge_index: int) -> None:
         _configure_inside(link, pid)
     except (NetlinkError, OSError) as e:
         remove_veth(link.veth)
-        raise RuntimeFailure(f"cannot configure eth0 in the network namespace of process {pid}: {e}") from None
+        raise RuntimeFailure(f"cannot configure {link.ifname} in the network namespace of process {pid}: {e}") from None
 
 
 def _create_pair(link: ContainerLink, pid: int, bridge_index: int) -> None:
     NetlinkError = netlink_error_class()
     with open_iproute() as ipr:
-        peer = {"ifname": CONTAINER_IFNAME, "address": link.mac, "net_ns_pid": pid}
+        peer = {"ifname": link.ifname, "address": link.mac, "net_ns_pid": pid}
         # One request: created already enslaved to the bridge and up (the kernel applies IFLA_MASTER and the
         # flags on creation), instead of create, look up, enslave, bring up: three round trips fewer.
         new = {"ifname": link.veth, "kind": "veth", "peer": peer, "master": bridge_index, "state": "up"}
@@ -103,10 +105,11 @@ def _configure_inside(link: ContainerLink, pid: int) -> None:
         lo = ipr.link_lookup(ifname="lo")
         if lo:
             ipr.link("set", index=lo[0], state="up")
-        eth0 = ipr.link_lookup(ifname=CONTAINER_IFNAME)[0]
+        eth0 = ipr.link_lookup(ifname=link.ifname)[0]
         ipr.addr("add", index=eth0, address=link.ip, prefixlen=link.prefixlen)
         ipr.link("set", index=eth0, state="up")
-        ipr.route("add", dst="0.0.0.0/0", gateway=link.gateway, oif=eth0)
+        if link.default_route:
+            ipr.route("add", dst="0.0.0.0/0", gateway=link.gateway, oif=eth0)
 
     run_in_netns(pid, configure)
 
@@ -119,6 +122,16 @@ def run_in_netns(pid: int, action: Callable[[Any], None]) -> None:
     socket stays bound to the namespace it was created in) and ends. This is
     ~5x faster than pyroute2's netns= option, which forks a helper process.
     """
+    def act() -> None:
+        with open_iproute() as ipr:
+            action(ipr)
+
+    call_in_netns(pid, act)
+
+
+def call_in_netns(pid: int, action: Callable[[], None]) -> None:
+    """Run action() in a throwaway thread inside process `pid`'s network namespace (see run_in_netns): a
+    socket it creates belongs to that namespace (the embedded DNS server's 127.0.0.11:53)."""
     from pyctr.runtime import syscalls
 
     errors: list[BaseException] = []
@@ -130,8 +143,7 @@ def run_in_netns(pid: int, action: Callable[[Any], None]) -> None:
                 syscalls.setns(fd, syscalls.CLONE_NEWNET)
             finally:
                 os.close(fd)
-            with open_iproute() as ipr:
-                action(ipr)
+            action()
         except BaseException as e:  # re-raised in the caller's thread
             errors.append(e)
 

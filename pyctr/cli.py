@@ -50,6 +50,9 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "exec": ("pyctr.commands.enter", "exec_", "Run a command in a running container"),
     "top": ("pyctr.commands.enter", "top", "Display the running processes of a container"),
     "cp": ("pyctr.commands.enter", "cp", "Copy files between a container and the host"),
+    # lifecycle (p15-life)
+    "pause": ("pyctr.commands.lifecycle", "pause", "Pause all processes within one or more containers"),
+    "unpause": ("pyctr.commands.lifecycle", "unpause", "Unpause all processes within one or more containers"),
     # images
     "pull": ("pyctr.commands.image", "pull", "Download an image from a registry"),
     "push": ("pyctr.commands.image", "push", "Upload an image to a registry"),

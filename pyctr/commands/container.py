@@ -59,6 +59,15 @@ def container_options(f):
         click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container"),
         _multiple("-l", "--label", "labels", metavar="LIST", help="Set meta data on a container"),
         _multiple("--group-add", metavar="LIST", help="Add additional groups to join"),
+        # lifecycle (p15-life)
+        click.option("--restart", default="no", help="Restart policy to apply when a container exits"),
+        click.option("--health-cmd", default=None, help="Command to run to check health"),
+        click.option("--health-interval", default=None, help="Time between running the check (ms|s|m|h)"),
+        click.option("--health-timeout", default=None, help="Maximum time to allow one check to run (ms|s|m|h)"),
+        click.option("--health-start-period", default=None,
+                     help="Start period for the container to initialize before starting health-retries countdown"),
+        click.option("--health-retries", type=int, default=0, help="Consecutive failures needed to report unhealthy"),
+        click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK"),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -82,7 +91,27 @@ def run_options(detach: bool, kw: dict):
         publish_all=kw["publish_all"], dns=list(kw["dns"]), add_host=list(kw["add_host"]), init=kw["init"],
         stop_signal=kw["stop_signal"], stop_timeout=kw["stop_timeout"], labels=list(kw["labels"]),
         group_add=list(kw["group_add"]),
+        # lifecycle (p15-life)
+        restart=kw["restart"], health_cmd=kw["health_cmd"],
+        health_interval=flag_duration("--health-interval", kw["health_interval"]),
+        health_timeout=flag_duration("--health-timeout", kw["health_timeout"]),
+        health_start_period=flag_duration("--health-start-period", kw["health_start_period"]),
+        health_retries=kw["health_retries"], no_healthcheck=kw["no_healthcheck"],
     )
+
+
+def flag_duration(flag: str, value: str | None) -> int:
+    """A Go duration flag (pflag's DurationVar) in ns; pflag's words when it does not parse."""
+    if value is None:
+        return 0
+    from pyctr.build.instructions import parse_duration
+    from pyctr.errors import BuildError, UsageError
+
+    sign, text = (-1, value[1:]) if value.startswith("-") else (1, value.removeprefix("+"))
+    try:
+        return 0 if text == "0" else sign * parse_duration(text)
+    except BuildError as e:
+        raise UsageError(f'invalid argument "{value}" for "{flag}" flag: {e.message}') from None
 
 
 @click.command(context_settings=RUN_CONTEXT)
@@ -151,13 +180,20 @@ def start(app: AppContext, attach: bool, interactive: bool, containers: tuple[st
     if attach or interactive:
         if len(containers) > 1:
             raise PyctrError("you cannot start and attach multiple containers at once")
+        from pyctr.runtime.restart import reset_for_user_start
+
         record = store.get(containers[0])
+        reset_for_user_start(store, record.id)
+        record = store.get(record.id)
         sys.exit(container.run_foreground(app.config, record, interactive=interactive))
 
     def one(ref: str) -> None:
         record = store.get(ref)
         if not record.state.running:
-            container.start_detached(app.config, record)
+            from pyctr.runtime.restart import reset_for_user_start
+
+            reset_for_user_start(store, record.id)  # a user's start begins a new restart manager (Docker)
+            container.start_detached(app.config, store.get(record.id))
         click.echo(ref)
 
     _for_each(containers, one, summary="Error: failed to start containers: ")  # docker-cli's start.go

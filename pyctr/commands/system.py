@@ -162,3 +162,13 @@ def _add_image_commands() -> None:
 
 
 _add_image_commands()
+
+
+def _add_lifecycle_commands() -> None:
+    """`system boot` and `system prune` live with the lifecycle commands (p15-life)."""
+    from pyctr.commands.lifecycle import boot
+
+    system.add_command(boot)
+
+
+_add_lifecycle_commands()

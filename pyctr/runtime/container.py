@@ -63,8 +63,9 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
 
     ports = _port_mappings(options)
     parse_limits(options)  # Docker's CLI refuses `-m 12q` / `--cpus -1` before any pull: check them first
-    if options.stop_signal:
-        parse_signal(options.stop_signal)  # refused now, not when `stop` needs it
+    from pyctr.runtime.lifecycle import validate_options
+
+    validate_options(options)  # --restart, --health-*: refused before any pull, as Docker
     if options.stop_signal:
         parse_signal(options.stop_signal)  # Docker: "Invalid signal: X" at create, not at the first stop
     image = resolve_image(config, options.image, out=out)
@@ -106,7 +107,9 @@ def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, ima
 
         ports = list(ports) + publish_all(exposed)
     args = spec.process.args
-    return {
+    from pyctr.runtime.lifecycle import apply_to_document
+
+    return apply_to_document({
         "Id": spec.id,
         "Name": spec.name,
         "Created": st.now_rfc3339(),
@@ -121,7 +124,7 @@ def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, ima
         "MountPoints": mount_points(spec, options),
         "Spec": spec.to_dict(),
         "Options": asdict(options),
-    }
+    }, options, inner or {})
 
 
 def _port_dict(p) -> dict:
@@ -308,8 +311,15 @@ class _Launch:
                 raise
             pid, start_time = launched.pid, launched.start_time
             me = os.getpid()
+            from pyctr.runtime import health
+
+            check = health.configured(self.record.config)
             self.store.update_state(self.spec.id, lambda s: _with_network(
-                st.started(s, pid, start_time, me, st.proc_start_time(me) or 0, st.boot_id()), self.network))
+                st.started(s, pid, start_time, me, st.proc_start_time(me) or 0, st.boot_id(),
+                           healthcheck=check is not None), self.network))
+        if check is not None:
+            with contextlib.suppress(OSError):
+                health.start_checker(self.config, self.spec.id, pid, start_time)
         return pid, start_time
 
     @contextlib.contextmanager
@@ -323,7 +333,7 @@ class _Launch:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise ConflictError(f"container {self.spec.id[:12]} is already being started") from None
-            if self.store.get(self.spec.id).state.running:
+            if self.store.get(self.spec.id).state.status in ("running", "paused"):  # restarting: the policy's start
                 raise ConflictError(f"container {self.spec.id[:12]} is already running")
             yield
         finally:
@@ -533,7 +543,7 @@ def _reap_quietly(pid: int) -> None:
 
 
 def _check_startable(record: ContainerRecord) -> None:
-    if record.state.running:
+    if record.state.status in ("running", "paused"):  # "restarting" is started again by its restart policy
         raise ConflictError(f"container {record.short_id} is already running")
 
 
@@ -668,10 +678,24 @@ def finish(config: Config, container_id: str, exit_code: int, finished_at: str |
         return  # removed meanwhile (rm -f): nothing left to record
     spec = load_spec(record)
     oom = _oom_killed(container_id)
+    from pyctr.runtime import restart as policy
+
+    decisions = []
+
+    def exit_transition(s: st.ContainerState) -> st.ContainerState | None:
+        if not s.running or s.status == "restarting":
+            return None
+        new, decision = policy.exit_transition(s, policy.policy_of(record), exit_code, oom_killed=oom,
+                                               at=finished_at, now=time.time())
+        decisions.append(decision)
+        return new
+
     with contextlib.suppress(NotFoundError):
-        store.update_state(container_id, lambda s: st.exited(s, exit_code, oom_killed=oom, at=finished_at)
-                           if s.running else None)
+        store.update_state(container_id, exit_transition)
     teardown(config, record, spec)  # raises if something stayed: the directory is then kept for `rm -f`
+    if decisions and decisions[0].restart:
+        policy.schedule(config, container_id, decisions[0].delay_ms)
+        return
     if spec.auto_remove:
         volumes = anonymous_volumes(record)
         store.remove_directory(container_id)
@@ -795,13 +819,29 @@ def kill(config: Config, ref: str, sig: str | int = "KILL") -> ContainerRecord:
     record = store.get(ref)
     if not record.state.running:
         raise ConflictError(f"Cannot kill container: {ref}: Container {record.id} is not running")
+    from pyctr.runtime import restart as policy
+
+    policy.note_user_signal(store, record, signum, settle=False)
+    if record.state.status == "restarting":  # Docker: telling the restart to give up is enough
+        return record
     _signal(record, signum)
+    _thaw_if_paused(config, record)
     return record
+
+
+def _thaw_if_paused(config: Config, record: ContainerRecord) -> None:
+    """Docker's kill/stop of a paused container: the signal is sent, then the container is resumed to take it."""
+    if record.state.status == "paused":
+        from pyctr.runtime.pause import thaw_after_signal
+
+        thaw_after_signal(config, record)
 
 
 def _signal(record: ContainerRecord, signum: int) -> None:
     """Signal C through a pidfd opened and checked first: a reused pid can never get the signal."""
     state = record.state
+    if state.pid <= 0:  # restarting: no process
+        return
     try:
         pidfd = os.pidfd_open(state.pid)
     except (ProcessLookupError, ValueError):
@@ -823,7 +863,13 @@ def stop(config: Config, ref: str, timeout: int | None = None, sig: str | None =
     spec = record.config.get("Spec", {})
     signum = parse_signal(sig or spec.get("stop_signal") or "SIGTERM")
     timeout = spec.get("stop_timeout", 10) if timeout is None else timeout
+    from pyctr.runtime import restart as policy
+
+    record = policy.note_user_signal(store, record, signal.SIGKILL)  # a stop always cancels a policy restart
+    if not record.state.running:
+        return record
     _signal(record, signum)
+    _thaw_if_paused(config, record)
     if not wait_for_exit(record.state.pid, record.state.pid_start_time, max(timeout, 0)):
         _signal(record, signal.SIGKILL)
         wait_for_exit(record.state.pid, record.state.pid_start_time, STATE_SETTLE_TIMEOUT)
@@ -835,6 +881,8 @@ POLL_SLICE_MS = 3_600_000
 
 def wait_for_exit(pid: int, start_time: int, timeout: float) -> bool:
     """Block until process (pid, start_time) is gone, at most `timeout` s; True if it is gone."""
+    if pid <= 0:
+        return True
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -905,7 +953,11 @@ def remove(config: Config, ref: str, force: bool = False, volumes: bool = False)
         if not force:
             raise ConflictError(f"You cannot remove a running container {record.id}. Stop the container before "
                                 "attempting removal or force remove")
+        from pyctr.runtime import restart as policy
+
+        record = policy.note_user_signal(store, record, signal.SIGKILL)  # rm -f ends a policy restart too
         _signal(record, signal.SIGKILL)
+        _thaw_if_paused(config, record)
         wait_for_exit(record.state.pid, record.state.pid_start_time, STATE_SETTLE_TIMEOUT)
         # Let the monitor finish (it keeps its pid through the exec of `_cleanup`): it writes into the
         # container's directory until then, which must not race with deleting it.
@@ -927,5 +979,8 @@ def restart(config: Config, ref: str, timeout: int | None = None) -> ContainerRe
     stop(config, ref, timeout)
     store = ContainerStore(config.paths)
     record = store.get(ref)
-    start_detached(config, record)
+    from pyctr.runtime.restart import reset_for_user_start
+
+    reset_for_user_start(store, record.id)
+    start_detached(config, store.get(record.id))
     return record

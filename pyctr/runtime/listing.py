@@ -27,6 +27,7 @@ def ps_items(records) -> list:
             finished=parse_rfc3339(r.state.finished_at), ports=ports if ports is not None else cfg.get("Ports", []),
             labels=cfg.get("Config", {}).get("Labels") or {},
             network=network_name(cfg.get("HostConfig", {})), platform=platform, image_id=cfg.get("Image", ""),
+            health=(r.state.health or {}).get("Status", ""),
         ))
     return items
 

@@ -78,6 +78,14 @@ class RunOptions:
     stop_timeout: int | None = None
     labels: list[str] = field(default_factory=list)
     group_add: list[str] = field(default_factory=list)
+    # lifecycle (p15-life): restart policy and healthcheck (durations in ns, as Docker's API has them)
+    restart: str = "no"
+    health_cmd: str | None = None
+    health_interval: int = 0
+    health_timeout: int = 0
+    health_start_period: int = 0
+    health_retries: int = 0
+    no_healthcheck: bool = False
 
 
 @dataclass

@@ -436,6 +436,34 @@ class ContainerStore:
     def write_state(self, container_id: str, state: ContainerState) -> None:
         self.update_state(container_id, lambda _s: state)
 
+    def rename(self, container_id: str, new_name: str) -> None:
+        """Docker's rename: under the store-wide lock (as create), so no two containers share a name."""
+        wanted = names.validate_name(new_name)
+        with file_lock(self._global_lock()):
+            taken = self._names_in_use()
+            if wanted in taken and taken[wanted] != container_id:
+                raise ConflictError(
+                    f'Conflict. The container name "/{wanted}" is already in use by container '
+                    f'"{taken[wanted]}". You have to remove (or rename) that container to be able to '
+                    "reuse that name.")
+            self.rewrite_config(container_id, lambda config, spec: ({**config, "Name": wanted}, spec))
+
+    def rewrite_config(self, container_id: str, change: Callable[[dict, dict], tuple[dict, dict]]) -> None:
+        """Replace config.json and spec.json with `change(config, spec)` under the container's lock (rename,
+        update: the few things Docker lets change after create)."""
+        directory = self.directory(container_id)
+        with self.locked(container_id):
+            try:
+                with open(directory / CONFIG_FILE, "rb") as f:
+                    config = json.load(f)
+                with open(directory / SPEC_FILE, "rb") as f:
+                    spec = json.load(f)
+            except (OSError, ValueError) as e:
+                raise StoreError(f"container {container_id}: unreadable config: {e}") from None
+            config, spec = change(config, spec)
+            self._write(directory / SPEC_FILE, spec)
+            self._write(directory / CONFIG_FILE, config)
+
     def remove_directory(self, container_id: str) -> None:
         """Delete the container's directory; the caller has torn down everything else."""
         directory = self.directory(container_id)

@@ -37,9 +37,39 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def diff_changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
+# What Docker keeps in a container's init layer, below its writable layer: never listed by diff.
+INIT_LAYER_PATHS = frozenset({"/dev", "/dev/pts", "/dev/shm", "/dev/console", "/proc", "/sys", "/etc/hosts",
+                              "/etc/hostname", "/etc/resolv.conf", "/etc/mtab", "/.dockerenv"})
+
+
+def diff_changes(upper: Path, lowers: list[Path], hidden: frozenset[str] = INIT_LAYER_PATHS) -> list[tuple[str, str]]:
     """(kind, path) for every entry of the upper dir, sorted by path: D for a whiteout, C when a lower layer
-    has the path (a directory copied up, a file changed), A otherwise (Docker's overlay ChangesDirs)."""
+    has the path (a directory copied up, a file changed), A otherwise (Docker's overlay ChangesDirs).
+
+    `hidden` are the mount points the runtime itself made (Docker's init layer): left out, and so is a copied-up
+    directory whose only changes they were."""
+    changes = [c for c in _upper_changes(upper, lowers) if c[1] not in hidden]
+    paths = [path for _, path in changes]
+    return [(kind, path) for kind, path in changes
+            if not (kind == "C" and os.path.isdir(upper / path.lstrip("/")) and path + "/" not in _prefixes(paths)
+                    and path in _parents_of(hidden))]
+
+
+def _prefixes(paths: list[str]) -> set[str]:
+    """Every ancestor directory of `paths`, each with a trailing slash."""
+    out = set()
+    for path in paths:
+        parts = path.split("/")
+        for i in range(2, len(parts)):
+            out.add("/".join(parts[:i]) + "/")
+    return out
+
+
+def _parents_of(paths: frozenset[str]) -> set[str]:
+    return {os.path.dirname(path) for path in paths}
+
+
+def _upper_changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
     changes: list[tuple[str, str]] = []
     for directory, dirnames, filenames in os.walk(upper):
         relative_dir = os.path.relpath(directory, upper)
@@ -63,7 +93,9 @@ def diff_changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
 def container_diff(record: ContainerRecord) -> list[tuple[str, str]]:
     spec = record.config["Spec"]
     rootfs = spec["rootfs"]
-    return diff_changes(Path(rootfs["upperdir"]), [Path(d) for d in rootfs["lowerdirs"]])
+    mount_points = frozenset(os.path.normpath(m["destination"]) for m in spec.get("mounts") or [])
+    return diff_changes(Path(rootfs["upperdir"]), [Path(d) for d in rootfs["lowerdirs"]],
+                        INIT_LAYER_PATHS | mount_points)
 
 
 # ------------------------------------------------------------------------------------------ export

@@ -211,3 +211,9 @@ def test_wait_of_several_containers(lc, cleanup):
     lc("run", "-d", "--name", "wt1", "--network", "none", "busybox", "sh", "-c", "sleep 0.3; exit 3", check=True)
     lc("run", "-d", "--name", "wt2", "--network", "none", "busybox", "sh", "-c", "exit 5", check=True)
     assert lc("wait", "wt1", "wt2", check=True).stdout == "3\n5\n"
+
+
+def test_diff_of_an_untouched_container_is_empty(lc, cleanup):
+    cleanup.append("df2")
+    lc("run", "--name", "df2", "--network", "none", "busybox", "true", check=True)
+    assert lc("diff", "df2", check=True).stdout == ""  # mount points made for /etc/hosts & co are not changes

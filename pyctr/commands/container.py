@@ -68,6 +68,13 @@ def container_options(f):
                      help="Start period for the container to initialize before starting health-retries countdown"),
         click.option("--health-retries", type=int, default=0, help="Consecutive failures needed to report unhealthy"),
         click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK"),
+        _multiple("--ulimit", "ulimits", metavar="ULIMIT", help="Ulimit options"),
+        click.option("--cidfile", default=None, help="Write the container ID to the file"),
+        click.option("--pull", default="missing", help='Pull image before running ("always"|"missing"|"never")'),
+        click.option("--gpus", default=None, help="GPU devices to add to the container (not supported)"),
+        click.option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)"),
+        _multiple("--expose", metavar="LIST", help="Expose a port or a range of ports"),
+        click.option("-q", "--quiet", is_flag=True, help="Suppress the pull output"),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -96,7 +103,9 @@ def run_options(detach: bool, kw: dict):
         health_interval=flag_duration("--health-interval", kw["health_interval"]),
         health_timeout=flag_duration("--health-timeout", kw["health_timeout"]),
         health_start_period=flag_duration("--health-start-period", kw["health_start_period"]),
-        health_retries=kw["health_retries"], no_healthcheck=kw["no_healthcheck"],
+        health_retries=kw["health_retries"], no_healthcheck=kw["no_healthcheck"], ulimits=list(kw["ulimits"]),
+        cidfile=kw["cidfile"], pull=kw["pull"], gpus=kw["gpus"], oom_score_adj=kw["oom_score_adj"],
+        expose=list(kw["expose"]), quiet=kw["quiet"],
     )
 
 

@@ -68,7 +68,9 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
     validate_options(options)  # --restart, --health-*: refused before any pull, as Docker
     if options.stop_signal:
         parse_signal(options.stop_signal)  # Docker: "Invalid signal: X" at create, not at the first stop
-    image = resolve_image(config, options.image, out=out)
+    from pyctr.runtime.lifecycle import after_create, image_for_run
+
+    image = image_for_run(config, options, out=out)  # --pull, -q
     store = ContainerStore(config.paths)
 
     def build(container_id: str, name: str) -> dict:
@@ -78,7 +80,9 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
         _write_host_files(bundle, spec)
         return config_document(spec, options, image.id, image.config, ports)
 
-    return store.create(build, options.name)
+    record = store.create(build, options.name)
+    after_create(record, options)  # --cidfile
+    return record
 
 
 def _port_mappings(options: RunOptions) -> list:
@@ -317,6 +321,10 @@ class _Launch:
             self.store.update_state(self.spec.id, lambda s: _with_network(
                 st.started(s, pid, start_time, me, st.proc_start_time(me) or 0, st.boot_id(),
                            healthcheck=check is not None), self.network))
+        from pyctr.runtime.lifecycle import after_launch
+
+        with contextlib.suppress(OSError):
+            after_launch(self.record.config.get("Spec") or {}, self.record.config.get("HostConfig") or {}, pid)
         if check is not None:
             with contextlib.suppress(OSError):
                 health.start_checker(self.config, self.spec.id, pid, start_time)

@@ -86,6 +86,13 @@ class RunOptions:
     health_start_period: int = 0
     health_retries: int = 0
     no_healthcheck: bool = False
+    ulimits: list[str] = field(default_factory=list)
+    cidfile: str | None = None
+    pull: str = "missing"
+    gpus: str | None = None
+    oom_score_adj: int = 0
+    expose: list[str] = field(default_factory=list)
+    quiet: bool = False
 
 
 @dataclass

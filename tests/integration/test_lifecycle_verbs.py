@@ -217,3 +217,32 @@ def test_diff_of_an_untouched_container_is_empty(lc, cleanup):
     cleanup.append("df2")
     lc("run", "--name", "df2", "--network", "none", "busybox", "true", check=True)
     assert lc("diff", "df2", check=True).stdout == ""  # mount points made for /etc/hosts & co are not changes
+
+
+def test_extra_run_flags(lc, cleanup, tmp_path):
+    cleanup.extend(["rf1", "rf2"])
+    r = lc("run", "--rm", "--network", "none", "--ulimit", "nofile=512:1024", "busybox", "sh", "-c",
+           "ulimit -n; ulimit -Hn", check=True)
+    assert r.stdout == "512\n1024\n"
+    cidfile = tmp_path / "cid"
+    lc("run", "--name", "rf1", "--network", "none", "--cidfile", str(cidfile), "--oom-score-adj", "500",
+       "--expose", "7000-7001/udp", "busybox", "sh", "-c", "sleep 0.3; cat /proc/self/oom_score_adj", check=True)
+    doc = inspect(lc, "rf1")
+    assert cidfile.read_text() == doc["Id"]
+    assert lc("logs", "rf1").stdout == "500\n"
+    assert {"7000/udp", "7001/udp"} <= set(doc["Config"]["ExposedPorts"])
+    assert doc["HostConfig"]["OomScoreAdj"] == 500 and doc["HostConfig"]["ContainerIDFile"] == str(cidfile)
+    r = lc("run", "--name", "rf2", "--cidfile", str(cidfile), "busybox", "true")
+    assert r.returncode == 125 and "Container ID file found" in r.stderr
+    r = lc("run", "--gpus", "all", "busybox", "true")
+    assert r.returncode == 125 and 'could not select device driver "" with capabilities: [[gpu]]' in r.stderr
+    r = lc("run", "--pull", "never", "no-such-image-here", "true")
+    assert r.returncode == 125 and "No such image: no-such-image-here:latest" in r.stderr
+    r = lc("run", "--pull", "sometimes", "busybox", "true")
+    assert r.returncode == 125 and "invalid pull option: 'sometimes'" in r.stderr
+    r = lc("run", "--ulimit", "nofile=2:1", "busybox", "true")
+    assert r.returncode == 125 and "ulimit soft limit must be less than or equal to hard limit: 2 > 1" in r.stderr
+    r = lc("run", "--rm", "-q", "--pull", "always", "--network", "none", "busybox", "true", check=True)
+    assert r.stderr == ""
+    r = lc("run", "--rm", "--pull", "always", "--network", "none", "busybox", "true", check=True)
+    assert r.stderr.strip()  # without -q the pull reports itself

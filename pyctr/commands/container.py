@@ -331,10 +331,11 @@ def ps_format(fmt: str | None, quiet: bool, size: bool) -> str:
               help="Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)")
 @click.option("--until", default=None,
               help="Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)")
+@click.option("--details", is_flag=True, help="Show extra details provided to logs")
 @click.argument("container")
 @pass_app
 def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str | None, until: str | None,
-         container: str) -> None:
+         details: bool, container: str) -> None:
     """Fetch the logs of a container."""
     from pyctr.runtime import logs as logfile
     from pyctr.runtime.state import ContainerStore
@@ -345,7 +346,7 @@ def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str 
     record = store.get(container)
     path = logfile.log_path(record.directory, record.id)
     entries, offset = logfile.tail_entries(path, logfile.parse_tail(tail))
-    _print_entries(logfile.within(entries, since_ns, until_ns), timestamps)
+    _print_entries(logfile.within(entries, since_ns, until_ns), timestamps, details)
     if not follow or (until_ns is not None and until_ns <= time.time_ns()):
         return
 
@@ -361,14 +362,20 @@ def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str 
             at = logfile.entry_time_ns(entry.time)
             if until_ns is not None and at is not None and at > until_ns:
                 return
-        _print_entries(kept, timestamps)
+        _print_entries(kept, timestamps, details)
 
 
-def _print_entries(entries, timestamps: bool) -> None:
+def _print_entries(entries, timestamps: bool, details: bool = False) -> None:
+    """`--details`: dockerd puts the entry's log attributes and a space before each line; pyctr's json-file
+    entries have none (no --log-opt labels/env), so the space alone, as Docker prints it then."""
     out, err = sys.stdout, sys.stderr
     for e in entries:
         stream = err if e.stream == "stderr" else out
-        stream.write(e.render(timestamps))
+        if details:
+            stream.write(f"{e.time} " if timestamps else "")
+            stream.write(" " + e.text)
+        else:
+            stream.write(e.render(timestamps))
         stream.flush()
 
 

@@ -246,3 +246,11 @@ def test_extra_run_flags(lc, cleanup, tmp_path):
     assert r.stderr == ""
     r = lc("run", "--rm", "--pull", "always", "--network", "none", "busybox", "true", check=True)
     assert r.stderr.strip()  # without -q the pull reports itself
+
+
+def test_logs_details(lc, cleanup):
+    cleanup.append("lg1")
+    lc("run", "--name", "lg1", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2", check=True)
+    r = lc("logs", "--details", "lg1", check=True)
+    assert (r.stdout, r.stderr) == (" out\n", " err\n")  # no log attributes: Docker's lone space
+    assert lc("logs", "lg1", check=True).stdout == "out\n"

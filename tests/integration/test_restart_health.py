@@ -229,3 +229,12 @@ def test_image_healthcheck_and_no_healthcheck(lc, cleanup, tmp_path):
     assert health(lc, "hc5") == {} and ps_status(lc, "hc5").startswith("Up ") and "(" not in ps_status(lc, "hc5")
     r = lc("run", "--no-healthcheck", "--health-retries", "2", "busybox", "true")
     assert r.returncode == 125 and "--no-healthcheck conflicts with --health-* options" in r.stderr
+
+
+def test_wait_returns_at_an_exit_the_policy_restarts(lc, cleanup):
+    cleanup.append("rs6")
+    lc("run", "-d", "--name", "rs6", "--network", "none", "--restart", "always", "busybox", "sh", "-c",
+       "sleep 0.5; exit 7", check=True)
+    started = time.monotonic()
+    assert lc("wait", "rs6", check=True, timeout=30).stdout == "7\n"
+    assert time.monotonic() - started < 5

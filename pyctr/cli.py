@@ -80,6 +80,7 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "version": ("pyctr.commands.system", "version", "Show the pyctr version information"),
     # internal (hidden from help): the container monitor calls this when a container exits
     "_cleanup": ("pyctr.commands.container", "cleanup", "Record a container's exit and tear it down"),
+    "_health": ("pyctr.commands.lifecycle", "health_probe", "Run one health probe of a container"),
 }
 
 

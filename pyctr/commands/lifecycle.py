@@ -278,3 +278,15 @@ def system_prune(app: AppContext, all_unused: bool, filters: tuple[str, ...], fo
             click.echo(line)
         click.echo("")
     click.echo(f"Total reclaimed space: {human_size(reclaimed + freed)}")
+
+
+@click.command(name="_health", hidden=True)
+@click.option("--pid", type=int, required=True)
+@click.option("--pid-start-time", type=int, required=True)
+@click.argument("container_id")
+@pass_app
+def health_probe(app: AppContext, pid: int, pid_start_time: int, container_id: str) -> None:
+    """Internal: run one health probe of a container and record it (its health ticker runs this)."""
+    from pyctr.runtime.health import probe_once
+
+    probe_once(app.config, container_id, pid, pid_start_time)

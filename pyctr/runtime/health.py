@@ -6,9 +6,10 @@ State.Health (`apply_result`: the last 5 results kept, output capped at 4096 byt
 failures in a row, failures during the start period not counted while still "starting") and the words `ps`
 shows (`status_suffix`).
 
-Doing is one detached process per running container that has a check (`start_checker`, forked by the launch):
-every Interval it runs the probe through `pyctr exec`'s own path (runtime/exec.py run_exec) in a child whose
-output goes to a pipe, kills it at Timeout, and records the result in state.json. It leaves when the
+Doing: one small stdlib-only ticker per running container that has a check (health_ticker.py, started by the
+launch, ~2 MiB) runs the hidden `pyctr _health` every Interval; that command (`probe_once`, in a warm server's
+worker) runs the probe through `pyctr exec`'s own path (runtime/exec.py run_exec) in a child whose output goes
+to a pipe, terminates it at Timeout, and records the result in state.json. The ticker leaves when the
 container's process does; a paused container is not probed (Docker stops its checker while paused).
 """
 
@@ -147,46 +148,62 @@ def configured(record_config: dict) -> HealthConfig | None:
     return HealthConfig.from_docker((record_config.get("Config") or {}).get("Healthcheck"))
 
 
-def start_checker(config: Config, container_id: str, pid: int, pid_start_time: int) -> int | None:
-    """Fork the container's detached health checker if it has a check; its pid."""
+def start_checker(config: Config, container_id: str, pid: int, pid_start_time: int) -> int:
+    """Start the container's detached health ticker (health_ticker.py, stdlib-only); its pid."""
+    import sys
+    from pathlib import Path
+
+    from pyctr.runtime.container import lighter_interpreter
     from pyctr.runtime.detach import spawn_detached
 
-    return spawn_detached(lambda: _check_loop(config, container_id, pid, pid_start_time))
+    check = configured(_store(config).get(container_id, reconcile_state=False).config)
+    interval = (check.interval_ns if check else DEFAULT_INTERVAL_NS) / NS
+    ticker = str(Path(__file__).with_name("health_ticker.py"))
+    probe = probe_command(config, container_id, pid, pid_start_time)
+    interpreter = lighter_interpreter() or sys.executable
+    argv = [interpreter, "-I", "-S", ticker, str(pid), repr(interval), *probe]
+    return spawn_detached(lambda: os.execv(interpreter, argv))
 
 
-def _check_loop(config: Config, container_id: str, pid: int, pid_start_time: int) -> None:
+def probe_command(config: Config, container_id: str, pid: int, pid_start_time: int) -> list[str]:
+    """How the ticker asks pyctr for one probe: the hidden `_health` command through the `pyctr` client (a warm
+    server's worker runs it in a few ms; in-process when there is none)."""
+    import sys
+    from pathlib import Path
+
+    argv = [sys.executable, "-m", "pyctr.client", "--root", str(config.root)]
+    if config.config_file is not None and Path(config.config_file).exists():
+        argv += ["--config", str(config.config_file)]
+    return argv + ["_health", container_id, "--pid", str(pid), "--pid-start-time", str(pid_start_time)]
+
+
+def _store(config: Config):
+    from pyctr.runtime.state import ContainerStore
+
+    return ContainerStore(config.paths)
+
+
+def probe_once(config: Config, container_id: str, pid: int, pid_start_time: int) -> None:
+    """One probe of a running container (not paused: Docker stops probing then), its result recorded."""
+    import time
+
     from pyctr.errors import PyctrError
     from pyctr.output.timefmt import parse_rfc3339
-    from pyctr.runtime.state import ContainerStore, proc_start_time
+    from pyctr.runtime.state import proc_start_time
 
-    store = ContainerStore(config.paths)
+    store = _store(config)
     try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
+        record = store.get(container_id, reconcile_state=False)
+    except PyctrError:
         return
-    if proc_start_time(pid) != pid_start_time:
+    check = configured(record.config)
+    state = record.state
+    if check is None or state.pid != pid or state.status != "running" or proc_start_time(pid) != pid_start_time:
         return
-    while True:
-        try:
-            record = store.get(container_id, reconcile_state=False)
-        except PyctrError:
-            return
-        check = configured(record.config)
-        if check is None or record.state.pid != pid:
-            return
-        if _wait_readable(pidfd, check.interval_ns / NS):
-            return  # the container's process exited
-        state = store.read_state(container_id)
-        if state.pid != pid:
-            return
-        if state.status == "paused":
-            continue
-        shell = (record.config.get("Config") or {}).get("Shell")
-        started = time.time()
-        result = run_probe(config, record, probe_argv(check.test, shell), check.timeout_ns / NS)
-        if _wait_readable(pidfd, 0):
-            return
-        record_result(store, container_id, pid, result, check, parse_rfc3339(state.started_at), started)
+    shell = (record.config.get("Config") or {}).get("Shell")
+    started = time.time()
+    result = run_probe(config, record, probe_argv(check.test, shell), check.timeout_ns / NS)
+    record_result(store, container_id, pid, result, check, parse_rfc3339(state.started_at), started)
 
 
 def record_result(store, container_id: str, pid: int, result: dict, check: HealthConfig, started_at: float,
@@ -200,12 +217,6 @@ def record_result(store, container_id: str, pid: int, result: dict, check: Healt
         return replace(state, health=apply_result(state.health, result, check, started_at, probe_start))
 
     store.update_state(container_id, change)
-
-
-def _wait_readable(fd: int, timeout_s: float) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(max(0, int(timeout_s * 1000))))
 
 
 def run_probe(config: Config, record, argv: list[str], timeout_s: float) -> dict:

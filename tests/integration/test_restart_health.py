@@ -71,8 +71,8 @@ def test_on_failure_n_restarts_with_backoff_then_gives_up(lc, cleanup):
     assert len(times) == 4, times  # the first run and three restarts
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     # Docker's back-off: 100 ms, 200 ms, 400 ms between a crash and the next start (plus the start itself)
+    # (lower bounds only: a cold first cleanup, with no warm server yet, can make any gap longer)
     assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4, gaps
-    assert gaps[2] > gaps[0] + 0.2, gaps
 
 
 def test_always_restarts_a_clean_exit_and_stop_ends_it(lc, cleanup):

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -112,7 +113,9 @@ def test_restarting_shows_in_ps_and_rm_f_ends_it(lc, cleanup):
     assert doc["State"]["Restarting"] and doc["State"]["Running"] and doc["State"]["Pid"] == 0
     r = lc("rm", "rs4")
     assert r.returncode == 1 and "You cannot remove a running container" in r.stderr
+    sleeper = json.loads((lc.root / "containers" / doc["Id"] / "state.json").read_text())["MonitorPid"]
     lc("rm", "-f", "rs4", check=True)
+    assert proc_gone(sleeper)  # the back-off's sleeper gave up
     assert "rs4" not in lc("ps", "-a", "--format", "{{.Names}}").stdout.split()
     time.sleep(0.5)
     assert lc("ps", "-a", "-q").stdout.strip() == ""  # not started again by a sleeper left behind
@@ -198,6 +201,25 @@ def test_healthy_container(lc, cleanup):
     wait_until(lambda: len(health(lc, "hc1")["Log"]) == 5, what="five log entries")
     time.sleep(0.5)
     assert len(health(lc, "hc1")["Log"]) == 5  # Docker keeps the last five
+    tickers = tickers_of(inspect(lc, "hc1")["State"]["Pid"])
+    assert len(tickers) == 1
+    lc("rm", "-f", "hc1", check=True)
+    assert all(proc_gone(t) for t in tickers)  # the ticker leaves with the container
+
+
+def tickers_of(container_pid: int) -> list[int]:
+    """The health ticker processes watching `container_pid` (its argv: ... health_ticker.py PID ...)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"health_ticker.py") for a in argv) and str(container_pid).encode() in argv:
+            found.append(int(entry))
+    return found
 
 
 def test_unhealthy_container(lc, cleanup):

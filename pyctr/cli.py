@@ -50,6 +50,16 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "exec": ("pyctr.commands.enter", "exec_", "Run a command in a running container"),
     "top": ("pyctr.commands.enter", "top", "Display the running processes of a container"),
     "cp": ("pyctr.commands.enter", "cp", "Copy files between a container and the host"),
+    # lifecycle (p15-life)
+    "pause": ("pyctr.commands.lifecycle", "pause", "Pause all processes within one or more containers"),
+    "unpause": ("pyctr.commands.lifecycle", "unpause", "Unpause all processes within one or more containers"),
+    "rename": ("pyctr.commands.lifecycle", "rename", "Rename a container"),
+    "update": ("pyctr.commands.lifecycle", "update", "Update configuration of one or more containers"),
+    "commit": ("pyctr.commands.lifecycle", "commit", "Create a new image from a container's changes"),
+    "export": ("pyctr.commands.lifecycle", "export", "Export a container's filesystem as a tar archive"),
+    "import": ("pyctr.commands.lifecycle", "import_", "Import a tarball's contents as a filesystem image"),
+    "diff": ("pyctr.commands.lifecycle", "diff", "Inspect changes to files or directories on a container's filesystem"),
+    "container": ("pyctr.commands.lifecycle", "container_group", "Manage containers"),
     # images
     "pull": ("pyctr.commands.image", "pull", "Download an image from a registry"),
     "push": ("pyctr.commands.image", "push", "Upload an image to a registry"),
@@ -72,6 +82,7 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "version": ("pyctr.commands.system", "version", "Show the pyctr version information"),
     # internal (hidden from help): the container monitor calls this when a container exits
     "_cleanup": ("pyctr.commands.container", "cleanup", "Record a container's exit and tear it down"),
+    "_health": ("pyctr.commands.lifecycle", "health_probe", "Run one health probe of a container"),
 }
 
 

@@ -67,6 +67,22 @@ def container_options(f):
         _multiple("--network-alias", "--net-alias", "network_aliases", metavar="LIST",
                   help="Add network-scoped alias for the container"),
         click.option("--ip", default=None, help="IPv4 address (e.g., 172.30.100.104)"),
+        # lifecycle (p15-life)
+        click.option("--restart", default="no", help="Restart policy to apply when a container exits"),
+        click.option("--health-cmd", default=None, help="Command to run to check health"),
+        click.option("--health-interval", default=None, help="Time between running the check (ms|s|m|h)"),
+        click.option("--health-timeout", default=None, help="Maximum time to allow one check to run (ms|s|m|h)"),
+        click.option("--health-start-period", default=None,
+                     help="Start period for the container to initialize before starting health-retries countdown"),
+        click.option("--health-retries", type=int, default=0, help="Consecutive failures needed to report unhealthy"),
+        click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK"),
+        _multiple("--ulimit", "ulimits", metavar="ULIMIT", help="Ulimit options"),
+        click.option("--cidfile", default=None, help="Write the container ID to the file"),
+        click.option("--pull", default="missing", help='Pull image before running ("always"|"missing"|"never")'),
+        click.option("--gpus", default=None, help="GPU devices to add to the container (not supported)"),
+        click.option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)"),
+        _multiple("--expose", metavar="LIST", help="Expose a port or a range of ports"),
+        click.option("-q", "--quiet", is_flag=True, help="Suppress the pull output"),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -94,7 +110,29 @@ def run_options(detach: bool, kw: dict):
         mounts=list(kw.get("mounts") or ()), tmpfs=list(kw.get("tmpfs") or ()),
         volumes_from=list(kw.get("volumes_from") or ()),
         network_aliases=list(kw["network_aliases"]), ip=kw["ip"],
+        # lifecycle (p15-life)
+        restart=kw["restart"], health_cmd=kw["health_cmd"],
+        health_interval=flag_duration("--health-interval", kw["health_interval"]),
+        health_timeout=flag_duration("--health-timeout", kw["health_timeout"]),
+        health_start_period=flag_duration("--health-start-period", kw["health_start_period"]),
+        health_retries=kw["health_retries"], no_healthcheck=kw["no_healthcheck"], ulimits=list(kw["ulimits"]),
+        cidfile=kw["cidfile"], pull=kw["pull"], gpus=kw["gpus"], oom_score_adj=kw["oom_score_adj"],
+        expose=list(kw["expose"]), quiet=kw["quiet"],
     )
+
+
+def flag_duration(flag: str, value: str | None) -> int:
+    """A Go duration flag (pflag's DurationVar) in ns; pflag's words when it does not parse."""
+    if value is None:
+        return 0
+    from pyctr.build.instructions import parse_duration
+    from pyctr.errors import BuildError, UsageError
+
+    sign, text = (-1, value[1:]) if value.startswith("-") else (1, value.removeprefix("+"))
+    try:
+        return 0 if text == "0" else sign * parse_duration(text)
+    except BuildError as e:
+        raise UsageError(f'invalid argument "{value}" for "{flag}" flag: {e.message}') from None
 
 
 @click.command(context_settings=RUN_CONTEXT)
@@ -163,13 +201,20 @@ def start(app: AppContext, attach: bool, interactive: bool, containers: tuple[st
     if attach or interactive:
         if len(containers) > 1:
             raise PyctrError("you cannot start and attach multiple containers at once")
+        from pyctr.runtime.restart import reset_for_user_start
+
         record = store.get(containers[0])
+        reset_for_user_start(store, record.id)
+        record = store.get(record.id)
         sys.exit(container.run_foreground(app.config, record, interactive=interactive))
 
     def one(ref: str) -> None:
         record = store.get(ref)
         if not record.state.running:
-            container.start_detached(app.config, record)
+            from pyctr.runtime.restart import reset_for_user_start
+
+            reset_for_user_start(store, record.id)  # a user's start begins a new restart manager (Docker)
+            container.start_detached(app.config, store.get(record.id))
         click.echo(ref)
 
     _for_each(containers, one, summary="Error: failed to start containers: ")  # docker-cli's start.go
@@ -300,10 +345,11 @@ def ps_format(fmt: str | None, quiet: bool, size: bool) -> str:
               help="Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)")
 @click.option("--until", default=None,
               help="Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)")
+@click.option("--details", is_flag=True, help="Show extra details provided to logs")
 @click.argument("container")
 @pass_app
 def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str | None, until: str | None,
-         container: str) -> None:
+         details: bool, container: str) -> None:
     """Fetch the logs of a container."""
     from pyctr.runtime import logs as logfile
     from pyctr.runtime.state import ContainerStore
@@ -313,6 +359,9 @@ def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str 
     store = ContainerStore(app.config.paths)
     record = store.get(container)
     path = logfile.log_path(record.directory, record.id)
+    if details:  # dockerd's --details: the slower entry-by-entry path (rarely used)
+        _logs_with_details(store, record.id, path, tail, timestamps, follow, since_ns, until_ns)
+        return
     following = follow and not (until_ns is not None and until_ns <= time.time_ns())
 
     def running() -> bool:
@@ -323,6 +372,44 @@ def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str 
 
     logfile.stream_logs(path, sys.stdout, sys.stderr, tail=logfile.parse_tail(tail), timestamps=timestamps,
                         since_ns=since_ns, until_ns=until_ns, running=running if following else None)
+
+
+def _logs_with_details(store, container_id: str, path, tail: str, timestamps: bool, follow: bool,
+                       since_ns: int | None, until_ns: int | None) -> None:
+    from pyctr.runtime import logs as logfile
+
+    entries, offset = logfile.tail_entries(path, logfile.parse_tail(tail))
+    _print_entries(logfile.within(entries, since_ns, until_ns), timestamps, True)
+    if not follow or (until_ns is not None and until_ns <= time.time_ns()):
+        return
+
+    def running() -> bool:
+        try:
+            return store.get(container_id).state.running
+        except NotFoundError:
+            return False
+
+    for entry in logfile.follow(path, offset, running):
+        kept = logfile.within([entry], since_ns, until_ns)
+        if not kept:
+            at = logfile.entry_time_ns(entry.time)
+            if until_ns is not None and at is not None and at > until_ns:
+                return
+        _print_entries(kept, timestamps, True)
+
+
+def _print_entries(entries, timestamps: bool, details: bool = False) -> None:
+    """`--details`: dockerd puts the entry's log attributes and a space before each line; pyctr's json-file
+    entries have none (no --log-opt labels/env), so the space alone, as Docker prints it then."""
+    out, err = sys.stdout, sys.stderr
+    for e in entries:
+        stream = err if e.stream == "stderr" else out
+        if details:
+            stream.write(f"{e.time} " if timestamps else "")
+            stream.write(" " + e.text)
+        else:
+            stream.write(e.render(timestamps))
+        stream.flush()
 
 
 @click.command()

@@ -163,3 +163,14 @@ def _add_image_commands() -> None:
 
 
 _add_image_commands()
+
+
+def _add_lifecycle_commands() -> None:
+    """`system boot` and `system prune` live with the lifecycle commands (p15-life)."""
+    from pyctr.commands.lifecycle import boot, system_prune
+
+    system.add_command(boot)
+    system.add_command(system_prune)
+
+
+_add_lifecycle_commands()

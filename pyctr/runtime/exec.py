@@ -136,6 +136,9 @@ def ensure_running(container_id: str, state: ContainerState) -> None:
     """Docker refuses to exec into a container that is not running (exit 125)."""
     if not state.running or state.pid <= 0:
         raise ConflictError(f"Error response from daemon: Container {container_id} is not running")
+    if state.status == "paused":
+        raise ConflictError(f"Error response from daemon: Container {container_id} is paused, unpause the "
+                            "container before exec")
 
 
 def plan_exec(container_id: str, spec: ContainerSpec, state: ContainerState, options: ExecOptions,

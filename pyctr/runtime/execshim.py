@@ -58,6 +58,11 @@ def sealed_shim() -> int:
     return _sealed[0]
 
 
+def forget_sealed_shim() -> None:
+    """For a process that closed every inherited fd (runtime/detach.py): the cached memfd is gone with them."""
+    _sealed.clear()
+
+
 def load_sealed_copy(path: str) -> int:
     """Copy `path` into a memfd and seal it against every change (write, shrink, grow, and further seals)."""
     import fcntl

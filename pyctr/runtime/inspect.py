@@ -27,6 +27,7 @@ def state_object(state: dict) -> dict:
         "Error": state.get("Error", ""),
         "StartedAt": state.get("StartedAt", "0001-01-01T00:00:00Z"),
         "FinishedAt": state.get("FinishedAt", "0001-01-01T00:00:00Z"),
+        **({"Health": state["Health"]} if state.get("Health") else {}),  # only with a healthcheck (omitempty)
     }
 
 

@@ -28,6 +28,7 @@ def ps_items(records) -> list:
             labels=cfg.get("Config", {}).get("Labels") or {},
             network=network_name(cfg.get("HostConfig", {})), platform=platform, image_id=cfg.get("Image", ""),
             mounts=cfg.get("MountPoints") or [],
+            health=(r.state.health or {}).get("Status", ""),
         ))
     return items
 

@@ -37,13 +37,20 @@ HEADERS = {
 CONTEXT_TYPE = "*formatter.ContainerContext"  # docker-cli 20.10's name, seen in "can't evaluate field" errors
 TRUNC_COMMAND = 20
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+HEALTH_FILTER_VALUES = ("starting", "healthy", "unhealthy", "none")
 
 
-def status_text(status: str, exit_code: int, started: float, finished: float, now: float) -> str:
-    """Docker's STATUS column for one container."""
+def status_text(status: str, exit_code: int, started: float, finished: float, now: float, health: str = "") -> str:
+    """Docker's STATUS column for one container (`health`: State.Health.Status of a running one, or "")."""
     if status in ("running", "paused"):
         text = f"Up {human_duration(now - started)}"
-        return text + " (Paused)" if status == "paused" else text
+        if status == "paused":
+            return text + " (Paused)"
+        if health:
+            from pyctr.runtime.health import status_suffix
+
+            return f"{text} ({status_suffix(health)})"
+        return text
     if status == "restarting":
         return f"Restarting ({exit_code}) {human_duration(now - finished)} ago"
     if status == "removing":
@@ -109,6 +116,7 @@ class PsItem:
     size_rw: int = 0  # `ps -s`: the container's writable layer (bytes)
     size_root_fs: int = 0  # ... plus its image (0: not measured)
     mounts: list[dict] = field(default_factory=list)  # inspect's `.Mounts` entries (volumes, p15-vol)
+    health: str = ""  # State.Health.Status: starting | healthy | unhealthy ("" without a healthcheck)
 
 
 def size_text(size_rw: int, size_root_fs: int) -> str:
@@ -134,7 +142,7 @@ def ps_row(item: PsItem, now: float, trunc: bool = True) -> dict[str, str]:
         "RunningFor": f"{human_duration(now - item.created)} ago",
         "Size": size_text(item.size_rw, item.size_root_fs),
         "State": item.status,
-        "Status": status_text(item.status, item.exit_code, item.started, item.finished, now),
+        "Status": status_text(item.status, item.exit_code, item.started, item.finished, now, item.health),
     }
 
 
@@ -179,8 +187,10 @@ def parse_filters(filters: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
         if not sep:
             raise UsageError(f"bad format of filter (expected name=value): {f}")
         key = key.strip().lower()
-        if key not in ("status", "name", "id", "label", "ancestor", "exited", "volume"):
+        if key not in ("status", "name", "id", "label", "ancestor", "exited", "volume", "health"):
             raise UsageError(f"invalid filter '{key}'")
+        if key == "health" and value not in HEALTH_FILTER_VALUES:
+            raise UsageError(f"Unrecognised filter value for health: {value}")
         if key == "status" and value not in STATUSES:
             raise UsageError(f"invalid filter 'status={value}'")
         parsed.setdefault(key, []).append(value)
@@ -200,6 +210,7 @@ def matches(item: PsItem, filters: dict[str, list[str]]) -> bool:
         "exited": lambda v: item.status == "exited" and str(item.exit_code) == v,
         # dockerd: a volume's name, or a mount's destination
         "volume": lambda v: any(m.get("Name") == v or m.get("Destination") == v for m in item.mounts),
+        "health": lambda v: (item.health or "none") == v,
     }
     return all(any(checks[key](v) for v in values) for key, values in filters.items())
 

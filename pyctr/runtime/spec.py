@@ -81,6 +81,21 @@ class RunOptions:
     # networks (p15-net)
     network_aliases: list[str] = field(default_factory=list)
     ip: str | None = None
+    # lifecycle (p15-life): restart policy and healthcheck (durations in ns, as Docker's API has them)
+    restart: str = "no"
+    health_cmd: str | None = None
+    health_interval: int = 0
+    health_timeout: int = 0
+    health_start_period: int = 0
+    health_retries: int = 0
+    no_healthcheck: bool = False
+    ulimits: list[str] = field(default_factory=list)
+    cidfile: str | None = None
+    pull: str = "missing"
+    gpus: str | None = None
+    oom_score_adj: int = 0
+    expose: list[str] = field(default_factory=list)
+    quiet: bool = False
 
 
 @dataclass

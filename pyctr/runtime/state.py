@@ -70,6 +70,12 @@ class ContainerState:
     finished_at: str = ZERO_TIME
     restart_count: int = 0
     network: dict = field(default_factory=dict, hash=False)  # NetworkInfo of the running container
+    # lifecycle (p15-life): Docker's HasBeenManuallyStopped, its restart manager's cancel flag and back-off
+    # (kept here: pyctr has no daemon to hold them in memory), and State.Health ({} without a healthcheck)
+    manually_stopped: bool = False
+    restart_canceled: bool = False
+    restart_timeout_ms: int = 0
+    health: dict = field(default_factory=dict, hash=False)
 
     @property
     def running(self) -> bool:
@@ -89,16 +95,30 @@ _KEYS = {
     "monitor_start_time": "MonitorStartTime", "boot_id": "BootId", "exit_code": "ExitCode",
     "oom_killed": "OOMKilled", "error": "Error", "started_at": "StartedAt", "finished_at": "FinishedAt",
     "restart_count": "RestartCount", "network": "Network",
+    "manually_stopped": "HasBeenManuallyStopped", "restart_canceled": "RestartCanceled",
+    "restart_timeout_ms": "RestartTimeoutMs", "health": "Health",
 }
 
 
 def started(state: ContainerState, pid: int, pid_start: int, monitor_pid: int, monitor_start: int,
-            boot_id: str, at: str | None = None) -> ContainerState:
-    """The transition created/exited -> running. RestartCount stays: Docker counts only the restarts its
-    restart policy makes, not a `start` or `restart` the user asks for (and pyctr has no restart policy)."""
+            boot_id: str, at: str | None = None, healthcheck: bool = False) -> ContainerState:
+    """The transition created/exited/restarting -> running. RestartCount stays: Docker counts only the restarts
+    its restart policy makes (a user's `start` resets it first: restart.reset_for_user_start). With a
+    healthcheck, Health starts over as "starting" and keeps its log (Docker's initHealthMonitor)."""
+    health = {"Status": "starting", "FailingStreak": 0, "Log": list(state.health.get("Log") or [])} \
+        if healthcheck else {}
     return replace(state, status="running", pid=pid, pid_start_time=pid_start, monitor_pid=monitor_pid,
                    monitor_start_time=monitor_start, boot_id=boot_id, exit_code=0, oom_killed=False,
-                   error="", started_at=at or now_rfc3339(), finished_at=ZERO_TIME)
+                   error="", started_at=at or now_rfc3339(), finished_at=ZERO_TIME, health=health)
+
+
+def restarting(state: ContainerState, exit_code: int, *, restart_count: int, timeout_ms: int,
+               oom_killed: bool = False, at: str | None = None) -> ContainerState:
+    """The transition running -> restarting (Docker's SetRestarting): still "running" for rm/stop/kill, no pid;
+    the monitor pid stays, as the process that will start it again after the back-off holds it."""
+    return replace(state, status="restarting", pid=0, pid_start_time=0, network={}, exit_code=exit_code,
+                   oom_killed=oom_killed, finished_at=at or now_rfc3339(), restart_count=restart_count,
+                   restart_timeout_ms=timeout_ms)
 
 
 def exited(state: ContainerState, exit_code: int, *, oom_killed: bool = False, error: str = "",
@@ -563,6 +583,22 @@ class ContainerStore:
 
     def write_state(self, container_id: str, state: ContainerState) -> None:
         self.update_state(container_id, lambda _s: state)
+
+    def rewrite_config(self, container_id: str, change: Callable[[dict, dict], tuple[dict, dict]]) -> None:
+        """Replace config.json and spec.json with `change(config, spec)` under the container's lock (rename,
+        update: the few things Docker lets change after create)."""
+        directory = self.directory(container_id)
+        with self.locked(container_id):
+            try:
+                with open(directory / CONFIG_FILE, "rb") as f:
+                    config = json.load(f)
+                with open(directory / SPEC_FILE, "rb") as f:
+                    spec = json.load(f)
+            except (OSError, ValueError) as e:
+                raise StoreError(f"container {container_id}: unreadable config: {e}") from None
+            config, spec = change(config, spec)
+            self._write(directory / SPEC_FILE, spec)
+            self._write(directory / CONFIG_FILE, config)
 
     def remove_directory(self, container_id: str) -> None:
         """Delete the container's directory; the caller has torn down everything else.

@@ -139,6 +139,32 @@ class Cgroup:
                 self._signal_frozen(sig)
             time.sleep(0.01)
 
+    def freeze(self) -> bool:
+        """Docker's pause: freeze every process (v1 freezer.state, v2 cgroup.freeze); True once frozen."""
+        freeze, _thaw, directory = self._freezer()
+        if directory is None:
+            raise RuntimeFailure(f"no freezer cgroup for container {self.container_id}")
+        return freeze(directory)
+
+    def thaw(self) -> None:
+        """Docker's unpause."""
+        _freeze, thaw, directory = self._freezer()
+        if directory is not None:
+            with _IgnoreGone():
+                thaw(directory)
+
+    def update_limits(self, limits: Limits) -> None:
+        """Write new memory/cpu/pids limits into a live cgroup (`pyctr update`), as at creation; the device rules
+        are left alone (rewriting them would deny every device for a moment)."""
+        _require_controllers(self, limits)
+        if self.version == 2:
+            for module in (memory, cpu, pids):
+                module.apply_v2(self.paths[UNIFIED], limits)
+            return
+        for controller, module in (("memory", memory), ("cpu", cpu), ("pids", pids)):
+            if controller in self.paths:
+                module.apply_v1(self.paths[controller], limits)
+
     def _signal_frozen(self, sig: int) -> bool:
         freeze, thaw, directory = self._freezer()
         frozen = False

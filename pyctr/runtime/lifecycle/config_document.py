@@ -26,7 +26,9 @@ def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, ima
 
         ports = list(ports) + publish_all(exposed)
     args = spec.process.args
-    return {
+    from pyctr.runtime.lifecycle.run_flags import apply_to_document
+
+    return apply_to_document({
         "Id": spec.id,
         "Name": spec.name,
         "Created": st.now_rfc3339(),
@@ -42,7 +44,7 @@ def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, ima
         "AnonymousVolumes": [p["name"] for p in spec.mount_points if p["type"] == "volume" and p["anonymous"]],
         "Spec": spec.to_dict(),
         "Options": asdict(options),
-    }
+    }, options, inner or {})
 
 
 def _port_dict(p) -> dict:

@@ -42,9 +42,12 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
 
     ports = _port_mappings(options)
     parse_limits(options)  # Docker's CLI refuses `-m 12q` / `--cpus -1` before any pull: check them first
+    from pyctr.runtime.lifecycle.run_flags import after_create, image_for_run, validate_options
+
+    validate_options(options)  # --restart, --health-*: refused before any pull, as Docker
     if options.stop_signal:
         parse_signal(options.stop_signal)  # Docker: "Invalid signal: X" at create, not at the first stop
-    image = resolve_image(config, options.image, out=out)
+    image = image_for_run(config, options, out=out)  # --pull, -q
     store = ContainerStore(config.paths)
     from pyctr.runtime.network.usermanager import attach, resolve_for_create
 
@@ -72,6 +75,7 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
             with contextlib.suppress(PyctrError, OSError):
                 store.remove_directory(record.id)
             raise
+    after_create(record, options)  # --cidfile
     return record
 
 

@@ -30,14 +30,30 @@ def kill(config: Config, ref: str, sig: str | int = "KILL") -> ContainerRecord:
     record = store.get(ref)
     if not record.state.running:
         raise ConflictError(f"Cannot kill container: {ref}: Container {record.id} is not running")
+    from pyctr.runtime import restart as policy
+
+    policy.note_user_signal(store, record, signum, settle=False)
+    if record.state.status == "restarting":  # Docker: telling the restart to give up is enough
+        return record
     signal_container(record, signum)
+    thaw_if_paused(config, record)
     return record
+
+
+def thaw_if_paused(config: Config, record: ContainerRecord) -> None:
+    """Docker's kill/stop of a paused container: the signal is sent, then the container is resumed to take it."""
+    if record.state.status == "paused":
+        from pyctr.runtime.pause import thaw_after_signal
+
+        thaw_after_signal(config, record)
 
 
 def signal_container(record: ContainerRecord, signum: int) -> None:
     """Signal C through a pidfd opened and checked first: a reused pid can never get the signal."""
     from pyctr.runtime.process.liveness import open_pidfd
 
+    if record.state.pid <= 0:  # restarting: no process
+        return
     pidfd = open_pidfd(record.state.pid, record.state.pid_start_time)
     if pidfd is None:
         return

@@ -101,8 +101,19 @@ class Launch:
                 raise
             pid, start_time = launched.pid, launched.start_time
             me = os.getpid()
+            from pyctr.runtime import health
+
+            check = health.configured(self.record.config)
             self.store.update_state(self.spec.id, lambda s: _with_network(
-                st.started(s, pid, start_time, me, st.proc_start_time(me) or 0, st.boot_id()), self.network))
+                st.started(s, pid, start_time, me, st.proc_start_time(me) or 0, st.boot_id(),
+                           healthcheck=check is not None), self.network))
+        from pyctr.runtime.lifecycle.run_flags import after_launch
+
+        with contextlib.suppress(OSError):
+            after_launch(self.record.config.get("Spec") or {}, self.record.config.get("HostConfig") or {}, pid)
+        if check is not None:
+            with contextlib.suppress(OSError):
+                health.start_checker(self.config, self.spec.id, pid, start_time)
         return pid, start_time
 
     @contextlib.contextmanager
@@ -116,7 +127,7 @@ class Launch:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise ConflictError(f"container {self.spec.id[:12]} is already being started") from None
-            if self.store.get(self.spec.id).state.running:
+            if self.store.get(self.spec.id).state.status in ("running", "paused"):  # restarting: the policy's start
                 raise ConflictError(f"container {self.spec.id[:12]} is already running")
             yield
         finally:
@@ -157,7 +168,7 @@ def terminal_stdio(slave: int, master: int) -> Any:
 
 
 def check_startable(record: ContainerRecord) -> None:
-    if record.state.running:
+    if record.state.status in ("running", "paused"):  # "restarting" is started again by its restart policy
         raise ConflictError(f"container {record.short_id} is already running")
 
 

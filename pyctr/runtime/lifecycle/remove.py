@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from pyctr.errors import ConflictError, NotFoundError, RuntimeFailure
 from pyctr.runtime import state as st
-from pyctr.runtime.lifecycle.kill import signal_container
+from pyctr.runtime.lifecycle.kill import signal_container, thaw_if_paused
 from pyctr.runtime.lifecycle.teardown import anonymous_volumes, remove_anonymous_volumes, teardown
 from pyctr.runtime.lifecycle.wait import STATE_SETTLE_TIMEOUT, wait_for_exit
 from pyctr.runtime.state import ContainerRecord, ContainerStore
@@ -26,7 +26,11 @@ def remove(config: Config, ref: str, force: bool = False, volumes: bool = False)
         if not force:
             raise ConflictError(f"You cannot remove a running container {record.id}. Stop the container before "
                                 "attempting removal or force remove")
+        from pyctr.runtime import restart as policy
+
+        record = policy.note_user_signal(store, record, signal.SIGKILL)  # rm -f ends a policy restart too
         signal_container(record, signal.SIGKILL)
+        thaw_if_paused(config, record)
         wait_for_exit(record.state.pid, record.state.pid_start_time, STATE_SETTLE_TIMEOUT)
         # Let the monitor finish (it keeps its pid through the exec of `_cleanup`): it writes into the
         # container's directory until then, which must not race with deleting it.

@@ -6,7 +6,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from pyctr.runtime.lifecycle.detached import start_detached
-from pyctr.runtime.lifecycle.kill import parse_signal, signal_container
+from pyctr.runtime.lifecycle.kill import parse_signal, signal_container, thaw_if_paused
 from pyctr.runtime.lifecycle.wait import STATE_SETTLE_TIMEOUT, wait_for_exit, wait_recorded
 from pyctr.runtime.state import ContainerRecord, ContainerStore
 
@@ -23,7 +23,13 @@ def stop(config: Config, ref: str, timeout: int | None = None, sig: str | None =
     spec = record.config.get("Spec", {})
     signum = parse_signal(sig or spec.get("stop_signal") or "SIGTERM")
     timeout = spec.get("stop_timeout", 10) if timeout is None else timeout
+    from pyctr.runtime import restart as policy
+
+    record = policy.note_user_signal(store, record, signal.SIGKILL)  # a stop always cancels a policy restart
+    if not record.state.running:
+        return record
     signal_container(record, signum)
+    thaw_if_paused(config, record)
     if not wait_for_exit(record.state.pid, record.state.pid_start_time, max(timeout, 0)):
         signal_container(record, signal.SIGKILL)
         wait_for_exit(record.state.pid, record.state.pid_start_time, STATE_SETTLE_TIMEOUT)
@@ -34,5 +40,8 @@ def restart(config: Config, ref: str, timeout: int | None = None) -> ContainerRe
     stop(config, ref, timeout)
     store = ContainerStore(config.paths)
     record = store.get(ref)
-    start_detached(config, record)
+    from pyctr.runtime.restart import reset_for_user_start
+
+    reset_for_user_start(store, record.id)
+    start_detached(config, store.get(record.id))
     return record

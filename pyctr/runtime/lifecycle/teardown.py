@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,10 +29,24 @@ def finish(config: Config, container_id: str, exit_code: int, finished_at: str |
         return  # removed meanwhile (rm -f): nothing left to record
     spec = load_spec(record)
     oom = _oom_killed(container_id)
+    from pyctr.runtime import restart as policy
+
+    decisions = []
+
+    def exit_transition(s: st.ContainerState) -> st.ContainerState | None:
+        if not s.running or s.status == "restarting":
+            return None
+        new, decision = policy.exit_transition(s, policy.policy_of(record), exit_code, oom_killed=oom,
+                                               at=finished_at, now=time.time())
+        decisions.append(decision)
+        return new
+
     with contextlib.suppress(NotFoundError):
-        store.update_state(container_id, lambda s: st.exited(s, exit_code, oom_killed=oom, at=finished_at)
-                           if s.running else None)
+        store.update_state(container_id, exit_transition)
     teardown(config, record, spec)  # raises if something stayed: the directory is then kept for `rm -f`
+    if decisions and decisions[0].restart:
+        policy.schedule(config, container_id, decisions[0].delay_ms)
+        return
     if spec.auto_remove:
         volumes = anonymous_volumes(record)
         store.remove_directory(container_id)

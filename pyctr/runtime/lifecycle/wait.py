@@ -23,6 +23,8 @@ POLL_SLICE_MS = 3_600_000
 
 def wait_for_exit(pid: int, start_time: int, timeout: float) -> bool:
     """Block until process (pid, start_time) is gone, at most `timeout` s; True if it is gone."""
+    if pid <= 0:
+        return True
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -64,8 +66,8 @@ def wait_recorded(store: ContainerStore, container_id: str, timeout: float = STA
     deadline = time.monotonic() + timeout
     while True:
         record = store.get(container_id)
-        if not record.state.running or time.monotonic() > deadline:
-            return record
+        if not record.state.running or record.state.status == "restarting" or time.monotonic() > deadline:
+            return record  # restarting: the exit is recorded, its restart policy answers it
         time.sleep(0.01)
 
 
@@ -74,10 +76,16 @@ def wait(config: Config, ref: str) -> int:
     store = ContainerStore(config.paths)
     record = store.get(ref)
     last_code = record.state.exit_code
+    if record.state.status == "restarting":  # Docker's waiter then fires at the next exit
+        from pyctr.runtime.restart import settle_restart
+
+        record = settle_restart(store, record.id, timeout=3600 * 24 * 365)
     while record.state.running:  # Docker's default condition "not-running": a created container returns at once
         wait_for_exit(record.state.pid, record.state.pid_start_time, 3600 * 24 * 365)
         try:
             record = wait_recorded(store, record.id)
+            if record.state.status == "restarting":  # an exit the restart policy answers: Docker's wait returns
+                return record.state.exit_code
         except NotFoundError:
             code = store.read_exit_file(record.id)
             return code[0] if code else last_code

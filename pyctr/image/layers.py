@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyctr.errors import DigestMismatch, StoreError
-from pyctr.fsutil import atomic_write_json, ensure_dir, read_json, remove_tree
+from pyctr.fsutil import atomic_write_json, fsync_dir, read_json, remove_tree
 from pyctr.image.blobs import BlobStore, file_digest, sha256
 from pyctr.image.layout import LAYER_DIFF, LAYER_RECORD, StoreLayout
 from pyctr.image.manifest import OCI_LAYER_GZIP
@@ -54,6 +54,16 @@ def directory_size(root: Path) -> int:
                 seen.add(st.st_ino)
                 total += st.st_size
     return total
+
+
+def sync_layer() -> None:
+    """Make every file of an unpacked layer durable at once, before the layer is published.
+
+    sync(2) rather than syncfs(2) of the layer's filesystem: the image package has no ctypes (its one home is
+    runtime/syscalls.py, which image/ may not import); on a host whose store shares its disk with everything
+    else the two flush the same data.
+    """
+    os.sync()
 
 
 @dataclass
@@ -108,7 +118,13 @@ class LayerStore:
                            doc.get("parent"), doc.get("blob"), int(disk_size) if disk_size is not None else None)
 
     def unpack_blob(self, blob: dict, diff_id: str, chain_id: str, parent: str | None) -> LayerRecord:
-        """Unpack a stored compressed blob as layer `chain_id` (once; concurrent callers wait)."""
+        """Unpack a stored compressed blob as layer `chain_id` (once; concurrent callers wait).
+
+        The layer is unpacked whole in a staging directory (layout.unpack_staging), synced to disk once, then
+        renamed into layers/: it appears complete or not at all. One sync per layer, not one fsync per file (each
+        forces its own writeback and, on a journalled filesystem, a journal commit): containerd's `sync_fs`
+        unpack option does the same.
+        """
         from pyctr.image.unpack import unpack_layer
 
         with self.layout.layer_lock(chain_id):
@@ -116,22 +132,26 @@ class LayerStore:
             if existing is not None:
                 return existing
             path = self.path(chain_id)
-            remove_tree(path)  # a killed unpack's leftovers
-            diff = path / LAYER_DIFF
-            ensure_dir(path)
-            diff.mkdir(mode=0o755)
+            remove_tree(path)  # a killed unpack's leftovers (unpacks before staging wrote in place)
+            staging = self.layout.unpack_staging()
             try:
+                diff = staging / LAYER_DIFF
+                diff.mkdir(mode=0o755)
                 with self.blobs.open(blob["digest"]) as stream:
                     result = unpack_layer(stream, blob["mediaType"], diff)
                 if result.diff_id != diff_id:
                     raise DigestMismatch(
                         f"layer {blob['digest']} unpacks to {result.diff_id}, but the image config says {diff_id}"
                     )
+                record = LayerRecord(chain_id, diff_id, int(result.size), path, parent, dict(blob),
+                                     directory_size(diff))
+                atomic_write_json(staging / LAYER_RECORD, record.to_json(), durable=False)
+                sync_layer()
+                os.rename(staging, path)
             except BaseException:
-                remove_tree(path)
+                remove_tree(staging)
                 raise
-            record = LayerRecord(chain_id, diff_id, int(result.size), path, parent, dict(blob), directory_size(diff))
-            atomic_write_json(path / LAYER_RECORD, record.to_json())
+            fsync_dir(path.parent)
             return record
 
     def add_from_dir(self, src_dir: Path, parent_chain_id: str | None = None,

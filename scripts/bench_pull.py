@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Cold pulls of a seed image from a loopback registry, next to GNU tar unpacking the same blobs.
+
+    sudo .venv/bin/python scripts/bench_pull.py [--runs 5] [--image python] [--server] [--no-tar]
+
+Each run: the pyctr root is removed, `sync`, then `pyctr --root R pull -q REF` is timed (in-process unless
+--server); then a fresh directory, `sync`, and `tar -xzf` of each layer blob of the same image (one after the
+other, as a floor for one writer) is timed. Prints every run and the medians.
+
+Why a separate script from bench/run.py: it isolates the pull from the other cases and from the peers, to
+measure one change at a time, and it times the filesystem's floor (tar) on the same blobs in the same state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.fixtures import seed  # noqa: E402  (needs the repo root on sys.path first)
+from tests.fixtures.registry import start_registry  # noqa: E402
+
+PYCTR = str(REPO / ".venv" / "bin" / "pyctr")
+
+
+def layer_blobs(layout: Path, tag: str) -> list[Path]:
+    """The layer blob files of `tag` in an OCI layout (in manifest order)."""
+    index = json.loads((layout / "index.json").read_text())
+    desc = next(m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name")
+                == tag)
+    blobs = layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / desc["digest"][7:]).read_text())
+    return [blobs / layer["digest"][7:] for layer in manifest["layers"]]
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def time_pull(ref: str, root: Path, env: dict[str, str]) -> float:
+    shutil.rmtree(root, ignore_errors=True)
+    os.sync()
+    return timed([PYCTR, "--root", str(root), "pull", "-q", ref], env)
+
+
+def time_tar(blobs: list[Path], dest: Path) -> float:
+    shutil.rmtree(dest, ignore_errors=True)
+    dirs = [dest / str(i) for i in range(len(blobs))]
+    for d in dirs:
+        d.mkdir(parents=True)
+    os.sync()
+    start = time.perf_counter()
+    for blob, d in zip(blobs, dirs, strict=True):
+        subprocess.run(["tar", "-xzf", str(blob), "-C", str(d)], check=True)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--image", default="python", help="seed image name (tests/fixtures/seed.py)")
+    parser.add_argument("--server", action="store_true", help="pull through pyctr's warm server")
+    parser.add_argument("--no-tar", action="store_true", help="skip the tar floor")
+    parser.add_argument("--workdir", type=Path, help="where roots and tar dirs go (default: a temp dir)")
+    opts = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_pull needs root", file=sys.stderr)
+        return 1
+    image = seed._seed(opts.image)
+    seed.ensure_layouts((image.layout,))
+    work = opts.workdir or Path(tempfile.mkdtemp(prefix="pyctr-bench-pull-"))
+    registry = start_registry(work / "registry")
+    try:
+        ref = seed.push_images(registry.host, (image.name,))[image.name]
+        cfg = work / "config.toml"
+        cfg.write_text(f'insecure_registries = ["{registry.host}"]\n')
+        env = dict(os.environ, PYCTR_CONFIG=str(cfg), PYCTR_SERVER="1" if opts.server else "0")
+        blobs = layer_blobs(seed.layout_path(image.layout), image.layout_tag)
+        pulls, tars = [], []
+        for i in range(opts.runs):
+            pulls.append(time_pull(ref, work / "root", env))
+            line = f"run {i + 1}: pyctr pull {pulls[-1]:.2f} s"
+            if not opts.no_tar:
+                tars.append(time_tar(blobs, work / "tar"))
+                line += f"  tar -xzf {tars[-1]:.2f} s"
+            print(line, flush=True)
+        print(f"median pyctr pull {statistics.median(pulls):.2f} s (server {'on' if opts.server else 'off'})"
+              + (f", tar -xzf {statistics.median(tars):.2f} s" if tars else "")
+              + f", {len(blobs)} layers, {opts.runs} runs")
+    finally:
+        registry.stop()
+        if not opts.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -2,10 +2,14 @@
 """Cold pulls of a seed image from a loopback registry, next to GNU tar unpacking the same blobs.
 
     sudo .venv/bin/python scripts/bench_pull.py [--runs 5] [--image python] [--server] [--no-tar]
+                                                [--pyctr "COMMAND"]
 
 Each run: the pyctr root is removed, `sync`, then `pyctr --root R pull -q REF` is timed (in-process unless
---server); then a fresh directory, `sync`, and `tar -xzf` of each layer blob of the same image (one after the
-other, as a floor for one writer) is timed. Prints every run and the medians.
+--server); then `tar -xzf` of each layer blob of the same image (one after the other) is timed twice, each
+after `sync`: into fresh directories beside the previous run's (deleted) ones, as a plain `tar` does, and into
+uniquely named directories under a `chattr +T` directory, as pyctr places its layers (see
+image/layout.py spread_subdirectories). Prints every run and the medians. --pyctr runs another build, e.g.
+"env PYTHONPATH=/old/checkout:SITE_PACKAGES .venv/bin/python -S -m pyctr" for a before/after comparison.
 
 Why a separate script from bench/run.py: it isolates the pull from the other cases and from the peers, to
 measure one change at a time, and it times the filesystem's floor (tar) on the same blobs in the same state.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -27,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pyctr.image.layout import spread_subdirectories  # noqa: E402
 from tests.fixtures import seed  # noqa: E402  (needs the repo root on sys.path first)
 from tests.fixtures.registry import start_registry  # noqa: E402
 
@@ -45,21 +51,27 @@ def layer_blobs(layout: Path, tag: str) -> list[Path]:
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, cwd="/")
     return time.perf_counter() - start
 
 
-def time_pull(ref: str, root: Path, env: dict[str, str]) -> float:
+def time_pull(pyctr: list[str], ref: str, root: Path, env: dict[str, str]) -> float:
     shutil.rmtree(root, ignore_errors=True)
     os.sync()
-    return timed([PYCTR, "--root", str(root), "pull", "-q", ref], env)
+    return timed([*pyctr, "--root", str(root), "pull", "-q", ref], env)
 
 
-def time_tar(blobs: list[Path], dest: Path) -> float:
-    shutil.rmtree(dest, ignore_errors=True)
-    dirs = [dest / str(i) for i in range(len(blobs))]
+def time_tar(blobs: list[Path], dest: Path, spread: bool) -> float:
+    """tar -xzf of each blob into its own new directory of `dest` (whose old content is deleted first)."""
+    if dest.exists():
+        for old in dest.iterdir():
+            shutil.rmtree(old)
+    dest.mkdir(parents=True, exist_ok=True)
+    if spread:
+        spread_subdirectories(dest)
+    dirs = [dest / (f"{i}-{time.monotonic_ns()}" if spread else str(i)) for i in range(len(blobs))]
     for d in dirs:
-        d.mkdir(parents=True)
+        d.mkdir()
     os.sync()
     start = time.perf_counter()
     for blob, d in zip(blobs, dirs, strict=True):
@@ -74,6 +86,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--server", action="store_true", help="pull through pyctr's warm server")
     parser.add_argument("--no-tar", action="store_true", help="skip the tar floor")
     parser.add_argument("--workdir", type=Path, help="where roots and tar dirs go (default: a temp dir)")
+    parser.add_argument("--pyctr", default=PYCTR, help="the pyctr command to time (default: this checkout's)")
+    parser.add_argument("--baseline", help="another pyctr command, timed in each run right after --pyctr's")
     opts = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_pull needs root", file=sys.stderr)
@@ -88,16 +102,22 @@ def main(argv: list[str]) -> int:
         cfg.write_text(f'insecure_registries = ["{registry.host}"]\n')
         env = dict(os.environ, PYCTR_CONFIG=str(cfg), PYCTR_SERVER="1" if opts.server else "0")
         blobs = layer_blobs(seed.layout_path(image.layout), image.layout_tag)
-        pulls, tars = [], []
+        pulls, baselines, tars, spread_tars = [], [], [], []
         for i in range(opts.runs):
-            pulls.append(time_pull(ref, work / "root", env))
+            pulls.append(time_pull(shlex.split(opts.pyctr), ref, work / "root", env))
             line = f"run {i + 1}: pyctr pull {pulls[-1]:.2f} s"
+            if opts.baseline:
+                baselines.append(time_pull(shlex.split(opts.baseline), ref, work / "root", env))
+                line += f"  baseline pull {baselines[-1]:.2f} s"
             if not opts.no_tar:
-                tars.append(time_tar(blobs, work / "tar"))
-                line += f"  tar -xzf {tars[-1]:.2f} s"
+                tars.append(time_tar(blobs, work / "tar", spread=False))
+                spread_tars.append(time_tar(blobs, work / "tar-spread", spread=True))
+                line += f"  tar -xzf {tars[-1]:.2f} s  tar -xzf (+T dir) {spread_tars[-1]:.2f} s"
             print(line, flush=True)
         print(f"median pyctr pull {statistics.median(pulls):.2f} s (server {'on' if opts.server else 'off'})"
-              + (f", tar -xzf {statistics.median(tars):.2f} s" if tars else "")
+              + (f", baseline pull {statistics.median(baselines):.2f} s" if baselines else "")
+              + (f", tar -xzf {statistics.median(tars):.2f} s, tar -xzf into a +T dir "
+                 f"{statistics.median(spread_tars):.2f} s" if tars else "")
               + f", {len(blobs)} layers, {opts.runs} runs")
     finally:
         registry.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pyctr.errors import DigestMismatch, StoreError
 from pyctr.fsutil import atomic_write_json, fsync_dir, read_json, remove_tree
@@ -117,8 +118,12 @@ class LayerStore:
         return LayerRecord(doc["chain_id"], doc["diff_id"], int(doc.get("size") or 0), path,
                            doc.get("parent"), doc.get("blob"), int(disk_size) if disk_size is not None else None)
 
-    def unpack_blob(self, blob: dict, diff_id: str, chain_id: str, parent: str | None) -> LayerRecord:
+    def unpack_blob(self, blob: dict, diff_id: str, chain_id: str, parent: str | None,
+                    stream: BinaryIO | None = None) -> LayerRecord:
         """Unpack a stored compressed blob as layer `chain_id` (once; concurrent callers wait).
+
+        `stream` gives the blob's bytes as its download writes them (pull.GrowingBlob), instead of the stored
+        blob: it must end only once the blob is verified and stored, so the layer is published after that.
 
         The layer is unpacked whole in a staging directory (layout.unpack_staging), synced to disk once, then
         renamed into layers/: it appears complete or not at all. One sync per layer, not one fsync per file (each
@@ -137,8 +142,11 @@ class LayerStore:
             try:
                 diff = staging / LAYER_DIFF
                 diff.mkdir(mode=0o755)
-                with self.blobs.open(blob["digest"]) as stream:
+                if stream is not None:
                     result = unpack_layer(stream, blob["mediaType"], diff)
+                else:
+                    with self.blobs.open(blob["digest"]) as stored:
+                        result = unpack_layer(stored, blob["mediaType"], diff)
                 if result.diff_id != diff_id:
                     raise DigestMismatch(
                         f"layer {blob['digest']} unpacks to {result.diff_id}, but the image config says {diff_id}"

@@ -1,10 +1,11 @@
 """The layer store: unpacked layers under layers/<chain id>, overlay-ready.
 
 A layer is named by its OCI ChainID (its diff id chained onto its parent's), so
-the same diff on two different parents is two layers, as overlay needs. It
-counts only once layer.json exists, written last: a killed unpack leaves a
-directory without it, which the next unpack of that layer (under the layer's
-flock) removes and redoes.
+the same diff on two different parents is two layers, as overlay needs. A layer
+is unpacked whole in tmp/unpack-<pid>-<nonce>/, synced once, and renamed into
+layers/ with its layer.json: a killed unpack leaves only that staging directory,
+garbage once its process is gone. (A layers/ directory without layer.json, left
+by unpacks before staging, is removed and redone by the next unpack of it.)
 """
 
 from __future__ import annotations

@@ -356,7 +356,8 @@ def _download_and_unpack(store: ImageStore, client, desc: Descriptor, progress: 
     """Download a layer blob in a thread of its own while `unpack` reads it as it grows.
 
     When it cannot be read as it arrives (NotStreamed), the layer is unpacked from the stored blob once the
-    download is done. When either side fails, the pull is cancelled, so the other side stops too.
+    download is done. A blob that fails verification is the error reported, even when its bad bytes made the
+    unpack fail first.
     """
     growing = GrowingBlob(cancelled)
     failure: list[BaseException] = []
@@ -375,19 +376,24 @@ def _download_and_unpack(store: ImageStore, client, desc: Descriptor, progress: 
         try:
             record = unpack(growing)
         except NotStreamed:
+            record = None
+        except (KeyboardInterrupt, PullCancelled):
+            cancelled.set()
+            raise
+        except BaseException:
+            # The archive looked bad (or the disk failed) before the download ended. If the blob fails
+            # verification, that is the error to report, as Docker verifies before it extracts: let the download
+            # finish and judge.
             downloader.join()
             if failure:
                 raise failure[0] from None
-            return unpack(None)
+            raise
         downloader.join()
         if failure:
-            raise failure[0]
-        return record
-    except BaseException:
-        cancelled.set()
-        downloader.join()
-        raise
+            raise failure[0] from None
+        return record if record is not None else unpack(None)
     finally:
+        downloader.join()
         growing.close()
 
 

@@ -130,16 +130,18 @@ def layer_blob(count: int = 300) -> tuple[bytes, str]:
 class HalfThenRest:
     """A registry client that sends the first half of a blob, waits until someone read from it, then the rest."""
 
-    def __init__(self, data: bytes, read_started: threading.Event, wait: float = 5.0) -> None:
+    def __init__(self, data: bytes, read_started: threading.Event, wait: float = 5.0, pause: float = 0.0) -> None:
         self.data = data
         self.read_started = read_started
         self.wait = wait
+        self.pause = pause  # after the first read, before the rest: time for the unpack to get ahead
         self.overlapped = False
 
     def fetch_blob(self, digest, sink, size=None, on_progress=None) -> None:
         half = len(self.data) // 2
         sink.write(self.data[sink.offset:half])
         self.overlapped = self.read_started.wait(self.wait)
+        time.sleep(self.pause)
         sink.write(self.data[half:])
 
 
@@ -203,3 +205,16 @@ def test_a_stored_blob_is_unpacked_from_the_store(store):
     client = HalfThenRest(data, read_started, wait=0)
     layer = pull_layer(store, client, data, digest, diff_id, read_started)
     assert len(os.listdir(layer.diff_dir / "d")) == 20
+
+
+def test_corrupt_bytes_are_reported_as_a_failed_verification_not_a_bad_archive(store):
+    """The unpack meets the corrupt bytes before the digest is known: the download's verdict still wins."""
+    data, diff_id = layer_blob()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    corrupt = data[:100] + b"\xff" * 300 + data[400:]  # the first tar header: the unpack fails at once
+    read_started = threading.Event()
+    client = HalfThenRest(corrupt, read_started, pause=1.0)
+    with pytest.raises(DigestMismatch):
+        pull_layer(store, client, data, digest, diff_id, read_started)
+    assert store.get_layer(diff_id) is None
+    assert not store.has_blob(digest)

@@ -118,10 +118,7 @@ BIG_FILES_MIB = (50, 50, 50)
 
 def many_file_context(directory: Path) -> Path:
     """A build context whose image has SMALL_LAYERS layers of small files (MANY_FILES in all, 100 per directory)
-    and one layer per big incompressible file (made once)."""
-    done = directory / ".complete"
-    if done.exists():
-        return directory
+    and one layer per big incompressible file."""
     rng = __import__("random").Random(18)
     per_layer = MANY_FILES // SMALL_LAYERS
     for layer in range(SMALL_LAYERS):
@@ -134,7 +131,6 @@ def many_file_context(directory: Path) -> Path:
     lines = ["FROM scratch", *(f"COPY l{n} /l{n}" for n in range(SMALL_LAYERS)),
              *(f"COPY big{i}.bin /big/" for i in range(len(BIG_FILES_MIB)))]
     (directory / "Dockerfile").write_text("\n".join(lines) + "\n")
-    done.write_text("")
     return directory
 
 
@@ -150,8 +146,9 @@ def bench_pull_many_files(ctx: dict) -> Bench:
             return
         if tool.name != "pyctr":
             raise RuntimeError("the image is built and pushed by pyctr, whose setup failed")
-        context = many_file_context(Path(tempfile.gettempdir()) / "pyctr-bench-many-files")
-        tool.run("build", "-q", "-t", ref, str(context), timeout=1800)
+        with tempfile.TemporaryDirectory(prefix="pyctr-bench-many-files-") as tmp:
+            context = many_file_context(Path(tmp))
+            tool.run("build", "-q", "-t", ref, str(context), timeout=1800)
         tool.run("push", ref, timeout=1800)
         built.append(ref)
 

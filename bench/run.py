@@ -174,6 +174,63 @@ def bench_pull(ctx: dict) -> Bench:
                  lambda t, s: timed(t, "pull", "-q", ref), before_each=before, runs=5)
 
 
+MANY_FILES = 20_000
+SMALL_LAYERS = 7  # + one layer per big file: 10 layers
+BIG_FILES_MIB = (50, 50, 50)
+
+
+def many_file_context(directory: Path) -> Path:
+    """A build context whose image has SMALL_LAYERS layers of small files (MANY_FILES in all, 100 per directory)
+    and one layer per big incompressible file."""
+    rng = __import__("random").Random(18)
+    per_layer = MANY_FILES // SMALL_LAYERS
+    for layer in range(SMALL_LAYERS):
+        for i in range(per_layer):
+            sub = directory / f"l{layer}" / f"d{i // 100}"
+            sub.mkdir(parents=True, exist_ok=True)
+            (sub / f"f{i}.txt").write_bytes(rng.randbytes(rng.randrange(50, 4000)))
+    for i, mib in enumerate(BIG_FILES_MIB):
+        (directory / f"big{i}.bin").write_bytes(rng.randbytes(mib << 20))
+    lines = ["FROM scratch", *(f"COPY l{n} /l{n}" for n in range(SMALL_LAYERS)),
+             *(f"COPY big{i}.bin /big/" for i in range(len(BIG_FILES_MIB)))]
+    (directory / "Dockerfile").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def bench_pull_many_files(ctx: dict) -> Bench:
+    """A cold pull of a 10-layer image with 20k small files and 3 x 50 MB, which pyctr builds and pushes to the
+    loopback registry once (every tool then pulls the same image)."""
+    host = ctx["images"]["busybox"].split("/", 1)[0]
+    ref = f"{host}/bench/many-files:latest"
+    built: list[str] = []
+
+    def setup(tool: Tool, state: dict) -> None:
+        if built:
+            return
+        if tool.name != "pyctr":
+            raise RuntimeError("the image is built and pushed by pyctr, whose setup failed")
+        with tempfile.TemporaryDirectory(prefix="pyctr-bench-many-files-") as tmp:
+            context = many_file_context(Path(tmp))
+            tool.run("build", "-q", "-t", ref, str(context), timeout=1800)
+        tool.run("push", ref, timeout=1800)
+        built.append(ref)
+
+    return Bench("pull of a 10-layer image, 20k small files + 3 x 50 MB (cold, loopback registry)", "<= 0.5",
+                 lambda t, s: timed(t, "pull", "-q", ref), setup=setup, before_each=cold(ref), runs=5)
+
+
+def cold(ref: str) -> Callable[[Tool, dict], None]:
+    """Before each cold pull: the image under every tag, and (pyctr) its blobs and layers, are gone."""
+
+    def before(tool: Tool, state: dict) -> None:
+        found = tool.run("image", "inspect", "-f", "{{.Id}}", ref, check=False).stdout.split()
+        tool.run("rmi", "-f", *(found or [ref]), check=False)
+        if tool.name == "pyctr":
+            tool.run("image", "prune", "-a", "-f", check=False)
+
+    return before
+
+
 def bench_build(ctx: dict, cached: bool) -> Bench:
     context = ctx["pyserv_context"]
 
@@ -618,7 +675,8 @@ def main() -> int:
             tools += peer_tools
             ctx = {"images": images, "pyserv_context": REPO / "examples" / "pyserv", "work": work, "cleanups": cleanups}
             benches = [
-                bench_run_none(ctx), bench_run_bridge(ctx), bench_pull(ctx), bench_build(ctx, cached=False),
+                bench_run_none(ctx), bench_run_bridge(ctx), bench_pull(ctx), bench_pull_many_files(ctx),
+                bench_build(ctx, cached=False),
                 bench_build(ctx, cached=True), bench_exec(ctx), bench_ps(ctx), bench_http(ctx), bench_memory(ctx),
                 *bench_many(ctx), bench_big_context_build(ctx), bench_logs(ctx),
                 bench_run_user_network(ctx), bench_dns(ctx),

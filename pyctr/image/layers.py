@@ -1,10 +1,11 @@
 """The layer store: unpacked layers under layers/<chain id>, overlay-ready.
 
 A layer is named by its OCI ChainID (its diff id chained onto its parent's), so
-the same diff on two different parents is two layers, as overlay needs. It
-counts only once layer.json exists, written last: a killed unpack leaves a
-directory without it, which the next unpack of that layer (under the layer's
-flock) removes and redoes.
+the same diff on two different parents is two layers, as overlay needs. A layer
+is unpacked whole in tmp/unpack-<pid>-<nonce>/, synced once, and renamed into
+layers/ with its layer.json: a killed unpack leaves only that staging directory,
+garbage once its process is gone. (A layers/ directory without layer.json, left
+by unpacks before staging, is removed and redone by the next unpack of it.)
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pyctr.errors import DigestMismatch, StoreError
-from pyctr.fsutil import atomic_write_json, ensure_dir, read_json, remove_tree
+from pyctr.fsutil import atomic_write_json, fsync_dir, read_json, remove_tree
 from pyctr.image.blobs import BlobStore, file_digest, sha256
 from pyctr.image.layout import LAYER_DIFF, LAYER_RECORD, StoreLayout
 from pyctr.image.manifest import OCI_LAYER_GZIP
@@ -54,6 +56,16 @@ def directory_size(root: Path) -> int:
                 seen.add(st.st_ino)
                 total += st.st_size
     return total
+
+
+def sync_layer() -> None:
+    """Make every file of an unpacked layer durable at once, before the layer is published.
+
+    sync(2) rather than syncfs(2) of the layer's filesystem: the image package has no ctypes (its one home is
+    runtime/syscalls.py, which image/ may not import); on a host whose store shares its disk with everything
+    else the two flush the same data.
+    """
+    os.sync()
 
 
 @dataclass
@@ -107,8 +119,18 @@ class LayerStore:
         return LayerRecord(doc["chain_id"], doc["diff_id"], int(doc.get("size") or 0), path,
                            doc.get("parent"), doc.get("blob"), int(disk_size) if disk_size is not None else None)
 
-    def unpack_blob(self, blob: dict, diff_id: str, chain_id: str, parent: str | None) -> LayerRecord:
-        """Unpack a stored compressed blob as layer `chain_id` (once; concurrent callers wait)."""
+    def unpack_blob(self, blob: dict, diff_id: str, chain_id: str, parent: str | None,
+                    stream: BinaryIO | None = None) -> LayerRecord:
+        """Unpack a stored compressed blob as layer `chain_id` (once; concurrent callers wait).
+
+        `stream` gives the blob's bytes as its download writes them (pull.GrowingBlob), instead of the stored
+        blob: it must end only once the blob is verified and stored, so the layer is published after that.
+
+        The layer is unpacked whole in a staging directory (layout.unpack_staging), synced to disk once, then
+        renamed into layers/: it appears complete or not at all. One sync per layer, not one fsync per file (each
+        forces its own writeback and, on a journalled filesystem, a journal commit): containerd's `sync_fs`
+        unpack option does the same.
+        """
         from pyctr.image.unpack import unpack_layer
 
         with self.layout.layer_lock(chain_id):
@@ -116,22 +138,29 @@ class LayerStore:
             if existing is not None:
                 return existing
             path = self.path(chain_id)
-            remove_tree(path)  # a killed unpack's leftovers
-            diff = path / LAYER_DIFF
-            ensure_dir(path)
-            diff.mkdir(mode=0o755)
+            remove_tree(path)  # a killed unpack's leftovers (unpacks before staging wrote in place)
+            staging = self.layout.unpack_staging()
             try:
-                with self.blobs.open(blob["digest"]) as stream:
+                diff = staging / LAYER_DIFF
+                diff.mkdir(mode=0o755)
+                if stream is not None:
                     result = unpack_layer(stream, blob["mediaType"], diff)
+                else:
+                    with self.blobs.open(blob["digest"]) as stored:
+                        result = unpack_layer(stored, blob["mediaType"], diff)
                 if result.diff_id != diff_id:
                     raise DigestMismatch(
                         f"layer {blob['digest']} unpacks to {result.diff_id}, but the image config says {diff_id}"
                     )
+                record = LayerRecord(chain_id, diff_id, int(result.size), path, parent, dict(blob),
+                                     directory_size(diff))
+                atomic_write_json(staging / LAYER_RECORD, record.to_json(), durable=False)
+                sync_layer()
+                os.rename(staging, path)
             except BaseException:
-                remove_tree(path)
+                remove_tree(staging)
                 raise
-            record = LayerRecord(chain_id, diff_id, int(result.size), path, parent, dict(blob), directory_size(diff))
-            atomic_write_json(path / LAYER_RECORD, record.to_json())
+            fsync_dir(path.parent)
             return record
 
     def add_from_dir(self, src_dir: Path, parent_chain_id: str | None = None,

@@ -10,11 +10,13 @@ The stores (blobs.py, layers.py, records.py), their garbage collector (store.py)
     locks/{blob,layer}-<hex>.lock        one per blob / layer being written (only under the shared GC lock)
     tmp/blob-<hex>.partial               a download in progress or to resume
     tmp/<kind>-<pid>-<nonce>[suffix]     scratch of process <pid>: garbage once it died
+    tmp/unpack-<pid>-<nonce>/            a layer being unpacked (diff/ + layer.json), renamed to layers/ when whole
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import time
@@ -37,6 +39,12 @@ PARTIAL_BLOB = re.compile(r"^blob-([0-9a-f]{64})\.partial$")
 CONTENT_LOCK = re.compile(r"^(blob|layer)-[0-9a-f]{64}\.lock$")
 PID_NAMED = re.compile(r"^[a-z-]+?-(\d+)-")  # <kind>-<pid>-<nonce>: pack-, save-, load-, repack-, blob-load-
 PID_SUFFIXED = re.compile(r"^\..+\.(\d+)$")  # .<name>.<pid>: an atomic write (or a compile) in progress
+UNPACK_STAGING = "unpack"
+# chattr +T (linux/fs.h): "top of directory hierarchies". ext4's Orlov allocator then places each new subdirectory
+# in a little-used block group chosen by a hash of its name, instead of next to its parent.
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+FS_TOPDIR_FL = 0x00020000
 
 
 def sha256_hex(digest: str) -> str:
@@ -44,6 +52,33 @@ def sha256_hex(digest: str) -> str:
     if not is_sha256_digest(digest):
         raise StoreError(f"not a sha256 digest: {digest!r}")
     return digest[7:]
+
+
+def spread_subdirectories(path: Path) -> bool:
+    """Mark `path` as a top of directory hierarchies (chattr +T), best effort; True if it is marked.
+
+    Why: ext4 without a journal (as here) does not reuse an inode freed in the last minute or more, and each
+    new inode is searched for from the start of its block group, skipping every such inode: after thousands of
+    files were deleted near the store (a previous image, another program's temp files), each file create costs
+    0.5-2 ms of kernel CPU. A layer unpacked under a marked directory, in a fresh uniquely named directory, lands
+    in a quiet block group (measured: python:3-slim's two layers unpack in 1.2-2.2 s instead of 4.5-7.3 s with
+    GNU tar). Filesystems without the flag (xfs, btrfs, tmpfs, overlay) refuse or ignore it: nothing changes.
+    """
+    import struct
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        flags = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8))[:4])[0]
+        if not flags & FS_TOPDIR_FL:
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags | FS_TOPDIR_FL) + bytes(4))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def pid_alive(pid: int) -> bool:
@@ -88,6 +123,19 @@ class StoreLayout:
     def scratch(self, kind: str, suffix: str = "") -> Path:
         """A temp path in tmp/ named after this process, so the GC and `system check` know when it is garbage."""
         return self.paths.tmp / f"{kind}-{os.getpid()}-{time.monotonic_ns()}{suffix}"
+
+    def unpack_staging(self) -> Path:
+        """A new empty directory where one layer is unpacked whole before it is renamed into layers/.
+
+        In tmp/ (marked with spread_subdirectories) under a unique name, so each unpack starts in a block group of
+        its own choosing rather than where the last one's files were just deleted; named like other scratch so a
+        killed unpack's leftover is garbage to the GC and `system check` once its process is gone.
+        """
+        self.ensure()
+        spread_subdirectories(self.paths.tmp)
+        path = self.scratch(UNPACK_STAGING)
+        path.mkdir(mode=0o700)
+        return path
 
     def lock(self, name: str, shared: bool = False, blocking: bool = True) -> contextlib.AbstractContextManager[int]:
         return file_lock(self.paths.locks / f"{name}.lock", shared=shared, blocking=blocking)

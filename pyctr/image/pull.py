@@ -2,8 +2,9 @@
 
 Deciding (which endpoint, which manifest for this platform, which layers are
 missing) is separated from doing (downloads into the store). Layers download
-3 at a time, as Docker does, and each is unpacked as soon as it arrives: with
-overlay each layer is its own directory, so unpacking needs no ordering.
+3 at a time, as Docker does, and each is unpacked while it arrives (GrowingBlob):
+with overlay each layer is its own directory, so unpacking needs no ordering,
+and a layer is published only once its blob was verified and stored.
 The image record and tags are written last, so an interrupted pull lists
 nothing and the next one resumes from what was already stored.
 """
@@ -11,10 +12,13 @@ nothing and the next one resumes from what was already stored.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from pyctr.config import Config
@@ -225,10 +229,10 @@ def _fetch_layers(store: ImageStore, client, layers: list[Descriptor], diff_ids:
 
     def work(i: int) -> LayerRecord:
         desc = layers[i]
-        _download_blob(store, client, desc, progress, cancelled)
-        progress.layer(desc.digest[7:19], "Extracting", transient=True)
         blob = {"mediaType": desc.media_type, "digest": desc.digest, "size": desc.size}
-        record = store.unpack_blob_layer(blob, diff_ids[i], chains[i], chains[i - 1] if i else None)
+        record = _download_and_unpack(store, client, desc, progress, cancelled,
+                                      lambda stream: store.unpack_blob_layer(
+                                          blob, diff_ids[i], chains[i], chains[i - 1] if i else None, stream=stream))
         progress.layer(desc.digest[7:19], "Pull complete")
         return record
 
@@ -253,12 +257,153 @@ class PullCancelled(PyctrError):
     """Another layer failed or the user interrupted: this download stops (its partial file stays for resume)."""
 
 
-class _CancellableSink:
-    """Passes chunks to the blob writer until the pull is cancelled."""
+class NotStreamed(PyctrError):
+    """The blob cannot be read as it arrives (it was stored already, or its download started over after bytes
+    were read): unpack it from the store once the download is done."""
 
-    def __init__(self, writer, cancelled: threading.Event) -> None:
+
+class GrowingBlob:
+    """A blob read while its download writes it, so a layer unpacks as it arrives instead of after it is stored.
+
+    The download says how far the file has grown; read() waits for bytes not written yet. It reports the end only
+    after the download verified the blob's digest and stored it (`done`), so a layer unpacked from it is published
+    from verified bytes only. A failed download ends it with that error; a download that starts the file over
+    after bytes were read ends it with NotStreamed.
+    """
+
+    POLL_SECONDS = 0.1  # how often a waiting reader looks at the pull's cancel flag
+
+    def __init__(self, cancelled: threading.Event) -> None:
+        self._cond = threading.Condition()
+        self._cancelled = cancelled
+        self._fd = -1
+        self._written = 0
+        self._pos = 0
+        self._done = False
+        self._error: BaseException | None = None
+
+    # -- the download's side ------------------------------------------------
+    def opened(self, path: Path, offset: int) -> None:
+        """The download writes `path`, which holds `offset` bytes already (a resumed partial download)."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        with self._cond:
+            if self._fd >= 0:  # a second attempt, after a resumed partial failed verification
+                os.close(self._fd)
+                if self._pos:
+                    self._fail(NotStreamed("the download started over"))
+            self._fd, self._written = fd, offset
+            self._cond.notify_all()
+
+    def grew(self, offset: int) -> None:
+        with self._cond:
+            self._written = offset
+            self._cond.notify_all()
+
+    def restarted(self) -> None:
+        """The download truncated the file to start from zero (the registry ignored a range request)."""
+        with self._cond:
+            if self._pos:
+                self._fail(NotStreamed("the download started over"))
+            self._written = 0
+
+    def done(self) -> None:
+        """Every byte is written, verified and stored."""
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    def failed(self, error: BaseException) -> None:
+        with self._cond:
+            self._fail(error)
+
+    def _fail(self, error: BaseException) -> None:
+        if self._error is None:
+            self._error = error
+        self._cond.notify_all()
+
+    # -- the unpacker's side ------------------------------------------------
+    def read(self, n: int = -1) -> bytes:
+        with self._cond:
+            while True:
+                if self._error is not None:
+                    raise self._error
+                if self._fd >= 0 and self._pos < self._written:
+                    break
+                if self._done:
+                    if self._fd < 0:
+                        raise NotStreamed("the blob was stored already")
+                    return b""
+                if self._cancelled.is_set():
+                    raise PullCancelled("pull cancelled")
+                self._cond.wait(self.POLL_SECONDS)
+            want = self._written - self._pos if n < 0 else min(n, self._written - self._pos)
+            data = os.pread(self._fd, want, self._pos)
+            if not data:
+                raise NotStreamed("the partial download shrank")
+            self._pos += len(data)
+            return data
+
+    def close(self) -> None:
+        with self._cond:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def _download_and_unpack(store: ImageStore, client, desc: Descriptor, progress: Progress,
+                         cancelled: threading.Event, unpack: Callable[[GrowingBlob | None], LayerRecord]
+                         ) -> LayerRecord:
+    """Download a layer blob in a thread of its own while `unpack` reads it as it grows.
+
+    When it cannot be read as it arrives (NotStreamed), the layer is unpacked from the stored blob once the
+    download is done. A blob that fails verification is the error reported, even when its bad bytes made the
+    unpack fail first.
+    """
+    growing = GrowingBlob(cancelled)
+    failure: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            _download_blob(store, client, desc, progress, cancelled, growing)
+            growing.done()
+        except BaseException as exc:  # handed to the unpacking thread through `growing`, re-raised below
+            failure.append(exc)
+            growing.failed(exc)
+
+    downloader = threading.Thread(target=download, name=f"download-{desc.digest[7:19]}", daemon=True)
+    downloader.start()
+    try:
+        try:
+            record = unpack(growing)
+        except NotStreamed:
+            record = None
+        except (KeyboardInterrupt, PullCancelled):
+            cancelled.set()
+            raise
+        except BaseException:
+            # The archive looked bad (or the disk failed) before the download ended. If the blob fails
+            # verification, that is the error to report, as Docker verifies before it extracts: let the download
+            # finish and judge.
+            downloader.join()
+            if failure:
+                raise failure[0] from None
+            raise
+        downloader.join()
+        if failure:
+            raise failure[0] from None
+        return record if record is not None else unpack(None)
+    finally:
+        downloader.join()
+        growing.close()
+
+
+class _CancellableSink:
+    """Passes chunks to the blob writer until the pull is cancelled, telling a reader of the growing blob."""
+
+    def __init__(self, writer, cancelled: threading.Event, growing: GrowingBlob | None = None) -> None:
         self.writer = writer
         self.cancelled = cancelled
+        self.growing = growing
 
     @property
     def offset(self) -> int:
@@ -268,26 +413,32 @@ class _CancellableSink:
         if self.cancelled.is_set():
             raise PullCancelled("pull cancelled")
         self.writer.write(data)
+        if self.growing is not None:
+            self.growing.grew(self.writer.offset)
 
     def reset(self) -> None:
         self.writer.reset()
+        if self.growing is not None:
+            self.growing.restarted()
 
 
 def _download_blob(store: ImageStore, client, desc: Descriptor, progress: Progress,
-                   cancelled: threading.Event | None = None) -> None:
+                   cancelled: threading.Event | None = None, growing: GrowingBlob | None = None) -> None:
     short = desc.digest[7:19]
     for attempt in (1, 2):
         with store.blob_writer(desc.digest, desc.size) as writer:
             if writer is None:
                 progress.layer(short, "Download complete")
                 return
+            if growing is not None:
+                growing.opened(writer.partial, writer.offset)
             if writer.offset:
                 progress.layer(short, f"Resuming at {_human(writer.offset)}", transient=True)
 
             def on_progress(done: int) -> None:
                 progress.layer(short, f"Downloading  {_bar(done, desc.size)}", transient=True)
 
-            sink = _CancellableSink(writer, cancelled or threading.Event())
+            sink = _CancellableSink(writer, cancelled or threading.Event(), growing)
             try:
                 client.fetch_blob(desc.digest, sink, desc.size, on_progress if progress.tty else None)
                 progress.layer(short, "Verifying Checksum")

@@ -109,8 +109,9 @@ class ImageStore:
     def get_layer(self, chain_id: str) -> LayerRecord | None:
         return self.layers.get(chain_id)
 
-    def unpack_blob_layer(self, blob: dict, diff_id: str, chain_id: str, parent: str | None) -> LayerRecord:
-        return self.layers.unpack_blob(blob, diff_id, chain_id, parent)
+    def unpack_blob_layer(self, blob: dict, diff_id: str, chain_id: str, parent: str | None,
+                          stream: IO[bytes] | None = None) -> LayerRecord:
+        return self.layers.unpack_blob(blob, diff_id, chain_id, parent, stream)
 
     def add_layer_from_dir(self, src_dir: Path, parent_chain_id: str | None = None,
                            source_date_epoch: int | None = None) -> LayerRecord:

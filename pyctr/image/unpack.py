@@ -204,13 +204,53 @@ def plan_entry(info: tarfile.TarInfo, *, whiteouts: bool = True) -> EntryPlan:
     return plan
 
 
+SPECIAL_MODE_BITS = 0o7000  # setuid, setgid, sticky
+
+
+def process_umask() -> int | None:
+    """This process's umask, read without changing it (os.umask would race other threads' creates); None if
+    the kernel does not say (before Linux 4.7)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def creation_mode(mode: int, umask: int | None) -> int | None:
+    """The mode to create a regular file with so that it needs no fchmod afterwards, or None when it does.
+
+    Why: a layer has thousands of files and every syscall saved per file counts. open(2) applies the umask,
+    and setuid/setgid bits must be set only after the owner is (chown clears them), so those take fchmod.
+    """
+    if umask is None or mode & SPECIAL_MODE_BITS or mode & umask:
+        return None
+    return mode
+
+
+def needs_owner_change(uid: int, gid: int, creator: tuple[int, int] | None) -> bool:
+    """Whether a node this process just made must be chowned to (uid, gid).
+
+    `creator` is the owner a new node gets (the process's euid/egid) when that is certain: in a fresh layer no
+    directory is setgid while it fills (directory modes are applied last), so nothing inherits a group. None
+    when unknown (an archive merged into an existing tree): then always chown.
+    """
+    return creator is None or (uid, gid) != creator
+
+
 class _Extractor:
     """Applies EntryPlans below one directory descriptor, never leaving it."""
 
-    def __init__(self, root_fd: int, source: LayerSource) -> None:
+    def __init__(self, root_fd: int, source: LayerSource, *, fresh: bool = False) -> None:
         self.root_fd = root_fd
         self.source = source
         self.is_root = os.geteuid() == 0
+        # Only in a fresh layer is the owner of a new node known without asking (see needs_owner_change).
+        self.creator = (os.geteuid(), os.getegid()) if fresh else None
+        self.umask = process_umask()
         self._parents: OrderedDict[tuple[str, ...], int] = OrderedDict()
         self._dir_meta: dict[tuple[str, ...], tuple[int, int, int]] = {}
 
@@ -300,11 +340,11 @@ class _Extractor:
 
     def _own_fd(self, plan: EntryPlan, fd: int) -> None:
         """Numeric owner from the header (never names); only root can give files away."""
-        if self.is_root:
+        if self.is_root and needs_owner_change(plan.uid, plan.gid, self.creator):
             os.fchown(fd, plan.uid, plan.gid)
 
     def _own_at(self, plan: EntryPlan, pfd: int, base: str) -> None:
-        if self.is_root:
+        if self.is_root and needs_owner_change(plan.uid, plan.gid, self.creator):
             os.chown(base, plan.uid, plan.gid, dir_fd=pfd, follow_symlinks=False)
 
     # -- entry kinds -------------------------------------------------------
@@ -327,17 +367,20 @@ class _Extractor:
 
     def _apply_file(self, plan: EntryPlan) -> None:
         holder: list[int] = []
+        final_mode = creation_mode(plan.mode, self.umask)
 
         def make(pfd: int, base: str) -> None:
-            holder.append(os.open(base, FILE_FLAGS, 0o600, dir_fd=pfd))
+            holder.append(os.open(base, FILE_FLAGS, 0o600 if final_mode is None else final_mode, dir_fd=pfd))
 
         self._create(plan, make)
         fd = holder[0]
         try:
             self._write_data(fd, plan)
             self._own_fd(plan, fd)
-            os.fchmod(fd, plan.mode)
-            self._set_xattrs(fd, plan.xattrs)
+            if final_mode is None:
+                os.fchmod(fd, plan.mode)
+            if plan.xattrs:
+                self._set_xattrs(fd, plan.xattrs)
             os.utime(fd, ns=(plan.atime_ns, plan.mtime_ns))
         finally:
             os.close(fd)
@@ -501,7 +544,9 @@ def _unpack_into(stream: BinaryIO, media_type: str | None, root_fd: int, threade
 
 def _extract_and_drain(source: LayerSource, root_fd: int, *, layer: bool) -> None:
     """Every entry of `source` into `root_fd`, then directory metadata, then the rest of the stream (verified)."""
-    extractor = _Extractor(root_fd, source)
+    # A layer fills an empty directory we made; a setgid one would hand its group down to what is created in it.
+    fresh = layer and not os.fstat(root_fd).st_mode & stat.S_ISGID
+    extractor = _Extractor(root_fd, source, fresh=fresh)
     try:
         _extract_all(source, extractor, layer=layer)
         try:

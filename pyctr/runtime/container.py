@@ -364,13 +364,17 @@ def _terminal_stdio(slave: int, master: int) -> Any:
 
 # -- detached ------------------------------------------------------------------------------------------------
 
-def start_detached(config: Config, record: ContainerRecord) -> int:
-    """Start the container in the background and return C's pid once it runs (or raise its start error)."""
+def start_detached(config: Config, record: ContainerRecord, stdin_fd: int | None = None) -> int:
+    """Start the container in the background and return C's pid once it runs (or raise its start error).
+
+    `stdin_fd` (the Engine API's attach before start) is the read end of a pipe that becomes C's stdin; its
+    writer (the attached client) closing it is C's stdin EOF. Without it, an -i container gets a pipe the
+    monitor holds open."""
     _check_startable(record)
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the forked child
-        _detach_and_launch(config, record, read_end, write_end)
+        _detach_and_launch(config, record, read_end, write_end, stdin_fd)
     os.close(write_end)
     with open(read_end, "rb") as f:
         report = f.read().decode(errors="replace")
@@ -378,7 +382,8 @@ def start_detached(config: Config, record: ContainerRecord) -> int:
     return _parse_report(report)
 
 
-def _detach_and_launch(config: Config, record: ContainerRecord, read_end: int, report: int) -> None:
+def _detach_and_launch(config: Config, record: ContainerRecord, read_end: int, report: int,
+                       stdin_fd: int | None = None) -> None:
     """In the child: become M (new session, grandchild of the CLI) and never return."""
     code = 0
     try:
@@ -386,8 +391,8 @@ def _detach_and_launch(config: Config, record: ContainerRecord, read_end: int, r
         os.setsid()
         if os.fork() != 0:
             os._exit(0)
-        _sanitise_fds(keep=report)
-        _become_monitor(config, record, report)
+        _sanitise_fds(keep=report, also_keep=stdin_fd)
+        _become_monitor(config, record, report, stdin_fd)
     except PyctrError as e:
         _send(report, f"error {e.exit_code} {e.message}")
         code = e.exit_code
@@ -397,20 +402,24 @@ def _detach_and_launch(config: Config, record: ContainerRecord, read_end: int, r
     os._exit(code)
 
 
-def _sanitise_fds(keep: int) -> None:
+def _sanitise_fds(keep: int, also_keep: int | None = None) -> None:
     """Stdio to /dev/null, every other fd closed: nothing of the CLI's (its pipes, a tty) stays held."""
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    if devnull > 2:
+        if fd != also_keep:
+            os.dup2(devnull, fd)
+    if devnull > 2 and devnull != also_keep:
         os.close(devnull)
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 65536)
+    start = 3
+    for kept in sorted({keep, also_keep if also_keep is not None else keep}):
+        os.closerange(start, kept)
+        start = kept + 1
+    os.closerange(start, 65536)
     os.chdir("/")
     os.umask(0o022)
 
 
-def _become_monitor(config: Config, record: ContainerRecord, report: int) -> None:
+def _become_monitor(config: Config, record: ContainerRecord, report: int, stdin_fd: int | None = None) -> None:
     launcher = _Launch(config, record)
     tty = launcher.spec.process.terminal
     if tty:
@@ -422,7 +431,7 @@ def _become_monitor(config: Config, record: ContainerRecord, report: int) -> Non
     else:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        stdin = _stdin_for_detached(launcher.spec)
+        stdin = stdin_fd if stdin_fd is not None else _stdin_for_detached(launcher.spec)
         stdio, close_after = _stdio(stdin, out_w, err_w), [stdin, out_w, err_w]
     pid, _ = launcher.launch(stdio)
     for fd in close_after:

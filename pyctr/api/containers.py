@@ -1,0 +1,411 @@
+"""Container endpoints: parse, call pyctr.runtime, serialise. The attach/wait/logs streams live here too."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import threading
+import time
+
+from pyctr.api import documents
+from pyctr.api.http import HttpError, Request
+from pyctr.api.routes import route
+from pyctr.api.service import config
+from pyctr.api.streams import frame, peer_gone
+from pyctr.errors import NotFoundError, PyctrError
+
+POLL = 0.05
+MAX_ARCHIVE_BODY = 16 << 30  # docker cp into a container: bounded, spooled to disk beyond 1 MiB
+_PENDING_STDIN: dict[str, int] = {}  # container id -> read end an attach before start hands to start
+_PENDING_LOCK = threading.Lock()
+
+
+def _store():
+    from pyctr.runtime.state import ContainerStore
+
+    return ContainerStore(config().paths)
+
+
+def _record(request: Request):
+    return _store().get(request.params["id"])
+
+
+@route("POST", "/containers/create")
+def create(request: Request) -> None:
+    from pyctr.image.reference import parse_reference
+    from pyctr.image.store import ImageStore
+    from pyctr.runtime import container
+
+    options = documents.create_options(request.json(default={}), request.arg("name"))
+    try:
+        ImageStore(config().paths).resolve(options.image)  # dockerd never pulls on create: the client does on 404
+    except NotFoundError:
+        raise NotFoundError(f"No such image: {parse_reference(options.image).familiar}") from None
+    record = container.create(config(), options, out=open(os.devnull, "w"))  # noqa: SIM115
+    request.send_json({"Id": record.id, "Warnings": []}, status=201)
+
+
+@route("GET", "/containers/json")
+def list_containers(request: Request) -> None:
+    from pyctr.runtime import ps
+    from pyctr.runtime.listing import ps_items, with_sizes
+
+    filters = documents.parse_filters(request.arg("filters"))
+    records = {r.id: r for r in _store().list()}
+    items = ps.select_items(ps_items(list(records.values())), show_all=request.flag("all"),
+                            filters={k: v for k, v in filters.items() if k in ps_filter_keys()},
+                            last=request.int_arg("limit", -1) or -1)
+    if request.flag("size"):
+        items = with_sizes(config().paths, items)
+    summaries = []
+    for item in items:
+        summary = documents.container_summary(item, records[item.id])
+        if request.flag("size"):
+            summary.update(SizeRw=item.size_rw, SizeRootFs=item.size_root_fs)
+        summaries.append(summary)
+    request.send_json(summaries)
+
+
+def ps_filter_keys() -> tuple[str, ...]:
+    return ("status", "name", "id", "label", "ancestor", "exited")
+
+
+@route("GET", "/containers/{id}/json")
+def inspect(request: Request) -> None:
+    from pyctr.runtime.inspect import container_inspect
+
+    record = _record(request)
+    doc = container_inspect(record.config, record.state.to_dict(), record.directory)
+    if request.flag("size"):
+        from pyctr.runtime.listing import ps_items, with_sizes
+
+        item = with_sizes(config().paths, ps_items([record]))[0]
+        doc.update(SizeRw=item.size_rw, SizeRootFs=item.size_root_fs)
+    request.send_json(doc)
+
+
+@route("POST", "/containers/{id}/start")
+def start(request: Request) -> None:
+    from pyctr.runtime import container
+
+    record = _record(request)
+    if record.state.running:
+        request.send_empty(304)
+        return
+    with _PENDING_LOCK:
+        stdin_fd = _PENDING_STDIN.pop(record.id, None)
+    try:
+        container.start_detached(config(), record, stdin_fd=stdin_fd)
+    finally:
+        if stdin_fd is not None:
+            os.close(stdin_fd)
+    request.send_empty()
+
+
+@route("POST", "/containers/{id}/stop")
+def stop(request: Request) -> None:
+    from pyctr.runtime import container
+
+    record = _record(request)
+    if not record.state.running:
+        request.send_empty(304)
+        return
+    container.stop(config(), record.id, request.int_arg("t"), request.arg("signal"))
+    request.send_empty()
+
+
+@route("POST", "/containers/{id}/restart")
+def restart(request: Request) -> None:
+    from pyctr.runtime import container
+
+    container.restart(config(), _record(request).id, request.int_arg("t"))
+    request.send_empty()
+
+
+@route("POST", "/containers/{id}/kill")
+def kill(request: Request) -> None:
+    from pyctr.runtime import container
+
+    container.kill(config(), _record(request).id, request.arg("signal") or "KILL")
+    request.send_empty()
+
+
+@route("DELETE", "/containers/{id}")
+def remove(request: Request) -> None:
+    from pyctr.runtime import container
+
+    container.remove(config(), _record(request).id, force=request.flag("force"), volumes=request.flag("v"))
+    request.send_empty()
+
+
+@route("GET", "/containers/{id}/top")
+def top(request: Request) -> None:
+    from pyctr.runtime.top import container_top
+
+    result = container_top(config(), request.params["id"], request.arg("ps_args") or "-ef")
+    request.send_json({"Titles": result.titles, "Processes": result.processes})
+
+
+@route("POST", "/containers/{id}/resize")
+def resize(request: Request) -> None:
+    """The terminal of a detached tty container belongs to its monitor: its size is left as it is."""
+    _record(request)
+    request.send_empty(200)
+
+
+# -- wait ---------------------------------------------------------------------------------------------------
+
+@route("POST", "/containers/{id}/wait")
+def wait(request: Request) -> None:
+    """Headers at once (the client starts the container only after them), the status once the condition holds.
+
+    not-running: a stopped container answers at once; next-exit: the next exit, even if not started yet;
+    removed: once the container is gone (AutoRemove)."""
+    condition = request.arg("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise HttpError(400, f"invalid condition: {condition!r}")
+    store = _store()
+    record = _record(request)
+    stream = request.stream()
+    connection = request.handler.connection
+    started_seen = record.state.running
+    code, error = record.state.exit_code, None
+    start_count = record.state.started_at
+    while True:
+        try:
+            record = store.get(record.id)
+        except NotFoundError:
+            exit_file = store.read_exit_file(record.id)
+            code = exit_file[0] if exit_file else code
+            break
+        running = record.state.running
+        started_seen = started_seen or running or record.state.started_at != start_count
+        if not running:
+            code = record.state.exit_code
+            error = record.state.error or None
+            if condition == "not-running" or (condition == "next-exit" and started_seen):
+                break
+        if peer_gone(connection):
+            return
+        time.sleep(POLL)
+    stream.write_json({"StatusCode": code, "Error": {"Message": error} if error else None})
+    stream.close()
+
+
+# -- logs and attach ----------------------------------------------------------------------------------------
+
+def _is_tty(record) -> bool:
+    return bool((record.config.get("Config") or {}).get("Tty"))
+
+
+def _encoder(tty: bool, timestamps: bool):
+    def encode(entry) -> bytes:
+        data = entry.render(timestamps).encode()
+        return data if tty else frame(2 if entry.stream == "stderr" else 1, data)
+    return encode
+
+
+@route("GET", "/containers/{id}/logs")
+def logs(request: Request) -> None:
+    from pyctr.runtime import logs as logfile
+
+    if not (request.flag("stdout") or request.flag("stderr")):
+        raise HttpError(400, "Bad parameters: you must choose at least one stream")
+    store = _store()
+    record = _record(request)
+    since_ns = logfile.time_bound_ns("since", request.arg("since") if request.arg("since") != "0" else None)
+    until_ns = logfile.time_bound_ns("until", request.arg("until") if request.arg("until") != "0" else None)
+    wanted = {s for s in ("stdout", "stderr") if request.flag(s)}
+    encode = _encoder(_is_tty(record), request.flag("timestamps"))
+    path = logfile.log_path(record.directory, record.id)
+    entries, offset = logfile.tail_entries(path, logfile.parse_tail(request.arg("tail") or "all"))
+    stream = request.stream("application/vnd.docker.raw-stream" if _is_tty(record) else
+                            "application/vnd.docker.multiplexed-stream")
+    for entry in logfile.within(entries, since_ns, until_ns):
+        if entry.stream in wanted:
+            stream.write(encode(entry))
+    if request.flag("follow") and record.state.running:
+        connection = request.handler.connection
+
+        def running() -> bool:
+            if peer_gone(connection):
+                return False
+            try:
+                return store.get(record.id).state.running
+            except NotFoundError:
+                return False
+
+        for entry in logfile.follow(path, offset, running, interval=POLL):
+            at = logfile.entry_time_ns(entry.time)
+            if until_ns is not None and at is not None and at > until_ns:
+                break
+            if entry.stream in wanted and (since_ns is None or at is None or at >= since_ns):
+                stream.write(encode(entry))
+    stream.close()
+
+
+@route("POST", "/containers/{id}/attach")
+def attach(request: Request) -> None:
+    """Hijacked: the container's output from now on (from its log, as the monitor writes it), and with
+    stdin=1 before start of an OpenStdin container, its stdin (the client's half-close is stdin's EOF).
+    A client that goes away only ends its own stream: the container keeps running."""
+    from pyctr.runtime import logs as logfile
+
+    store = _store()
+    record = _record(request)
+    tty = _is_tty(record)
+    path = logfile.log_path(record.directory, record.id)
+    wanted = {s for s in ("stdout", "stderr") if request.flag(s)}
+    stdin_writer = _stdin_for_attach(record) if request.flag("stdin") else None
+    offset = _log_end(path)
+    backlog = logfile.read_entries(path) if request.flag("logs") else []
+    sock = request.hijack()
+    if stdin_writer is not None:
+        threading.Thread(target=_copy_stdin, args=(request, stdin_writer), daemon=True).start()
+    encode = _encoder(tty, False)
+    started = record.state.running
+    start_mark = record.state.started_at
+
+    def attached() -> bool:
+        nonlocal started
+        if peer_gone(sock):
+            return False
+        try:
+            current = store.get(record.id)
+        except NotFoundError:
+            return False
+        started = started or current.state.running or current.state.started_at != start_mark
+        return current.state.running or not started
+
+    try:
+        for entry in backlog:
+            if entry.stream in wanted:
+                sock.sendall(encode(entry))
+        if request.flag("stream"):
+            for entry in logfile.follow(path, offset, attached, interval=POLL / 2):
+                if entry.stream in wanted:
+                    sock.sendall(encode(entry))
+    except OSError:
+        pass
+    finally:
+        with _PENDING_LOCK:
+            pending = _PENDING_STDIN.pop(record.id, None)
+        if pending is not None:
+            os.close(pending)
+        with contextlib.suppress(OSError):
+            sock.shutdown(2)
+
+
+def _log_end(path) -> int:
+    """Where new output will start; the log is created if the container never ran (the monitor appends)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def _stdin_for_attach(record) -> int | None:
+    """A pipe for the container's stdin when it is not started yet and keeps stdin open (docker run -i)."""
+    if record.state.running or not (record.config.get("Config") or {}).get("OpenStdin"):
+        return None
+    read_end, write_end = os.pipe()
+    with _PENDING_LOCK:
+        old = _PENDING_STDIN.pop(record.id, None)
+        _PENDING_STDIN[record.id] = read_end
+    if old is not None:
+        os.close(old)
+    return write_end
+
+
+def _copy_stdin(request: Request, write_end: int) -> None:
+    """Client -> container stdin until the client's EOF (its half-close, or its going away)."""
+    try:
+        rfile = request.handler.rfile
+        while True:
+            data = rfile.read1(65536)
+            if not data:
+                break
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_end, view):]
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(write_end)
+
+
+# -- archive (docker cp) -----------------------------------------------------------------------------------
+
+@route("HEAD", "/containers/{id}/archive")
+def archive_head(request: Request) -> None:
+    from pyctr.runtime.copy import stat_container_path
+
+    stat = stat_container_path(_record(request), _path_arg(request))
+    request.send_bytes(b"", "application/x-tar", headers={"X-Docker-Container-Path-Stat": _stat_header(stat)})
+
+
+@route("GET", "/containers/{id}/archive")
+def archive_get(request: Request) -> None:
+    from pyctr.runtime.copy import CopyOptions, archive_container_path, stat_container_path
+
+    record = _record(request)
+    path = _path_arg(request)
+    stat = stat_container_path(record, path)
+    stream = request.stream("application/x-tar", headers={"X-Docker-Container-Path-Stat": _stat_header(stat)})
+    archive_container_path(record, path, _ChunkFile(stream), CopyOptions(archive=True, follow_link=False))
+    stream.close()
+
+
+@route("PUT", "/containers/{id}/archive")
+def archive_put(request: Request) -> None:
+    import tempfile
+
+    from pyctr.runtime.copy import extract_into_container
+
+    record = _record(request)
+    path = _path_arg(request)
+    body = request.body(limit=MAX_ARCHIVE_BODY)
+    # Spooled first: a stopped container's files are written by a forked child, which must not read the socket.
+    with tempfile.SpooledTemporaryFile(max_size=1 << 20, dir=config().paths.tmp) as spool:
+        while chunk := body.read(1 << 20):
+            spool.write(chunk)
+        spool.seek(0)
+        extract_into_container(record, path, spool, archive=request.flag("copyUIDGID"))
+    request.send_empty(200)
+
+
+def _path_arg(request: Request) -> str:
+    path = request.arg("path")
+    if not path:
+        raise HttpError(400, "Bad parameter: path cannot be empty")
+    return path
+
+
+def _stat_header(stat: dict) -> str:
+    return base64.b64encode(json.dumps(stat).encode()).decode()
+
+
+class _ChunkFile:
+    """A binary file over a chunked response, buffered into 64 KiB chunks."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._buffer += data
+        if len(self._buffer) >= 65536:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._stream.write(bytes(self._buffer))
+            self._buffer.clear()
+
+
+def error_text(error: PyctrError) -> str:
+    return error.message

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pyctr.api import documents
@@ -135,7 +134,8 @@ def build_options(request: Request, body):
     labels = request.json_arg("labels", {}) or {}
     dockerfile = request.arg("dockerfile")
     return BuildOptions(context_dir=Path("."), dockerfile=Path(dockerfile) if dockerfile else None, tags=tags,
-                        build_args={str(k): str(v) for k, v in build_args.items()}, target=request.arg("target") or None,
+                        build_args={str(k): str(v) for k, v in build_args.items()},
+                        target=request.arg("target") or None,
                         no_cache=request.flag("nocache"), quiet=request.flag("q"),
                         network=request.arg("networkmode") or "default",
                         labels={str(k): str(v) for k, v in labels.items()}, context_stream=body)
@@ -169,6 +169,3 @@ def build(request: Request) -> None:
 def build_prune(request: Request) -> None:
     request.send_json({"CachesDeleted": [], "SpaceReclaimed": 0})
 
-
-def _json(value) -> bytes:
-    return json.dumps(value).encode()

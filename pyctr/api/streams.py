@@ -38,7 +38,7 @@ class JsonLines:
         self._pending += text
         while "\n" in self._pending:
             line, self._pending = self._pending.split("\n", 1)
-            line = line.split("\r")[-1].strip()
+            line = line.rstrip("\r").split("\r")[-1].strip()
             if line:
                 self._emit(self._convert(line))
         return len(text)

@@ -34,11 +34,13 @@ def version_document() -> dict:
 
     os_name, arch, _variant = host_platform()
     common = {"Version": __version__, "ApiVersion": version_text(MAX_API_VERSION),
-              "MinAPIVersion": version_text(MIN_API_VERSION), "GitCommit": "", "GoVersion": f"python{platform.python_version()}",
+              "MinAPIVersion": version_text(MIN_API_VERSION), "GitCommit": "",
+              "GoVersion": f"python{platform.python_version()}",
               "Os": os_name, "Arch": arch, "KernelVersion": os.uname().release, "BuildTime": ""}
     return {"Platform": {"Name": "pyctr"},
             "Components": [{"Name": "Engine", "Version": __version__,
-                            "Details": {k: v for k, v in common.items() if k != "Version"} | {"Experimental": "false"}}],
+                            "Details": {k: v for k, v in common.items() if k != "Version"}
+                            | {"Experimental": "false"}}],
             **common}
 
 
@@ -65,7 +67,8 @@ def info_document() -> dict:
         "ID": "", "Containers": len(records), "ContainersRunning": states.count("running"),
         "ContainersPaused": states.count("paused"), "ContainersStopped": len(records) - states.count("running")
         - states.count("paused"), "Images": len(ImageStore(cfg.paths).list_images()), "Driver": "overlay2",
-        "DriverStatus": [], "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"]},
+        "DriverStatus": [],
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
         "PidsLimit": True, "IPv4Forwarding": True, "Debug": False, "NFd": len(os.listdir("/proc/self/fd")),
         "NGoroutines": 0, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

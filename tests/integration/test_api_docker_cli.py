@@ -223,7 +223,8 @@ def test_build_tag_and_run(daemon, tmp_path):
     proc = daemon.docker("build", "-t", tag, str(tmp_path / "ctx"), check=True, timeout=120)
     assert "Successfully tagged" in proc.stdout
     assert daemon.docker("run", "--rm", tag, check=True).stdout == "built by pyctr\n"
-    bad = daemon.docker("build", "-t", tag + "-bad", "-f", "-", str(tmp_path / "ctx"), input="FROM busybox\nRUN exit 7\n")
+    bad = daemon.docker("build", "-t", tag + "-bad", "-f", "-", str(tmp_path / "ctx"),
+                        input="FROM busybox\nRUN exit 7\n")
     assert bad.returncode != 0
     daemon.docker("rmi", tag, check=True)
 

@@ -18,7 +18,7 @@ from pyctr.errors import NotFoundError, PyctrError
 
 POLL = 0.05
 MAX_ARCHIVE_BODY = 16 << 30  # docker cp into a container: bounded, spooled to disk beyond 1 MiB
-_PENDING_STDIN: dict[str, int] = {}  # container id -> read end an attach before start hands to start
+_PENDING_ATTACH: dict[str, int] = {}  # container id -> attaches waiting for its start (the monitor waits for them)
 _PENDING_LOCK = threading.Lock()
 
 
@@ -95,12 +95,8 @@ def start(request: Request) -> None:
         request.send_empty(304)
         return
     with _PENDING_LOCK:
-        stdin_fd = _PENDING_STDIN.pop(record.id, None)
-    try:
-        container.start_detached(config(), record, stdin_fd=stdin_fd)
-    finally:
-        if stdin_fd is not None:
-            os.close(stdin_fd)
+        attached = record.id in _PENDING_ATTACH
+    container.start_detached(config(), record, wait_for_attach=attached)
     request.send_empty()
 
 
@@ -248,93 +244,95 @@ def logs(request: Request) -> None:
 
 @route("POST", "/containers/{id}/attach")
 def attach(request: Request) -> None:
-    """Hijacked: the container's output from now on (from its log, as the monitor writes it), and with
-    stdin=1 before start of an OpenStdin container, its stdin (the client's half-close is stdin's EOF).
-    A client that goes away only ends its own stream: the container keeps running."""
+    """Hijacked: the container's output from its monitor's attach socket (after the log with logs=1), and
+    with stdin=1 the client's input to its stdin (the client's half-close is stdin's EOF when the container
+    has StdinOnce). Before start, the start waits for this attach (nothing of the output is missed). A
+    client that goes away only ends its own stream: the container keeps running."""
     from pyctr.runtime import logs as logfile
 
-    store = _store()
     record = _record(request)
     tty = _is_tty(record)
-    path = logfile.log_path(record.directory, record.id)
-    wanted = {s for s in ("stdout", "stderr") if request.flag(s)}
-    stdin_writer = _stdin_for_attach(record) if request.flag("stdin") else None
-    offset = _log_end(path)
-    backlog = logfile.read_entries(path) if request.flag("logs") else []
+    wanted = {n for n, s in ((1, "stdout"), (2, "stderr")) if request.flag(s)}
+    backlog = logfile.read_entries(logfile.log_path(record.directory, record.id)) if request.flag("logs") else []
+    if not record.state.running:
+        with _PENDING_LOCK:
+            _PENDING_ATTACH[record.id] = _PENDING_ATTACH.get(record.id, 0) + 1
     sock = request.hijack()
-    if stdin_writer is not None:
-        threading.Thread(target=_copy_stdin, args=(request, stdin_writer), daemon=True).start()
-    encode = _encoder(tty, False)
-    started = record.state.running
-    start_mark = record.state.started_at
-
-    def attached() -> bool:
-        nonlocal started
-        if peer_gone(sock):
-            return False
-        try:
-            current = store.get(record.id)
-        except NotFoundError:
-            return False
-        started = started or current.state.running or current.state.started_at != start_mark
-        return current.state.running or not started
-
+    monitor = None
     try:
+        encode = _encoder(tty, False)
         for entry in backlog:
-            if entry.stream in wanted:
+            if (2 if entry.stream == "stderr" else 1) in wanted:
                 sock.sendall(encode(entry))
         if request.flag("stream"):
-            for entry in logfile.follow(path, offset, attached, interval=POLL / 2):
-                if entry.stream in wanted:
-                    sock.sendall(encode(entry))
+            monitor = _monitor_connection(record, sock)
+            if monitor is not None:
+                _relay_attached(request, sock, monitor, wanted, tty, request.flag("stdin"))
     except OSError:
         pass
     finally:
         with _PENDING_LOCK:
-            pending = _PENDING_STDIN.pop(record.id, None)
-        if pending is not None:
-            os.close(pending)
-        with contextlib.suppress(OSError):
-            sock.shutdown(2)
+            left = _PENDING_ATTACH.get(record.id, 0) - 1
+            if left > 0:
+                _PENDING_ATTACH[record.id] = left
+            else:
+                _PENDING_ATTACH.pop(record.id, None)
+        for connection in (monitor, sock):
+            if connection is not None:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(2)
+        if monitor is not None:
+            monitor.close()
 
 
-def _log_end(path) -> int:
-    """Where new output will start; the log is created if the container never ran (the monitor appends)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def _monitor_connection(record, client):
+    """The monitor's attach socket once the container runs (waiting for its start while the client stays)."""
+    from pyctr.runtime.attach import wait_for_socket
+
+    store = _store()
+    while True:
+        try:
+            current = store.get(record.id)
+        except NotFoundError:
+            return None
+        if current.state.running:
+            break
+        if current.state.started_at != record.state.started_at or peer_gone(client):
+            return None  # ran and ended meanwhile, or nobody is listening any more
+        time.sleep(POLL / 5)
+
+    def alive() -> bool:
+        try:
+            return store.get(record.id).state.running and not peer_gone(client)
+        except NotFoundError:
+            return False
+
     try:
-        return os.lseek(fd, 0, os.SEEK_END)
-    finally:
-        os.close(fd)
-
-
-def _stdin_for_attach(record) -> int | None:
-    """A pipe for the container's stdin when it is not started yet and keeps stdin open (docker run -i)."""
-    if record.state.running or not (record.config.get("Config") or {}).get("OpenStdin"):
+        return wait_for_socket(current.directory, alive)
+    except (PyctrError, OSError):
         return None
-    read_end, write_end = os.pipe()
-    with _PENDING_LOCK:
-        old = _PENDING_STDIN.pop(record.id, None)
-        _PENDING_STDIN[record.id] = read_end
-    if old is not None:
-        os.close(old)
-    return write_end
 
 
-def _copy_stdin(request: Request, write_end: int) -> None:
-    """Client -> container stdin until the client's EOF (its half-close, or its going away)."""
+def _relay_attached(request: Request, client, monitor, wanted: set[int], tty: bool, stdin: bool) -> None:
+    from pyctr.runtime.attach import FrameReader
+
+    if stdin:
+        threading.Thread(target=_forward_input, args=(request.handler.rfile, monitor), daemon=True).start()
+    reader = FrameReader()
+    while data := monitor.recv(65536):
+        for stream, payload in reader.feed(data):
+            if stream in wanted:
+                client.sendall(payload if tty else frame(stream, payload))
+
+
+def _forward_input(rfile, monitor) -> None:
+    """Client -> the monitor (the container's stdin) until the client's EOF, which is passed on."""
     try:
-        rfile = request.handler.rfile
-        while True:
-            data = rfile.read1(65536)
-            if not data:
-                break
-            view = memoryview(data)
-            while view:
-                view = view[os.write(write_end, view):]
+        while data := rfile.read1(65536):
+            monitor.sendall(data)
+        monitor.shutdown(1)
     except (OSError, ValueError):
         pass
-    finally:
-        os.close(write_end)
 
 
 # -- archive (docker cp) -----------------------------------------------------------------------------------

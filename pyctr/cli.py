@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "exec": ("pyctr.commands.enter", "exec_", "Run a command in a running container"),
     "top": ("pyctr.commands.enter", "top", "Display the running processes of a container"),
     "cp": ("pyctr.commands.enter", "cp", "Copy files between a container and the host"),
+    "attach": ("pyctr.commands.attach", "attach", "Attach to a running container's input and output"),
     # images
     "pull": ("pyctr.commands.image", "pull", "Download an image from a registry"),
     "push": ("pyctr.commands.image", "push", "Upload an image to a registry"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -302,3 +303,30 @@ def test_second_daemon_on_the_same_socket_is_refused(daemon):
     assert daemon.alive()
     mode = os.stat(daemon.sock).st_mode & 0o777
     assert mode == 0o660
+
+
+def test_events_follow_changes_made_through_the_api_and_the_cli(daemon):
+    env = {**daemon.env, "DOCKER_HOST": f"unix://{daemon.sock}", "DOCKER_CONFIG": str(daemon.base / "docker-config")}
+    name = f"ev-{uuid.uuid4().hex[:6]}"
+    watcher = subprocess.Popen([DOCKER, "events", "--filter", "type=container", "--filter", f"container={name}",
+                                "--format", "{{.Action}} {{.Actor.Attributes.name}}"],
+                               env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        daemon.docker("run", "--name", name, "busybox", "true", check=True)
+        daemon.pyctr("rm", name, check=True)  # the CLI's change shows too
+        seen: list[str] = []
+        deadline = time.monotonic() + 15
+        while len(seen) < 4 and time.monotonic() < deadline:
+            if select.select([watcher.stdout], [], [], 0.5)[0]:
+                seen.append(watcher.stdout.readline().strip())
+    finally:
+        watcher.kill()
+        watcher.wait()
+    assert seen == [f"create {name}", f"start {name}", f"die {name}", f"destroy {name}"]
+
+
+def test_system_df(daemon):
+    out = daemon.docker("system", "df", "--format", "{{.Type}} {{.TotalCount}}", check=True).stdout
+    lines = dict(line.rsplit(" ", 1) for line in out.splitlines())
+    assert int(lines["Images"]) >= 1 and "Containers" in lines

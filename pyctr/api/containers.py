@@ -158,7 +158,8 @@ def wait(request: Request) -> None:
     """Headers at once (the client starts the container only after them), the status once the condition holds.
 
     not-running: a stopped container answers at once; next-exit: the next exit, even if not started yet;
-    removed: once the container is gone (AutoRemove)."""
+    removed: once the container is gone (AutoRemove). The exit code is read the moment the container's
+    process ends (its monitor's `exitcode` file), before an AutoRemove can take the directory away."""
     condition = request.arg("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise HttpError(400, f"invalid condition: {condition!r}")
@@ -168,26 +169,52 @@ def wait(request: Request) -> None:
     connection = request.handler.connection
     started_seen = record.state.running
     code, error = record.state.exit_code, None
-    start_count = record.state.started_at
+    first_start = record.state.started_at
     while True:
         try:
             record = store.get(record.id)
         except NotFoundError:
-            exit_file = store.read_exit_file(record.id)
-            code = exit_file[0] if exit_file else code
             break
-        running = record.state.running
-        started_seen = started_seen or running or record.state.started_at != start_count
-        if not running:
-            code = record.state.exit_code
-            error = record.state.error or None
-            if condition == "not-running" or (condition == "next-exit" and started_seen):
-                break
+        if record.state.running:
+            started_seen = True
+            ended = _exit_code_when_it_ends(store, record, connection)
+            if ended is None and peer_gone(connection):
+                return
+            code = ended if ended is not None else code
+            continue
+        started_seen = started_seen or record.state.started_at != first_start
+        code, error = record.state.exit_code, record.state.error or None
+        if condition == "not-running" or (condition == "next-exit" and started_seen):
+            break
         if peer_gone(connection):
             return
         time.sleep(POLL)
     stream.write_json({"StatusCode": code, "Error": {"Message": error} if error else None})
     stream.close()
+
+
+def _exit_code_when_it_ends(store, record, connection, slice_seconds: float = 1.0) -> int | None:
+    """Wait (in slices, checking the client) for the container's process to end; then its exit code, as its
+    monitor leaves it, or None while it still runs."""
+    from pyctr.output.timefmt import parse_rfc3339
+    from pyctr.runtime.container import wait_for_exit
+
+    state = record.state
+    if not wait_for_exit(state.pid, state.pid_start_time, slice_seconds):
+        return None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        exit_file = store.read_exit_file(record.id)
+        if exit_file is not None and parse_rfc3339(exit_file[1]) >= parse_rfc3339(state.started_at):
+            return exit_file[0]  # this run's (a restarted container's file holds the last run's until then)
+        try:
+            current = store.get(record.id)
+        except NotFoundError:
+            return None
+        if not current.state.running:
+            return current.state.exit_code
+        time.sleep(0.002)
+    return None
 
 
 # -- logs and attach ----------------------------------------------------------------------------------------

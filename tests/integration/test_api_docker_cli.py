@@ -330,3 +330,44 @@ def test_system_df(daemon):
     out = daemon.docker("system", "df", "--format", "{{.Type}} {{.TotalCount}}", check=True).stdout
     lines = dict(line.rsplit(" ", 1) for line in out.splitlines())
     assert int(lines["Images"]) >= 1 and "Containers" in lines
+
+
+def docker_in_a_terminal(daemon: Daemon, args: list[str], typed: bytes, timeout: float = 30) -> tuple[int, bytes]:
+    """`docker ARGS` with a real terminal (a pty), typing `typed` once the shell's prompt shows."""
+    import pty
+
+    env = {**daemon.env, "DOCKER_HOST": f"unix://{daemon.sock}", "DOCKER_CONFIG": str(daemon.base / "docker-config")}
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execve(DOCKER, [DOCKER, *args], env)
+    shown, sent, deadline = b"", False, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not sent and b"# " in shown:
+                os.write(fd, typed)
+                sent = True
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown
+
+
+def test_run_it_and_exec_it_in_a_terminal(daemon):
+    code, shown = docker_in_a_terminal(daemon, ["run", "-it", "--rm", "busybox", "sh"],
+                                       b"echo in-tty-$((6*7))\rexit 4\r")
+    assert code == 4 and b"in-tty-42" in shown, shown
+    name = f"tty-{uuid.uuid4().hex[:6]}"
+    daemon.docker("run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "300", check=True)
+    try:
+        code, shown = docker_in_a_terminal(daemon, ["exec", "-it", name, "sh"], b"echo exec-$((6*7))\rexit 5\r")
+        assert code == 5 and b"exec-42" in shown, shown
+    finally:
+        daemon.docker("rm", "-f", name)

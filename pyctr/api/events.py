@@ -103,9 +103,9 @@ def events(request: Request) -> None:
 
     filters = documents.parse_filters(request.arg("filters"))
     until_ns = logfile.time_bound_ns("until", request.arg("until"))
+    before = _snapshot()  # the baseline exists once the client has the headers
     stream = request.stream()
     connection = request.handler.connection
-    before = _snapshot()
     while until_ns is None or time.time_ns() < until_ns:
         time.sleep(WATCH_INTERVAL)
         if peer_gone(connection):

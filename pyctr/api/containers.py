@@ -170,6 +170,7 @@ def wait(request: Request) -> None:
     started_seen = record.state.running
     code, error = record.state.exit_code, None
     first_start = record.state.started_at
+    polls = 0
     while True:
         try:
             record = store.get(record.id)
@@ -180,7 +181,9 @@ def wait(request: Request) -> None:
             ended = _exit_code_when_it_ends(store, record, connection)
             if ended is None and peer_gone(connection):
                 return
-            code = ended if ended is not None else code
+            if ended is not None:
+                code = ended
+                _settled(store, record.id)  # Docker answers once the exit is recorded (a `rm` right after works)
             continue
         started_seen = started_seen or record.state.started_at != first_start
         code, error = record.state.exit_code, record.state.error or None
@@ -188,9 +191,22 @@ def wait(request: Request) -> None:
             break
         if peer_gone(connection):
             return
-        time.sleep(POLL)
+        time.sleep(_backoff(polls := polls + 1))
     stream.write_json({"StatusCode": code, "Error": {"Message": error} if error else None})
     stream.close()
+
+
+def _settled(store, container_id: str) -> None:
+    """Until the monitor has recorded the exit (or the container is gone)."""
+    from pyctr.runtime.container import wait_recorded
+
+    with contextlib.suppress(NotFoundError):
+        wait_recorded(store, container_id)
+
+
+def _backoff(polls: int) -> float:
+    """Short sleeps first (a start or an AutoRemove is usually milliseconds away), then POLL."""
+    return 0.005 if polls < 200 else POLL
 
 
 def _exit_code_when_it_ends(store, record, connection, slice_seconds: float = 1.0) -> int | None:
@@ -326,7 +342,7 @@ def _monitor_connection(record, client):
             break
         if current.state.started_at != record.state.started_at or peer_gone(client):
             return None  # ran and ended meanwhile, or nobody is listening any more
-        time.sleep(POLL / 5)
+        time.sleep(0.005)
 
     def alive() -> bool:
         try:

@@ -60,6 +60,7 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "import": ("pyctr.commands.lifecycle", "import_", "Import a tarball's contents as a filesystem image"),
     "diff": ("pyctr.commands.lifecycle", "diff", "Inspect changes to files or directories on a container's filesystem"),
     "container": ("pyctr.commands.lifecycle", "container_group", "Manage containers"),
+    "attach": ("pyctr.commands.attach", "attach", "Attach to a running container's input and output"),
     # images
     "pull": ("pyctr.commands.image", "pull", "Download an image from a registry"),
     "push": ("pyctr.commands.image", "push", "Upload an image to a registry"),

@@ -155,6 +155,24 @@ def check(app: AppContext, dry_run: bool) -> None:
         sys.exit(1)
 
 
+@system.command()
+@click.option("-H", "--host", default=None, metavar="URI",
+              help="Socket to serve (default unix:///run/pyctr/docker.sock)")
+@click.option("-t", "--timeout", "--time", "timeout", type=float, default=0,
+              help="Seconds without any connection before the service exits (0: never)")
+@click.option("--group", default=None, help="Group that may use the socket (default: root only)")
+@click.argument("uri", required=False)
+@pass_app
+def service(app: AppContext, host: str | None, timeout: float, group: str | None, uri: str | None) -> None:
+    """Serve the Docker Engine API on a unix socket (DOCKER_HOST=unix:///run/pyctr/docker.sock)."""
+    from pyctr.api.service import DEFAULT_HOST, serve
+    from pyctr.errors import UsageError
+
+    if os.geteuid() != 0:
+        raise UsageError("pyctr system service must run as root")
+    serve(app.config, host or uri or DEFAULT_HOST, timeout, group)
+
+
 def _add_image_commands() -> None:
     """`system df` lives with the image commands (it is mostly image-store accounting)."""
     from pyctr.commands.image import df

@@ -799,3 +799,94 @@ def _mount_and_act(spec, action: Callable[[int], None]) -> None:  # pragma: no c
         action(root_fd)
     finally:
         os.close(root_fd)
+
+
+# ------------------------------------------------------------------------------------------ the Engine API's archive
+
+GO_MODE_DIR, GO_MODE_SYMLINK, GO_MODE_DEVICE, GO_MODE_PIPE = 1 << 31, 1 << 27, 1 << 26, 1 << 25
+GO_MODE_SOCKET, GO_MODE_SETUID, GO_MODE_SETGID = 1 << 24, 1 << 23, 1 << 22
+GO_MODE_CHARDEV, GO_MODE_STICKY = 1 << 21, 1 << 20
+
+
+def go_file_mode(mode: int) -> int:
+    """A stat mode as Go's os.FileMode (what X-Docker-Container-Path-Stat carries)."""
+    go = mode & 0o777
+    for flag, bit in ((stat.S_ISUID, GO_MODE_SETUID), (stat.S_ISGID, GO_MODE_SETGID), (stat.S_ISVTX, GO_MODE_STICKY)):
+        if mode & flag:
+            go |= bit
+    kind = stat.S_IFMT(mode)
+    go |= {stat.S_IFDIR: GO_MODE_DIR, stat.S_IFLNK: GO_MODE_SYMLINK, stat.S_IFIFO: GO_MODE_PIPE,
+           stat.S_IFSOCK: GO_MODE_SOCKET, stat.S_IFBLK: GO_MODE_DEVICE,
+           stat.S_IFCHR: GO_MODE_DEVICE | GO_MODE_CHARDEV}.get(kind, 0)
+    return go
+
+
+def _result_through_pipe(record: ContainerRecord, action: Callable[[int], bytes]) -> bytes:
+    """Run `action(root_fd)` on the container's root and get its bytes back, also when it ran in the forked
+    child that mounts a stopped container's filesystem."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        def act(root_fd: int) -> None:
+            data = action(root_fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_end, view):]
+
+        with_container_root(record, act)
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        return f.read()
+
+
+def stat_container_path(record: ContainerRecord, path: str) -> dict:
+    """dockerd's ContainerStatPath: name, size, Go mode, mtime and symlink target of `path` in the container
+    (resolved in its root; a final symlink is described, not followed). NotFoundError as dockerd words it."""
+    import json
+
+    def describe(root_fd: int) -> bytes:
+        fs = ContainerFilesystem(root_fd, record.name)
+        fd = open_existing(fs, clean_path(path), follow=False)
+        if fd is None:
+            return b""
+        try:
+            st = os.fstat(fd)
+            target = os.readlink("", dir_fd=fd) if stat.S_ISLNK(st.st_mode) else ""
+        finally:
+            os.close(fd)
+        from pyctr.output.timefmt import format_rfc3339_ns
+
+        return json.dumps({"name": base_name(path) or "/", "size": st.st_size, "mode": go_file_mode(st.st_mode),
+                           "mtime": format_rfc3339_ns(st.st_mtime_ns), "linkTarget": target}).encode()
+
+    data = _result_through_pipe(record, describe)
+    if not data:
+        raise NotFoundError(f"Could not find the file {path} in container {record.name}")
+    return json.loads(data)
+
+
+def archive_container_path(record: ContainerRecord, path: str, out: BinaryIO, options: CopyOptions) -> None:
+    """GET /containers/{id}/archive: `path` as a tar stream (named after its base name), written to `out`."""
+    raise_fd_limit()
+
+    def action(root_fd: int) -> None:
+        try:
+            stream_out(ContainerFilesystem(root_fd, record.name), path, out, options)
+        except OSError as e:
+            raise RuntimeFailure(_describe_os_error(e)) from None
+
+    with_container_root(record, action)
+
+
+def extract_into_container(record: ContainerRecord, path: str, stream: BinaryIO, archive: bool) -> None:
+    """PUT /containers/{id}/archive: a tar stream unpacked into the existing directory `path` (entries that
+    would leave it are refused by the fd-based writer); owners kept only with `archive` (copyUIDGID)."""
+    raise_fd_limit()
+
+    def action(root_fd: int) -> None:
+        try:
+            stream_in(ContainerFilesystem(root_fd, record.name), path, stream, archive)
+        except OSError as e:
+            raise RuntimeFailure(_describe_os_error(e)) from None
+
+    with_container_root(record, action)

@@ -58,7 +58,4 @@ def _sanitise_fds() -> None:
         os.close(devnull)
     os.closerange(3, 65536)
     os.chdir("/")
-    os.umask(0o022)
-    from pyctr.runtime.execshim import forget_sealed_shim
-
-    forget_sealed_shim()  # its memfd was one of the fds just closed
+    os.umask(0o022)  # the shim's cached memfd went with the closed fds: execshim.sealed_shim notices and re-seals

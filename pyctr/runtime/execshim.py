@@ -25,7 +25,7 @@ from pyctr.errors import PyctrError, RuntimeFailure
 SHIM_MARK = "pyctr-exec-shim"  # the shim's argv[0]: anything else (the container running it) is refused
 SHIM_PATH = os.path.join(os.path.dirname(__file__), "shim", "exec-shim")  # built by `make install`
 MAX_SHIM_SIZE = 1 << 20
-_sealed: list[int] = []  # this process's sealed copy (CLOEXEC; a forked child inherits it)
+_sealed: list[int] = []  # this process's sealed copy: fd, st_dev, st_ino (CLOEXEC; a forked child inherits it)
 
 
 # ------------------------------------------------------------------------------------------ deciding (pure)
@@ -53,14 +53,22 @@ def shim_failure(report: dict, command: str) -> PyctrError | None:
 def sealed_shim() -> int:
     """A sealed, close-on-exec memfd copy of the shim, made once per process. Raises RuntimeFailure when the
     shim is missing: a container never starts the unsafe way."""
+    if _sealed and not _still_ours(*_sealed):
+        _sealed.clear()  # a forked child that closed its inherited fds (the API daemon's start and exec children)
     if not _sealed:
-        _sealed.append(load_sealed_copy(SHIM_PATH))
+        fd = load_sealed_copy(SHIM_PATH)
+        st = os.fstat(fd)
+        _sealed.extend((fd, st.st_dev, st.st_ino))
     return _sealed[0]
 
 
-def forget_sealed_shim() -> None:
-    """For a process that closed every inherited fd (runtime/detach.py): the cached memfd is gone with them."""
-    _sealed.clear()
+def _still_ours(fd: int, dev: int, ino: int) -> bool:
+    """The cached fd still is the memfd made here (not closed, not reused for another file)."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
 
 
 def load_sealed_copy(path: str) -> int:

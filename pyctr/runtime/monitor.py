@@ -18,11 +18,21 @@ tears down cgroup, network and mounts (and removes the container with --rm).
 The foreground CLI imports `relay` and `encode_entries` from here, so a
 container's logs are written by one implementation whichever way it runs.
 
-Usage: monitor.py DIR PID STDOUT_FD STDERR_FD LOG(0|1) CLEANUP_ARGV...
-(STDERR_FD is -1 with a tty, whose output arrives on one fd.)
+It also serves the container's attach socket, `DIR/attach.sock` (as conmon's): each client gets the output
+from then on as Docker's multiplexed frames (8-byte header: stream 1 or 2, big-endian size), and what a
+client sends goes to the container's stdin (an -i container's pipe, whose write end the monitor holds). With
+stdin-once, a client's EOF (its half-close) closes the container's stdin. A client that does not take its
+output within SEND_TIMEOUT is dropped (memory stays bounded; the container and its log go on). With
+wait-for-attach (an attach made before start), the relay begins once the first client connected (at most
+ATTACH_WAIT seconds): the container's first output waits in its pipe instead of being missed.
+
+Usage: monitor.py DIR PID STDOUT_FD STDERR_FD LOG(0|1) STDIN_FD ATTACH_FLAGS CLEANUP_ARGV...
+(STDERR_FD is -1 with a tty, whose output arrives on one fd; STDIN_FD is -1 without -i; ATTACH_FLAGS has
+`w` for wait-for-attach and `o` for stdin-once, or is `-`.)
 """
 
 import _signal
+import _socket  # built into the interpreter: ~70 KiB, where socket.py would import enum and more
 import posix as os  # the C module behind os: same functions, none of os.py's imports
 import select
 import sys
@@ -30,6 +40,11 @@ import time
 
 PARTIAL_LIMIT = 16 * 1024  # Docker's copier flushes a line at 16 KiB even without a newline
 READ_SIZE = 32 * 1024
+ATTACH_SOCKET = "attach.sock"
+MAX_ATTACHED = 16
+SEND_TIMEOUT = 5.0
+ATTACH_WAIT = 10.0
+STREAM_IDS = {"stdout": 1, "stderr": 2}
 
 # Go's encoding/json escaping, which Docker's json-file log uses (HTML-safe: <, >, & escaped).
 _ESCAPES = {i: f"\\u{i:04x}" for i in range(32)}
@@ -84,22 +99,145 @@ def _write_all(fd, data):
     return True
 
 
-def relay(sources, log_fd=-1):
+def frame_header(stream, size):
+    """Docker's multiplexed frame header (stdcopy): stream id, three zero bytes, big-endian payload size."""
+    return bytes((STREAM_IDS.get(stream, 1), 0, 0, 0)) + size.to_bytes(4, "big")
+
+
+class AttachHub:
+    """The attach socket: its listener, its clients, and the container's stdin they write to."""
+
+    def __init__(self, listener, stdin_fd=-1, stdin_once=False):
+        self.listener = listener
+        self.stdin_fd = stdin_fd
+        self.stdin_once = stdin_once
+        self.clients = {}  # fd -> socket
+        self.poller = None
+
+    def fds(self):
+        return [self.listener.fileno()] + list(self.clients)
+
+    def accept(self):
+        try:
+            conn, _ = self.listener._accept()
+        except OSError:
+            return -1
+        client = _socket.socket(fileno=conn)
+        if len(self.clients) >= MAX_ATTACHED:
+            client.close()
+            return -1
+        client.settimeout(SEND_TIMEOUT)
+        self.clients[conn] = client
+        if self.poller is not None:
+            self.poller.register(conn, select.POLLIN)
+        return conn
+
+    def owns(self, fd):
+        return fd == self.listener.fileno() or fd in self.clients
+
+    def ready(self, fd):
+        """The listener (a new client) or a client (stdin data, or its EOF) is readable."""
+        if fd == self.listener.fileno():
+            self.accept()
+            return
+        client = self.clients.get(fd)
+        try:
+            data = client.recv(READ_SIZE)
+        except OSError:
+            data = b""
+        if data and self.stdin_fd >= 0:
+            if not _write_all(self.stdin_fd, data):
+                self._close_stdin()
+            return
+        if not data:
+            self.poller.unregister(fd)  # half-closed: it still reads the output
+            if self.stdin_once and self.stdin_fd >= 0:
+                self._close_stdin()
+
+    def _close_stdin(self):
+        try:
+            os.close(self.stdin_fd)
+        except OSError:
+            pass
+        self.stdin_fd = -1
+
+    def send(self, stream, data):
+        message = frame_header(stream, len(data)) + data
+        for fd, client in list(self.clients.items()):
+            try:
+                client.sendall(message)
+            except OSError:  # gone, or not reading: dropped, the container goes on
+                self.drop(fd)
+
+    def drop(self, fd):
+        client = self.clients.pop(fd, None)
+        if client is not None:
+            try:
+                self.poller.unregister(fd)
+            except (KeyError, ValueError, OSError):
+                pass
+            client.close()
+
+    def close(self):
+        for fd in list(self.clients):
+            self.drop(fd)
+        self.listener.close()
+
+
+def open_attach_socket(directory):
+    """Listen on DIR/attach.sock, reached through /proc/self/fd (the path may exceed sun_path's 108 bytes)."""
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        path = f"/proc/self/fd/{dir_fd}/{ATTACH_SOCKET}"
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            listener.bind(path)
+        finally:
+            os.umask(old)
+        listener.listen(MAX_ATTACHED)
+        listener.setblocking(False)
+        return listener
+    finally:
+        os.close(dir_fd)
+
+
+def wait_for_first_client(hub, seconds):
+    """Attach before start: hold the relay until the attacher is connected (its output then starts at once)."""
+    poller = select.poll()
+    poller.register(hub.listener.fileno(), select.POLLIN)
+    deadline = time.monotonic() + seconds
+    while not hub.clients and time.monotonic() < deadline:
+        if poller.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            hub.accept()
+
+
+def relay(sources, log_fd=-1, hub=None):
     """Copy each (fd, stream_name, copy_to_fd or -1) until every fd hits EOF.
 
-    Each chunk goes to its copy fd as is (the foreground terminal) and, split into
-    lines, to the json-file log. A reader that went away (closed pipe) only stops the
-    copying to it; the container keeps its output flowing into the log.
+    Each chunk goes to its copy fd as is (the foreground terminal), to the attached clients (`hub`) and,
+    split into lines, to the json-file log. A reader that went away (closed pipe) only stops the copying
+    to it; the container keeps its output flowing into the log.
     """
     poller = select.poll()
     state = {}
     for fd, stream, copy_to in sources:
         poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         state[fd] = [stream, copy_to, b""]
+    if hub is not None:
+        hub.poller = poller
+        for fd in hub.fds():
+            poller.register(fd, select.POLLIN)
     while state:
         for fd, _event in poller.poll():
             entry = state.get(fd)
             if entry is None:
+                if hub is not None and hub.owns(fd):
+                    hub.ready(fd)
                 continue
             try:
                 data = os.read(fd, READ_SIZE)
@@ -108,6 +246,8 @@ def relay(sources, log_fd=-1):
             stream, copy_to, pending = entry
             if data and copy_to >= 0 and not _write_all(copy_to, data):
                 entry[1] = -1
+            if data and hub is not None and hub.clients:
+                hub.send(stream, data)
             if log_fd >= 0:
                 lines, entry[2] = split_lines(pending, data, final=not data)
                 if lines:
@@ -150,9 +290,9 @@ def _record_exit(directory, code, stamp):
 
 
 def main(argv):
-    directory, pid, out_fd, err_fd, log_flag = argv[:5]
-    cleanup = argv[5:]
-    pid, out_fd, err_fd = int(pid), int(out_fd), int(err_fd)
+    directory, pid, out_fd, err_fd, log_flag, stdin_fd, attach_flags = argv[:7]
+    cleanup = argv[7:]
+    pid, out_fd, err_fd, stdin_fd = int(pid), int(out_fd), int(err_fd), int(stdin_fd)
     for sig in (_signal.SIGHUP, _signal.SIGINT, _signal.SIGPIPE, _signal.SIGTTOU, _signal.SIGTTIN):
         _signal.signal(sig, _signal.SIG_IGN)
     os.chdir("/")
@@ -165,7 +305,20 @@ def main(argv):
     sources = [(out_fd, "stdout", -1)]
     if err_fd >= 0:
         sources.append((err_fd, "stderr", -1))
-    relay(sources, log_fd)
+    hub = None
+    try:
+        hub = AttachHub(open_attach_socket(directory.rstrip("/")), stdin_fd, "o" in attach_flags)
+        if "w" in attach_flags:
+            wait_for_first_client(hub, ATTACH_WAIT)
+    except OSError:
+        hub = None  # no attach socket: the container still runs and logs
+    relay(sources, log_fd, hub)
+    if hub is not None:
+        hub.close()
+        try:
+            os.unlink(directory.rstrip("/") + "/" + ATTACH_SOCKET)
+        except OSError:
+            pass
     code = _reap(pid)
     stamp = rfc3339_nano(time.time_ns())
     try:

@@ -18,13 +18,16 @@ if TYPE_CHECKING:
     from pyctr.runtime.spec import ContainerSpec
 
 
-def start_detached(config: Config, record: ContainerRecord) -> int:
-    """Start the container in the background and return C's pid once it runs (or raise its start error)."""
+def start_detached(config: Config, record: ContainerRecord, wait_for_attach: bool = False) -> int:
+    """Start the container in the background and return C's pid once it runs (or raise its start error).
+
+    `wait_for_attach` (an attach made before start, as `docker run` does): the monitor relays C's output
+    only once a client is on its attach socket, so the first output is not missed."""
     check_startable(record)
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the forked child
-        _detach_and_launch(config, record, read_end, write_end)
+        _detach_and_launch(config, record, read_end, write_end, wait_for_attach)
     os.close(write_end)
     with open(read_end, "rb") as f:
         report = f.read().decode(errors="replace")
@@ -32,7 +35,8 @@ def start_detached(config: Config, record: ContainerRecord) -> int:
     return _parse_report(report)
 
 
-def _detach_and_launch(config: Config, record: ContainerRecord, read_end: int, report: int) -> None:
+def _detach_and_launch(config: Config, record: ContainerRecord, read_end: int, report: int,
+                       wait_for_attach: bool = False) -> None:
     """In the child: become M (new session, grandchild of the CLI) and never return."""
     code = 0
     try:
@@ -41,7 +45,7 @@ def _detach_and_launch(config: Config, record: ContainerRecord, read_end: int, r
         if os.fork() != 0:
             os._exit(0)
         _sanitise_fds(keep=report)
-        _become_monitor(config, record, report)
+        _become_monitor(config, record, report, wait_for_attach)
     except PyctrError as e:
         _send(report, f"error {e.exit_code} {e.message}")
         code = e.exit_code
@@ -64,19 +68,22 @@ def _sanitise_fds(keep: int) -> None:
     os.umask(0o022)
 
 
-def _become_monitor(config: Config, record: ContainerRecord, report: int) -> None:
+def _become_monitor(config: Config, record: ContainerRecord, report: int, wait_for_attach: bool = False) -> None:
     launcher = Launch(config, record)
     tty = launcher.spec.process.terminal
+    stdin_writer = -1  # what the monitor writes an attached client's input to
     if tty:
         from pyctr.runtime.tty import open_pty
 
         master, slave = open_pty(size_from=None)
         out_r, stdio, close_after = master, terminal_stdio(slave, master), [slave]
         err_r = -1
+        if launcher.spec.process.open_stdin:
+            stdin_writer = master
     else:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        stdin = _stdin_for_detached(launcher.spec)
+        stdin, stdin_writer = _stdin_for_detached(launcher.spec)
         stdio, close_after = pipe_stdio(stdin, out_w, err_w), [stdin, out_w, err_w]
     pid, _ = launcher.launch(stdio)
     for fd in close_after:
@@ -84,21 +91,24 @@ def _become_monitor(config: Config, record: ContainerRecord, report: int) -> Non
     _send(report, f"started {pid}")
     os.close(report)
     interpreter, program = monitor_program(config)
+    stdin_once = bool((record.config.get("Config") or {}).get("StdinOnce"))
+    flags = ("w" if wait_for_attach else "") + ("o" if stdin_once else "") or "-"
     argv = [interpreter, "-I", "-S", program, str(launcher.spec.bundle), str(pid), str(out_r),
-            str(err_r), "1", *cleanup_command(config, record.id)]
+            str(err_r), "1", str(stdin_writer), flags, *cleanup_command(config, record.id)]
     for fd in (out_r, err_r):
         if fd >= 0:
             os.set_inheritable(fd, True)
     os.execv(interpreter, argv)
 
 
-def _stdin_for_detached(spec: ContainerSpec) -> int:
-    """/dev/null, or with -i an open pipe nobody writes to (Docker keeps stdin open for a later attach)."""
+def _stdin_for_detached(spec: ContainerSpec) -> tuple[int, int]:
+    """(C's stdin, its writer or -1): /dev/null, or with -i a pipe whose write end the monitor holds for the
+    container's lifetime (Docker keeps stdin open for an attach; the monitor's attach socket feeds it)."""
     if spec.process.open_stdin:
         read_end, write_end = os.pipe()
-        os.set_inheritable(write_end, True)  # held by the monitor for the container's lifetime
-        return read_end
-    return os.open(os.devnull, os.O_RDONLY)
+        os.set_inheritable(write_end, True)
+        return read_end, write_end
+    return os.open(os.devnull, os.O_RDONLY), -1
 
 
 def _send(fd: int, message: str) -> None:

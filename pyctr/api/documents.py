@@ -1,0 +1,210 @@
+"""Pure conversions between the Engine API's JSON shapes and pyctr's values: a create body -> RunOptions,
+a container or image -> its list summary, query filters -> ps filters. Tested in tests/unit/test_api_documents.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyctr.errors import UsageError
+from pyctr.output.timefmt import parse_rfc3339
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{what} must be a list of strings")
+    return list(value)
+
+
+def _dict(value: Any, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{what} must be an object")
+    return value
+
+
+def port_publish_specs(bindings: dict) -> list[str]:
+    """HostConfig.PortBindings {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]} -> `-p` values."""
+    specs = []
+    for key, hosts in _dict(bindings, "PortBindings").items():
+        for host in hosts or [{}]:
+            host = host or {}
+            ip = host.get("HostIp") or ""
+            port = str(host.get("HostPort") or "")
+            prefix = f"{ip}:{port}:" if ip else (f"{port}:" if port else "")
+            if ip and not port:
+                prefix = f"{ip}::"
+            specs.append(prefix + key)
+    return specs
+
+
+def mount_volume_specs(mounts: Any) -> list[str]:
+    """HostConfig.Mounts of type bind (and named volumes) as `-v` values; other types are refused."""
+    specs = []
+    for mount in mounts or []:
+        kind = mount.get("Type", "volume")
+        target = mount.get("Target", "")
+        mode = ":ro" if mount.get("ReadOnly") else ""
+        if kind == "bind":
+            specs.append(f"{mount.get('Source', '')}:{target}{mode}")
+        elif kind == "volume":
+            source = mount.get("Source") or ""
+            specs.append(f"{source}:{target}{mode}" if source else target)
+        else:
+            raise UsageError(f"mount type {kind!r} is not supported")
+    return specs
+
+
+def _cpus_text(nano_cpus: Any) -> str | None:
+    if not nano_cpus:
+        return None
+    return repr(int(nano_cpus) / 1e9)
+
+
+def _bytes_text(value: Any) -> str | None:
+    if value in (None, 0):
+        return None
+    return str(int(value))
+
+
+def create_options(body: Any, name: str | None):
+    """POST /containers/create's body -> RunOptions, as `docker run` would have parsed the same flags."""
+    from pyctr.runtime.spec import RunOptions
+
+    body = _dict(body, "the request body")
+    image = body.get("Image")
+    if not image or not isinstance(image, str):
+        raise UsageError("Config.Image is required")  # dockerd: "No command specified" / invalid reference
+    host = _dict(body.get("HostConfig"), "HostConfig")
+    entrypoint_list = body.get("Entrypoint")
+    command = _strings(body.get("Cmd"), "Cmd")
+    entrypoint: str | None = None
+    if entrypoint_list is not None:
+        parts = _strings(entrypoint_list, "Entrypoint")
+        entrypoint = parts[0] if parts else ""
+        command = parts[1:] + command
+    labels = [f"{k}={v}" for k, v in _dict(body.get("Labels"), "Labels").items()]
+    attached = bool(body.get("AttachStdout") or body.get("AttachStderr") or body.get("AttachStdin"))
+    volumes = _strings(host.get("Binds"), "Binds") + mount_volume_specs(host.get("Mounts"))
+    volumes += [v for v in _dict(body.get("Volumes"), "Volumes") if v not in {s.split(":")[-1] for s in volumes}]
+    network = host.get("NetworkMode") or "default"
+    memory_swap = host.get("MemorySwap")
+    return RunOptions(
+        image=image, command=command, entrypoint=entrypoint, env=_strings(body.get("Env"), "Env"),
+        workdir=body.get("WorkingDir") or None, user=body.get("User") or None,
+        hostname=body.get("Hostname") or None, name=name or None, volumes=volumes,
+        read_only=bool(host.get("ReadonlyRootfs")), tty=bool(body.get("Tty")),
+        interactive=bool(body.get("OpenStdin")), detach=not attached, rm=bool(host.get("AutoRemove")),
+        cap_add=_strings(host.get("CapAdd"), "CapAdd"), cap_drop=_strings(host.get("CapDrop"), "CapDrop"),
+        privileged=bool(host.get("Privileged")), security_opt=_strings(host.get("SecurityOpt"), "SecurityOpt"),
+        memory=_bytes_text(host.get("Memory")),
+        memory_swap=str(int(memory_swap)) if memory_swap not in (None, 0) else None,
+        cpus=_cpus_text(host.get("NanoCpus")), cpu_shares=host.get("CpuShares") or None,
+        pids_limit=host.get("PidsLimit") if host.get("PidsLimit") not in (None, 0) else None,
+        network=network, publish=port_publish_specs(host.get("PortBindings")),
+        publish_all=bool(host.get("PublishAllPorts")), dns=_strings(host.get("Dns"), "Dns"),
+        add_host=_strings(host.get("ExtraHosts"), "ExtraHosts"), init=bool(host.get("Init")),
+        stop_signal=body.get("StopSignal") or None, stop_timeout=body.get("StopTimeout"),
+        labels=labels, group_add=_strings(host.get("GroupAdd"), "GroupAdd"),
+    )
+
+
+def parse_filters(text: str | None) -> dict[str, list[str]]:
+    """The `filters` query parameter: {"status": ["running"]}, or the old {"status": {"running": true}}."""
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise UsageError("invalid filter: the filters parameter is not JSON") from None
+    if not isinstance(raw, dict):
+        raise UsageError("invalid filter: the filters parameter must be an object")
+    parsed = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            parsed[key] = [k for k, on in value.items() if on]
+        elif isinstance(value, list):
+            parsed[key] = [str(v) for v in value]
+        else:
+            raise UsageError(f"invalid filter '{key}'")
+    return parsed
+
+
+def unix_time(rfc3339: str) -> int:
+    return int(parse_rfc3339(rfc3339) or 0)
+
+
+def container_summary(item, record) -> dict:
+    """One entry of GET /containers/json, from a ps item and its record."""
+    import time
+
+    from pyctr.runtime.ps import command_text, status_text
+
+    now = time.time()
+    ports = []
+    for p in item.ports:
+        entry = {"PrivatePort": int(p["ContainerPort"]), "Type": p.get("Protocol", "tcp")}
+        if p.get("HostPort"):
+            entry.update(IP=p.get("HostIp") or "0.0.0.0", PublicPort=int(p["HostPort"]))
+        ports.append(entry)
+    network = record.state.network or {}
+    return {
+        "Id": item.id, "Names": ["/" + item.name], "Image": item.image, "ImageID": item.image_id,
+        "Command": command_text(item.argv, trunc=False), "Created": int(item.created), "Ports": ports,
+        "Labels": item.labels, "State": item.status,
+        "Status": status_text(item.status, item.exit_code, item.started, item.finished, now),
+        "HostConfig": {"NetworkMode": (record.config.get("HostConfig") or {}).get("NetworkMode", "default")},
+        "NetworkSettings": {"Networks": {item.network: {
+            "IPAddress": network.get("IPAddress", ""), "Gateway": network.get("Gateway", ""),
+            "IPPrefixLen": network.get("IPPrefixLen", 0), "MacAddress": network.get("MacAddress", "")}}},
+        "Mounts": record.config.get("MountPoints") or [],
+    }
+
+
+def image_summary(image, tag_rows: list[dict] | None) -> dict:
+    """One entry of GET /images/json (RepoTags as dockerd: none -> ["<none>:<none>"] before 1.40 clients
+    cared; pyctr lists [] as current dockerd)."""
+    return {
+        "Id": image.id, "ParentId": image.parent or "", "RepoTags": list(image.repo_tags),
+        "RepoDigests": list(image.repo_digests), "Created": unix_time(image.created) or int(image.added),
+        "Size": image.size, "SharedSize": -1, "VirtualSize": image.size,
+        "Labels": ((image.config.get("config") or {}).get("Labels")) or {}, "Containers": -1,
+    }
+
+
+def history_entries(image, ids: dict[int, str]) -> list[dict]:
+    """GET /images/{name}/history: config.history newest first, sizes matched to the non-empty entries."""
+    cfg = image.config
+    history = [h for h in cfg.get("history") or [] if isinstance(h, dict)]
+    sizes = [layer.diff_size for layer in image.layers]
+    rows, index = [], 0
+    for h in history:
+        size = 0
+        if not h.get("empty_layer") and index < len(sizes):
+            size, index = sizes[index], index + 1
+        rows.append({"Created": unix_time(h.get("created", "")), "CreatedBy": h.get("created_by", ""),
+                     "Size": size, "Comment": h.get("comment", "")})
+    rows.reverse()
+    for i, row in enumerate(rows):
+        row["Id"] = ids.get(i, "<missing>")
+        row["Tags"] = list(image.repo_tags) if i == 0 else None
+    return rows
+
+
+def exec_options(body: Any):
+    """POST /containers/{id}/exec's body -> ExecOptions (the start request says detach or not)."""
+    from pyctr.runtime.exec import ExecOptions
+
+    body = _dict(body, "the request body")
+    cmd = _strings(body.get("Cmd"), "Cmd")
+    if not cmd:
+        raise UsageError("No exec command specified")
+    return ExecOptions(args=cmd, interactive=bool(body.get("AttachStdin")), tty=bool(body.get("Tty")),
+                       env=_strings(body.get("Env"), "Env"), user=body.get("User") or None,
+                       workdir=body.get("WorkingDir") or None, privileged=bool(body.get("Privileged")))

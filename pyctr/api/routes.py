@@ -1,0 +1,138 @@
+"""Routing of the Engine API: the version prefix, the route table, and Docker's error answers.
+
+Pure parts (version parsing and checks, route matching, error -> status) are functions tested on their own
+(tests/unit/test_api_routes.py); `dispatch` is the thin layer the HTTP server calls per request.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from pyctr.api.http import ApiHandler, HttpError, Request
+from pyctr.errors import (
+    ConflictError,
+    InvalidReference,
+    NotFoundError,
+    PyctrError,
+    UnsafeArchiveError,
+    UsageError,
+)
+
+MIN_API_VERSION = (1, 24)
+MAX_API_VERSION = (1, 41)
+VERSION_PREFIX = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+
+Handler = Callable[[Request], None]
+ROUTES: list[tuple[str, re.Pattern, Handler]] = []
+
+
+def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+    """Register a handler; `{name}` in the pattern matches one path segment (`{name:path}` the rest)."""
+    regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", pattern)
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
+
+    def register(handler: Handler) -> Handler:
+        ROUTES.append((method, re.compile(f"^{regex}$"), handler))
+        return handler
+
+    return register
+
+
+def version_text(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def split_version(path: str) -> tuple[tuple[int, int] | None, str]:
+    """`/v1.41/containers/json` -> ((1, 41), "/containers/json"); no prefix -> (None, path)."""
+    match = VERSION_PREFIX.match(path)
+    if not match:
+        return None, path
+    return (int(match.group(1)), int(match.group(2))), match.group(3)
+
+
+def check_version(version: tuple[int, int] | None) -> tuple[int, int]:
+    """dockerd's version middleware: too old or too new is a 400 with its words; none means the newest."""
+    if version is None:
+        return MAX_API_VERSION
+    if version < MIN_API_VERSION:
+        raise HttpError(400, f"client version {version_text(version)} is too old. Minimum supported API version "
+                             f"is {version_text(MIN_API_VERSION)}, please upgrade your client to a newer version")
+    if version > MAX_API_VERSION:
+        raise HttpError(400, f"client version {version_text(version)} is too new. Maximum supported API version "
+                             f"is {version_text(MAX_API_VERSION)}")
+    return version
+
+
+def find_route(method: str, path: str) -> tuple[Handler, dict[str, str]]:
+    """The handler for (method, path) and its path parameters; 404 for an unknown path, 405 for a known path
+    with another method (as dockerd's router)."""
+    known_path = False
+    for route_method, regex, handler in ROUTES:
+        match = regex.match(path)
+        if match is None:
+            continue
+        if route_method == method or (method == "HEAD" and route_method == "GET"
+                                      and not _has_head(path)):
+            return handler, match.groupdict()
+        known_path = True
+    if known_path:
+        raise HttpError(405, "method not allowed")
+    raise HttpError(404, "page not found")
+
+
+def _has_head(path: str) -> bool:
+    return any(m == "HEAD" and r.match(path) for m, r, _ in ROUTES)
+
+
+def status_for(error: PyctrError) -> int:
+    """Docker's errdefs -> HTTP status: not found 404, conflict 409, invalid parameter 400, else 500."""
+    if isinstance(error, NotFoundError):
+        return 404
+    if isinstance(error, ConflictError):
+        return 409
+    if isinstance(error, UsageError | InvalidReference | UnsafeArchiveError):
+        return 400
+    return 500
+
+
+def dispatch(handler: ApiHandler) -> None:
+    """One request: parse the path, check the version, run the route, answer errors as dockerd does."""
+    request = None
+    try:
+        parts = urlsplit(handler.path)
+        version, path = split_version(parts.path)
+        request = Request(handler, handler.command, path, check_version(version),
+                          parse_qs(parts.query, keep_blank_values=True))
+        route_handler, params = find_route(handler.command, path)
+        request.params = params
+        route_handler(request)
+        if not handler.hijacked:
+            request.finish_body()
+    except HttpError as e:
+        _answer_error(handler, request, e.status, e.message)
+    except PyctrError as e:
+        _answer_error(handler, request, status_for(e), e.message)
+    except (BrokenPipeError, ConnectionError, TimeoutError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a daemon answers 500 and stays up
+        traceback.print_exc()
+        _answer_error(handler, request, 500, f"{type(e).__name__}: {e}")
+
+
+def _answer_error(handler: ApiHandler, request: Request | None, status: int, message: str) -> None:
+    if handler.response_started:  # too late for a status: the stream simply ends
+        handler.close_connection = True
+        return
+    if request is not None and status < 500 and status != 413:
+        try:
+            request.finish_body()
+        except (HttpError, OSError, ValueError):
+            handler.close_connection = True  # a body we refuse to read: the connection cannot be reused
+    else:
+        handler.close_connection = True
+    import json
+
+    handler.send_body(status, json.dumps({"message": message}).encode() + b"\n", "application/json")

@@ -1,0 +1,373 @@
+"""The real docker CLI (/usr/local/bin/docker, negotiating down to API 1.41) against `pyctr system service` on a
+temporary socket: run, run -d -p, ps, images, pull, exec, logs -f, cp both ways, inspect, stop, rm, rmi, build.
+dockerd is never started: every answer comes from pyctr's daemon."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import tarfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import PYCTR_BIN, PyctrRunner, _env_for, make_root
+
+DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+
+
+class Daemon:
+    def __init__(self, proc: subprocess.Popen, sock: Path, env: dict[str, str], base: Path) -> None:
+        self.proc, self.sock, self.env, self.base = proc, sock, env, base
+        self.pyctr = PyctrRunner(env)
+
+    def docker(self, *args: str, input: str | None = None, timeout: float = 60, check: bool = False):
+        env = {**self.env, "DOCKER_HOST": f"unix://{self.sock}", "DOCKER_BUILDKIT": "0",
+               "DOCKER_CONFIG": str(self.base / "docker-config")}
+        proc = subprocess.run([DOCKER, *args], input=input, capture_output=True, text=True, timeout=timeout, env=env,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+                timeout: float = 30) -> tuple[int, dict, bytes]:
+        """A raw HTTP/1.1 request on its own connection (Connection: close)."""
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(timeout)
+        conn.connect(str(self.sock))
+        head = [f"{method} {path} HTTP/1.1", "Host: docker", "Connection: close"]
+        for name, value in (headers or {}).items():
+            head.append(f"{name}: {value}")
+        if body is not None:
+            head.append(f"Content-Length: {len(body)}")
+        try:
+            conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + (body or b""))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before all of it was read: the answer is still there to read
+        data = b""
+        try:
+            while chunk := conn.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+        conn.close()
+        return parse_response(data)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self.request("GET", "/_ping")[2] == b"OK"
+
+
+def parse_response(data: bytes) -> tuple[int, dict, bytes]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":
+        out, rest = b"", body
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            out, rest = out + rest[:size], rest[size + 2:]
+        body = out
+    return status, headers, body
+
+
+def start_daemon(env: dict[str, str], base: Path) -> Daemon:
+    sock = base / "docker.sock"
+    log = open(base / "daemon.log", "ab")  # noqa: SIM115 - the daemon's, closed by the fixture
+    proc = subprocess.Popen([str(PYCTR_BIN), "system", "service", "--host", f"unix://{sock}"],
+                            env={**env, "PYCTR_SERVER": "0"}, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    log.close()
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the daemon did not start:\n{(base / 'daemon.log').read_text()}")
+        time.sleep(0.05)
+    return Daemon(proc, sock, env, base)
+
+
+@pytest.fixture(scope="module")
+def daemon(pyctr_config, tmp_path_factory):
+    base = tmp_path_factory.mktemp("api")
+    (base / "docker-config").mkdir()
+    env = _env_for(make_root(base / "root"), pyctr_config)
+    d = start_daemon(env, base)
+    d.pyctr("pull", "-q", "busybox", check=True, timeout=120)
+    yield d
+    ids = d.pyctr("ps", "-aq", "--no-trunc").stdout.split()
+    if ids:
+        d.pyctr("rm", "-f", *ids)
+    d.proc.terminate()
+    d.proc.wait(timeout=30)
+    assert not d.sock.exists(), "the daemon left its socket behind"
+
+
+def test_version_is_negotiated_down_and_too_new_is_refused(daemon):
+    out = daemon.docker("version", "--format", "{{.Client.APIVersion}} {{.Server.APIVersion}}", check=True).stdout
+    assert out.split() == ["1.41", "1.41"]
+    status, headers, body = daemon.request("GET", "/_ping")
+    assert (status, body) == (200, b"OK")
+    assert headers["api-version"] == "1.41" and headers["ostype"] == "linux"
+    status, headers, body = daemon.request("HEAD", "/_ping")
+    assert status == 200 and body == b"" and headers["api-version"] == "1.41"
+    status, _, body = daemon.request("GET", "/v1.99/version")
+    assert status == 400
+    assert json.loads(body) == {"message": "client version 1.99 is too new. Maximum supported API version is 1.41"}
+    status, _, body = daemon.request("GET", "/v1.24/containers/json")
+    assert status == 200 and isinstance(json.loads(body), list)
+
+
+def test_run_rm_prints_and_leaves_nothing(daemon):
+    proc = daemon.docker("run", "--rm", "busybox", "echo", "hi", check=True)
+    assert proc.stdout == "hi\n"
+    assert daemon.pyctr("ps", "-aq").stdout.strip() == ""
+    assert daemon.docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3").returncode == 3
+
+
+def test_run_with_stdin(daemon):
+    proc = daemon.docker("run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done", input="hello\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "hello\ndone\n"
+
+
+def test_detached_with_port_ps_exec_logs_inspect_stop_rm(daemon):
+    name = f"web-{uuid.uuid4().hex[:6]}"
+    daemon.docker("run", "-d", "--name", name, "-p", "127.0.0.1::8080", "busybox", "sh", "-c",
+                  "echo hello-from-web > /tmp/index.html; echo started; httpd -f -p 8080 -h /tmp", check=True)
+    try:
+        ps = daemon.docker("ps", "--format", "{{.Names}} {{.Status}}", check=True).stdout
+        assert any(line.startswith(f"{name} Up") for line in ps.splitlines()), ps
+        assert name in daemon.pyctr("ps").stdout  # one state: the CLI sees what the API made
+        port = daemon.docker("port", name, "8080", check=True).stdout.strip()
+        host, _, number = port.rpartition(":")
+        body = b""
+        for _ in range(50):
+            try:
+                body = urllib.request.urlopen(f"http://{host}:{number}/index.html", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert body == b"hello-from-web\n"
+        assert daemon.docker("exec", name, "cat", "/tmp/index.html", check=True).stdout == "hello-from-web\n"
+        assert daemon.docker("exec", name, "sh", "-c", "exit 5").returncode == 5
+        logs = daemon.docker("logs", name, check=True).stdout
+        assert logs == "started\n"
+        doc = json.loads(daemon.docker("inspect", name, check=True).stdout)[0]
+        assert doc["State"]["Running"] is True and doc["Name"] == f"/{name}"
+        daemon.docker("stop", "-t", "1", name, check=True)
+        assert json.loads(daemon.docker("inspect", name, check=True).stdout)[0]["State"]["Running"] is False
+    finally:
+        daemon.docker("rm", "-f", name)
+    assert daemon.docker("inspect", name).returncode == 1
+
+
+def test_logs_follow_until_exit(daemon):
+    name = f"logs-{uuid.uuid4().hex[:6]}"
+    daemon.docker("run", "-d", "--name", name, "busybox", "sh", "-c",
+                  "for i in 1 2 3; do echo line$i; sleep 0.3; done; echo bye >&2", check=True)
+    try:
+        proc = daemon.docker("logs", "-f", name, check=True, timeout=30)
+        assert proc.stdout == "line1\nline2\nline3\n" and proc.stderr == "bye\n"
+        tail = daemon.docker("logs", "--tail", "1", name, check=True)
+        assert tail.stdout == "" and tail.stderr == "bye\n"
+    finally:
+        daemon.docker("rm", "-f", name)
+
+
+def test_cp_both_ways(daemon, tmp_path):
+    name = f"cp-{uuid.uuid4().hex[:6]}"
+    daemon.docker("run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "300", check=True)
+    try:
+        src = tmp_path / "in.txt"
+        src.write_text("from the host\n")
+        daemon.docker("cp", str(src), f"{name}:/tmp/", check=True)
+        assert daemon.docker("exec", name, "cat", "/tmp/in.txt", check=True).stdout == "from the host\n"
+        daemon.docker("exec", name, "sh", "-c", "mkdir -p /data/sub && echo deep > /data/sub/f", check=True)
+        daemon.docker("cp", f"{name}:/data", str(tmp_path / "back"), check=True)
+        assert (tmp_path / "back" / "sub" / "f").read_text() == "deep\n"
+        missing = daemon.docker("cp", f"{name}:/nope", str(tmp_path / "x"))
+        assert missing.returncode == 1 and "Could not find the file /nope" in missing.stderr
+    finally:
+        daemon.docker("rm", "-f", name)
+
+
+def test_pull_tag_rmi_images(daemon, registry):
+    daemon.docker("pull", f"{registry.host}/library/busybox", check=True, timeout=120)
+    images = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=True).stdout.split()
+    assert f"{registry.host}/library/busybox:latest" in images
+    daemon.docker("tag", "busybox", "mine/box:1", check=True)
+    assert "mine/box:1" in daemon.pyctr("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    rmi = daemon.docker("rmi", "mine/box:1", check=True)
+    assert "Untagged: mine/box:1" in rmi.stdout
+    missing = daemon.docker("pull", f"{registry.host}/library/no-such-image")
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_build_tag_and_run(daemon, tmp_path):
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM busybox\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n"
+                                                   'CMD ["cat", "/hello.txt"]\n')
+    (tmp_path / "ctx" / "hello.txt").write_text("built by pyctr\n")
+    tag = f"apibuild-{uuid.uuid4().hex[:6]}"
+    proc = daemon.docker("build", "-t", tag, str(tmp_path / "ctx"), check=True, timeout=120)
+    assert "Successfully tagged" in proc.stdout
+    assert daemon.docker("run", "--rm", tag, check=True).stdout == "built by pyctr\n"
+    bad = daemon.docker("build", "-t", tag + "-bad", "-f", "-", str(tmp_path / "ctx"),
+                        input="FROM busybox\nRUN exit 7\n")
+    assert bad.returncode != 0
+    daemon.docker("rmi", tag, check=True)
+
+
+def hostile_tar(*members: tuple[str, bytes, bytes, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, data, link in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.size, info.linkname = kind, len(data), link
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+def test_hostile_requests_leave_the_daemon_up(daemon, tmp_path):
+    status, _, body = daemon.request("POST", "/containers/create", b"{not json",
+                                     {"Content-Type": "application/json"})
+    assert status == 400 and "invalid JSON" in json.loads(body)["message"]
+    status, _, body = daemon.request("POST", "/containers/create", b"x" * (8 << 20))
+    assert status == 413
+    status, _, body = daemon.request("GET", "/containers/nope/json")
+    assert status == 404 and json.loads(body) == {"message": "No such container: nope"}
+    status, _, _ = daemon.request("GET", "/no/such/path")
+    assert status == 404
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    name = f"hostile-{uuid.uuid4().hex[:6]}"
+    daemon.docker("run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "300", check=True)
+    try:
+        evil = hostile_tar(("../../../../../../" + str(outside / "pwned")[1:], tarfile.REGTYPE, b"x", ""),
+                           ("link", tarfile.SYMTYPE, b"", str(outside)), ("link/pwned2", tarfile.REGTYPE, b"y", ""))
+        status, _, body = daemon.request("PUT", f"/containers/{name}/archive?path=/tmp", evil,
+                                         {"Content-Type": "application/x-tar"})
+        assert status >= 400, body
+        assert list(outside.iterdir()) == []
+    finally:
+        daemon.docker("rm", "-f", name)
+    context = hostile_tar(("Dockerfile", tarfile.REGTYPE, b"FROM busybox\n", ""),
+                          ("../escape", tarfile.REGTYPE, b"x", ""))
+    status, _, body = daemon.request("POST", "/build?t=evil", context, {"Content-Type": "application/x-tar"})
+    messages = [json.loads(line) for line in body.splitlines() if line.strip()]
+    assert status == 200 and "errorDetail" in messages[-1], messages
+    assert daemon.alive()
+
+
+def test_idle_and_slow_connections_do_not_block_others(daemon):
+    idle = []
+    for _ in range(300):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(str(daemon.sock))
+        idle.append(conn)
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    slow.connect(str(daemon.sock))
+    slow.sendall(b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: 100\r\n\r\n{")
+    try:
+        started = time.monotonic()
+        assert daemon.docker("ps", check=True).returncode == 0
+        assert daemon.alive()
+        assert time.monotonic() - started < 10
+        threads = len(os.listdir(f"/proc/{daemon.proc.pid}/task"))
+        assert threads >= 300  # one parked thread each, bounded by MAX_CONNECTIONS
+    finally:
+        for conn in idle + [slow]:
+            conn.close()
+    deadline = time.monotonic() + 10
+    while len(os.listdir(f"/proc/{daemon.proc.pid}/task")) > 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(os.listdir(f"/proc/{daemon.proc.pid}/task")) <= 20, "closed connections left threads behind"
+
+
+def test_second_daemon_on_the_same_socket_is_refused(daemon):
+    proc = subprocess.run([str(PYCTR_BIN), "system", "service", "--host", f"unix://{daemon.sock}"],
+                          env={**daemon.env, "PYCTR_SERVER": "0"}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "already served" in proc.stderr
+    assert daemon.alive()
+    mode = os.stat(daemon.sock).st_mode & 0o777
+    assert mode == 0o660
+
+
+def test_events_follow_changes_made_through_the_api_and_the_cli(daemon):
+    env = {**daemon.env, "DOCKER_HOST": f"unix://{daemon.sock}", "DOCKER_CONFIG": str(daemon.base / "docker-config")}
+    name = f"ev-{uuid.uuid4().hex[:6]}"
+    watcher = subprocess.Popen([DOCKER, "events", "--filter", "type=container", "--filter", f"container={name}",
+                                "--format", "{{.Action}} {{.Actor.Attributes.name}}"],
+                               env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        daemon.docker("run", "--name", name, "busybox", "true", check=True)
+        daemon.pyctr("rm", name, check=True)  # the CLI's change shows too
+        seen: list[str] = []
+        deadline = time.monotonic() + 15
+        while len(seen) < 4 and time.monotonic() < deadline:
+            if select.select([watcher.stdout], [], [], 0.5)[0]:
+                seen.append(watcher.stdout.readline().strip())
+    finally:
+        watcher.kill()
+        watcher.wait()
+    assert seen == [f"create {name}", f"start {name}", f"die {name}", f"destroy {name}"]
+
+
+def test_system_df(daemon):
+    out = daemon.docker("system", "df", "--format", "{{.Type}} {{.TotalCount}}", check=True).stdout
+    lines = dict(line.rsplit(" ", 1) for line in out.splitlines())
+    assert int(lines["Images"]) >= 1 and "Containers" in lines
+
+
+def docker_in_a_terminal(daemon: Daemon, args: list[str], typed: bytes, timeout: float = 30) -> tuple[int, bytes]:
+    """`docker ARGS` with a real terminal (a pty), typing `typed` once the shell's prompt shows."""
+    import pty
+
+    env = {**daemon.env, "DOCKER_HOST": f"unix://{daemon.sock}", "DOCKER_CONFIG": str(daemon.base / "docker-config")}
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execve(DOCKER, [DOCKER, *args], env)
+    shown, sent, deadline = b"", False, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not sent and b"# " in shown:
+                os.write(fd, typed)
+                sent = True
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown
+
+
+def test_run_it_and_exec_it_in_a_terminal(daemon):
+    code, shown = docker_in_a_terminal(daemon, ["run", "-it", "--rm", "busybox", "sh"],
+                                       b"echo in-tty-$((6*7))\rexit 4\r")
+    assert code == 4 and b"in-tty-42" in shown, shown
+    name = f"tty-{uuid.uuid4().hex[:6]}"
+    daemon.docker("run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "300", check=True)
+    try:
+        code, shown = docker_in_a_terminal(daemon, ["exec", "-it", name, "sh"], b"echo exec-$((6*7))\rexit 5\r")
+        assert code == 5 and b"exec-42" in shown, shown
+    finally:
+        daemon.docker("rm", "-f", name)

@@ -1,0 +1,106 @@
+"""docker-py (PyPI `docker`, pinned in the test extras) against `pyctr system service` on a temporary socket:
+containers.run/create/start/wait/logs/exec_run/put_archive/get_archive, images.pull/build, attach sockets."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import uuid
+
+import docker
+import pytest
+
+from tests.integration.conftest import _env_for, make_root
+from tests.integration.test_api_docker_cli import start_daemon
+
+
+@pytest.fixture(scope="module")
+def api(pyctr_config, tmp_path_factory):
+    base = tmp_path_factory.mktemp("api-py")
+    env = _env_for(make_root(base / "root"), pyctr_config)
+    daemon = start_daemon(env, base)
+    client = docker.DockerClient(base_url=f"unix://{daemon.sock}", version="auto", timeout=120)
+    client.images.pull("busybox", tag="latest")
+    yield client, daemon
+    for c in client.containers.list(all=True):
+        c.remove(force=True)
+    client.close()
+    daemon.proc.terminate()
+    daemon.proc.wait(timeout=30)
+
+
+def test_run_returns_output_and_removes(api):
+    client, daemon = api
+    assert client.containers.run("busybox", ["echo", "hello"], remove=True) == b"hello\n"
+    assert daemon.pyctr("ps", "-aq").stdout.strip() == ""
+    with pytest.raises(docker.errors.ContainerError) as failed:
+        client.containers.run("busybox", ["sh", "-c", "echo oops >&2; exit 4"], remove=True)
+    assert failed.value.exit_status == 4
+
+
+def test_create_start_wait_logs_stream(api):
+    client, _ = api
+    c = client.containers.create("busybox", ["sh", "-c", "echo one; sleep 0.5; echo two"],
+                                 name=f"py-{uuid.uuid4().hex[:6]}", labels={"k": "v"})
+    assert c.status == "created"
+    assert client.containers.list(all=True, filters={"label": "k=v"})[0].id == c.id
+    c.start()
+    lines = list(c.logs(stream=True, follow=True))
+    assert b"".join(lines) == b"one\ntwo\n"
+    assert c.wait(timeout=30)["StatusCode"] == 0
+    c.reload()
+    assert c.status == "exited"
+    c.remove()
+
+
+def test_exec_and_archives(api):
+    client, _ = api
+    c = client.containers.run("busybox", ["sleep", "300"], detach=True, network_mode="none")
+    try:
+        result = c.exec_run(["sh", "-c", "echo out; echo err >&2; exit 2"], demux=True)
+        assert result.exit_code == 2 and result.output == (b"out\n", b"err\n")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo("note.txt")
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"note\n"))
+        assert c.put_archive("/tmp", buf.getvalue())
+        assert c.exec_run(["cat", "/tmp/note.txt"]).output == b"note\n"
+        chunks, stat = c.get_archive("/tmp/note.txt")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            assert tar.extractfile("note.txt").read() == b"note\n"
+        assert stat["name"] == "note.txt" and stat["size"] == 5
+        assert c.top()["Processes"]
+    finally:
+        c.remove(force=True)
+
+
+def test_build_and_pull(api, registry, tmp_path):
+    client, _ = api
+    image = client.images.pull(f"{registry.host}/library/busybox", tag="latest")
+    assert f"{registry.host}/library/busybox:latest" in image.tags
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo built > /built\nCMD cat /built\n")
+    built, log = client.images.build(path=str(tmp_path), tag="pybuilt:1", rm=True)
+    assert "pybuilt:1" in built.tags
+    assert any("Successfully built" in entry.get("stream", "") for entry in log)
+    assert client.containers.run("pybuilt:1", remove=True) == b"built\n"
+    with pytest.raises(docker.errors.BuildError):
+        client.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 3\n"), tag="pybroken")
+    client.images.remove("pybuilt:1")
+
+
+def test_attach_socket_with_stdin(api):
+    client, _ = api
+    created = client.api.create_container("busybox", ["sh", "-c", "read line; echo got:$line"], stdin_open=True)
+    c = client.containers.get(created["Id"])
+    sock = c.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+    c.start()
+    raw = sock._sock
+    raw.sendall(b"ping\n")
+    raw.shutdown(1)  # half-close: stdin's EOF, the output still comes
+    data = b""
+    while chunk := raw.recv(4096):
+        data += chunk
+    assert data[8:] == b"got:ping\n" and data[0] == 1
+    assert c.wait(timeout=30)["StatusCode"] == 0
+    c.remove()

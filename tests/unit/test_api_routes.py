@@ -1,0 +1,121 @@
+"""The Engine API's pure parts: version prefix and checks, route matching, error statuses, create bodies,
+filters, progress messages and stream frames."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from pyctr.api import documents, handlers  # noqa: F401 - registers the routes
+from pyctr.api.http import BodyReader, HttpError
+from pyctr.api.routes import check_version, find_route, split_version, status_for
+from pyctr.api.streams import JsonLines, frame, progress_message
+from pyctr.errors import ConflictError, NotFoundError, PyctrError, UsageError
+
+
+def test_version_prefix_is_optional():
+    assert split_version("/v1.41/containers/json") == ((1, 41), "/containers/json")
+    assert split_version("/containers/json") == (None, "/containers/json")
+    assert split_version("/v1.41") == (None, "/v1.41")
+
+
+def test_versions_outside_the_range_get_dockerds_words():
+    assert check_version(None) == (1, 41)
+    assert check_version((1, 24)) == (1, 24)
+    with pytest.raises(HttpError) as new:
+        check_version((1, 43))
+    assert (new.value.status, new.value.message) == (
+        400, "client version 1.43 is too new. Maximum supported API version is 1.41")
+    with pytest.raises(HttpError) as old:
+        check_version((1, 12))
+    assert old.value.message.startswith("client version 1.12 is too old. Minimum supported API version is 1.24")
+
+
+def test_routes_match_parameters_and_refuse_unknown_paths_and_methods():
+    handler, params = find_route("POST", "/containers/abc/start")
+    assert handler.__name__ == "start" and params == {"id": "abc"}
+    handler, params = find_route("GET", "/images/127.0.0.1:5000/library/busybox:latest/json")
+    assert params == {"name": "127.0.0.1:5000/library/busybox:latest"}
+    assert find_route("HEAD", "/containers/x/archive")[0].__name__ == "archive_head"
+    with pytest.raises(HttpError) as missing:
+        find_route("GET", "/nothing/here")
+    assert missing.value.status == 404
+    with pytest.raises(HttpError) as method:
+        find_route("DELETE", "/_ping")
+    assert method.value.status == 405
+
+
+def test_error_statuses_follow_dockers_errdefs():
+    assert status_for(NotFoundError("x")) == 404
+    assert status_for(ConflictError("x")) == 409
+    assert status_for(UsageError("x")) == 400
+    assert status_for(PyctrError("x")) == 500
+
+
+def test_create_body_maps_onto_run_options():
+    options = documents.create_options({
+        "Image": "busybox", "Cmd": ["echo", "hi"], "Entrypoint": ["/bin/sh", "-c"], "Env": ["A=1"],
+        "Labels": {"a": "b"}, "Tty": True, "OpenStdin": True, "AttachStdout": True,
+        "HostConfig": {"Binds": ["/h:/c:ro"], "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}],
+                                                              "53/udp": [{"HostPort": "5353"}]},
+                       "AutoRemove": True, "NetworkMode": "none", "Memory": 1 << 20, "NanoCpus": 500_000_000,
+                       "CapAdd": ["NET_ADMIN"], "Privileged": True, "Init": True, "Dns": ["1.1.1.1"],
+                       "ExtraHosts": ["h:1.2.3.4"], "Mounts": [{"Type": "bind", "Source": "/s", "Target": "/t",
+                                                                 "ReadOnly": True}]},
+    }, "named")
+    assert options.entrypoint == "/bin/sh" and options.command == ["-c", "echo", "hi"]
+    assert options.name == "named" and options.tty and options.interactive and options.rm and not options.detach
+    assert options.volumes == ["/h:/c:ro", "/s:/t:ro"]
+    assert sorted(options.publish) == ["127.0.0.1::80/tcp", "5353:53/udp"]
+    assert (options.memory, options.cpus, options.network) == (str(1 << 20), "0.5", "none")
+    assert options.labels == ["a=b"] and options.add_host == ["h:1.2.3.4"] and options.init and options.privileged
+
+
+def test_create_body_refuses_wrong_shapes():
+    with pytest.raises(UsageError):
+        documents.create_options({"Image": "busybox", "Env": "A=1 B=2x", "Cmd": [1]}, None)
+    with pytest.raises(UsageError):
+        documents.create_options([], None)
+    with pytest.raises(UsageError):
+        documents.create_options({"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "npipe"}]}}, None)
+
+
+def test_filters_in_both_of_dockers_shapes():
+    assert documents.parse_filters('{"status": ["running"], "label": {"a=b": true}}') == {
+        "status": ["running"], "label": ["a=b"]}
+    with pytest.raises(UsageError):
+        documents.parse_filters("[1]")
+
+
+def test_progress_lines_become_json_messages():
+    sent = []
+    out = JsonLines(sent.append)
+    out.write("Pulling from library/busybox\n0123456789ab: Pull")
+    out.write(" complete\r\n")
+    assert sent == [{"status": "Pulling from library/busybox"},
+                    {"status": "Pull complete", "progressDetail": {}, "id": "0123456789ab"}]
+    assert progress_message("Status: Downloaded") == {"status": "Status: Downloaded"}
+
+
+def test_multiplexed_frame_header():
+    assert frame(2, b"abc") == b"\x02\x00\x00\x00\x00\x00\x00\x03abc"
+
+
+class Headers(dict):
+    def get(self, key, default=None):
+        return super().get(key, default)
+
+
+def test_chunked_bodies_are_decoded_and_bounded():
+    raw = io.BufferedReader(io.BytesIO(b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\nNEXT"))
+    body = BodyReader(raw, Headers({"Transfer-Encoding": "chunked"}), limit=10)
+    assert body.read() == b"abcde"
+    assert raw.read() == b"NEXT"  # the next request stays on the connection
+    big = BodyReader(io.BufferedReader(io.BytesIO(b"5\r\nabcde\r\n0\r\n\r\n")),
+                     Headers({"Transfer-Encoding": "chunked"}), limit=4)
+    with pytest.raises(HttpError) as too_big:
+        big.read()
+    assert too_big.value.status == 413
+    with pytest.raises(HttpError):
+        BodyReader(io.BytesIO(b""), Headers({"Content-Length": "100"}), limit=10)

@@ -80,7 +80,11 @@ def stop_server() -> None:
 def server_tree_rss_kib(srv: int) -> int:
     total = 0
     for pid in [srv, *children_of(srv)]:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:  # a worker that finished between the listing and this read holds nothing
+            continue
+        for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1])
     return total

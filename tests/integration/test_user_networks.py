@@ -2,7 +2,7 @@
 127.0.0.11, isolation between networks, --internal, live connect/disconnect, and no leaks.
 
 Each test uses its own root (fresh_pyctr: own default bridge and subnet) and removes its networks even when it
-fails. Explicit subnets are in 10.80.0.0/16 (no other test's range); the one auto-allocated network takes the
+fails. Explicit subnets are in 10.81.0.0/16 (no other test's range); the one auto-allocated network takes the
 first of Docker's default pools the host's routes leave free.
 """
 
@@ -72,7 +72,7 @@ def _dns_pids(root: Path) -> list[int]:
 # ------------------------------------------------------------------------------------------ name resolution
 
 def test_two_containers_resolve_each_other_by_name_alias_and_id_and_talk_http(net) -> None:
-    _ok(net, "network", "create", "--subnet", "10.80.1.0/24", "appnet")
+    _ok(net, "network", "create", "--subnet", "10.81.1.0/24", "appnet")
     web = _ok(net, "run", "-d", "--name", "web", "--network", "appnet", "--network-alias", "service",
               "busybox", "sh", "-c", "mkdir /www && echo hello-from-web > /www/index.html && httpd -f -p 80 -h /www"
               ).strip()
@@ -80,7 +80,7 @@ def test_two_containers_resolve_each_other_by_name_alias_and_id_and_talk_http(ne
               "wget -qO- http://service/index.html; cat /etc/resolv.conf")
     out = _ok(net, "run", "--rm", "--network", "appnet", "busybox", "sh", "-c", client)
     web_ip = json.loads(_ok(net, "inspect", "web"))[0]["NetworkSettings"]["Networks"]["appnet"]["IPAddress"]
-    assert web_ip.startswith("10.80.1.")
+    assert web_ip.startswith("10.81.1.")
     assert out.count(f"Address: {web_ip}") >= 3 or out.count(web_ip) >= 4, out
     assert "1 packets received" in out, out
     assert "hello-from-web" in out
@@ -96,7 +96,7 @@ def test_default_bridge_has_no_name_resolution(net) -> None:
 
 def test_dns_answers_fast_and_unknown_names_are_not_invented(net) -> None:
     """Median answer inside a container < 1 ms (a small client in the container's namespace)."""
-    _ok(net, "network", "create", "--subnet", "10.80.2.0/24", "fastnet")
+    _ok(net, "network", "create", "--subnet", "10.81.2.0/24", "fastnet")
     _ok(net, "run", "-d", "--name", "target", "--network", "fastnet", "busybox", "sleep", "120")
     probe = _ok(net, "run", "-d", "--name", "probe", "--network", "fastnet", "busybox", "sleep", "120").strip()
     pid = json.loads(_ok(net, "inspect", probe))[0]["State"]["Pid"]
@@ -175,7 +175,7 @@ def test_unknown_names_are_forwarded_to_the_upstream_resolver(net) -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        _ok(net, "network", "create", "--subnet", "10.80.3.0/24", "fwdnet")
+        _ok(net, "network", "create", "--subnet", "10.81.3.0/24", "fwdnet")
         out = _ok(net, "run", "--rm", "--network", "fwdnet", "--dns", upstream, "busybox",
                   "nslookup", "outside.example")
         assert "10.99.99.99" in out, out
@@ -186,7 +186,7 @@ def test_unknown_names_are_forwarded_to_the_upstream_resolver(net) -> None:
 
 
 def test_published_port_on_a_user_network(net) -> None:
-    _ok(net, "network", "create", "--subnet", "10.80.14.0/24", "pubnet")
+    _ok(net, "network", "create", "--subnet", "10.81.14.0/24", "pubnet")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -206,8 +206,8 @@ def test_published_port_on_a_user_network(net) -> None:
 # ------------------------------------------------------------------------------------------ isolation
 
 def test_containers_on_different_networks_cannot_reach_each_other(net) -> None:
-    _ok(net, "network", "create", "--subnet", "10.80.4.0/24", "left")
-    _ok(net, "network", "create", "--subnet", "10.80.5.0/24", "right")
+    _ok(net, "network", "create", "--subnet", "10.81.4.0/24", "left")
+    _ok(net, "network", "create", "--subnet", "10.81.5.0/24", "right")
     _ok(net, "run", "-d", "--name", "l1", "--network", "left", "busybox", "sleep", "120")
     _ok(net, "run", "-d", "--name", "r1", "--network", "right", "busybox", "sleep", "120")
     r1_ip = json.loads(_ok(net, "inspect", "r1"))[0]["NetworkSettings"]["Networks"]["right"]["IPAddress"]
@@ -237,7 +237,7 @@ def test_parallel_creates_get_distinct_subnets(net) -> None:
 
 
 def test_internal_network_has_no_route_out(net) -> None:
-    _ok(net, "network", "create", "--internal", "--subnet", "10.80.6.0/24", "sealed")
+    _ok(net, "network", "create", "--internal", "--subnet", "10.81.6.0/24", "sealed")
     out = net("run", "--rm", "--network", "sealed", "busybox", "sh", "-c", "ip route; ping -c1 -W1 192.0.2.1")
     assert "default" not in out.stdout
     assert out.returncode != 0
@@ -248,29 +248,29 @@ def test_internal_network_has_no_route_out(net) -> None:
 # ------------------------------------------------------------------------------------------ connect / disconnect
 
 def test_connect_and_disconnect_a_running_container(net) -> None:
-    _ok(net, "network", "create", "--subnet", "10.80.7.0/24", "first")
-    _ok(net, "network", "create", "--subnet", "10.80.8.0/24", "second")
+    _ok(net, "network", "create", "--subnet", "10.81.7.0/24", "first")
+    _ok(net, "network", "create", "--subnet", "10.81.8.0/24", "second")
     _ok(net, "run", "-d", "--name", "mover", "--network", "first", "busybox", "sleep", "120")
     _ok(net, "run", "-d", "--name", "peer", "--network", "second", "busybox", "sleep", "120")
     assert net("exec", "peer", "ping", "-c1", "-W1", "mover").returncode != 0
-    _ok(net, "network", "connect", "--alias", "moved", "--ip", "10.80.8.50", "second", "mover")
+    _ok(net, "network", "connect", "--alias", "moved", "--ip", "10.81.8.50", "second", "mover")
     links = _ok(net, "exec", "mover", "ip", "-o", "addr")
-    assert "eth1" in links and "10.80.8.50" in links
-    assert "10.80.8.50" in _ok(net, "exec", "peer", "ping", "-c1", "-W2", "moved")
+    assert "eth1" in links and "10.81.8.50" in links
+    assert "10.81.8.50" in _ok(net, "exec", "peer", "ping", "-c1", "-W2", "moved")
     settings = json.loads(_ok(net, "inspect", "mover"))[0]["NetworkSettings"]["Networks"]["second"]
-    assert settings["IPAMConfig"] == {"IPv4Address": "10.80.8.50"} and settings["Aliases"][0] == "moved"
+    assert settings["IPAMConfig"] == {"IPv4Address": "10.81.8.50"} and settings["Aliases"][0] == "moved"
     doc = json.loads(_ok(net, "network", "inspect", "second"))[0]
-    assert any(c["Name"] == "mover" and c["IPv4Address"] == "10.80.8.50/24" for c in doc["Containers"].values())
+    assert any(c["Name"] == "mover" and c["IPv4Address"] == "10.81.8.50/24" for c in doc["Containers"].values())
     _ok(net, "network", "disconnect", "second", "mover")
     remaining = _ok(net, "exec", "mover", "ip", "-o", "addr")
-    assert "eth1" not in remaining and "10.80.8.50" not in remaining and "eth0" in remaining
+    assert "eth1" not in remaining and "10.81.8.50" not in remaining and "eth0" in remaining
     assert net("exec", "peer", "ping", "-c1", "-W1", "moved").returncode != 0
     again = net("network", "disconnect", "second", "mover")
     assert again.returncode == 1 and "is not connected to network second" in again.stderr
 
 
 def test_connect_while_stopped_applies_at_start_and_restart_keeps_resolution(net) -> None:
-    _ok(net, "network", "create", "--subnet", "10.80.13.0/24", "later")
+    _ok(net, "network", "create", "--subnet", "10.81.13.0/24", "later")
     _ok(net, "run", "-d", "--name", "server", "--network", "later", "busybox", "sleep", "120")
     _ok(net, "create", "--name", "plainbox", "busybox", "sleep", "120")  # on the default bridge
     _ok(net, "network", "connect", "--alias", "late", "later", "plainbox")
@@ -288,7 +288,7 @@ def test_connect_while_stopped_applies_at_start_and_restart_keeps_resolution(net
 
 
 def test_network_rm_in_use_refused_with_dockers_error(net) -> None:
-    network_id = _ok(net, "network", "create", "--subnet", "10.80.9.0/24", "busy").strip()
+    network_id = _ok(net, "network", "create", "--subnet", "10.81.9.0/24", "busy").strip()
     _ok(net, "run", "-d", "--name", "user", "--network", "busy", "busybox", "sleep", "120")
     result = net("network", "rm", "busy")
     assert result.returncode == 1
@@ -304,7 +304,7 @@ def test_network_rm_in_use_refused_with_dockers_error(net) -> None:
 
 def test_ls_inspect_prune(net) -> None:
     _ok(net, "network", "create", "--label", "tier=db", "-o", "com.docker.network.bridge.name=pyctrlbl0",
-        "--subnet", "10.80.10.0/24", "--gateway", "10.80.10.254", "--ip-range", "10.80.10.128/25", "labelled")
+        "--subnet", "10.81.10.0/24", "--gateway", "10.81.10.254", "--ip-range", "10.81.10.128/25", "labelled")
     auto = json.loads(_ok(net, "network", "inspect", _ok(net, "network", "create", "auto").strip()))[0]
     table = _ok(net, "network", "ls").splitlines()
     assert table[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
@@ -312,13 +312,13 @@ def test_ls_inspect_prune(net) -> None:
     assert _ok(net, "network", "ls", "--filter", "label=tier=db", "--format", "{{.Name}}") == "labelled\n"
     assert _ok(net, "network", "ls", "--filter", "driver=null", "--format", "{{.Name}}") == "none\n"
     doc = json.loads(_ok(net, "network", "inspect", "labelled"))[0]
-    assert doc["IPAM"]["Config"] == [{"Subnet": "10.80.10.0/24", "Gateway": "10.80.10.254",
-                                      "IPRange": "10.80.10.128/25"}]
+    assert doc["IPAM"]["Config"] == [{"Subnet": "10.81.10.0/24", "Gateway": "10.81.10.254",
+                                      "IPRange": "10.81.10.128/25"}]
     assert doc["Labels"] == {"tier": "db"} and doc["Driver"] == "bridge" and doc["Scope"] == "local"
     assert "pyctrlbl0" in _links()
     ip = _ok(net, "run", "--rm", "--network", "labelled", "busybox", "sh", "-c",
              "ip -o -4 addr show eth0 | awk '{print $4}'").strip()
-    assert ip.startswith("10.80.10.") and int(ip.split(".")[3].split("/")[0]) >= 128
+    assert ip.startswith("10.81.10.") and int(ip.split(".")[3].split("/")[0]) >= 128
     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
     assert auto["IPAM"]["Config"][0]["Subnet"] in routes  # the auto pool is one the host did not route before
     assert _ok(net, "network", "prune", "-f") == "Deleted Networks:\nauto\nlabelled\n\n"
@@ -328,11 +328,11 @@ def test_ls_inspect_prune(net) -> None:
 # ------------------------------------------------------------------------------------------ hostile
 
 def test_hostile_names_and_subnets(net) -> None:
-    _ok(net, "network", "create", "--subnet", "10.80.11.0/24", "taken")
+    _ok(net, "network", "create", "--subnet", "10.81.11.0/24", "taken")
     clash = net("network", "create", "taken")
     assert clash.returncode == 1
     assert clash.stderr.strip() == "Error response from daemon: network with name taken already exists"
-    overlap = net("network", "create", "--subnet", "10.80.11.128/25", "other")
+    overlap = net("network", "create", "--subnet", "10.81.11.128/25", "other")
     assert overlap.returncode == 1 and "Pool overlaps with other one on this address space" in overlap.stderr
     host_route = subprocess.run(["ip", "-4", "route", "show", "scope", "link"], capture_output=True,
                                 text=True).stdout.split()
@@ -353,7 +353,7 @@ def test_hostile_names_and_subnets(net) -> None:
 # ------------------------------------------------------------------------------------------ leaks
 
 def test_system_check_removes_the_bridge_of_a_network_lost_in_a_crash(net) -> None:
-    _ok(net, "network", "create", "--subnet", "10.80.15.0/24", "-o", "com.docker.network.bridge.name=pyctrlost0",
+    _ok(net, "network", "create", "--subnet", "10.81.15.0/24", "-o", "com.docker.network.bridge.name=pyctrlost0",
         "lost")
     store = net.root / "network" / "networks.json"
     doc = json.loads(store.read_text())
@@ -370,7 +370,7 @@ def test_system_check_removes_the_bridge_of_a_network_lost_in_a_crash(net) -> No
 def test_no_leak_after_cycles_of_network_create_run_rm(net) -> None:
     before_links, before_tables = _links(), _nft_tables()
     for i in range(int(os.environ.get("PYCTR_NET_CYCLES", "50"))):
-        _ok(net, "network", "create", "--subnet", "10.80.12.0/24", "cycle")
+        _ok(net, "network", "create", "--subnet", "10.81.12.0/24", "cycle")
         _ok(net, "run", "-d", "--name", f"srv{i}", "--network", "cycle", "busybox", "sleep", "60")
         _ok(net, "run", "--rm", "--network", "cycle", "busybox", "ping", "-c1", "-W2", f"srv{i}")
         _ok(net, "rm", "-f", f"srv{i}")
@@ -381,7 +381,7 @@ def test_no_leak_after_cycles_of_network_create_run_rm(net) -> None:
     state = json.loads((net.root / "network" / "ipam.json").read_text())
     assert all(not b["containers"] for b in state["networks"].values())
     addresses = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
-    assert "10.80.12." not in addresses
+    assert "10.81.12." not in addresses
     check = net("system", "check", "--dry-run")
     assert check.returncode == 0, check.stdout + check.stderr
     with contextlib.suppress(FileNotFoundError):

@@ -37,6 +37,11 @@ class HttpError(Exception):
         self.message = message
 
 
+def _is_decimal(text: str) -> bool:
+    """RFC 9110's 1*DIGIT: what int() would also take (a sign, spaces, underscores) is refused."""
+    return 0 < len(text) <= 19 and text.isascii() and text.isdigit()
+
+
 class BodyReader:
     """The request body as a file-like `read(n)`: Content-Length or chunked, never beyond `limit` bytes."""
 
@@ -46,10 +51,9 @@ class BodyReader:
         self._taken = 0
         self._chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
         length = headers.get("Content-Length")
-        try:
-            self._remaining = int(length) if length is not None and not self._chunked else None
-        except ValueError:
-            raise HttpError(400, "bad Content-Length") from None
+        if length is not None and not self._chunked and not _is_decimal(length):
+            raise HttpError(400, "bad Content-Length")  # a negative one would make read() take everything
+        self._remaining = int(length) if length is not None and not self._chunked else None
         if self._remaining is not None and limit is not None and self._remaining > limit:
             raise HttpError(413, f"request body too large (limit {limit} bytes)")
         self._chunk_left = 0
@@ -77,10 +81,10 @@ class BodyReader:
     def _read_chunked(self, n: int) -> bytes:
         if self._chunk_left == 0:
             line = self._rfile.readline(1024)
-            try:
-                self._chunk_left = int(line.split(b";")[0].strip() or b"x", 16)
-            except ValueError:
-                raise HttpError(400, "bad chunked encoding") from None
+            size = line.split(b";")[0].strip()
+            if not size or size.strip(b"0123456789abcdefABCDEF") or len(size) > 16:
+                raise HttpError(400, "bad chunked encoding")  # hex digits only: no sign, no 0x, no _
+            self._chunk_left = int(size, 16)
             if self._chunk_left == 0:
                 while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass  # trailers

@@ -119,3 +119,23 @@ def test_chunked_bodies_are_decoded_and_bounded():
     assert too_big.value.status == 413
     with pytest.raises(HttpError):
         BodyReader(io.BytesIO(b""), Headers({"Content-Length": "100"}), limit=10)
+
+
+@pytest.mark.parametrize("length", ["-1", "+5", " 5", "5_0", "0x10", "", "1" * 20])
+def test_a_content_length_that_is_not_plain_digits_is_refused_before_reading(length):
+    """The attack review's case: `Content-Length: -1` made read() take the whole stream (300 MiB kept)."""
+    stream = io.BufferedReader(io.BytesIO(b"x" * 64))
+    with pytest.raises(HttpError) as refused:
+        BodyReader(stream, Headers({"Content-Length": length}), limit=None)
+    assert refused.value.status == 400
+    assert stream.tell() == 0  # nothing was read
+
+
+@pytest.mark.parametrize("size", [b"-1", b"+5", b"0x5", b"5_0", b"", b"g", b"1" * 17])
+def test_a_chunk_size_that_is_not_plain_hex_is_refused(size):
+    raw = io.BufferedReader(io.BytesIO(size + b"\r\n" + b"x" * 64))
+    body = BodyReader(raw, Headers({"Transfer-Encoding": "chunked"}), limit=None)
+    with pytest.raises(HttpError) as refused:
+        body.read(10)
+    assert refused.value.status == 400
+    assert len(raw.read()) == 64  # the data after the size line was never taken

@@ -142,6 +142,19 @@ def test_malformed_queries_are_refused_not_crashed_on() -> None:
     assert dns_server.formerr(b"\x00") is None
 
 
+def test_no_answer_is_ever_given_to_a_response_so_two_servers_cannot_ping_pong() -> None:
+    """The attack review's loop: a forged packet from 127.0.0.11:53 to itself that is no query was answered
+    FORMERR, to itself, whose FORMERR was answered again, forever (a host core, outside the container's cgroup)."""
+    malformed = bytearray(dns_server.build_query(9, "web"))
+    malformed[5] = 2  # two questions: not a query the server takes
+    reply = dns_server.formerr(bytes(malformed))
+    assert reply is not None and reply[3] & 0xF == dns_server.RCODE_FORMERR
+    assert dns_server.formerr(reply) is None  # the server's own FORMERR, arriving back, gets no answer
+    response = bytearray(dns_server.build_query(9, "web"))
+    response[2] |= 0x80
+    assert dns_server.formerr(bytes(response)) is None
+
+
 def test_inspect_document_is_dockers_shape() -> None:
     doc = usernet.inspect_document(_net(labels={"a": "b"}, ip_range="10.1.0.128/25"), {
         "1" * 64: {"name": "web", "ip": "10.1.0.130", "prefixlen": 24, "mac": "02:42:0a:01:00:82"}})

@@ -100,9 +100,13 @@ def build_response(query: Query, addresses: list[str], rcode: int = RCODE_OK) ->
 
 
 def formerr(packet: bytes) -> bytes | None:
+    """FORMERR for a malformed query; None for what is no query at all: too short, or a response (QR set).
+    Never answering a response is what stops a forged packet from 127.0.0.11:53 to itself from looping."""
     if len(packet) < 12:
         return None
     ident, flags = struct.unpack_from("!HH", packet)
+    if flags & 0x8000:
+        return None
     return struct.pack("!HHHHHH", ident, 0x8000 | (flags & 0x7900) | RCODE_FORMERR, 0, 0, 0, 0)
 
 
@@ -346,6 +350,8 @@ class Server:
             except OSError:
                 self._drop(container_id)
                 return
+            if peer == sock.getsockname():  # spoofed from the server's own address: answering would loop
+                continue
             query = parse_query(packet)
             if query is None:
                 reply = formerr(packet)

@@ -259,10 +259,10 @@ def logs(request: Request) -> None:
     wanted = {s for s in ("stdout", "stderr") if request.flag(s)}
     encode = _encoder(_is_tty(record), request.flag("timestamps"))
     path = logfile.log_path(record.directory, record.id)
-    entries, offset = logfile.tail_entries(path, logfile.parse_tail(request.arg("tail") or "all"))
+    entries, offset = logfile.stored_entries(path, logfile.parse_tail(request.arg("tail") or "all"))
     stream = request.stream("application/vnd.docker.raw-stream" if _is_tty(record) else
                             "application/vnd.docker.multiplexed-stream")
-    for entry in logfile.within(entries, since_ns, until_ns):
+    for entry in logfile.iter_within(entries, since_ns, until_ns):
         if entry.stream in wanted:
             stream.write(encode(entry))
     if request.flag("follow") and record.state.running:
@@ -296,7 +296,8 @@ def attach(request: Request) -> None:
     record = _record(request)
     tty = _is_tty(record)
     wanted = {n for n, s in ((1, "stdout"), (2, "stderr")) if request.flag(s)}
-    backlog = logfile.read_entries(logfile.log_path(record.directory, record.id)) if request.flag("logs") else []
+    backlog = logfile.stored_entries(logfile.log_path(record.directory, record.id), None)[0] \
+        if request.flag("logs") else iter(())
     if not record.state.running:
         with _PENDING_LOCK:
             _PENDING_ATTACH[record.id] = _PENDING_ATTACH.get(record.id, 0) + 1

@@ -15,7 +15,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,6 +245,25 @@ def stream_logs(path: Path, out, err, *, tail: int | None = None, timestamps: bo
             return
 
 
+def stored_entries(path: Path, count: int | None) -> tuple[Iterator[LogEntry], int]:
+    """The last `count` entries (all with None) as an iterator that reads the log a chunk at a time, and the
+    offset just after them for following: what a long-lived reader (the API daemon) uses, so a container that
+    logged gigabytes costs it one chunk of memory, not the whole log."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the iterator when it ends
+    except FileNotFoundError:
+        return iter(()), 0
+    end = complete_end(f)
+    start = tail_start(f, count, end)
+
+    def entries() -> Iterator[LogEntry]:
+        with f:
+            for chunk in read_chunks(f, start, end):
+                yield from decode_entries(chunk)
+
+    return entries(), end
+
+
 def last_lines(f, count: int, end: int) -> list[bytes]:
     """The last `count` complete lines before offset `end`, reading the file backwards in blocks."""
     if count <= 0:
@@ -448,17 +467,20 @@ def within(entries: list[LogEntry], since_ns: int | None, until_ns: int | None) 
     """The daemon's json-file reader: skip entries before `since`, stop after `until` (both inclusive)."""
     if since_ns is None and until_ns is None:
         return entries
-    kept = []
+    return list(iter_within(entries, since_ns, until_ns))
+
+
+def iter_within(entries: Iterable[LogEntry], since_ns: int | None, until_ns: int | None) -> Iterator[LogEntry]:
+    """`within` one entry at a time, for readers that must not hold a whole log."""
     for entry in entries:
         at = entry_time_ns(entry.time)
         if at is None:
-            kept.append(entry)
+            yield entry
             continue
         if until_ns is not None and at > until_ns:
-            break
+            return
         if since_ns is None or at >= since_ns:
-            kept.append(entry)
-    return kept
+            yield entry
 
 
 def time_bound_ns(option: str, value: str | None, now: float | None = None) -> int | None:

@@ -236,3 +236,24 @@ def test_stream_logs_chunks_tail_and_until(tmp_path, monkeypatch):
 ])
 def test_entry_time_of_the_monitors_layout_and_others(text, expected):
     assert logs.entry_time_ns(text) == expected
+
+
+def test_stored_entries_read_a_chunk_at_a_time_and_give_the_follow_offset(tmp_path, monkeypatch):
+    """The API daemon's reader (attack review: `GET /logs` of a 72 MB log kept ~500 MB): an iterator over
+    small chunks whose entries, tail and follow offset agree with tail_entries."""
+    from pyctr.runtime import logs
+
+    path = tmp_path / "c-json.log"
+    lines = [f'{{"log":"line {i}\\n","stream":"stdout","time":"2026-12-03T10:00:{i % 60:02d}.000000000Z"}}\n'
+             for i in range(5000)]
+    path.write_text("".join(lines))
+    monkeypatch.setattr(logs, "READ_CHUNK", 4096)
+    entries, offset = logs.stored_entries(path, None)
+    first = next(entries)
+    assert first.text == "line 0\n"
+    assert offset == path.stat().st_size
+    assert [e.text for e in entries][-1] == "line 4999\n"
+    tail, tail_offset = logs.stored_entries(path, 3)
+    expected, expected_offset = logs.tail_entries(path, 3)
+    assert [e.text for e in tail] == [e.text for e in expected] and tail_offset == expected_offset
+    assert logs.stored_entries(tmp_path / "missing.log", None)[1] == 0

@@ -374,14 +374,29 @@ def prepare_volumes(store: VolumeStore, points: list[MountPoint], forbidden_root
 
 
 def _check_device(store: VolumeStore, point: MountPoint, forbidden_root: str) -> None:
-    """A volume bound to a host path (`-o type=none,o=bind,device=PATH`) is a bind source like any other."""
+    """A volume bound to a host path (`-o type=none,o=bind,device=PATH`) is a bind source like any other, and
+    so is every host path another filesystem type is given (an overlay's lowerdir/upperdir/workdir in `o=`:
+    the attack review listed the state directory through `-o type=overlay,o=lowerdir=$PYCTR_ROOT`)."""
     try:
         options = store.get(point.name).options or {}
     except NotFoundError:
         options = point.volume_options
-    if options.get("device", "").startswith("/") and {"bind", "rbind"} & set(options.get("o", "").split(",")):
-        check_bind_source(MountPoint("bind", point.destination, options["device"], create_source=True),
-                          forbidden_root)
+    for path in host_paths_of(options):
+        check_bind_source(MountPoint("bind", point.destination, path, create_source=True), forbidden_root)
+
+
+OVERLAY_PATH_OPTIONS = ("lowerdir", "upperdir", "workdir")
+
+
+def host_paths_of(options: dict[str, str]) -> list[str]:
+    """The host paths a local volume's `-o` options name: an absolute `device`, and each directory of an
+    overlay's lowerdir (colon-separated), upperdir and workdir."""
+    paths = [options["device"]] if options.get("device", "").startswith("/") else []
+    for option in options.get("o", "").split(","):
+        key, _, value = option.partition("=")
+        if key in OVERLAY_PATH_OPTIONS:
+            paths += [p for p in value.split(":") if p]
+    return paths
 
 
 def copy_candidates(store: VolumeStore, points: list[MountPoint]) -> list[MountPoint]:

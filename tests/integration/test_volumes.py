@@ -279,6 +279,19 @@ def test_bind_alias_of_the_store_and_volume_device_into_it_are_refused(vc, volum
     assert r.returncode == 125 and "state directory" in r.stderr, r.stderr
 
 
+def test_an_overlay_volume_over_the_store_is_refused(vc, volumes, tmp_path):
+    """The attack review listed the state directory through an overlay volume whose lowerdir was PYCTR_ROOT."""
+    volumes.append("layered")
+    upper, work = tmp_path / "up", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    vc("volume", "create", "-o", "type=overlay", "-o", "device=overlay",
+       "-o", f"o=lowerdir={vc.root},upperdir={upper},workdir={work}", "layered", check=True)
+    r = vc(*RUN, "-v", "layered:/x", "busybox", "ls", "/x")
+    assert r.returncode == 125 and "state directory" in r.stderr, (r.stdout, r.stderr)
+    assert "blobs" not in r.stdout
+
+
 def test_failed_start_of_an_auto_removed_container_takes_its_anonymous_volumes(vc):
     before = set(volume_names(vc))
     r = vc(*RUN, "-v", "/anon", "busybox", "nosuchcommand")

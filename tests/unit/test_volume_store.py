@@ -208,3 +208,14 @@ def test_ps_mounts_local_volumes_and_volume_filter():
     assert ps_row(item, now=10.0, trunc=False)["Mounts"] == "a" * 64 + ",/srv/www"
     assert matches(item, parse_filters(["volume=" + "a" * 64])) and matches(item, parse_filters(["volume=/www"]))
     assert not matches(item, parse_filters(["volume=other"]))
+
+
+def test_every_host_path_a_local_volume_names_is_checked_not_only_a_bind_device():
+    """The attack review's bypass: `-o type=overlay -o device=overlay -o o=lowerdir=$PYCTR_ROOT,...`."""
+    from pyctr.runtime.volumes import host_paths_of
+
+    assert host_paths_of({"type": "none", "o": "bind", "device": "/srv/data"}) == ["/srv/data"]
+    assert host_paths_of({"type": "overlay", "device": "overlay",
+                          "o": "lowerdir=/var/lib/pyctr:/srv/low,upperdir=/srv/up,workdir=/srv/work"}) == [
+        "/var/lib/pyctr", "/srv/low", "/srv/up", "/srv/work"]
+    assert host_paths_of({"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}) == []

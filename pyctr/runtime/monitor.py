@@ -44,6 +44,7 @@ ATTACH_SOCKET = "attach.sock"
 MAX_ATTACHED = 16
 SEND_TIMEOUT = 5.0
 ATTACH_WAIT = 10.0
+STDIN_BACKLOG = 1024 * 1024  # input a container does not read yet, held for it; a client beyond it is dropped
 STREAM_IDS = {"stdout": 1, "stderr": 2}
 
 # Go's encoding/json escaping, which Docker's json-file log uses (HTML-safe: <, >, & escaped).
@@ -113,6 +114,12 @@ class AttachHub:
         self.stdin_once = stdin_once
         self.clients = {}  # fd -> socket
         self.poller = None
+        # A container that does not read its stdin must not stall this loop (its output and log stop, every
+        # attached client with it): a pipe's writes never block; what it does not take waits here, bounded.
+        self.backlog = b""
+        self.close_after_backlog = False
+        if stdin_fd >= 0 and os.fstat(stdin_fd).st_mode & 0o170000 == 0o010000:  # a FIFO (not a pty master)
+            os.set_blocking(stdin_fd, False)
 
     def fds(self):
         return [self.listener.fileno()] + list(self.clients)
@@ -133,12 +140,15 @@ class AttachHub:
         return conn
 
     def owns(self, fd):
-        return fd == self.listener.fileno() or fd in self.clients
+        return fd == self.listener.fileno() or fd in self.clients or (fd == self.stdin_fd and fd >= 0)
 
     def ready(self, fd):
         """The listener (a new client) or a client (stdin data, or its EOF) is readable."""
         if fd == self.listener.fileno():
             self.accept()
+            return
+        if fd == self.stdin_fd:  # writable again: what waited goes on
+            self._flush()
             return
         client = self.clients.get(fd)
         try:
@@ -146,20 +156,56 @@ class AttachHub:
         except OSError:
             data = b""
         if data and self.stdin_fd >= 0:
-            if not _write_all(self.stdin_fd, data):
-                self._close_stdin()
+            self._feed(data, fd)
             return
         if not data:
             self.poller.unregister(fd)  # half-closed: it still reads the output
             if self.stdin_once and self.stdin_fd >= 0:
-                self._close_stdin()
+                if self.backlog:
+                    self.close_after_backlog = True
+                else:
+                    self._close_stdin()
+
+    def _feed(self, data, client_fd):
+        was_waiting = bool(self.backlog)
+        self.backlog += data
+        if not was_waiting:
+            self._flush()
+        if len(self.backlog) > STDIN_BACKLOG:
+            self.drop(client_fd)  # it keeps sending what the container does not read
+
+    def _flush(self):
+        """Write what waits for the container's stdin as far as the pipe takes it, without blocking."""
+        try:
+            written = os.write(self.stdin_fd, self.backlog) if self.backlog else 0
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the container closed its stdin
+            self._close_stdin()
+            return
+        self.backlog = self.backlog[written:]
+        if self.backlog:
+            self.poller.register(self.stdin_fd, select.POLLOUT)  # (re-registering only updates the mask)
+            return
+        try:
+            self.poller.unregister(self.stdin_fd)
+        except (KeyError, ValueError, OSError):
+            pass
+        if self.close_after_backlog:
+            self._close_stdin()
 
     def _close_stdin(self):
+        if self.poller is not None:
+            try:
+                self.poller.unregister(self.stdin_fd)
+            except (KeyError, ValueError, OSError):
+                pass
         try:
             os.close(self.stdin_fd)
         except OSError:
             pass
         self.stdin_fd = -1
+        self.backlog = b""
 
     def send(self, stream, data):
         message = frame_header(stream, len(data)) + data

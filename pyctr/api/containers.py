@@ -448,5 +448,65 @@ class _ChunkFile:
             self._buffer.clear()
 
 
+# -- pause, rename, update, changes, export ------------------------------------------------------------------
+
+@route("POST", "/containers/{id}/pause")
+def pause(request: Request) -> None:
+    from pyctr.runtime.pause import pause as pause_container
+
+    pause_container(config(), request.params["id"])
+    request.send_empty()
+
+
+@route("POST", "/containers/{id}/unpause")
+def unpause(request: Request) -> None:
+    from pyctr.runtime.pause import unpause as unpause_container
+
+    unpause_container(config(), request.params["id"])
+    request.send_empty()
+
+
+@route("POST", "/containers/{id}/rename")
+def rename(request: Request) -> None:
+    from pyctr.runtime.update import rename as rename_container
+
+    rename_container(config(), request.params["id"], (request.arg("name") or "").strip())
+    request.send_empty()
+
+
+@route("POST", "/containers/{id}/update")
+def update(request: Request) -> None:
+    from pyctr.api.netvol import update_arguments
+    from pyctr.runtime.update import UpdateOptions
+    from pyctr.runtime.update import update as update_container
+
+    options = UpdateOptions(**update_arguments(request.json(default={})))
+    if not options.empty:
+        update_container(config(), request.params["id"], options)
+    else:
+        _record(request)  # nothing to change: still a 404 for a missing container
+    request.send_json({"Warnings": []})
+
+
+@route("GET", "/containers/{id}/changes")
+def changes(request: Request) -> None:
+    from pyctr.api.netvol import changes_document
+    from pyctr.runtime.snapshot import container_diff
+
+    request.send_json(changes_document(container_diff(_record(request))) or None)
+
+
+@route("GET", "/containers/{id}/export")
+def export(request: Request) -> None:
+    from pyctr.runtime.snapshot import export_container
+
+    record = _record(request)
+    stream = request.stream("application/x-tar")
+    out = _ChunkFile(stream)
+    export_container(config(), record, out)
+    out.flush()
+    stream.close()
+
+
 def error_text(error: PyctrError) -> str:
     return error.message

@@ -501,10 +501,32 @@ def export(request: Request) -> None:
     from pyctr.runtime.snapshot import export_container
 
     record = _record(request)
-    stream = request.stream("application/x-tar")
-    out = _ChunkFile(stream)
-    export_container(config(), record, out)
-    out.flush()
+    failed: list[PyctrError] = []
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+
+    def produce() -> None:  # the export packs in a forked child that needs a real descriptor: a pipe
+        try:
+            with open(write_end, "wb") as writer:
+                export_container(config(), record, writer)
+        except PyctrError as e:
+            failed.append(e)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    with open(read_end, "rb") as reader:
+        first = reader.read1(65536)
+        if not first:
+            producer.join()
+            if failed:
+                raise failed[0]  # nothing sent yet: Docker's status and message
+        stream = request.stream("application/x-tar")
+        chunk = first
+        while chunk:
+            stream.write(chunk)
+            chunk = reader.read1(65536)
+    producer.join()
+    if failed:
+        raise failed[0]  # the response has started: the connection is closed, the client sees a cut tar
     stream.close()
 
 

@@ -35,7 +35,7 @@ def test_network_create_ls_inspect_rm(daemon):  # noqa: F811
     assert status == 409 and "already exists" in json.loads(body)["message"]
     assert daemon.docker("network", "rm", net, check=True).stdout.strip() == net
     gone = daemon.docker("network", "inspect", net)
-    assert gone.returncode == 1 and "No such network" in gone.stderr
+    assert gone.returncode == 1 and f"network {net} not found" in gone.stderr  # dockerd's words
     assert daemon.request("DELETE", f"/networks/{net}")[0] == 404
     assert daemon.request("DELETE", "/networks/bridge")[0] == 403
 

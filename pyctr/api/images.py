@@ -69,9 +69,10 @@ def tag(request: Request) -> None:
 @route("DELETE", "/images/{name:path}")
 def remove(request: Request) -> None:
     from pyctr.image.remove import remove_image
+    from pyctr.runtime.usage import image_users
 
     lines = remove_image(_store(), request.params["name"], force=request.flag("force"),
-                         prune=not request.flag("noprune"))
+                         prune=not request.flag("noprune"), in_use=image_users(config().paths))
     answer = []
     for line in lines:
         word, _, value = line.partition(": ")

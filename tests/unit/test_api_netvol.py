@@ -13,7 +13,7 @@ import pytest
 from pyctr.api import documents, handlers, netvol, service  # noqa: F401 - registers the routes
 from pyctr.api.http import HttpError
 from pyctr.api.routes import find_route, status_for
-from pyctr.errors import UsageError
+from pyctr.errors import NotFoundError, UsageError
 from pyctr.runtime.mounts import MountError, parse_mount_flag
 
 
@@ -236,3 +236,11 @@ def test_volume_create_refuses_a_bad_name_as_a_bad_request(daemon_root):
         call("POST", "/volumes/create", body={"Name": "../escape"})
     assert status_for(refused.value) == 400
     assert not (daemon_root.parent / "escape").exists()
+
+
+def test_create_on_a_missing_network_is_not_found(daemon_root):
+    from pyctr.runtime.network.usermanager import resolve_for_create
+
+    with pytest.raises(NotFoundError, match="^network nope not found$") as missing:
+        resolve_for_create(service.config(), "nope", [], None)
+    assert status_for(missing.value) == 404 and missing.value.exit_code == 125  # the CLI's code is unchanged

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyctr.config import Config
-from pyctr.errors import ConflictError, PyctrError, RuntimeFailure
+from pyctr.errors import ConflictError, NotFoundError, PyctrError, RuntimeFailure
 from pyctr.fsutil import atomic_write_json
 from pyctr.runtime.network import ipam, usernet
 from pyctr.runtime.network.usernet import Attachment, NetworkRecord, NetworkStore
@@ -160,7 +160,7 @@ def resolve_for_create(config: Config, network: str, aliases: list[str], ip: str
     try:
         net = usernet.load_store(config.paths.network).find(network)
     except usernet.NetworkNotFound:
-        raise PyctrError(f"network {network} not found") from None
+        raise NotFoundError(f"network {network} not found") from None  # dockerd's words; a 404 through the API
     if ip:
         usernet.check_requested_ip(net, ip, set())
     return net

@@ -12,7 +12,7 @@ from pyctr.errors import UsageError
 
 NETWORK_LIST_FILTERS = ("name", "id", "driver", "label", "type", "scope", "dangling")
 VOLUME_LIST_FILTERS = ("dangling", "name", "driver", "label")
-VOLUME_PRUNE_FILTERS = ("label", "label!")
+PRUNE_FILTERS = ("label", "label!")
 
 
 def _dict(value: Any, what: str) -> dict:
@@ -154,9 +154,9 @@ def volume_list_filters(filters: dict[str, list[str]]) -> dict[str, list[str]]:
     return filters
 
 
-def volume_prune_filters(filters: dict[str, list[str]]) -> tuple[list[str], list[str]]:
-    """(label=, label!=) of POST /volumes/prune."""
-    check_filter_keys(filters, VOLUME_PRUNE_FILTERS)
+def prune_label_filters(filters: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """(label=, label!=) of POST /volumes/prune and /networks/prune (pyctr keeps no `until`)."""
+    check_filter_keys(filters, PRUNE_FILTERS)
     return list(filters.get("label", [])), list(filters.get("label!", []))
 
 

@@ -79,6 +79,5 @@ def disconnect(request: Request) -> None:
 
 @route("POST", "/networks/prune")
 def prune(request: Request) -> None:
-    if documents.parse_filters(request.arg("filters")):
-        raise HttpError(400, "pyctr's network prune takes no filters")
-    request.send_json({"NetworksDeleted": _manager().prune_networks(config())})
+    with_labels, without_labels = netvol.prune_label_filters(documents.parse_filters(request.arg("filters")))
+    request.send_json({"NetworksDeleted": _manager().prune_networks(config(), with_labels, without_labels)})

@@ -56,6 +56,6 @@ def remove(request: Request) -> None:
 
 @route("POST", "/volumes/prune")
 def prune(request: Request) -> None:
-    with_labels, without_labels = netvol.volume_prune_filters(documents.parse_filters(request.arg("filters")))
+    with_labels, without_labels = netvol.prune_label_filters(documents.parse_filters(request.arg("filters")))
     removed, reclaimed = _store().prune(with_labels, without_labels)
     request.send_json({"VolumesDeleted": removed, "SpaceReclaimed": reclaimed})

@@ -135,3 +135,16 @@ def test_pause_rename_update_diff_export(daemon, tmp_path):  # noqa: F811
         assert "made" in names and "bin/busybox" in names
     finally:
         daemon.docker("rm", "-f", name, renamed)
+
+
+def test_network_prune_by_label_leaves_the_others(daemon):  # noqa: F811
+    doomed, kept = _name("prune"), _name("keep")
+    daemon.docker("network", "create", "--subnet", "10.81.4.0/24", "--label", "session=s1", doomed, check=True)
+    daemon.docker("network", "create", "--subnet", "10.81.5.0/24", kept, check=True)
+    try:
+        out = daemon.docker("network", "prune", "-f", "--filter", "label=session=s1", check=True).stdout
+        assert doomed in out and kept not in out
+        names = daemon.docker("network", "ls", "--format", "{{.Name}}", check=True).stdout.split()
+        assert doomed not in names and kept in names
+    finally:
+        daemon.docker("network", "rm", doomed, kept)

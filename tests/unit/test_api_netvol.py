@@ -64,8 +64,8 @@ def test_volume_bodies_filters_and_documents():
     assert netvol.volume_create({}).name is None  # anonymous: the store picks a random name
     with pytest.raises(UsageError):
         netvol.volume_create({"Name": 5})
-    assert netvol.volume_prune_filters({"label": ["a"], "label!": ["b"]}) == (["a"], ["b"])
-    for bad, check in (({"until": ["1h"]}, netvol.volume_prune_filters), ({"dangling": ["maybe"]},
+    assert netvol.prune_label_filters({"label": ["a"], "label!": ["b"]}) == (["a"], ["b"])
+    for bad, check in (({"until": ["1h"]}, netvol.prune_label_filters), ({"dangling": ["maybe"]},
                                                                            netvol.volume_list_filters)):
         with pytest.raises(UsageError):
             check(bad)
@@ -244,3 +244,14 @@ def test_create_on_a_missing_network_is_not_found(daemon_root):
     with pytest.raises(NotFoundError, match="^network nope not found$") as missing:
         resolve_for_create(service.config(), "nope", [], None)
     assert status_for(missing.value) == 404 and missing.value.exit_code == 125  # the CLI's code is unchanged
+
+
+def test_network_prune_filters_by_labels():
+    from pyctr.runtime.network.usernet import NetworkRecord, prune_wanted
+
+    ryuk = NetworkRecord("i" * 64, "n", "", "10.0.0.0/24", "10.0.0.1", "br-x", labels={"session": "s1", "keep": ""})
+    assert prune_wanted(ryuk, [], [])
+    assert prune_wanted(ryuk, ["session=s1"], []) and not prune_wanted(ryuk, ["session=s2"], [])
+    assert not prune_wanted(ryuk, ["session"], ["keep"]) and prune_wanted(ryuk, ["session"], ["other"])
+    with pytest.raises(UsageError):
+        netvol.prune_label_filters({"until": ["24h"]})

@@ -113,10 +113,14 @@ def remove_network(config: Config, ref: str) -> NetworkRecord:
     return net
 
 
-def prune_networks(config: Config) -> list[str]:
-    """`network prune`: every user network without a running container, oldest name first (Docker's order)."""
+def prune_networks(config: Config, label_filters: list[str] = (), without_labels: list[str] = ()  # type: ignore[assignment]
+                   ) -> list[str]:
+    """`network prune`: every user network without a running container, oldest name first (Docker's order);
+    with `label=` filters only the networks all of them match, never one every `label!=` filter matches."""
     names = []
     for net in sorted(usernet.load_store(config.paths.network).networks.values(), key=lambda n: n.name):
+        if not usernet.prune_wanted(net, list(label_filters), list(without_labels)):
+            continue
         try:
             remove_network(config, net.id)
             names.append(net.name)

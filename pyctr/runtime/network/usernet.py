@@ -414,6 +414,14 @@ def _labels_match(wanted: list[str], labels: dict[str, str]) -> bool:
     return True
 
 
+def prune_wanted(net: NetworkRecord, label_filters: list[str], without_labels: list[str]) -> bool:
+    """moby's prune filters: every `label=` matches, and not every `label!=` does (testcontainers' Ryuk prunes
+    its session's networks by label)."""
+    if not _labels_match(label_filters, net.labels):
+        return False
+    return not (without_labels and _labels_match(without_labels, net.labels))
+
+
 def matches(document: dict, filters: dict[str, list[str]], in_use: bool) -> bool:
     """Whether a network (its inspect document) passes every filter (values of one key are ORed)."""
     checks = {

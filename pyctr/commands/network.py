@@ -134,15 +134,23 @@ network.add_command(rm, "remove")
 
 @network.command("prune")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
-@click.option("--filter", "filters", multiple=True, hidden=True)
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<key>=<value>')")
 @pass_app
 def prune(app: AppContext, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all unused networks."""
+    from pyctr.errors import PyctrError
+
+    wanted: dict[str, list[str]] = {"label": [], "label!": []}
+    for item in filters:
+        key, _, value = item.partition("=")
+        if key not in wanted:
+            raise PyctrError(f"Invalid filter '{key}'")
+        wanted[key].append(value)
     if not force:
         click.echo("WARNING! This will remove all custom networks not used by at least one container.")
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
-    names = _net().prune_networks(app.config)
+    names = _net().prune_networks(app.config, wanted["label"], wanted["label!"])
     if names:
         click.echo("Deleted Networks:\n" + "".join(f"{n}\n" for n in names))
 

@@ -146,5 +146,8 @@ def test_network_prune_by_label_leaves_the_others(daemon):  # noqa: F811
         assert doomed in out and kept not in out
         names = daemon.docker("network", "ls", "--format", "{{.Name}}", check=True).stdout.split()
         assert doomed not in names and kept in names
+        daemon.docker("network", "create", "--subnet", "10.81.6.0/24", "--label", "session=s2", doomed, check=True)
+        assert daemon.pyctr("network", "prune", "-f", "--filter", "label!=session=s2", check=True).stdout == \
+            f"Deleted Networks:\n{kept}\n\n"  # the CLI's prune shares the filters
     finally:
         daemon.docker("network", "rm", doomed, kept)

@@ -151,3 +151,28 @@ def test_networks_and_volumes_as_compose_drives_them(api):
         client.networks.get(network.name)
     with pytest.raises(docker.errors.NotFound):
         client.volumes.get(volume.name)
+
+
+def test_exec_form_healthcheck_tmpfs_mount_and_ulimits_from_the_api(api):
+    """What a compose file's healthcheck (exec form), tmpfs mount and ulimits become through docker-py."""
+    import time
+
+    client, _ = api
+    container = client.containers.run(
+        "busybox", ["sleep", "300"], detach=True,
+        healthcheck={"test": ["CMD", "test", "-d", "/scratch"], "interval": 300_000_000, "retries": 2},
+        mounts=[docker.types.Mount("/scratch", None, type="tmpfs", tmpfs_size=1 << 20)],
+        ulimits=[docker.types.Ulimit(name="nofile", soft=512, hard=1024)])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            container.reload()
+            if container.attrs["State"].get("Health", {}).get("Status") == "healthy":
+                break
+            time.sleep(0.2)
+        assert container.attrs["State"]["Health"]["Status"] == "healthy"
+        assert container.attrs["Config"]["Healthcheck"]["Test"] == ["CMD", "test", "-d", "/scratch"]
+        assert container.exec_run(["sh", "-c", "ulimit -n"]).output == b"512\n"
+        assert b" /scratch tmpfs " in container.exec_run(["cat", "/proc/mounts"]).output
+    finally:
+        container.remove(force=True)

@@ -13,7 +13,7 @@ BIN := /usr/local/bin
 # Other projects' test tables (tests/unit/test_peer_cases.py) need nothing installed: they are read
 # from ../shared/peer-cases beside the checkout, and the test fails if that folder is missing.
 DEB_RUNTIME := libcap-dev libseccomp2 nftables iptables iproute2 zstd curl ca-certificates tini procps gcc
-DEB_TEST := docker-registry umoci skopeo busybox-static containerd podman debootstrap debian-archive-keyring apache2-utils procps util-linux
+DEB_TEST := docker-registry umoci skopeo busybox-static containerd podman debootstrap debian-archive-keyring apache2-utils procps util-linux docker-compose
 DEB_ALL := $(DEB_RUNTIME) $(DEB_TEST)
 
 .PHONY: install shim deb venv test unit integration demo bench bench-peers lint clean

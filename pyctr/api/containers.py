@@ -449,5 +449,87 @@ class _ChunkFile:
             self._buffer.clear()
 
 
+# -- pause, rename, update, changes, export ------------------------------------------------------------------
+
+@route("POST", "/containers/{id}/pause")
+def pause(request: Request) -> None:
+    from pyctr.runtime.pause import pause as pause_container
+
+    pause_container(config(), request.params["id"])
+    request.send_empty()
+
+
+@route("POST", "/containers/{id}/unpause")
+def unpause(request: Request) -> None:
+    from pyctr.runtime.pause import unpause as unpause_container
+
+    unpause_container(config(), request.params["id"])
+    request.send_empty()
+
+
+@route("POST", "/containers/{id}/rename")
+def rename(request: Request) -> None:
+    from pyctr.runtime.update import rename as rename_container
+
+    rename_container(config(), request.params["id"], (request.arg("name") or "").strip())
+    request.send_empty()
+
+
+@route("POST", "/containers/{id}/update")
+def update(request: Request) -> None:
+    from pyctr.api.netvol import update_arguments
+    from pyctr.runtime.update import UpdateOptions
+    from pyctr.runtime.update import update as update_container
+
+    options = UpdateOptions(**update_arguments(request.json(default={})))
+    if not options.empty:
+        update_container(config(), request.params["id"], options)
+    else:
+        _record(request)  # nothing to change: still a 404 for a missing container
+    request.send_json({"Warnings": []})
+
+
+@route("GET", "/containers/{id}/changes")
+def changes(request: Request) -> None:
+    from pyctr.api.netvol import changes_document
+    from pyctr.runtime.snapshot import container_diff
+
+    request.send_json(changes_document(container_diff(_record(request))) or None)
+
+
+@route("GET", "/containers/{id}/export")
+def export(request: Request) -> None:
+    from pyctr.runtime.snapshot import export_container
+
+    record = _record(request)
+    failed: list[PyctrError] = []
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+
+    def produce() -> None:  # the export packs in a forked child that needs a real descriptor: a pipe
+        try:
+            with open(write_end, "wb") as writer:
+                export_container(config(), record, writer)
+        except PyctrError as e:
+            failed.append(e)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    with open(read_end, "rb") as reader:
+        first = reader.read1(65536)
+        if not first:
+            producer.join()
+            if failed:
+                raise failed[0]  # nothing sent yet: Docker's status and message
+        stream = request.stream("application/x-tar")
+        chunk = first
+        while chunk:
+            stream.write(chunk)
+            chunk = reader.read1(65536)
+    producer.join()
+    if failed:
+        raise failed[0]  # the response has started: the connection is closed, the client sees a cut tar
+    stream.close()
+
+
 def error_text(error: PyctrError) -> str:
     return error.message

@@ -44,21 +44,104 @@ def port_publish_specs(bindings: dict) -> list[str]:
     return specs
 
 
-def mount_volume_specs(mounts: Any) -> list[str]:
-    """HostConfig.Mounts of type bind (and named volumes) as `-v` values; other types are refused."""
+def mount_flag_specs(mounts: Any) -> list[str]:
+    """HostConfig.Mounts (moby api/types/mount.Mount) -> `--mount` values, so that the API and the CLI share one
+    parse and one set of checks (bind, volume and tmpfs with their options; other types are refused)."""
+    if mounts is None:
+        return []
+    if not isinstance(mounts, list):
+        raise UsageError("HostConfig.Mounts must be a list")
+    return [_mount_flag(_dict(mount, "a HostConfig.Mounts entry")) for mount in mounts]
+
+
+def _mount_flag(mount: dict) -> str:
+    import csv
+    import io
+
+    kind = mount.get("Type") or "volume"
+    if kind not in ("bind", "volume", "tmpfs"):
+        raise UsageError(f"mount type {kind!r} is not supported")
+    fields = [f"type={kind}", f"target={mount.get('Target') or ''}"]
+    if mount.get("Source"):
+        fields.append(f"source={mount['Source']}")
+    if mount.get("ReadOnly"):
+        fields.append("readonly=true")
+    bind = _dict(mount.get("BindOptions"), "BindOptions")
+    if bind.get("Propagation"):
+        fields.append(f"bind-propagation={bind['Propagation']}")
+    if bind.get("NonRecursive"):
+        fields.append("bind-nonrecursive=true")
+    volume = _dict(mount.get("VolumeOptions"), "VolumeOptions")
+    if volume.get("NoCopy"):
+        fields.append("volume-nocopy=true")
+    fields += [f"volume-label={k}={v}" for k, v in _dict(volume.get("Labels"), "VolumeOptions.Labels").items()]
+    driver = _dict(volume.get("DriverConfig"), "VolumeOptions.DriverConfig")
+    if driver.get("Name"):
+        fields.append(f"volume-driver={driver['Name']}")
+    fields += [f"volume-opt={k}={v}" for k, v in _dict(driver.get("Options"), "DriverConfig.Options").items()]
+    tmpfs = _dict(mount.get("TmpfsOptions"), "TmpfsOptions")
+    if tmpfs.get("SizeBytes"):
+        fields.append(f"tmpfs-size={int(tmpfs['SizeBytes'])}")
+    if tmpfs.get("Mode"):
+        fields.append(f"tmpfs-mode={int(tmpfs['Mode']):o}")
+    text = io.StringIO()
+    csv.writer(text, lineterminator="").writerow(fields)  # quoted as docker-cli's CSV parse expects
+    return text.getvalue()
+
+
+def tmpfs_specs(tmpfs: Any) -> list[str]:
+    """HostConfig.Tmpfs {"/run": "rw,size=64m"} -> `--tmpfs` values."""
+    return [f"{target}:{options}" if options else target for target, options in _dict(tmpfs, "Tmpfs").items()]
+
+
+def restart_text(policy: Any) -> str:
+    """HostConfig.RestartPolicy {Name, MaximumRetryCount} -> the `--restart` value (checked where the flag is)."""
+    policy = _dict(policy, "RestartPolicy")
+    name = policy.get("Name") or "no"
+    count = policy.get("MaximumRetryCount") or 0
+    return f"{name}:{int(count)}" if count else name
+
+
+def healthcheck_fields(check: Any) -> dict:
+    """Config.Healthcheck -> RunOptions' health fields: NONE disables, CMD-SHELL is --health-cmd, CMD (exec
+    form) is kept as it is, no Test inherits the image's with these durations."""
+    check = _dict(check, "Healthcheck")
+    if not check:
+        return {}
+    test = _strings(check.get("Test"), "Healthcheck.Test")
+    if test == ["NONE"]:
+        return {"no_healthcheck": True}
+    fields = {f"health_{key}": int(check.get(name) or 0) for key, name in (
+        ("interval", "Interval"), ("timeout", "Timeout"), ("start_period", "StartPeriod"), ("retries", "Retries"))}
+    if test[:1] == ["CMD-SHELL"] and len(test) == 2:
+        fields["health_cmd"] = test[1]
+    elif test:
+        if test[0] not in ("CMD", "CMD-SHELL"):
+            raise UsageError(f"Healthcheck.Test must start with NONE, CMD or CMD-SHELL, not {test[0]!r}")
+        fields["health_test"] = test
+    return fields
+
+
+def ulimit_specs(ulimits: Any) -> list[str]:
+    """HostConfig.Ulimits [{Name, Soft, Hard}] -> `--ulimit` values."""
     specs = []
-    for mount in mounts or []:
-        kind = mount.get("Type", "volume")
-        target = mount.get("Target", "")
-        mode = ":ro" if mount.get("ReadOnly") else ""
-        if kind == "bind":
-            specs.append(f"{mount.get('Source', '')}:{target}{mode}")
-        elif kind == "volume":
-            source = mount.get("Source") or ""
-            specs.append(f"{source}:{target}{mode}" if source else target)
-        else:
-            raise UsageError(f"mount type {kind!r} is not supported")
+    for item in ulimits or []:
+        item = _dict(item, "a HostConfig.Ulimits entry")
+        specs.append(f"{item.get('Name', '')}={item.get('Soft', 0)}:{item.get('Hard', 0)}")
     return specs
+
+
+def network_choice(network_mode: str, networking: Any) -> tuple[str, list[str], str | None]:
+    """HostConfig.NetworkMode + NetworkingConfig.EndpointsConfig -> (network, aliases, ip), as dockerd 20.10:
+    one endpoint at create at most (more are connected afterwards); with no mode the endpoint names it."""
+    endpoints = _dict(_dict(networking, "NetworkingConfig").get("EndpointsConfig"), "EndpointsConfig")
+    if len(endpoints) > 1:
+        raise UsageError("Container cannot be connected to network endpoints: " + ", ".join(endpoints))
+    if network_mode in ("", "default") and endpoints:
+        network_mode = next(iter(endpoints))
+    endpoint = _dict(endpoints.get(network_mode), f"EndpointsConfig[{network_mode}]")
+    ipam = _dict(endpoint.get("IPAMConfig"), "IPAMConfig")
+    return network_mode or "default", _strings(endpoint.get("Aliases"), "Aliases"), ipam.get("IPv4Address") or None
 
 
 def _cpus_text(nano_cpus: Any) -> str | None:
@@ -91,9 +174,13 @@ def create_options(body: Any, name: str | None):
         command = parts[1:] + command
     labels = [f"{k}={v}" for k, v in _dict(body.get("Labels"), "Labels").items()]
     attached = bool(body.get("AttachStdout") or body.get("AttachStderr") or body.get("AttachStdin"))
-    volumes = _strings(host.get("Binds"), "Binds") + mount_volume_specs(host.get("Mounts"))
-    volumes += [v for v in _dict(body.get("Volumes"), "Volumes") if v not in {s.split(":")[-1] for s in volumes}]
-    network = host.get("NetworkMode") or "default"
+    volumes = _strings(host.get("Binds"), "Binds")
+    mounts = mount_flag_specs(host.get("Mounts"))
+    tmpfs = tmpfs_specs(host.get("Tmpfs"))
+    covered = {v.split(":")[1] if v.count(":") else v for v in volumes}
+    covered |= {m.get("Target") for m in host.get("Mounts") or []} | {t.partition(":")[0] for t in tmpfs}
+    volumes += [v for v in _dict(body.get("Volumes"), "Volumes") if v not in covered]
+    network, aliases, ip = network_choice(host.get("NetworkMode") or "", body.get("NetworkingConfig"))
     memory_swap = host.get("MemorySwap")
     return RunOptions(
         image=image, command=command, entrypoint=entrypoint, env=_strings(body.get("Env"), "Env"),
@@ -112,6 +199,10 @@ def create_options(body: Any, name: str | None):
         add_host=_strings(host.get("ExtraHosts"), "ExtraHosts"), init=bool(host.get("Init")),
         stop_signal=body.get("StopSignal") or None, stop_timeout=body.get("StopTimeout"),
         labels=labels, group_add=_strings(host.get("GroupAdd"), "GroupAdd"),
+        mounts=mounts, tmpfs=tmpfs, volumes_from=_strings(host.get("VolumesFrom"), "VolumesFrom"),
+        network_aliases=aliases, ip=ip, restart=restart_text(host.get("RestartPolicy")),
+        ulimits=ulimit_specs(host.get("Ulimits")), expose=list(_dict(body.get("ExposedPorts"), "ExposedPorts")),
+        **healthcheck_fields(body.get("Healthcheck")),
     )
 
 

@@ -88,12 +88,15 @@ def _has_head(path: str) -> bool:
 
 
 def status_for(error: PyctrError) -> int:
-    """Docker's errdefs -> HTTP status: not found 404, conflict 409, invalid parameter 400, else 500."""
+    """Docker's errdefs -> HTTP status: not found 404, conflict 409, invalid parameter 400 (bad mounts and
+    volume names too), else 500."""
     if isinstance(error, NotFoundError):
         return 404
     if isinstance(error, ConflictError):
         return 409
-    if isinstance(error, UsageError | InvalidReference | UnsafeArchiveError):
+    from pyctr.runtime.mounts import MountError  # a mount or volume dockerd refuses: InvalidParameter
+
+    if isinstance(error, UsageError | InvalidReference | UnsafeArchiveError | MountError):
         return 400
     return 500
 

@@ -77,19 +77,6 @@ def ls(app: AppContext, filters: tuple[str, ...], fmt: str | None, quiet: bool, 
 network.add_command(ls, "list")
 
 
-def _find_document(documents: list[dict], ref: str) -> dict:
-    from pyctr.runtime.network.usernet import NetworkNotFound
-
-    for key in ("Id", "Name"):
-        for document in documents:
-            if document[key] == ref:
-                return document
-    matches = [d for d in documents if ref and d["Id"].startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    raise NetworkNotFound(ref)
-
-
 @network.command("inspect")
 @click.argument("refs", nargs=-1, required=True)
 @click.option("-f", "--format", "fmt", help="Format the output using the given Go template")
@@ -100,13 +87,14 @@ def inspect(app: AppContext, refs: tuple[str, ...], fmt: str | None, verbose: bo
     from pyctr.commands.container import inspect_template
     from pyctr.errors import PyctrError
     from pyctr.output import template
+    from pyctr.runtime.network import usernet
 
     compiled = inspect_template(fmt)
     documents = _net().network_documents(app.config)
     found, failed = [], 0
     for ref in refs:
         try:
-            found.append(_find_document(documents, ref))
+            found.append(usernet.find_document(documents, ref))
         except PyctrError as e:
             click.echo(e.message, err=True)
             failed += 1
@@ -146,27 +134,25 @@ network.add_command(rm, "remove")
 
 @network.command("prune")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
-@click.option("--filter", "filters", multiple=True, hidden=True)
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<key>=<value>')")
 @pass_app
 def prune(app: AppContext, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all unused networks."""
+    from pyctr.errors import PyctrError
+
+    wanted: dict[str, list[str]] = {"label": [], "label!": []}
+    for item in filters:
+        key, _, value = item.partition("=")
+        if key not in wanted:
+            raise PyctrError(f"Invalid filter '{key}'")
+        wanted[key].append(value)
     if not force:
         click.echo("WARNING! This will remove all custom networks not used by at least one container.")
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
-    names = _net().prune_networks(app.config)
+    names = _net().prune_networks(app.config, wanted["label"], wanted["label!"])
     if names:
         click.echo("Deleted Networks:\n" + "".join(f"{n}\n" for n in names))
-
-
-def _container(app: AppContext, ref: str):
-    from pyctr.runtime.state import ContainerStore
-
-    return ContainerStore(app.config.paths).get(ref)
-
-
-def _mode(record) -> str:
-    return ((record.config.get("Spec") or {}).get("network") or {}).get("mode", "bridge")
 
 
 @network.command("connect")
@@ -177,55 +163,7 @@ def _mode(record) -> str:
 @pass_app
 def connect(app: AppContext, ref: str, container: str, aliases: tuple[str, ...], ip: str | None) -> None:
     """Connect a container to a network (a running one at once: eth1, eth2...)."""
-    from pyctr.errors import PyctrError
-    from pyctr.runtime.network import usernet
-
-    usermanager = _net()
-    net = _user_network(app, ref)
-    record = _container(app, container)
-    if _mode(record) in ("host", "none"):
-        raise PyctrError(f"container cannot be connected to network endpoints: {_mode(record)}")
-    if ip:
-        usernet.check_requested_ip(net, ip, set())
-    previous = usermanager.attachments_of(app.config, record.id).get(net.id)
-    if previous is not None and record.state.running:
-        raise PyctrError(f"endpoint with name {record.config['Name'].lstrip('/')} already exists in network "
-                         f"{net.name}", exit_code=1)
-    usermanager.attach(app.config, record.id, net, list(aliases), ip)
-    if record.state.running:
-        try:
-            usermanager.connect(app.config, record.id, record.config["Name"], net.id, record.state.pid,
-                                usernet.Attachment(list(aliases), ip or ""))
-        except BaseException:
-            usermanager.detach(app.config, record.id, net.id)
-            raise
-        _record_endpoints(app, record.id)
-
-
-def _record_endpoints(app: AppContext, container_id: str) -> None:
-    """Keep the container's state (inspect's NetworkSettings.Networks) in step with its live endpoints."""
-    from dataclasses import replace
-
-    from pyctr.runtime.state import ContainerStore
-
-    usermanager = _net()
-    networks = usermanager.endpoint_settings(container_id, usermanager.endpoints_of(app.config, container_id))
-
-    def update(state):
-        if not state.running:
-            return None
-        return replace(state, network={**(state.network or {}), "Networks": networks})
-
-    ContainerStore(app.config.paths).update_state(container_id, update)
-
-
-def _user_network(app: AppContext, ref: str):
-    from pyctr.errors import PyctrError
-    from pyctr.runtime.network import usernet
-
-    if ref in ("bridge", "host", "none"):
-        raise PyctrError(f"pyctr connects containers to the {ref} network only with run/create --network {ref}")
-    return usernet.load_store(app.config.paths.network).find(ref)
+    _net().connect_container(app.config, container, ref, list(aliases), ip)
 
 
 @network.command("disconnect")
@@ -235,15 +173,4 @@ def _user_network(app: AppContext, ref: str):
 @pass_app
 def disconnect(app: AppContext, ref: str, container: str, force: bool) -> None:
     """Disconnect a container from a network."""
-    from pyctr.errors import PyctrError
-
-    usermanager = _net()
-    net = _user_network(app, ref)
-    record = _container(app, container)
-    attached = net.id in usermanager.attachments_of(app.config, record.id)
-    live = usermanager.disconnect(app.config, record.id, net.id) if record.state.running else False
-    if not attached and not live and not force:
-        raise PyctrError(f"container {record.id} is not connected to network {net.name}")
-    usermanager.detach(app.config, record.id, net.id)
-    if live:
-        _record_endpoints(app, record.id)
+    _net().disconnect_container(app.config, container, ref, force)

@@ -7,7 +7,6 @@ commands do (a bad `create` name too: `Error response from daemon: create a/b: "
 from __future__ import annotations
 
 import json
-import re
 import sys
 
 import click
@@ -75,24 +74,9 @@ def parse_filters(filters: tuple[str, ...]) -> dict[str, list[str]]:
 
 
 def matches(volume, users: int, parsed: dict[str, list[str]]) -> bool:
-    """moby volume/service filters: name is a regular expression search, label all of KEY[=VALUE], dangling =
-    no container refers to it."""
-    from pyctr.runtime.volumes import labels_match
+    from pyctr.runtime.volumes import volume_matches
 
-    if "dangling" in parsed and (users == 0) != any(v in ("true", "1") for v in parsed["dangling"]):
-        return False
-    if "name" in parsed and not any(_search(v, volume.name) for v in parsed["name"]):
-        return False
-    if "driver" in parsed and volume.driver not in parsed["driver"]:
-        return False
-    return labels_match(volume.labels, parsed.get("label", []))
-
-
-def _search(pattern: str, text: str) -> bool:
-    try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        return False
+    return volume_matches(volume, users, parsed)
 
 
 def _labels_text(labels: dict | None) -> str:

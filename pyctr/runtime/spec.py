@@ -96,6 +96,8 @@ class RunOptions:
     oom_score_adj: int = 0
     expose: list[str] = field(default_factory=list)
     quiet: bool = False
+    # Engine API (p16-netvol): Config.Healthcheck.Test in exec form (["CMD", ...]), which no flag can say
+    health_test: list[str] | None = None
 
 
 @dataclass

@@ -264,6 +264,27 @@ def labels_match(labels: dict[str, str] | None, filters: list[str]) -> bool:
 
 # ---------------------------------------------------------------- containers and their volumes
 
+def volume_matches(volume: Volume, users: int, parsed: dict[str, list[str]]) -> bool:
+    """moby volume/service filters (`volume ls` and GET /volumes): name is a regular expression search, label
+    all of KEY[=VALUE], dangling = no container refers to it."""
+    if "dangling" in parsed and (users == 0) != any(v in ("true", "1") for v in parsed["dangling"]):
+        return False
+    if "name" in parsed and not any(_search(v, volume.name) for v in parsed["name"]):
+        return False
+    if "driver" in parsed and volume.driver not in parsed["driver"]:
+        return False
+    return labels_match(volume.labels, parsed.get("label", []))
+
+
+def _search(pattern: str, text: str) -> bool:
+    import re
+
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return False
+
+
 def state_root(paths) -> str:
     return os.path.realpath(paths.root)
 

@@ -104,3 +104,75 @@ def test_attach_socket_with_stdin(api):
     assert data[8:] == b"got:ping\n" and data[0] == 1
     assert c.wait(timeout=30)["StatusCode"] == 0
     c.remove()
+
+
+def test_networks_and_volumes_as_compose_drives_them(api):
+    """docker-compose 1.29's order: network and volume created, the container created on the network with its
+    service alias, disconnected and connected again before its start; a second service reaches it by alias."""
+    client, _ = api
+    project = f"proj{uuid.uuid4().hex[:6]}"
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.81.3.0/24")])
+    network = client.networks.create(f"{project}_default", driver="bridge", ipam=ipam, check_duplicate=True,
+                                      labels={"com.docker.compose.project": project})
+    volume = client.volumes.create(f"{project}_data", labels={"com.docker.compose.project": project})
+    try:
+        assert client.networks.get(network.name).attrs["IPAM"]["Config"][0]["Subnet"] == "10.81.3.0/24"
+        assert [n.name for n in client.networks.list(filters={"label": f"com.docker.compose.project={project}"})] \
+            == [network.name]
+        assert [v.name for v in client.volumes.list(filters={"label": f"com.docker.compose.project={project}"})] \
+            == [volume.name]
+        low = client.api
+        created = low.create_container(
+            "busybox", ["sh", "-c", "echo from-web > /data/index.html && exec httpd -f -p 80 -h /data"],
+            name=f"{project}_web_1", host_config=low.create_host_config(
+                network_mode=network.name, binds={volume.name: {"bind": "/data", "mode": "rw"}},
+                restart_policy={"Name": "on-failure", "MaximumRetryCount": 2}),
+            networking_config=low.create_networking_config({network.name: low.create_endpoint_config(
+                aliases=["web"])}))
+        low.disconnect_container_from_network(created["Id"], network.name)
+        low.connect_container_to_network(created["Id"], network.name, aliases=["web"])
+        low.start(created["Id"])
+        fetched = client.containers.run("busybox", ["wget", "-qO-", "http://web/"], network=network.name,
+                                        remove=True)
+        assert fetched == b"from-web\n"
+        web = client.containers.get(created["Id"])
+        assert "web" in web.attrs["NetworkSettings"]["Networks"][network.name]["Aliases"]
+        assert web.attrs["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+        with pytest.raises(docker.errors.APIError) as busy:
+            volume.remove()
+        assert busy.value.status_code == 409
+        web.remove(force=True)
+    finally:
+        for container in client.containers.list(all=True, filters={"name": project}):
+            container.remove(force=True)
+        network.remove()
+        volume.remove()
+    with pytest.raises(docker.errors.NotFound):
+        client.networks.get(network.name)
+    with pytest.raises(docker.errors.NotFound):
+        client.volumes.get(volume.name)
+
+
+def test_exec_form_healthcheck_tmpfs_mount_and_ulimits_from_the_api(api):
+    """What a compose file's healthcheck (exec form), tmpfs mount and ulimits become through docker-py."""
+    import time
+
+    client, _ = api
+    container = client.containers.run(
+        "busybox", ["sleep", "300"], detach=True,
+        healthcheck={"test": ["CMD", "test", "-d", "/scratch"], "interval": 300_000_000, "retries": 2},
+        mounts=[docker.types.Mount("/scratch", None, type="tmpfs", tmpfs_size=1 << 20)],
+        ulimits=[docker.types.Ulimit(name="nofile", soft=512, hard=1024)])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            container.reload()
+            if container.attrs["State"].get("Health", {}).get("Status") == "healthy":
+                break
+            time.sleep(0.2)
+        assert container.attrs["State"]["Health"]["Status"] == "healthy"
+        assert container.attrs["Config"]["Healthcheck"]["Test"] == ["CMD", "test", "-d", "/scratch"]
+        assert container.exec_run(["sh", "-c", "ulimit -n"]).output == b"512\n"
+        assert b" /scratch tmpfs " in container.exec_run(["cat", "/proc/mounts"]).output
+    finally:
+        container.remove(force=True)

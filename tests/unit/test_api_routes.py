@@ -66,7 +66,7 @@ def test_create_body_maps_onto_run_options():
     }, "named")
     assert options.entrypoint == "/bin/sh" and options.command == ["-c", "echo", "hi"]
     assert options.name == "named" and options.tty and options.interactive and options.rm and not options.detach
-    assert options.volumes == ["/h:/c:ro", "/s:/t:ro"]
+    assert options.volumes == ["/h:/c:ro"] and options.mounts == ["type=bind,target=/t,source=/s,readonly=true"]
     assert sorted(options.publish) == ["127.0.0.1::80/tcp", "5353:53/udp"]
     assert (options.memory, options.cpus, options.network) == (str(1 << 20), "0.5", "none")
     assert options.labels == ["a=b"] and options.add_host == ["h:1.2.3.4"] and options.init and options.privileged

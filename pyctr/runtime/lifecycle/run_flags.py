@@ -26,8 +26,12 @@ def validate_options(options: RunOptions) -> None:
 def user_check(options: RunOptions) -> dict | None:
     from pyctr.runtime.health import healthcheck_from_flags
 
-    return healthcheck_from_flags(options.health_cmd, options.health_interval, options.health_timeout,
-                                  options.health_start_period, options.health_retries, options.no_healthcheck)
+    check = healthcheck_from_flags(options.health_cmd, options.health_interval, options.health_timeout,
+                                   options.health_start_period, options.health_retries, options.no_healthcheck)
+    if options.health_test:  # the API's exec form: the flags' durations, this test
+        durations = {"Interval": 0, "Timeout": 0, "StartPeriod": 0, "Retries": 0}
+        return {**(check or durations), "Test": list(options.health_test)}
+    return check
 
 
 def apply_to_document(document: dict, options: RunOptions, image_config: dict) -> dict:

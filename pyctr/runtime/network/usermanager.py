@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyctr.config import Config
-from pyctr.errors import ConflictError, PyctrError, RuntimeFailure
+from pyctr.errors import ConflictError, NotFoundError, PyctrError, RuntimeFailure
 from pyctr.fsutil import atomic_write_json
 from pyctr.runtime.network import ipam, usernet
 from pyctr.runtime.network.usernet import Attachment, NetworkRecord, NetworkStore
@@ -92,7 +92,7 @@ def remove_network(config: Config, ref: str) -> NetworkRecord:
     """`network rm`: Docker's refusal while containers are connected; then the bridge and its rules go."""
     network_dir = config.paths.network
     if ref in usernet.PREDEFINED[:3]:
-        raise PyctrError(f"{ref} is a pre-defined network and cannot be removed", exit_code=1)
+        raise usernet.PredefinedNetwork(ref)
     with ipam.locked_state(network_dir) as state:
         store = usernet.load_store(network_dir)
         net = store.find(ref)
@@ -100,8 +100,8 @@ def remove_network(config: Config, ref: str) -> NetworkRecord:
         if bridge_state is not None:
             _drop_dead(bridge_state)
             if bridge_state.containers:
-                raise ConflictError(f"error while removing network: network {net.name} id {net.id} "
-                                    "has active endpoints")
+                raise usernet.ActiveEndpoints(f"error while removing network: network {net.name} id {net.id} "
+                                              "has active endpoints")
         _remove_rules(net.bridge)
         _delete_link(net.bridge)
         state.bridges.pop(net.bridge, None)
@@ -113,10 +113,14 @@ def remove_network(config: Config, ref: str) -> NetworkRecord:
     return net
 
 
-def prune_networks(config: Config) -> list[str]:
-    """`network prune`: every user network without a running container, oldest name first (Docker's order)."""
+def prune_networks(config: Config, label_filters: list[str] = (), without_labels: list[str] = ()  # type: ignore[assignment]
+                   ) -> list[str]:
+    """`network prune`: every user network without a running container, oldest name first (Docker's order);
+    with `label=` filters only the networks all of them match, never one every `label!=` filter matches."""
     names = []
     for net in sorted(usernet.load_store(config.paths.network).networks.values(), key=lambda n: n.name):
+        if not usernet.prune_wanted(net, list(label_filters), list(without_labels)):
+            continue
         try:
             remove_network(config, net.id)
             names.append(net.name)
@@ -160,7 +164,7 @@ def resolve_for_create(config: Config, network: str, aliases: list[str], ip: str
     try:
         net = usernet.load_store(config.paths.network).find(network)
     except usernet.NetworkNotFound:
-        raise PyctrError(f"network {network} not found") from None
+        raise NotFoundError(f"network {network} not found") from None  # dockerd's words; a 404 through the API
     if ip:
         usernet.check_requested_ip(net, ip, set())
     return net
@@ -659,3 +663,73 @@ def dns_server_pids(config: Config) -> list[int]:
             if all(n in args for n in needle):
                 pids.append(int(entry))
     return pids
+
+
+# ------------------------------------------------------------------------------------ network connect / disconnect
+
+def user_network(config: Config, ref: str) -> NetworkRecord:
+    """The user network `network connect/disconnect` may name (the built-ins only through run --network)."""
+    if ref in ("bridge", "host", "none"):
+        raise PyctrError(f"pyctr connects containers to the {ref} network only with run/create --network {ref}")
+    return usernet.load_store(config.paths.network).find(ref)
+
+
+def _network_mode(record) -> str:
+    return ((record.config.get("Spec") or {}).get("network") or {}).get("mode", "bridge")
+
+
+def connect_container(config: Config, container_ref: str, network_ref: str, aliases: list[str],
+                      ip: str | None) -> None:
+    """`network connect` (CLI and API): a running container at once (eth1, eth2...), a stopped one at its start."""
+    from pyctr.runtime.state import ContainerStore
+
+    net = user_network(config, network_ref)
+    record = ContainerStore(config.paths).get(container_ref)
+    if _network_mode(record) in ("host", "none"):
+        raise PyctrError(f"container cannot be connected to network endpoints: {_network_mode(record)}")
+    if ip:
+        usernet.check_requested_ip(net, ip, set())
+    previous = attachments_of(config, record.id).get(net.id)
+    if previous is not None and record.state.running:
+        raise PyctrError(f"endpoint with name {record.config['Name'].lstrip('/')} already exists in network "
+                         f"{net.name}", exit_code=1)
+    attach(config, record.id, net, list(aliases), ip)
+    if record.state.running:
+        try:
+            connect(config, record.id, record.config["Name"], net.id, record.state.pid,
+                    Attachment(list(aliases), ip or ""))
+        except BaseException:
+            detach(config, record.id, net.id)
+            raise
+        record_endpoints(config, record.id)
+
+
+def disconnect_container(config: Config, container_ref: str, network_ref: str, force: bool = False) -> None:
+    """`network disconnect` (CLI and API): the live endpoint goes now, the configured one for good."""
+    from pyctr.runtime.state import ContainerStore
+
+    net = user_network(config, network_ref)
+    record = ContainerStore(config.paths).get(container_ref)
+    attached = net.id in attachments_of(config, record.id)
+    live = disconnect(config, record.id, net.id) if record.state.running else False
+    if not attached and not live and not force:
+        raise PyctrError(f"container {record.id} is not connected to network {net.name}")
+    detach(config, record.id, net.id)
+    if live:
+        record_endpoints(config, record.id)
+
+
+def record_endpoints(config: Config, container_id: str) -> None:
+    """Keep the container's state (inspect's NetworkSettings.Networks) in step with its live endpoints."""
+    from dataclasses import replace
+
+    from pyctr.runtime.state import ContainerStore
+
+    networks = endpoint_settings(container_id, endpoints_of(config, container_id))
+
+    def update(state):
+        if not state.running:
+            return None
+        return replace(state, network={**(state.network or {}), "Networks": networks})
+
+    ContainerStore(config.paths).update_state(container_id, update)

@@ -36,6 +36,18 @@ class NetworkNotFound(NotFoundError):
         super().__init__(f"Error: No such network: {ref}")
 
 
+class PredefinedNetwork(PyctrError):
+    """Removing bridge/host/none: dockerd answers 403 Forbidden (the CLI exits 1)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} is a pre-defined network and cannot be removed", exit_code=1)
+
+
+class ActiveEndpoints(ConflictError):
+    """`network rm` while containers are connected: libnetwork's ActiveEndpointsError, 403 Forbidden in dockerd
+    (a ConflictError for the CLI, whose exit code and words do not change)."""
+
+
 @dataclass
 class NetworkRecord:
     """One user-defined network as `network create` made it."""
@@ -133,6 +145,18 @@ def find_network(networks: list[NetworkRecord], ref: str) -> NetworkRecord:
         return matches[0]
     if len(matches) > 1:
         raise ConflictError(f"network {ref} is ambiguous ({len(matches)} matches found based on ID prefix)")
+    raise NetworkNotFound(ref)
+
+
+def find_document(documents: list[dict], ref: str) -> dict:
+    """A network's inspect document by full id, exact name, then a unique id prefix (built-ins included)."""
+    for key in ("Id", "Name"):
+        for document in documents:
+            if document[key] == ref:
+                return document
+    matches = [d for d in documents if ref and d["Id"].startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
     raise NetworkNotFound(ref)
 
 
@@ -388,6 +412,14 @@ def _labels_match(wanted: list[str], labels: dict[str, str]) -> bool:
         if key not in labels or (sep and labels[key] != value):
             return False
     return True
+
+
+def prune_wanted(net: NetworkRecord, label_filters: list[str], without_labels: list[str]) -> bool:
+    """moby's prune filters: every `label=` matches, and not every `label!=` does (testcontainers' Ryuk prunes
+    its session's networks by label)."""
+    if not _labels_match(label_filters, net.labels):
+        return False
+    return not (without_labels and _labels_match(without_labels, net.labels))
 
 
 def matches(document: dict, filters: dict[str, list[str]], in_use: bool) -> bool:

@@ -314,6 +314,9 @@ def test_events_follow_changes_made_through_the_api_and_the_cli(daemon):
     try:
         time.sleep(1)
         daemon.docker("run", "--name", name, "busybox", "true", check=True)
+        # /events observes the store every 0.25 s (no event journal yet: issue 16's note): a container that is
+        # created, run and removed within one look would show as create + destroy only
+        time.sleep(1)
         daemon.pyctr("rm", name, check=True)  # the CLI's change shows too
         seen: list[str] = []
         deadline = time.monotonic() + 15

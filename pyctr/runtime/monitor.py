@@ -118,6 +118,7 @@ class AttachHub:
         # attached client with it): a pipe's writes never block; what it does not take waits here, bounded.
         self.backlog = b""
         self.close_after_backlog = False
+        self.watching_stdin = False  # registered for POLLOUT by us (with a tty it is also the output's fd)
         if stdin_fd >= 0 and os.fstat(stdin_fd).st_mode & 0o170000 == 0o010000:  # a FIFO (not a pty master)
             os.set_blocking(stdin_fd, False)
 
@@ -186,20 +187,23 @@ class AttachHub:
         self.backlog = self.backlog[written:]
         if self.backlog:
             self.poller.register(self.stdin_fd, select.POLLOUT)  # (re-registering only updates the mask)
+            self.watching_stdin = True
             return
-        try:
-            self.poller.unregister(self.stdin_fd)
-        except (KeyError, ValueError, OSError):
-            pass
+        self._stop_watching_stdin()
         if self.close_after_backlog:
             self._close_stdin()
 
-    def _close_stdin(self):
-        if self.poller is not None:
+    def _stop_watching_stdin(self):
+        """Only what this hub registered: with a tty the fd is the pty master the relay reads output from."""
+        if self.watching_stdin:
+            self.watching_stdin = False
             try:
                 self.poller.unregister(self.stdin_fd)
             except (KeyError, ValueError, OSError):
                 pass
+
+    def _close_stdin(self):
+        self._stop_watching_stdin()
         try:
             os.close(self.stdin_fd)
         except OSError:

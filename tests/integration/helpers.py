@@ -226,17 +226,27 @@ def host_files(directory: Path) -> dict[str, bytes]:
 def run_under_a_pty(env: dict[str, str], *args: str, timeout: float = 30) -> tuple[int, bytes]:
     """`pyctr ARGS` with a real terminal as its stdin/stdout/stderr, as a user's shell gives it:
     (exit code, everything it showed)."""
+    from tests.integration.conftest import PYCTR_BIN
+
+    return program_under_a_pty([str(PYCTR_BIN), *args], env, timeout=timeout)
+
+
+def program_under_a_pty(argv: list[str], env: dict[str, str], typed: bytes = b"", prompt: bytes = b"# ",
+                        timeout: float = 30) -> tuple[int, bytes]:
+    """Any program with a real terminal (pyctr, the docker CLI, pyctr-runtime), typing `typed` once `prompt`
+    shows: (exit code, everything it showed)."""
     import pty
     import select
 
-    from tests.integration.conftest import PYCTR_BIN
-
     pid, fd = pty.fork()
-    if pid == 0:
-        os.execve(str(PYCTR_BIN), [str(PYCTR_BIN), *args], env)
-    shown, deadline = b"", time.monotonic() + timeout
+    if pid == 0:  # pragma: no cover - the child
+        os.execve(argv[0], argv, env)
+    shown, sent, deadline = b"", not typed, time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
+            if not sent and prompt in shown:
+                os.write(fd, typed)
+                sent = True
             if select.select([fd], [], [], 0.2)[0]:
                 try:
                     chunk = os.read(fd, 4096)

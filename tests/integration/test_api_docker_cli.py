@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import PYCTR_BIN, PyctrRunner, _env_for, make_root
+from tests.integration.helpers import program_under_a_pty
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 
@@ -337,30 +338,8 @@ def test_system_df(daemon):
 
 def docker_in_a_terminal(daemon: Daemon, args: list[str], typed: bytes, timeout: float = 30) -> tuple[int, bytes]:
     """`docker ARGS` with a real terminal (a pty), typing `typed` once the shell's prompt shows."""
-    import pty
-
     env = {**daemon.env, "DOCKER_HOST": f"unix://{daemon.sock}", "DOCKER_CONFIG": str(daemon.base / "docker-config")}
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.execve(DOCKER, [DOCKER, *args], env)
-    shown, sent, deadline = b"", False, time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if not sent and b"# " in shown:
-                os.write(fd, typed)
-                sent = True
-            if select.select([fd], [], [], 0.2)[0]:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-    finally:
-        os.close(fd)
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), shown
+    return program_under_a_pty([DOCKER, *args], env, typed=typed, timeout=timeout)
 
 
 def test_run_it_and_exec_it_in_a_terminal(daemon):

@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.container_rootfs import build_busybox_rootfs
-from tests.integration.helpers import proc_gone, remove_parent_cgroups, wait_for
+from tests.integration.helpers import proc_gone, program_under_a_pty, remove_parent_cgroups, wait_for
 
 RUNTIME = REPO_ROOT / ".venv" / "bin" / "pyctr-runtime"
 
@@ -369,25 +369,8 @@ def test_preserve_fds_and_no_pivot(tmp_path, runtime, rootfs):
 
 
 def test_run_with_a_terminal_relays_it_without_a_console_socket(tmp_path, runtime, rootfs):
-    import pty
-    import select
-
     bundle = make_bundle(tmp_path, rootfs, ["sh", "-c", "tty; echo term-ok; exit 2"], **{"process.terminal": True})
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(str(RUNTIME), [str(RUNTIME), "--root", str(runtime.root), "run", "--bundle", str(bundle), "tty"])
-    shown, deadline = b"", time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline and select.select([fd], [], [], 0.2)[0] is not None:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(fd)
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 2
+    code, shown = program_under_a_pty(
+        [str(RUNTIME), "--root", str(runtime.root), "run", "--bundle", str(bundle), "tty"], dict(os.environ))
+    assert code == 2
     assert shown.replace(b"\r", b"").split(b"\n")[:2] == [b"/dev/pts/0", b"term-ok"]

@@ -739,41 +739,14 @@ def with_container_root(record: ContainerRecord, action: Callable[[int], None]) 
 
 def _in_private_mount(record: ContainerRecord, action: Callable[[int], None]) -> None:
     """A stopped container: mount its filesystem in a child's private mount namespace and act there."""
-    import json
-    import sys
-
-    from pyctr.runtime.spec import ContainerSpec
-
-    spec = ContainerSpec.from_dict(record.config["Spec"])
     import tarfile  # noqa: F401 - imported before fork, like rootfs: the child needs them
 
     import pyctr.runtime.rootfs  # noqa: F401
+    from pyctr.runtime.process.child import run_in_child
+    from pyctr.runtime.spec import ContainerSpec
 
-    sys.stdout.flush()
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the forked child
-        code = 0
-        try:
-            os.close(report_r)
-            _mount_and_act(spec, action)
-        except PyctrError as e:
-            code = e.exit_code
-            os.write(report_w, json.dumps({"message": e.message, "code": e.exit_code}).encode())
-        except BaseException as e:
-            code = 125
-            os.write(report_w, json.dumps({"message": f"{type(e).__name__}: {e}", "code": 125}).encode())
-        finally:
-            with contextlib.suppress(BaseException):
-                sys.stdout.flush()
-            os._exit(code)
-    os.close(report_w)
-    with os.fdopen(report_r, "rb") as f:
-        message = f.read()
-    os.waitpid(child, 0)
-    if message:
-        report = json.loads(message)
-        raise PyctrError(report["message"], exit_code=report["code"])
+    spec = ContainerSpec.from_dict(record.config["Spec"])
+    run_in_child(lambda: _mount_and_act(spec, action))
 
 
 def _mount_and_act(spec, action: Callable[[int], None]) -> None:  # pragma: no cover - in the forked child

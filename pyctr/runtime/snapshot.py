@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +108,9 @@ def export_container(config: Config, record: ContainerRecord, out: BinaryIO) -> 
     view = config.paths.tmp / f"export-{record.id[:12]}-{os.getpid()}-{time.monotonic_ns()}"
     view.mkdir(mode=0o700)
     try:
-        _in_child(lambda: _mount_and_pack(lowers, str(view), out.fileno()))
+        from pyctr.runtime.process.child import run_in_child
+
+        run_in_child(lambda: _mount_and_pack(lowers, str(view), out.fileno()))
     finally:
         with contextlib.suppress(OSError):
             view.rmdir()
@@ -128,36 +129,6 @@ def _mount_and_pack(lowers: list[str], view: str, out_fd: int) -> None:  # pragm
         raise RuntimeFailure(f"cannot mount the container's filesystem: {e.strerror}") from None
     with os.fdopen(os.dup(out_fd), "wb") as out:
         pack_layer_uncompressed(view, out)
-
-
-def _in_child(action) -> None:
-    """Run `action` in a forked child (its own mount namespace stays its own); its PyctrError re-raised here."""
-    import json
-
-    sys.stdout.flush()
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the forked child
-        code = 0
-        try:
-            os.close(report_r)
-            action()
-        except PyctrError as e:
-            code = 1
-            os.write(report_w, json.dumps({"message": e.message, "code": e.exit_code}).encode())
-        except BrokenPipeError:
-            code = 1
-        except BaseException as e:  # noqa: BLE001 - reported to the parent
-            code = 1
-            os.write(report_w, json.dumps({"message": f"{type(e).__name__}: {e}", "code": 125}).encode())
-        os._exit(code)
-    os.close(report_w)
-    with os.fdopen(report_r, "rb") as f:
-        message = f.read()
-    os.waitpid(child, 0)
-    if message:
-        report = json.loads(message)
-        raise PyctrError(report["message"], exit_code=report["code"])
 
 
 # ------------------------------------------------------------------------------------------ commit / import

@@ -397,8 +397,9 @@ def _decline(conn: socket.socket) -> None:
 class Server:
     """Keeps one spare worker waiting for a command, relays workers' exit status, leaves when idle or stale."""
 
-    def __init__(self, listener: socket.socket, path: str, idle: float) -> None:
+    def __init__(self, listener: socket.socket, path: str, idle: float, lock: int | None = None) -> None:
         self.listener: socket.socket | None = listener
+        self.lock = lock  # the installation's server lock: held while this server takes commands
         self.path = path
         self.path_inode = os.stat(path).st_ino  # to remove the socket only while it is still ours
         self.idle = idle
@@ -540,7 +541,12 @@ class Server:
                 os.unlink(self.path)
         self.listener.close()
         self.listener = None
-        self._drop_spare()
+        self._drop_spare()  # the spare shares the lock: gone now, as every worker closed its copy at start
+        if self.lock is not None:
+            # A retired server may relay a long command (a foreground `run`, `logs -f`) for hours: the next
+            # server must not wait for that to start.
+            os.close(self.lock)
+            self.lock = None
 
 
 def _bind(path: str) -> socket.socket:
@@ -596,7 +602,7 @@ def main() -> int:
     preload()
     gc.collect()
     gc.freeze()  # workers share these pages with the server instead of copying them on the first collection
-    server = Server(_bind(path), path, _idle_seconds())
+    server = Server(_bind(path), path, _idle_seconds(), lock)
     signal.signal(signal.SIGTERM, lambda *_: server.retire())
     server.serve()
     return 0

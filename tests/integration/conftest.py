@@ -199,6 +199,11 @@ def warm(pyctr):
         pyctr("version", check=True)
         return os.path.exists(client.socket_path()) and len(server_pids()) == 1
 
-    wait_for(up, timeout=30, what="the pyctr server")
+    try:
+        wait_for(up, timeout=30, what="the pyctr server")
+    except AssertionError as e:
+        from tests.integration.helpers import machine_snapshot
+
+        raise AssertionError(f"{e}\n{machine_snapshot()}") from None
     pyctr("pull", "-q", "busybox", check=True, timeout=120)
     return pyctr

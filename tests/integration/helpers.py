@@ -92,7 +92,7 @@ def remaining_problems(runner: PyctrRunner) -> list[str]:
 
 def assert_check_clean(runner: PyctrRunner, context: str) -> str:
     """`pyctr system check` repairs and exits 0, and nothing is left to repair. Returns its report."""
-    first = runner("system", "check", timeout=120)
+    first = run_or_explain_hang(runner, ("system", "check"), timeout=60)
     assert first.returncode == 0, f"{context}: system check exited {first.returncode}\n{first.stdout}{first.stderr}"
     assert first.stderr == "", f"{context}: {first.stderr}"
     remaining = remaining_problems(runner)
@@ -100,6 +100,75 @@ def assert_check_clean(runner: PyctrRunner, context: str) -> str:
     if first.stdout:
         print(f"{context}:\n{first.stdout}", end="")  # shown with -s: what the kill left and check repaired
     return first.stdout
+
+
+def run_or_explain_hang(runner: PyctrRunner, args: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess:
+    """Run a command to its end; if it hangs, fail with what the machine looked like while it hung (its
+    kernel stack, the flock holders, frozen cgroups, pyctr's processes): a hang on a CI machine must explain
+    itself, as it cannot be looked at afterwards."""
+    proc = subprocess.Popen([str(PYCTR_BIN), *args], env=runner.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        report = machine_snapshot([proc.pid, *_descendants(proc.pid)])
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"`pyctr {' '.join(args)}` hung for {timeout} s\nstdout: {out}\nstderr: {err}\n"
+                             f"{report}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        with contextlib.suppress(OSError):
+            kids = [int(c) for c in Path(f"/proc/{todo.pop()}/task").glob("*/children")
+                    for c in c.read_text().split()]
+            found += kids
+            todo += kids
+    return found
+
+
+def _proc_line(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text().splitlines()[0]
+    except OSError:
+        return f"{pid}: gone"
+    return f"{pid} ppid={stat[1]} state={stat[0]} wchan={wchan} {cgroup} :: {cmd}"
+
+
+def machine_snapshot(focus: list[int] = ()) -> str:  # type: ignore[assignment]
+    """A text picture for a failure message: the focus processes with their kernel stacks, pyctr's processes,
+    flock holders, frozen pyctr cgroups, and the warm server's pids."""
+    lines = ["-- focus processes"]
+    for pid in focus:
+        lines.append(_proc_line(pid))
+        with contextlib.suppress(OSError):
+            lines += ["    " + frame for frame in Path(f"/proc/{pid}/stack").read_text().splitlines()[:12]]
+    lines.append("-- pyctr processes")
+    for entry in sorted(filter(str.isdigit, os.listdir("/proc")), key=int):
+        with contextlib.suppress(OSError):
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if b"pyctr" in cmd or b"busybox" in cmd:
+                lines.append(_proc_line(int(entry)))
+    lines.append("-- flock holders (/proc/locks)")
+    with contextlib.suppress(OSError):
+        for row in Path("/proc/locks").read_text().splitlines()[:60]:
+            fields = row.split()
+            waiting = len(fields) > 1 and fields[1] == "->"  # a blocked waiter: one more column
+            pid = fields[5 if waiting else 4] if len(fields) > 5 else None
+            lines.append(row + (f"   <- {_proc_line(int(pid))}" if pid and pid.isdigit() else ""))
+    lines.append("-- frozen pyctr cgroups")
+    for state in Path("/sys/fs/cgroup").glob("freezer/pyctr/*/freezer.state"):
+        with contextlib.suppress(OSError):
+            if (value := state.read_text().strip()) != "THAWED":
+                lines.append(f"{state.parent.name} {value} procs={state.with_name('cgroup.procs').read_text().split()}")
+    lines.append(f"-- server pids {server_pids()} socket {os.path.exists(client.socket_path())}")
+    return "\n".join(lines)
 
 
 def mounts_under(root: Path) -> list[str]:

@@ -126,6 +126,26 @@ def test_a_stale_server_hands_over_to_a_fresh_one(warm) -> None:
     wait_for(fresh, timeout=30, what="a fresh server")
 
 
+def test_a_retired_server_still_relaying_a_long_command_lets_a_fresh_server_start(warm) -> None:
+    """A retired server keeps relaying its workers' exit status, which may take hours (a foreground `run`);
+    meanwhile the next command must find a fresh server, not run in-process for as long."""
+    [old] = server_pids()
+    long = subprocess.Popen([str(PYCTR_BIN), "run", "--rm", "--network", "none", "busybox", "sleep", "6"],
+                            env=warm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(children_of(old)) >= 2, what="the long command's worker")  # worker + new spare
+        os.kill(old, signal.SIGTERM)  # retire: as when the code on disk changes
+        def fresh() -> bool:
+            warm("version", check=True)
+            return bool(server_pids()) and server_pids() != [old]
+
+        wait_for(fresh, timeout=5, what="a fresh server while the retired one relays")
+        assert os.path.exists(f"/proc/{old}"), "the retired server left before its worker finished"
+    finally:
+        out, err = long.communicate(timeout=60)
+    assert (long.returncode, err) == (0, ""), "the retired server did not relay the exit status"
+
+
 def test_an_idle_server_leaves_and_removes_its_socket(tmp_path: Path) -> None:
     path = tmp_path / "s.sock"
     code = (

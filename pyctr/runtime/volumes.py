@@ -18,6 +18,7 @@ import errno
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -118,8 +119,11 @@ class VolumeStore:
             raise no_such_volume(name)
         directory = self.root / name
         data_dir = directory / "_data"
-        if not data_dir.is_dir() or data_dir.is_symlink():
-            raise no_such_volume(name)
+        try:
+            if not stat.S_ISDIR(os.lstat(data_dir).st_mode):
+                raise no_such_volume(name)
+        except OSError:  # missing, or a name longer than a file name can be: no such volume either way
+            raise no_such_volume(name) from None
         try:
             meta = read_json(directory / METADATA)
         except (OSError, ValueError):
@@ -173,7 +177,10 @@ class VolumeStore:
             return self.get(name)
         directory = self.root / name
         ensure_dir(self.root)
-        directory.mkdir(mode=0o700, exist_ok=True)
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+        except OSError as e:  # a valid name longer than the filesystem allows: dockerd's mkdir error
+            raise MountError(f"create {name}: mkdir {directory}: {e.strerror.lower()}") from None
         (directory / "_data").mkdir(mode=0o755, exist_ok=True)
         meta = {"Name": name, "Driver": "local", "Labels": labels, "Options": options}
         atomic_write_json(directory / METADATA, meta, mode=0o600, durable=False)
@@ -485,8 +492,6 @@ def _copy_in_child(spec, points: list[MountPoint]) -> None:  # pragma: no cover 
 
 
 def _copy_one(root_fd: int, point: MountPoint, merged: str) -> None:  # pragma: no cover - in the forked child
-    import stat
-
     from pyctr.runtime.copy import CopyOptions, copy_tree
     from pyctr.runtime.rootfs import resolve_in_root
 

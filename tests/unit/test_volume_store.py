@@ -219,3 +219,15 @@ def test_every_host_path_a_local_volume_names_is_checked_not_only_a_bind_device(
                           "o": "lowerdir=/var/lib/pyctr:/srv/low,upperdir=/srv/up,workdir=/srv/work"}) == [
         "/var/lib/pyctr", "/srv/low", "/srv/up", "/srv/work"]
     assert host_paths_of({"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}) == []
+
+
+def test_a_name_longer_than_a_file_name_is_dockerds_mkdir_error_and_otherwise_no_such_volume(store):
+    name = "a" * 300  # a valid volume name (Docker's pattern has no length limit): the filesystem refuses it
+    with pytest.raises(MountError) as created:
+        store.create(name)
+    assert created.value.message == f"create {name}: mkdir {store.root / name}: file name too long"
+    for lookup in (store.get, store.remove):
+        with pytest.raises(NotFoundError) as missing:
+            lookup(name)
+        assert str(missing.value.message) == f"Error: No such volume: {name}"
+    assert store.names() == []

@@ -83,6 +83,20 @@ def container_options(f):
         click.option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)"),
         _multiple("--expose", metavar="LIST", help="Expose a port or a range of ports"),
         click.option("-q", "--quiet", is_flag=True, help="Suppress the pull output"),
+        # kernel flags (p15-ns)
+        _multiple("--device", "devices", metavar="LIST", help="Add a host device to the container"),
+        click.option("--ipc", default="", help="IPC mode to use"),
+        click.option("--pid", default="", help="PID namespace to use"),
+        click.option("--uts", default="", help="UTS namespace to use"),
+        click.option("--cgroupns", default="", help="Cgroup namespace to use (host|private)"),
+        click.option("--userns", default="", help="User namespace to use"),
+        _multiple("--sysctl", "sysctls", metavar="map", help="Sysctl options"),
+        click.option("--shm-size", default=None, help="Size of /dev/shm"),
+        click.option("--oom-kill-disable", is_flag=True, help="Disable OOM Killer"),
+        click.option("--memory-reservation", default=None, help="Memory soft limit"),
+        click.option("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1)"),
+        click.option("--blkio-weight", type=int, default=None,
+                     help="Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)"),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -118,6 +132,12 @@ def run_options(detach: bool, kw: dict):
         health_retries=kw["health_retries"], no_healthcheck=kw["no_healthcheck"], ulimits=list(kw["ulimits"]),
         cidfile=kw["cidfile"], pull=kw["pull"], gpus=kw["gpus"], oom_score_adj=kw["oom_score_adj"],
         expose=list(kw["expose"]), quiet=kw["quiet"],
+        # kernel flags (p15-ns)
+        devices=list(kw.get("devices") or ()), ipc=kw.get("ipc") or "", pid=kw.get("pid") or "",
+        uts=kw.get("uts") or "", cgroupns=kw.get("cgroupns") or "", userns=kw.get("userns") or "",
+        sysctls=list(kw.get("sysctls") or ()), shm_size=kw.get("shm_size"),
+        oom_kill_disable=bool(kw.get("oom_kill_disable")), memory_reservation=kw.get("memory_reservation"),
+        cpuset_cpus=kw.get("cpuset_cpus"), blkio_weight=kw.get("blkio_weight"),
     )
 
 

@@ -166,6 +166,7 @@ def run(app: AppContext, detach: bool, **kw) -> None:
     options = run_options(detach, kw)
     if options.tty and options.interactive and not detach and not os.isatty(0):
         raise ClientError("the input device is not a TTY", exit_code=1)  # Docker's check, before anything is made
+    _warn_oom_kill_disable(options)
     record = container.create(app.config, options)
     if detach:
         container.start_detached(app.config, record)
@@ -182,8 +183,17 @@ def create(app: AppContext, **kw) -> None:
     """Create a new container (prints its id)."""
     from pyctr.runtime import container
 
-    record = container.create(app.config, run_options(False, kw))
+    options = run_options(False, kw)
+    _warn_oom_kill_disable(options)
+    record = container.create(app.config, options)
     click.echo(record.id)
+
+
+def _warn_oom_kill_disable(options) -> None:
+    """docker-cli's own warning, before it asks for the create (p15-ns)."""
+    if options.oom_kill_disable and not options.memory:
+        click.echo("WARNING: Disabling the OOM killer on containers without setting a '-m/--memory' limit may be "
+                   "dangerous.", err=True)
 
 
 def _for_each(refs: tuple[str, ...], action, *, forgive_missing: bool = False, summary: str | None = None) -> None:

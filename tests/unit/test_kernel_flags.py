@@ -309,3 +309,13 @@ def test_own_cgroup_sources_v1():
 def test_own_cgroup_sources_v2():
     mountinfo = "30 23 0:27 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
     assert own_cgroup_sources(mountinfo, f"0::/pyctr/{CID}\n") == [("", f"/sys/fs/cgroup/pyctr/{CID}")]
+
+
+def test_exec_joins_the_namespaces_a_container_shares_with_another():
+    from pyctr.runtime.exec import namespaces_to_join, shared_namespaces
+
+    s, _ = spec(pid="container:a", ipc="container:a")
+    assert shared_namespaces(s) == ["pid", "ipc"]
+    assert {ns.name for ns in namespaces_to_join(s.namespaces + shared_namespaces(s))} >= {"pid", "ipc", "uts"}
+    host, _ = spec(pid="host", ipc="host")
+    assert shared_namespaces(host) == []  # the host's: an exec stays in them, as the container does

@@ -88,11 +88,8 @@ def _kernel_choices(options: RunOptions, out=None):
     version, support = kernel_flags.host_support()
     network = "host" if options.network == "host" else "private"
     kernel = kernel_flags.decide(options, network, version, parse_limits(options).memory, support)
-    for warning in kernel.resources.warnings:
+    for warning in kernel.resources.warnings:  # dockerd's (the API returns them as Warnings)
         print(f"WARNING: {warning}", file=out or sys.stderr, flush=True)
-    if options.oom_kill_disable and not options.memory:  # docker-cli's own warning
-        print("WARNING: Disabling the OOM killer on containers without setting a '-m/--memory' limit may be "
-              "dangerous.", file=out or sys.stderr, flush=True)
     return kernel
 
 

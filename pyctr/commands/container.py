@@ -95,7 +95,7 @@ def container_options(f):
         click.option("--oom-kill-disable", is_flag=True, help="Disable OOM Killer"),
         click.option("--memory-reservation", default=None, help="Memory soft limit"),
         click.option("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1)"),
-        click.option("--blkio-weight", type=int, default=None,
+        click.option("--blkio-weight", default=None,
                      help="Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)"),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
@@ -137,8 +137,14 @@ def run_options(detach: bool, kw: dict):
         uts=kw.get("uts") or "", cgroupns=kw.get("cgroupns") or "", userns=kw.get("userns") or "",
         sysctls=list(kw.get("sysctls") or ()), shm_size=kw.get("shm_size"),
         oom_kill_disable=bool(kw.get("oom_kill_disable")), memory_reservation=kw.get("memory_reservation"),
-        cpuset_cpus=kw.get("cpuset_cpus"), blkio_weight=kw.get("blkio_weight"),
+        cpuset_cpus=kw.get("cpuset_cpus"), blkio_weight=_blkio_weight(kw.get("blkio_weight")),
     )
+
+
+def _blkio_weight(text: str | None) -> int | None:
+    from pyctr.runtime.kernel_flags import parse_uint16_flag
+
+    return parse_uint16_flag("--blkio-weight", text)
 
 
 def flag_duration(flag: str, value: str | None) -> int:

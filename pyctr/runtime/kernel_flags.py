@@ -249,9 +249,23 @@ def _blkio_weight(value: int | None) -> int:
     """pflag's Uint16Var."""
     if value is None:
         return 0
-    if not 0 <= value <= 65535:
-        raise _flag_error("--blkio-weight", str(value), f'strconv.ParseUint: parsing "{value}": '
-                          + ("value out of range" if value > 0 else "invalid syntax"))
+    return parse_uint16_flag("--blkio-weight", str(value)) or 0
+
+
+def parse_uint16_flag(flag: str, text: str | None) -> int | None:
+    """pflag's Uint16Var (strconv.ParseUint(s, 0, 16): decimal, 0x.., 0o.., 0b.., a leading 0 is octal, no
+    sign); its words when it fails."""
+    if text is None:
+        return None
+    invalid = _flag_error(flag, text, f'strconv.ParseUint: parsing "{text}": invalid syntax')
+    if not text or text.startswith(("-", "+")):
+        raise invalid
+    try:
+        value = int(text, 8) if len(text) > 1 and text[0] == "0" and text[1:].isdigit() else int(text, 0)
+    except ValueError:
+        raise invalid from None
+    if value > 65535:
+        raise _flag_error(flag, text, f'strconv.ParseUint: parsing "{text}": value out of range')
     return value
 
 

@@ -319,3 +319,17 @@ def test_exec_joins_the_namespaces_a_container_shares_with_another():
     assert {ns.name for ns in namespaces_to_join(s.namespaces + shared_namespaces(s))} >= {"pid", "ipc", "uts"}
     host, _ = spec(pid="host", ipc="host")
     assert shared_namespaces(host) == []  # the host's: an exec stays in them, as the container does
+
+
+@pytest.mark.parametrize(("text", "expected"), [("300", 300), ("0", 0), ("0x10", 16), ("010", 8), ("65535", 65535)])
+def test_uint16_flag_as_pflag(text, expected):
+    assert kf.parse_uint16_flag("--blkio-weight", text) == expected
+
+
+@pytest.mark.parametrize(("text", "reason"), [("abc", "invalid syntax"), ("-1", "invalid syntax"),
+                                              ("+5", "invalid syntax"), ("65536", "value out of range")])
+def test_uint16_flag_refused_as_pflag(text, reason):
+    with pytest.raises(UsageError) as e:
+        kf.parse_uint16_flag("--blkio-weight", text)
+    assert e.value.message == f'invalid argument "{text}" for "--blkio-weight" flag: strconv.ParseUint: ' \
+                              f'parsing "{text}": {reason}'

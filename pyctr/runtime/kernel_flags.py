@@ -379,8 +379,18 @@ class KernelChoices:
 
 def host_cpus() -> str:
     """The CPUs this process may use, as a cpuset list (dockerd reads its cgroup's cpuset.cpus)."""
-    cpus = sorted(os.sched_getaffinity(0))
-    return ",".join(str(c) for c in cpus) if cpus else "0"
+    return cpu_list(os.sched_getaffinity(0)) or "0"
+
+
+def cpu_list(cpus) -> str:
+    """{0, 1, 2, 5} -> "0-2,5", the kernel's cpuset list form."""
+    ranges: list[list[int]] = []
+    for cpu in sorted(cpus):
+        if ranges and cpu == ranges[-1][1] + 1:
+            ranges[-1][1] = cpu
+        else:
+            ranges.append([cpu, cpu])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
 def decide(options, network_mode: str, cgroup_version: int = 2, memory: int | None = None,

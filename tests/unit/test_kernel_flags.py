@@ -333,3 +333,8 @@ def test_uint16_flag_refused_as_pflag(text, reason):
         kf.parse_uint16_flag("--blkio-weight", text)
     assert e.value.message == f'invalid argument "{text}" for "--blkio-weight" flag: strconv.ParseUint: ' \
                               f'parsing "{text}": {reason}'
+
+
+def test_cpu_list_is_the_kernels_form():
+    assert kf.cpu_list({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8" and kf.cpu_list({3}) == "3" and kf.cpu_list(set()) == ""
+    assert kf.parse_uint_list(kf.cpu_list({0, 1, 2, 5})) == {0, 1, 2, 5}

@@ -197,3 +197,17 @@ def test_device_node_and_its_cgroup_rule(lc, cleanup):
     assert 'error gathering device information while adding custom device "/dev/kf-nope": no such file or ' \
            "directory" in refused(lc, *QUIET, "--device", "/dev/kf-nope", "busybox")
     assert 'for "--device" flag: bad mode specified: rwx' in refused(lc, "--device", "/dev/a:/dev/b:rwx", "busybox")
+
+
+def test_donors_are_looked_up_at_start_as_dockerd_does(lc, cleanup):
+    cleanup += ["kf-late", "kf-stopped"]
+    lc("create", *QUIET, "--name", "kf-late", "--ipc", "container:kf-nope", "busybox", "true", check=True)
+    started = lc("start", "kf-late")
+    assert started.returncode != 0
+    assert "can't join IPC of container kf-nope: No such container: kf-nope" in started.stderr
+    assert inspect(lc, "kf-late")["HostConfig"]["IpcMode"] == "container:kf-nope"
+    lc("run", *QUIET, "--name", "kf-stopped", "--ipc", "shareable", "busybox", "true", check=True)
+    stopped_id = inspect(lc, "kf-stopped")["Id"]
+    assert f"can't join IPC of container kf-stopped: Container {stopped_id} is not running" in refused(
+        lc, *QUIET, "--ipc", "container:kf-stopped", "busybox")
+    assert mounts_under(lc.root) == []  # the stopped donor's shareable /dev/shm went at its exit

@@ -43,8 +43,12 @@ def create(request: Request) -> None:
         ImageStore(config().paths).resolve(options.image)  # dockerd never pulls on create: the client does on 404
     except NotFoundError:
         raise NotFoundError(f"No such image: {parse_reference(options.image).familiar}") from None
-    record = container.create(config(), options, out=open(os.devnull, "w"))  # noqa: SIM115
-    request.send_json({"Id": record.id, "Warnings": []}, status=201)
+    import io
+
+    out = io.StringIO()  # no pull happens here; dockerd's warnings (p15-ns: flags the kernel cannot honour) do
+    record = container.create(config(), options, out=out)
+    warnings = [line.removeprefix("WARNING: ") for line in out.getvalue().splitlines() if line.startswith("WARNING: ")]
+    request.send_json({"Id": record.id, "Warnings": warnings}, status=201)
 
 
 @route("GET", "/containers/json")

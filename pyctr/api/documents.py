@@ -203,7 +203,37 @@ def create_options(body: Any, name: str | None):
         network_aliases=aliases, ip=ip, restart=restart_text(host.get("RestartPolicy")),
         ulimits=ulimit_specs(host.get("Ulimits")), expose=list(_dict(body.get("ExposedPorts"), "ExposedPorts")),
         **healthcheck_fields(body.get("Healthcheck")),
+        **kernel_flag_fields(host),
     )
+
+
+def kernel_flag_fields(host: dict) -> dict:
+    """HostConfig's namespace, device, sysctl and cgroup keys -> RunOptions' kernel flags (p15-ns), in the form
+    `docker run` flags would have given them."""
+    devices = []
+    for item in host.get("Devices") or []:
+        item = _dict(item, "a HostConfig.Devices entry")
+        source = str(item.get("PathOnHost") or "")
+        devices.append(f"{source}:{item.get('PathInContainer') or source}:{item.get('CgroupPermissions') or 'rwm'}")
+    sysctls = _dict(host.get("Sysctls"), "Sysctls")
+    weight = host.get("BlkioWeight")
+    return {
+        "devices": devices, "ipc": _text(host.get("IpcMode"), "IpcMode"), "pid": _text(host.get("PidMode"), "PidMode"),
+        "uts": _text(host.get("UTSMode"), "UTSMode"), "cgroupns": _text(host.get("CgroupnsMode"), "CgroupnsMode"),
+        "userns": _text(host.get("UsernsMode"), "UsernsMode"), "sysctls": [f"{k}={v}" for k, v in sysctls.items()],
+        "shm_size": _bytes_text(host.get("ShmSize")), "oom_kill_disable": bool(host.get("OomKillDisable")),
+        "memory_reservation": _bytes_text(host.get("MemoryReservation")),
+        "cpuset_cpus": _text(host.get("CpusetCpus"), "CpusetCpus") or None,
+        "blkio_weight": int(weight) if isinstance(weight, int) and weight else None,
+    }
+
+
+def _text(value: Any, name: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UsageError(f"HostConfig.{name} must be a string")
+    return value
 
 
 def parse_filters(text: str | None) -> dict[str, list[str]]:

@@ -83,6 +83,20 @@ def container_options(f):
         click.option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)"),
         _multiple("--expose", metavar="LIST", help="Expose a port or a range of ports"),
         click.option("-q", "--quiet", is_flag=True, help="Suppress the pull output"),
+        # kernel flags (p15-ns)
+        _multiple("--device", "devices", metavar="LIST", help="Add a host device to the container"),
+        click.option("--ipc", default="", help="IPC mode to use"),
+        click.option("--pid", default="", help="PID namespace to use"),
+        click.option("--uts", default="", help="UTS namespace to use"),
+        click.option("--cgroupns", default="", help="Cgroup namespace to use (host|private)"),
+        click.option("--userns", default="", help="User namespace to use"),
+        _multiple("--sysctl", "sysctls", metavar="map", help="Sysctl options"),
+        click.option("--shm-size", default=None, help="Size of /dev/shm"),
+        click.option("--oom-kill-disable", is_flag=True, help="Disable OOM Killer"),
+        click.option("--memory-reservation", default=None, help="Memory soft limit"),
+        click.option("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1)"),
+        click.option("--blkio-weight", default=None,
+                     help="Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)"),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -118,7 +132,19 @@ def run_options(detach: bool, kw: dict):
         health_retries=kw["health_retries"], no_healthcheck=kw["no_healthcheck"], ulimits=list(kw["ulimits"]),
         cidfile=kw["cidfile"], pull=kw["pull"], gpus=kw["gpus"], oom_score_adj=kw["oom_score_adj"],
         expose=list(kw["expose"]), quiet=kw["quiet"],
+        # kernel flags (p15-ns)
+        devices=list(kw.get("devices") or ()), ipc=kw.get("ipc") or "", pid=kw.get("pid") or "",
+        uts=kw.get("uts") or "", cgroupns=kw.get("cgroupns") or "", userns=kw.get("userns") or "",
+        sysctls=list(kw.get("sysctls") or ()), shm_size=kw.get("shm_size"),
+        oom_kill_disable=bool(kw.get("oom_kill_disable")), memory_reservation=kw.get("memory_reservation"),
+        cpuset_cpus=kw.get("cpuset_cpus"), blkio_weight=_blkio_weight(kw.get("blkio_weight")),
     )
+
+
+def _blkio_weight(text: str | None) -> int | None:
+    from pyctr.runtime.kernel_flags import parse_uint16_flag
+
+    return parse_uint16_flag("--blkio-weight", text)
 
 
 def flag_duration(flag: str, value: str | None) -> int:
@@ -146,6 +172,7 @@ def run(app: AppContext, detach: bool, **kw) -> None:
     options = run_options(detach, kw)
     if options.tty and options.interactive and not detach and not os.isatty(0):
         raise ClientError("the input device is not a TTY", exit_code=1)  # Docker's check, before anything is made
+    _warn_oom_kill_disable(options)
     record = container.create(app.config, options)
     if detach:
         container.start_detached(app.config, record)
@@ -162,8 +189,17 @@ def create(app: AppContext, **kw) -> None:
     """Create a new container (prints its id)."""
     from pyctr.runtime import container
 
-    record = container.create(app.config, run_options(False, kw))
+    options = run_options(False, kw)
+    _warn_oom_kill_disable(options)
+    record = container.create(app.config, options)
     click.echo(record.id)
+
+
+def _warn_oom_kill_disable(options) -> None:
+    """docker-cli's own warning, before it asks for the create (p15-ns)."""
+    if options.oom_kill_disable and not options.memory:
+        click.echo("WARNING: Disabling the OOM killer on containers without setting a '-m/--memory' limit may be "
+                   "dangerous.", err=True)
 
 
 def _for_each(refs: tuple[str, ...], action, *, forgive_missing: bool = False, summary: str | None = None) -> None:

@@ -110,6 +110,12 @@ class ExecPlan(NamedTuple):
 # ------------------------------------------------------------------------------------------ deciding (pure)
 
 
+def shared_namespaces(spec) -> list[str]:
+    """--pid/--ipc container:X (p15-ns): the container runs in X's namespace, which an exec joins too."""
+    return [name for name, mode in (("pid", spec.pid_mode), ("ipc", spec.ipc_mode))
+            if mode.startswith("container:") and name not in spec.namespaces]
+
+
 def namespaces_to_join(container_namespaces: list[str]) -> tuple[Namespace, ...]:
     """The container's own namespaces, in joining order; one it shares with the host (net=host) is skipped."""
     return tuple(Namespace(name, proc, flag) for name, proc, flag in NAMESPACES if name in container_namespaces)
@@ -164,7 +170,7 @@ def plan_exec(container_id: str, spec: ContainerSpec, state: ContainerState, opt
         container_id=container_id,
         pid=state.pid,
         pid_start_time=state.pid_start_time,
-        namespaces=namespaces_to_join(spec.namespaces),
+        namespaces=namespaces_to_join(spec.namespaces + shared_namespaces(spec)),
         spec=replace(spec, process=process),
         container_spec=spec,
         tty=process.terminal,

@@ -74,7 +74,11 @@ def set_up_and_exec(spec: ContainerSpec, fds: ChildFds, kernel: Kernel = KERNEL)
     kernel.set_dumpable(False)
     os.umask(0o022)
     sequence.install_stdio(fds.stdin, fds.stdout, fds.stderr)
+    join_namespaces(spec, kernel)
     kernel.unshare(namespace_flags(spec))
+    # --sysctl (p15-ns): written once the network exists (M made it), through the host's /proc/sys (the
+    # container's own is read-only by then); what a net.* or ipc key names is this process's namespace's.
+    proc_sys = os.open("/proc/sys", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if spec.sysctls else -1
     os.write(fds.report, report.READY)
     if "net" in spec.namespaces:
         kernel.bring_loopback_up()
@@ -91,6 +95,8 @@ def set_up_and_exec(spec: ContainerSpec, fds: ChildFds, kernel: Kernel = KERNEL)
         if os.read(fds.go, 1) != report.GO:  # M made the network meanwhile
             os._exit(125)
         os.close(fds.go)
+        if proc_sys >= 0:
+            write_sysctls(proc_sys, spec.sysctls)
 
     kernel.seal_imports()  # the launcher preloaded all we need; after pivot_root an import would read the image
     build_rootfs(spec, None if fds.console_socket is not None else fds.console, in_cgroup, kernel)
@@ -105,6 +111,36 @@ def set_up_and_exec(spec: ContainerSpec, fds: ChildFds, kernel: Kernel = KERNEL)
         # A container outlives M (run -d, a killed client); a build's step must not (setuid cleared the signal).
         parent_death_signal=signal.SIGKILL if spec.dies_with_launcher else 0)
     sequence.run_command(spec, role, fds.report, fds.shim, fds.seccomp_program, kernel)
+
+
+def join_namespaces(spec: ContainerSpec, kernel: Kernel = KERNEL) -> None:
+    """--ipc container:X (p15-ns): enter the donor's IPC namespace (opened by path while /proc is the host's)."""
+    path = spec.join.get("ipc")
+    if path:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            kernel.setns(fd, syscalls.CLONE_NEWIPC)
+        finally:
+            os.close(fd)
+
+
+def write_sysctls(proc_sys: int, sysctls: dict[str, str]) -> None:
+    """runc's writeSystemProperty for each --sysctl, then the directory fd is closed; runc's error words."""
+    from pyctr.runtime.kernel_flags import sysctl_path
+
+    try:
+        for key, value in sysctls.items():
+            relative = sysctl_path(key)
+            try:
+                fd = os.open(relative, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=proc_sys)
+                try:
+                    os.write(fd, value.encode())
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise RuntimeFailure(f"write /proc/sys/{relative}: {(e.strerror or str(e)).lower()}") from None
+    finally:
+        os.close(proc_sys)
 
 
 def container_console(fds: ChildFds) -> None:

@@ -77,7 +77,7 @@ def plan_mounts(spec: ContainerSpec) -> list[Mount]:
         Mount("/sys", "sysfs", "sysfs", _KERNEL_FS_OPTIONS + ro),
         Mount("/sys/fs/cgroup", "cgroup", "cgroup", _KERNEL_FS_OPTIONS + ["relatime"] + ro),
         Mount("/dev/mqueue", "mqueue", "mqueue", list(_KERNEL_FS_OPTIONS)),
-        Mount("/dev/shm", "tmpfs", "shm", _KERNEL_FS_OPTIONS + ["mode=1777", "size=65536k"]),
+        *shm_mounts(spec),
     ]
     user_destinations = {m.destination for m in spec.mounts}
     for name in ("resolv.conf", "hostname", "hosts"):
@@ -89,6 +89,18 @@ def plan_mounts(spec: ContainerSpec) -> list[Mount]:
 
         mounts.append(Mount(INIT_PATH, "bind", INIT_BINARY, ["bind", "ro"]))
     return mounts
+
+
+def shm_mounts(spec: ContainerSpec) -> list[Mount]:
+    """/dev/shm by --ipc (p15-ns): none = no mount; a host dir (host's /dev/shm, a shareable container's tmpfs,
+    the donor's for container:X) = a bind of it; else the container's own tmpfs of --shm-size."""
+    from pyctr.runtime.kernel_flags import shm_mount_options
+
+    if spec.ipc_mode == "none":
+        return []
+    if spec.shm_source:
+        return [Mount("/dev/shm", "bind", spec.shm_source, ["rbind", "rprivate"])]
+    return [Mount("/dev/shm", "tmpfs", "shm", shm_mount_options(spec.shm_size))]
 
 
 # Option name -> (flag to set, flag to clear); anything else is filesystem data (mode=, size=...).
@@ -463,6 +475,80 @@ def create_devices(root_fd: int, console_fd: int | None = None, kernel: Kernel =
             kernel.mount(fd_path(src), fd_path(dst), None, s.MS_BIND)
 
 
+def create_user_devices(root_fd: int, nodes: list[dict], kernel: Kernel = KERNEL) -> None:
+    """--device (p15-ns): each host device as a node of the same type, numbers, mode and owner (runc's
+    createDeviceNode); a node already there (say, --device /dev/zero) is replaced."""
+    for node in nodes:
+        directory, name = os.path.split(os.path.normpath(node["path"]))
+        if not name or not directory.startswith("/"):
+            raise RuntimeFailure(f"invalid device path {node['path']!r}")
+        kind = stat.S_IFCHR if node["type"] == "c" else stat.S_IFBLK
+        with opened(ensure_in_root(root_fd, directory, "dir", follow=False)) as parent:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=parent)
+            kernel.mknod(name, kind | node["mode"], os.makedev(node["major"], node["minor"]), parent)
+            os.chown(name, node["uid"], node["gid"], dir_fd=parent, follow_symlinks=False)
+            os.chmod(name, node["mode"], dir_fd=parent)
+
+
+def own_cgroup_sources(mountinfo: str, proc_cgroup: str) -> list[tuple[str, str]]:
+    """--cgroupns host: (name under /sys/fs/cgroup, host directory) pairs = this process's own cgroup in each
+    hierarchy, as runc binds them without a cgroup namespace; ("", dir) for a pure v2 host."""
+    own: dict[frozenset, str] = {}
+    for line in proc_cgroup.splitlines():
+        _id, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        own[frozenset(c for c in controllers.split(",") if c)] = path
+    sources = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        mount_point = left.split()[4]
+        fstype, _source, superopts = (right.split() + ["", "", ""])[:3]
+        keys = frozenset(o for o in superopts.split(",") if o not in ("rw", "ro", "xattr", "noprefix",
+                                                                         "clone_children", "cpuset_v2_mode")
+                         and ("=" not in o or o.startswith("name=")))
+        if fstype == "cgroup2" and frozenset() in own and mount_point == CGROUP_ROOT:
+            return [("", mount_point + own[frozenset()].rstrip("/"))]
+        if fstype == "cgroup" and keys in own:
+            sources.append((os.path.basename(mount_point), mount_point + own[keys].rstrip("/")))
+    return sources
+
+
+def bind_own_cgroups(root_fd: int, root: str, mount: Mount, kernel: Kernel = KERNEL) -> None:
+    """/sys/fs/cgroup without a cgroup namespace: a tmpfs holding a bind of the container's own directory of
+    each v1 hierarchy (read-only unless --privileged), or that directory of the v2 tree at /sys/fs/cgroup."""
+    from pyctr.runtime import syscalls as s
+
+    flags, _propagation, _data = parse_options(mount.options)
+    extra = s.MS_NOSUID | s.MS_NOEXEC | s.MS_NODEV | (flags & s.MS_RDONLY)
+    sources = own_cgroup_sources(Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text())
+    if sources[:1] and sources[0][0] == "":
+        _bind_kernel_dir(root_fd, root, mount.destination, sources[0][1], extra, kernel)
+        return
+    with opened(_target(root_fd, root, Mount(mount.destination, "tmpfs", "tmpfs"), True)) as dst:
+        kernel.mount("tmpfs", fd_path(dst), "tmpfs", s.MS_NOSUID | s.MS_NOEXEC | s.MS_NODEV, "mode=755")
+    for name, source in sources:
+        _bind_kernel_dir(root_fd, root, f"{mount.destination}/{name}", source, extra, kernel)
+    with opened(resolve_in_root(root_fd, mount.destination, follow=False)) as top:
+        for link, target in comounted_links([name for name, _ in sources]):
+            with contextlib.suppress(FileExistsError):
+                os.symlink(target, link, dir_fd=top)
+
+
+def _bind_kernel_dir(root_fd: int, root: str, destination: str, source: str, flags: int, kernel: Kernel) -> None:
+    """A host cgroup directory bound under /sys/fs/cgroup: the target is made and checked as a kernel
+    filesystem's is (never through a symlink), which user binds may not do there."""
+    from pyctr.runtime import syscalls as s
+
+    with opened(os.open(source, s.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as src, \
+            opened(_target(root_fd, root, Mount(destination, "cgroup", "cgroup"), True)) as dst:
+        kernel.mount(fd_path(src), fd_path(dst), None, s.MS_BIND)
+    with opened(resolve_in_root(root_fd, destination, follow=False)) as mounted:  # the bind, not the dir below
+        kernel.mount(None, fd_path(mounted), None, s.MS_REMOUNT | s.MS_BIND | flags)
+
+
 def bind_console(slave_fd: int, kernel: Kernel = KERNEL) -> None:
     """/dev/console = the container's own pty slave (runc's mountConsole); after pivot_root, so the slave (on
     the container's devpts) is a bind source in this mount namespace and "/" is the container's root."""
@@ -600,8 +686,12 @@ def build_rootfs(spec: ContainerSpec, console_fd: int | None = None,
         if in_cgroup is not None:
             in_cgroup()
         for mount in late:
-            _apply(root_fd, root, mount, kernel)
+            if mount.type == "cgroup" and "cgroup" not in spec.namespaces:
+                bind_own_cgroups(root_fd, root, mount, kernel)  # --cgroupns host (p15-ns)
+            else:
+                _apply(root_fd, root, mount, kernel)
         create_devices(root_fd, console_fd, kernel)
+        create_user_devices(root_fd, spec.device_nodes, kernel)
         readonly_paths(root_fd, spec.readonly_paths, kernel)
         mask_paths(root_fd, spec.masked_paths, kernel)
     pivot_into(root, kernel)

@@ -98,6 +98,19 @@ class RunOptions:
     quiet: bool = False
     # Engine API (p16-netvol): Config.Healthcheck.Test in exec form (["CMD", ...]), which no flag can say
     health_test: list[str] | None = None
+    # kernel flags (p15-ns): runtime/kernel_flags.py parses and checks them
+    devices: list[str] = field(default_factory=list)  # --device HOST[:CONTAINER[:PERMS]]
+    ipc: str = ""  # "" (dockerd's default: private) | private | shareable | host | none | container:X
+    pid: str = ""  # "" | host | container:X
+    uts: str = ""  # "" | host
+    cgroupns: str = ""  # "" (dockerd's default for this host's cgroups) | host | private
+    userns: str = ""  # "" | host
+    sysctls: list[str] = field(default_factory=list)
+    shm_size: str | None = None
+    oom_kill_disable: bool = False
+    memory_reservation: str | None = None
+    cpuset_cpus: str | None = None
+    blkio_weight: int | None = None
 
 
 @dataclass
@@ -159,6 +172,11 @@ class LimitsSpec:
     cpu_period: int | None = None
     cpu_shares: int | None = None
     pids_limit: int | None = None
+    # kernel flags (p15-ns)
+    memory_reservation: int = 0
+    oom_kill_disable: bool | None = False  # None where the kernel cannot (cgroup v2): inspect shows null
+    cpuset_cpus: str = ""
+    blkio_weight: int = 0
 
 
 @dataclass
@@ -201,6 +219,17 @@ class ContainerSpec:
     config_env: list[str] = field(default_factory=list)  # Docker's Config.Env (image's + user's, see config_env)
     dies_with_launcher: bool = False  # a build's RUN: SIGKILLed when the process that launched it dies
     mount_points: list[dict] = field(default_factory=list)  # mounts.MountPoint dicts: inspect's Mounts, volumes
+    # kernel flags (p15-ns)
+    ipc_mode: str = "private"  # private | shareable | host | none | container:X
+    pid_mode: str = ""  # "" | host | container:X
+    shm_size: int = 64 * 1024 * 1024
+    sysctls: dict[str, str] = field(default_factory=dict)
+    devices: list[dict] = field(default_factory=list)  # kernel_flags.DeviceMapping.to_docker() dicts
+    # Filled by the launcher at each start, never stored: the namespaces to join ({"pid": "/proc/N/ns/pid"}),
+    # the device nodes to create (kernel_flags.DeviceNode dicts), the host dir bound on /dev/shm.
+    join: dict[str, str] = field(default_factory=dict)
+    device_nodes: list[dict] = field(default_factory=list)
+    shm_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -421,7 +450,8 @@ def _check_network(mode: str) -> str:
 def make_spec(image_config: dict, options: RunOptions, container_id: str, name: str, bundle_dir: Path,
               lowerdirs: list[Path], *, image_id: str = "", volumes_root: Path | None = None,
               host_env: dict[str, str] | None = None, host_cpus: int | None = None,
-              inherited_mounts: list | None = None, volume_options: dict[str, dict] | None = None) -> ContainerSpec:
+              inherited_mounts: list | None = None, volume_options: dict[str, dict] | None = None,
+              kernel: Any = None) -> ContainerSpec:
     """Decide everything about a container from its image config and the command line. Pure.
 
     `image_config` is the image's config JSON (its "config" object, or the whole
@@ -462,7 +492,14 @@ def make_spec(image_config: dict, options: RunOptions, container_id: str, name: 
         seccomp_profile=security.seccomp_profile,
         capabilities=capabilities,
     )
-    namespaces = ["pid", "mount", "uts", "ipc", "cgroup"] + ([] if network_mode == "host" else ["net"])
+    limits = parse_limits(options, host_cpus)
+    if kernel is None:
+        from pyctr.runtime import kernel_flags
+
+        kernel = kernel_flags.decide(options, network_mode, memory=limits.memory)
+    resources = kernel.resources
+    limits.memory_reservation, limits.oom_kill_disable = resources.memory_reservation, resources.oom_kill_disable
+    limits.cpuset_cpus, limits.blkio_weight = resources.cpuset_cpus, resources.blkio_weight
     return ContainerSpec(
         id=container_id,
         name=name,
@@ -481,8 +518,8 @@ def make_spec(image_config: dict, options: RunOptions, container_id: str, name: 
         mounts=mounts,
         masked_paths=[] if options.privileged else list(MASKED_PATHS),
         readonly_paths=[] if options.privileged else list(READONLY_PATHS),
-        namespaces=namespaces,
-        limits=parse_limits(options, host_cpus),
+        namespaces=list(kernel.namespaces),
+        limits=limits,
         network=NetworkSpec(network_mode, list(options.publish), options.publish_all, _check_dns(options.dns),
                             list(options.add_host)),
         privileged=options.privileged,
@@ -495,6 +532,8 @@ def make_spec(image_config: dict, options: RunOptions, container_id: str, name: 
         volumes_to_create=[p.source for p in points if p.create_source or p.type == "volume"],
         config_env=config_env(config, user_env, host_env),
         mount_points=[p.to_dict() for p in points],
+        ipc_mode=kernel.ipc_mode, pid_mode=kernel.pid_mode, shm_size=kernel.shm_size, sysctls=dict(kernel.sysctls),
+        devices=list(kernel.devices),
     )
 
 

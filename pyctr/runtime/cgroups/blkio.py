@@ -1,13 +1,11 @@
-"""Block I/O statistics (v1 blkio, v2 io): bytes read and written, for `pyctr stats`.
-
-pyctr sets no block I/O limits; the directory exists so the numbers are per container.
-"""
+"""Block I/O (v1 blkio, v2 io): --blkio-weight, and the bytes read and written for `pyctr stats`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pyctr.runtime.cgroups.files import read_text
+from pyctr.runtime.cgroups.files import PlanValue, read_text, write_plan
+from pyctr.runtime.cgroups.limits import Limits
 
 V1_BYTES = ("blkio.throttle.io_service_bytes_recursive", "blkio.throttle.io_service_bytes")
 
@@ -43,3 +41,24 @@ def stats_v1(directory: Path) -> dict[str, int]:
 
 def stats_v2(directory: Path) -> dict[str, int]:
     return parse_v2_io_stat(read_text(directory / "io.stat") or "")
+
+
+def plan_v1(limits: Limits) -> dict[str, PlanValue]:
+    return {"blkio.weight": str(limits.blkio_weight)} if limits.blkio_weight else {}
+
+
+def plan_v2(limits: Limits, bfq: bool) -> dict[str, PlanValue]:
+    """runc: io.bfq.weight takes the weight as it is; io.weight (1..10000) takes it converted."""
+    if not limits.blkio_weight:
+        return {}
+    if bfq:
+        return {"io.bfq.weight": str(limits.blkio_weight)}
+    return {"io.weight": f"default {1 + (limits.blkio_weight - 10) * 9999 // 990}"}
+
+
+def apply_v1(directory: Path, limits: Limits) -> None:
+    write_plan(directory, plan_v1(limits))
+
+
+def apply_v2(directory: Path, limits: Limits) -> None:
+    write_plan(directory, plan_v2(limits, bfq=(directory / "io.bfq.weight").exists()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyctr.runtime.cgroups.files import PlanValue, read_text, write_plan
+from pyctr.runtime.cgroups.limits import Limits
 
 FILES = ("cpuset.cpus", "cpuset.mems")
 
@@ -27,3 +28,16 @@ def _values(directory: Path) -> dict[str, str]:
 
 def inherit_v1(directory: Path) -> None:
     write_plan(directory, plan_inherit(_values(directory.parent), _values(directory)))
+
+
+def plan_cpus(limits: Limits) -> dict[str, PlanValue]:
+    """--cpuset-cpus: the same file in v1 (after the inherited values) and v2."""
+    return {"cpuset.cpus": limits.cpuset_cpus} if limits.cpuset_cpus else {}
+
+
+def apply_v1(directory: Path, limits: Limits) -> None:
+    write_plan(directory, plan_cpus(limits))
+
+
+def apply_v2(directory: Path, limits: Limits) -> None:
+    write_plan(directory, plan_cpus(limits))

@@ -75,6 +75,11 @@ class Limits:
     pids_limit: int | None = None
     devices: tuple[DeviceRule, ...] = field(default=DEFAULT_DEVICE_RULES)
     privileged: bool = False
+    # kernel flags (p15-ns): 0 / False / "" = not set
+    memory_reservation: int = 0  # soft limit (v1 memory.soft_limit_in_bytes, v2 memory.low)
+    oom_kill_disable: bool = False  # v1 memory.oom_control only
+    cpuset_cpus: str = ""
+    blkio_weight: int = 0
 
     @property
     def effective_memory_swap(self) -> int | None:

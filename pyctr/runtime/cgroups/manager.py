@@ -270,8 +270,9 @@ def _require_v2_enabled(directory: Path, limits: Limits) -> None:
 
 
 def _wanted_controllers(limits: Limits) -> list[str]:
-    wanted = {"memory": bool(limits.memory), "cpu": bool(limits.cpus or limits.cpu_shares),
-              "pids": limits.pids_max is not None}
+    wanted = {"memory": bool(limits.memory or limits.memory_reservation or limits.oom_kill_disable),
+              "cpu": bool(limits.cpus or limits.cpu_shares), "pids": limits.pids_max is not None,
+              "cpuset": bool(limits.cpuset_cpus)}
     return [controller for controller, needed in wanted.items() if needed]
 
 
@@ -348,11 +349,12 @@ def _enable_v2_controllers(directory: Path) -> None:
 def _apply_limits(cgroup: Cgroup, limits: Limits) -> None:
     if cgroup.version == 2:
         d = cgroup.paths[UNIFIED]
-        for module in (memory, cpu, pids, devices):
+        for module in (memory, cpu, pids, devices, cpuset, blkio):
             module.apply_v2(d, limits)
         return
     p = cgroup.paths
-    for controller, module in (("memory", memory), ("cpu", cpu), ("pids", pids), ("devices", devices)):
+    for controller, module in (("memory", memory), ("cpu", cpu), ("pids", pids), ("devices", devices),
+                               ("cpuset", cpuset), ("blkio", blkio)):
         if controller in p:
             module.apply_v1(p[controller], limits)
 

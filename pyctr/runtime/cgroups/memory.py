@@ -17,27 +17,38 @@ V1_LIMIT = "memory.limit_in_bytes"
 V1_MEMSW = "memory.memsw.limit_in_bytes"
 V2_MAX = "memory.max"
 V2_SWAP = "memory.swap.max"
+V1_SOFT = "memory.soft_limit_in_bytes"
+V1_OOM_CONTROL = "memory.oom_control"
+V2_LOW = "memory.low"
 _V1_UNLIMITED_FLOOR = 1 << 62  # v1 reports "no limit" as PAGE_COUNTER_MAX pages, a huge number
 
 
 def plan_v1(limits: Limits, swap_accounting: bool = True) -> dict[str, PlanValue]:
-    """memory first, then memory+swap (a fresh cgroup's memsw is unlimited, so this order works)."""
-    if not limits.memory or limits.memory <= 0:
-        return {}
-    plan: dict[str, PlanValue] = {V1_LIMIT: str(limits.memory)}
-    swap = limits.effective_memory_swap
-    if swap_accounting and swap is not None:
-        plan[V1_MEMSW] = str(swap)
+    """memory first, then memory+swap (a fresh cgroup's memsw is unlimited, so this order works), then
+    --memory-reservation's soft limit and --oom-kill-disable."""
+    plan: dict[str, PlanValue] = {}
+    if limits.memory and limits.memory > 0:
+        plan[V1_LIMIT] = str(limits.memory)
+        swap = limits.effective_memory_swap
+        if swap_accounting and swap is not None:
+            plan[V1_MEMSW] = str(swap)
+    if limits.memory_reservation:
+        plan[V1_SOFT] = str(limits.memory_reservation)
+    if limits.oom_kill_disable:
+        plan[V1_OOM_CONTROL] = "1"
     return plan
 
 
 def plan_v2(limits: Limits, swap_accounting: bool = True) -> dict[str, PlanValue]:
-    if not limits.memory or limits.memory <= 0:
-        return {}
-    plan: dict[str, PlanValue] = {V2_MAX: str(limits.memory)}
-    swap = limits.effective_memory_swap
-    if swap_accounting and swap is not None:
-        plan[V2_SWAP] = "max" if swap == UNLIMITED else str(max(0, swap - limits.memory))
+    """memory.max and swap; --memory-reservation as memory.low (runc's conversion); no OOM-kill switch in v2."""
+    plan: dict[str, PlanValue] = {}
+    if limits.memory and limits.memory > 0:
+        plan[V2_MAX] = str(limits.memory)
+        swap = limits.effective_memory_swap
+        if swap_accounting and swap is not None:
+            plan[V2_SWAP] = "max" if swap == UNLIMITED else str(max(0, swap - limits.memory))
+    if limits.memory_reservation:
+        plan[V2_LOW] = str(limits.memory_reservation)
     return plan
 
 
@@ -49,7 +60,7 @@ def apply_v1(directory: Path, limits: Limits) -> None:
     except RuntimeFailure:
         if V1_MEMSW not in plan:
             raise
-        write_plan(directory, {V1_MEMSW: plan[V1_MEMSW], V1_LIMIT: plan[V1_LIMIT]})
+        write_plan(directory, {V1_MEMSW: plan[V1_MEMSW], **plan})
 
 
 def apply_v2(directory: Path, limits: Limits) -> None:

@@ -87,6 +87,7 @@ def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
             {"HostIp": p.host_ip if p.host_ip != "0.0.0.0" else "", "HostPort": str(p.host_port or "")})
     limits = spec.limits
     from pyctr.runtime.inspect import host_config_object
+    from pyctr.runtime.kernel_flags import host_config_fields
     from pyctr.runtime.mounts import host_config_entries
 
     cgroup_v2 = _cgroup_version() == 2
@@ -94,7 +95,6 @@ def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
         "Binds": [v for v in options.volumes if ":" in v] or None,  # `-v /dst` is a volume of Config.Volumes
         "NetworkMode": options.network, "PortBindings": bindings, "AutoRemove": options.rm,
         "CapAdd": list(options.cap_add) or None, "CapDrop": list(options.cap_drop) or None,
-        "CgroupnsMode": "private" if "cgroup" in spec.namespaces else "host",
         "Dns": list(options.dns), "ExtraHosts": list(options.add_host) or None,
         "GroupAdd": list(options.group_add) or None, "Privileged": options.privileged,
         "PublishAllPorts": options.publish_all, "ReadonlyRootfs": options.read_only,
@@ -105,6 +105,7 @@ def _host_config(spec: ContainerSpec, options: RunOptions, ports: list) -> dict:
         "OomKillDisable": None if cgroup_v2 else False,  # dockerd drops it where the kernel cannot (v2)
         "MaskedPaths": list(spec.masked_paths) or None, "ReadonlyPaths": list(spec.readonly_paths) or None,
         **host_config_entries(options.mounts, options.tmpfs, options.volumes_from),
+        **host_config_fields(options, spec),  # kernel flags (p15-ns)
     })
 
 

@@ -45,6 +45,7 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
     from pyctr.runtime.lifecycle.run_flags import after_create, image_for_run, validate_options
 
     validate_options(options)  # --restart, --health-*: refused before any pull, as Docker
+    kernel = _kernel_choices(options, out)  # --device, --ipc, --sysctl, ...: refused before any pull too
     if options.stop_signal:
         parse_signal(options.stop_signal)  # Docker: "Invalid signal: X" at create, not at the first stop
     image = image_for_run(config, options, out=out)  # --pull, -q
@@ -61,7 +62,7 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
     def build(container_id: str, name: str) -> dict:
         bundle = store.directory(container_id)
         spec = make_spec(image.config, options, container_id, name, bundle, image.layer_dirs,
-                         image_id=image.id, volumes_root=config.paths.volumes,
+                         image_id=image.id, volumes_root=config.paths.volumes, kernel=kernel,
                          **volumes.spec_arguments(image.config, options, container_id))
         volumes.prepare(spec)
         _write_host_files(bundle, spec)
@@ -77,6 +78,19 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
             raise
     after_create(record, options)  # --cidfile
     return record
+
+
+def _kernel_choices(options: RunOptions, out=None):
+    """The kernel flags decided against this host's cgroups; dockerd's warnings printed as docker-cli does."""
+    from pyctr.runtime import kernel_flags
+    from pyctr.runtime.spec import parse_limits
+
+    version, support = kernel_flags.host_support()
+    network = "host" if options.network == "host" else "private"
+    kernel = kernel_flags.decide(options, network, version, parse_limits(options).memory, support)
+    for warning in kernel.resources.warnings:  # dockerd's (the API returns them as Warnings)
+        print(f"WARNING: {warning}", file=out or sys.stderr, flush=True)
+    return kernel
 
 
 def _port_mappings(options: RunOptions) -> list:

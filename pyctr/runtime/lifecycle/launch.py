@@ -20,12 +20,16 @@ if TYPE_CHECKING:
 
 
 def _cgroup_limits(spec: ContainerSpec):
-    from pyctr.runtime.cgroups.limits import Limits
+    from pyctr.runtime.cgroups.limits import DEFAULT_DEVICE_RULES, DeviceRule, Limits
 
     lim = spec.limits
     cpus = lim.cpu_quota / lim.cpu_period if lim.cpu_quota and lim.cpu_period else None
+    devices = DEFAULT_DEVICE_RULES + tuple(  # --device (p15-ns): each node's rule after Docker's defaults
+        DeviceRule(True, n["type"], n["major"], n["minor"], n["permissions"]) for n in spec.device_nodes)
     return Limits(memory=lim.memory, memory_swap=lim.memory_swap, cpus=cpus, cpu_shares=lim.cpu_shares,
-                  pids_limit=lim.pids_limit, privileged=spec.privileged)
+                  pids_limit=lim.pids_limit, devices=devices, privileged=spec.privileged,
+                  memory_reservation=lim.memory_reservation, oom_kill_disable=bool(lim.oom_kill_disable),
+                  cpuset_cpus=lim.cpuset_cpus, blkio_weight=lim.blkio_weight)
 
 
 class Launch:
@@ -93,6 +97,9 @@ class Launch:
 
         with self._start_lock():
             try:
+                from pyctr.runtime.lifecycle.kernel_start import prepare
+
+                self.spec = prepare(self.config, self.spec)  # --pid/--ipc container:X, --device, shareable shm
                 self.cgroup = create_cgroup(self.spec.id, _cgroup_limits(self.spec))
                 hooks = LaunchHooks(join_cgroup=self.join_cgroup, before_exec=self.before_exec)
                 launched = launch(self.spec, hooks, stdio)

@@ -111,6 +111,9 @@ def teardown(config: Config, record: ContainerRecord, spec: ContainerSpec | None
     except (OSError, PyctrError) as e:
         errors.append(f"cgroup: {e}")
     _unmount_rootfs(merged)
+    from pyctr.runtime.lifecycle.kernel_start import unmount_shm
+
+    unmount_shm(record.directory)  # --ipc shareable (p15-ns)
     if network is not None:
         try:
             network.join()

@@ -256,6 +256,7 @@ def preload_child_modules(terminal: bool) -> None:
     import termios  # noqa: F401
 
     import pyctr.runtime.init  # noqa: F401
+    import pyctr.runtime.kernel_flags  # noqa: F401  (--sysctl's paths, after the imports are sealed)
     import pyctr.runtime.rootfs  # noqa: F401
     from pyctr.runtime import capabilities, execshim, syscalls  # noqa: F401
 
@@ -272,7 +273,13 @@ def _fork_into_new_pid_namespace(spec: ContainerSpec, fds) -> int:
 
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if "pid" in spec.namespaces:
+        if spec.join.get("pid"):  # --pid container:X (p15-ns): C is born in X's PID namespace
+            donor = os.open(spec.join["pid"], os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                syscalls.setns(donor, syscalls.CLONE_NEWPID)
+            finally:
+                os.close(donor)
+        elif "pid" in spec.namespaces:
             syscalls.unshare(syscalls.CLONE_NEWPID)
         try:
             pid = os.fork()

@@ -14,17 +14,32 @@ command through pyctr's sealed exec shim (runtime/execshim.py).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import stat
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+from pyctr.oci import cgroupfs, jsonlite
 from pyctr.oci.errors import LaunchError
 from pyctr.oci.state import FIFO
 
+SIGKILL = 9
+
+
+class _ignoring:
+    """contextlib.suppress, without importing contextlib (collections and functools behind it) on create."""
+
+    __slots__ = ("errors",)
+
+    def __init__(self, *errors: type[BaseException]) -> None:
+        self.errors = errors
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_rest: object) -> bool:
+        return kind is not None and issubclass(kind, self.errors)
+
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (create is a cold start)
 if TYPE_CHECKING:
     from pyctr.oci.bundle import Device, Hook, Plan
 
@@ -45,7 +60,7 @@ class CreateRequest:
 
     console_fd: `run -t` without --console-socket passes its end of a socketpair instead of a socket path."""
 
-    def __init__(self, container_id: str, state_dir: Path, console_socket: str = "", no_pivot: bool = False,
+    def __init__(self, container_id: str, state_dir: str, console_socket: str = "", no_pivot: bool = False,
                  preserve_fds: int = 0, console_fd: int = -1) -> None:
         self.container_id, self.state_dir, self.console_socket = container_id, state_dir, console_socket
         self.no_pivot, self.preserve_fds, self.console_fd = no_pivot, preserve_fds, console_fd
@@ -70,26 +85,52 @@ def capability_names(this_kernel: bool = False) -> list[str]:
 
 
 def cgroup_v2() -> bool:
-    from pyctr.runtime.cgroups import current_mode
-
-    return current_mode().version == 2
+    return cgroupfs.is_v2()
 
 
-def seccomp_program(plan: Plan, cache_dir: Path | None = None) -> bytes | None:
+def seccomp_program(plan: Plan, cache_dir: str | None = None) -> bytes | None:
     """The config's seccomp profile compiled by runtime/seccomp.py (the OCI format is Docker's profile format);
     kept under `cache_dir` (--root/seccomp:cache) by profile, capabilities and kernel: podman's default profile takes
     libseccomp tens of milliseconds to compile, every create and exec otherwise."""
     if plan.seccomp is None:
         return None
+    caps = frozenset(plan.process.capabilities.get("effective") or [])
+    if cache_dir is not None:
+        cached = _cached_seccomp(cache_dir, plan.seccomp, caps)
+        if cached is not None:
+            return cached
     from pyctr.runtime import seccomp
 
-    caps = frozenset(plan.process.capabilities.get("effective") or [])
     try:
         if cache_dir is not None:
-            return seccomp.cached_bpf(cache_dir, plan.seccomp, caps)
+            from pathlib import Path
+
+            return seccomp.cached_bpf(Path(cache_dir), plan.seccomp, caps)
         return seccomp.compile_bpf(plan.seccomp, caps)
     except Exception as e:  # libseccomp's and the profile's errors alike
         raise LaunchError(f"cannot build the seccomp filter: {e}") from None
+
+
+def seccomp_cache_name(profile: dict, caps: frozenset[str], machine: str, release: str) -> str:
+    """The file runtime/seccomp.cached_bpf keeps this program in: sha256 of its JSON key (jsonlite writes the
+    key as json.dumps(..., sort_keys=True) does, so both name the same file). Pure."""
+    try:
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
+    key = jsonlite.dumps([profile, sorted(caps), machine, release], sort_keys=True)
+    return sha256(key.encode()).hexdigest() + ".bpf"
+
+
+def _cached_seccomp(cache_dir: str, profile: dict, caps: frozenset[str]) -> bytes | None:
+    """The compiled program from the cache, without importing runtime/seccomp.py (json, dataclasses, pathlib)
+    nor libseccomp; None when it has not been compiled yet."""
+    uname = os.uname()
+    try:
+        with open(os.path.join(cache_dir, seccomp_cache_name(profile, caps, uname.machine, uname.release)), "rb") as f:
+            return f.read()
+    except (FileNotFoundError, TypeError):
+        return None
 
 
 def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
@@ -97,12 +138,13 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
     (controller -> dir, "" for v2). Raises LaunchError after reaping C."""
     from pyctr.runtime import capabilities, execshim, syscalls
 
-    program = seccomp_program(plan, request.state_dir.parent / SECCOMP_CACHE)
+    program = seccomp_program(plan, os.path.join(os.path.dirname(request.state_dir), SECCOMP_CACHE))
     shim = execshim.sealed_shim()
     capabilities.preload()
-    _preload_child_modules()
-    os.mkfifo(request.state_dir / FIFO, 0o622)
-    fifo = os.open(request.state_dir / FIFO, syscalls.O_PATH | os.O_CLOEXEC)
+    _preload_child_modules(plan)
+    fifo_path = os.path.join(request.state_dir, FIFO)
+    os.mkfifo(fifo_path, 0o622)
+    fifo = os.open(fifo_path, syscalls.O_PATH | os.O_CLOEXEC)
     join_fds = {kind: _open_namespace(kind, path) for kind, path in plan.namespaces.items() if path}
     console = -1
     if plan.process.terminal:
@@ -129,7 +171,7 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
         os.write(go_w, GO + pid.to_bytes(4, "little"))
         _expect(report_r, WAITING)
     except BaseException as e:
-        with contextlib.suppress(OSError):
+        with _ignoring(OSError):
             os.close(go_w)
         reason = _reported(report_r)
         kill_and_reap(pid)
@@ -176,18 +218,22 @@ def _open_namespace(kind: str, path: str) -> int:
         raise LaunchError(f"cannot open {kind} namespace {path}: {e.strerror}") from None
 
 
-def _preload_child_modules() -> None:
+def _preload_child_modules(plan: Plan) -> None:
+    """What C imports after seal_imports (pivot_root makes the import path the container's), loaded now; only
+    what this plan needs: subprocess and socket alone cost a create more than its mounts."""
     import fcntl  # noqa: F401
     import resource  # noqa: F401
-    import socket  # noqa: F401
-    import subprocess  # noqa: F401  (startContainer hooks)
-    import termios  # noqa: F401
 
-    import pyctr.runtime.process.console  # noqa: F401  (open_container_pty)
     import pyctr.runtime.process.sequence  # noqa: F401  (find_executable, seal_imports)
     import pyctr.runtime.rootfs  # noqa: F401
-    import pyctr.runtime.tty  # noqa: F401
-    import pyctr.runtime.users  # noqa: F401
+
+    if plan.process.terminal:
+        import socket  # noqa: F401
+        import termios  # noqa: F401
+
+        import pyctr.runtime.process.console  # noqa: F401  (open_container_pty)
+    if plan.hooks.get("startContainer") or plan.hooks.get("createContainer"):
+        import subprocess  # noqa: F401
 
 
 def _fork(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fds: list[int],
@@ -234,17 +280,17 @@ def _reported(report_r: int) -> str:
 
 def _decode_report(data: bytes) -> str:
     if data.startswith(b"E"):
-        with contextlib.suppress(ValueError):
-            report = json.loads(data[1:])
+        with _ignoring(ValueError):
+            report = jsonlite.loads(data[1:])
             if isinstance(report, dict):
                 return str(report.get("message") or "container init failed")
     return "container init exited before it was ready, without saying why"
 
 
 def kill_and_reap(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
+    with _ignoring(ProcessLookupError):
+        os.kill(pid, SIGKILL)
+    with _ignoring(ChildProcessError):
         os.waitpid(pid, 0)
 
 
@@ -257,9 +303,11 @@ def _hook_state(plan: Plan, container_id: str, pid: int, status: str) -> dict:
 
 def run_hooks(hooks: list[Hook], state: dict, kind: str) -> None:
     """Run each hook with the state on stdin; raises LaunchError naming the hook (runc's message)."""
+    if not hooks:
+        return
     import subprocess
 
-    payload = json.dumps(state).encode()
+    payload = jsonlite.dumps(state).encode()
     for number, hook in enumerate(hooks):
         env = dict(item.split("=", 1) for item in hook.env if "=" in item)
         try:
@@ -289,77 +337,32 @@ def _oom_score_adj(plan: Plan, pid: int) -> None:
 # ----------------------------------------------------------------------------------------------- cgroups
 
 
-def caller_cgroup(controller: str) -> str:
-    """The caller's cgroup path in `controller`'s hierarchy ("" = the v2 one), for a relative cgroupsPath."""
-    try:
-        text = Path("/proc/self/cgroup").read_text()
-    except OSError:
-        return "/"
-    for line in text.splitlines():
-        _, names, path = line.split(":", 2)
-        if (controller == "" and names == "") or controller in names.split(","):
-            return path
-    return "/"
-
-
 def cgroup_dirs(plan: Plan, container_id: str) -> dict[str, str]:
     """controller -> the container's directory (v1: every mounted controller; v2: {"": dir})."""
     from pyctr.oci.resources import cgroup_relative_path
-    from pyctr.runtime.cgroups import current_mode
 
-    mode = current_mode()
-    if mode.version == 2:
-        if mode.unified is None:
-            return {}
-        rel = cgroup_relative_path(plan.cgroups_path, container_id, caller_cgroup(""))
-        return {"": str(mode.unified) + rel}
-    dirs = {}
-    for controller, mount in mode.v1_mounts.items():
-        rel = cgroup_relative_path(plan.cgroups_path, container_id, caller_cgroup(controller))
-        dirs[controller] = str(mount) + rel
-    return dirs
+    v1, _unified = cgroupfs.mounts()
+    controllers = list(v1) or [""]
+    return cgroupfs.container_dirs({c: cgroup_relative_path(plan.cgroups_path, container_id, cgroupfs.caller_cgroup(c))
+                                    for c in controllers})
 
 
 def _place_in_cgroup(plan: Plan, dirs: dict[str, str], pid: int) -> None:
     """Make the cgroup directories, join C, then write linux.resources (runc: Apply, then Set)."""
     from pyctr.oci import resources
-    from pyctr.runtime.cgroups import current_mode
-    from pyctr.runtime.cgroups.files import write_value
 
-    for directory in dict.fromkeys(dirs.values()):
-        os.makedirs(directory, exist_ok=True)
-    if "cpuset" in dirs:
-        _inherit_cpuset(Path(dirs["cpuset"]))
-    for directory in dict.fromkeys(dirs.values()):
-        write_value(Path(directory), "cgroup.procs", pid)
-    if current_mode().version == 2:
-        writes = resources.plan_v2(plan.resources)
-    else:
-        writes = resources.plan_v1(plan.resources, plan.devices)
+    cgroupfs.make_and_join(dirs, pid)
+    writes = resources.plan_v2(plan.resources) if cgroupfs.is_v2() else resources.plan_v1(plan.resources, plan.devices)
     for controller, name, value in writes:
         directory = dirs.get(controller)
         if directory is None:
             raise LaunchError(f"linux.resources needs the {controller} cgroup controller, which is not mounted")
-        write_value(Path(directory), name, value)
-
-
-def _inherit_cpuset(directory: Path) -> None:
-    """A new v1 cpuset directory is empty: copy cpus and mems down from the nearest ancestor that has them."""
-    from pyctr.runtime.cgroups.files import read_text, write_value
-
-    chain = [directory]
-    while chain[-1].parent != chain[-1] and not (read_text(chain[-1] / "cpuset.cpus") or "").strip():
-        chain.append(chain[-1].parent)
-    for child in reversed(chain[:-1]):
-        for name in ("cpuset.cpus", "cpuset.mems"):
-            if not (read_text(child / name) or "").strip():
-                write_value(child, name, (read_text(child.parent / name) or "").strip())
+        cgroupfs.write_value(directory, name, value)
 
 
 def update_resources(dirs: dict[str, str], resources_doc: dict) -> None:
     """`update`: write the given linux.resources to a running container's cgroup."""
     from pyctr.oci import resources
-    from pyctr.runtime.cgroups.files import write_value
 
     # Device rules stay as created: rewriting them (deny all, then allow) on a running container would refuse
     # its devices for a moment; callers (containerd's update) resend the whole document, devices included.
@@ -367,16 +370,11 @@ def update_resources(dirs: dict[str, str], resources_doc: dict) -> None:
     writes = resources.plan_v2(wanted) if "" in dirs else resources.plan_v1(wanted)
     for controller, name, value in writes:
         if controller in dirs:
-            write_value(Path(dirs[controller]), name, value)
+            cgroupfs.write_value(dirs[controller], name, value)
 
 
 def cgroup_pids(dirs: dict[str, str]) -> list[int]:
-    from pyctr.runtime.cgroups.files import read_pids
-
-    found: set[int] = set()
-    for directory in dict.fromkeys(dirs.values()):
-        found.update(read_pids(Path(directory) / "cgroup.procs"))
-    return sorted(found)
+    return cgroupfs.pids(dirs)
 
 
 def signal_all(dirs: dict[str, str], signum: int) -> None:
@@ -384,7 +382,7 @@ def signal_all(dirs: dict[str, str], signum: int) -> None:
     freeze(dirs, True)
     try:
         for pid in cgroup_pids(dirs):
-            with contextlib.suppress(ProcessLookupError):
+            with _ignoring(ProcessLookupError):
                 os.kill(pid, signum)
     finally:
         freeze(dirs, False)
@@ -392,6 +390,8 @@ def signal_all(dirs: dict[str, str], signum: int) -> None:
 
 def freeze(dirs: dict[str, str], frozen: bool) -> bool:
     """pause/resume through the freezer (v1) or cgroup.freeze (v2)."""
+    from pathlib import Path
+
     from pyctr.runtime.cgroups import freezer
 
     if "" in dirs:
@@ -410,23 +410,7 @@ def freeze(dirs: dict[str, str], frozen: bool) -> bool:
 
 def remove_cgroup(dirs: dict[str, str]) -> None:
     """Kill what is left and remove the directories (never their parents: those are the caller's)."""
-    import time
-
-    deadline = time.monotonic() + 5
-    while (pids := cgroup_pids(dirs)) and time.monotonic() < deadline:
-        signal_all(dirs, signal.SIGKILL)
-        time.sleep(0.01)
-    for directory in dict.fromkeys(dirs.values()):
-        with contextlib.suppress(FileNotFoundError):
-            for _ in range(100):
-                try:
-                    os.rmdir(directory)
-                    break
-                except OSError as e:
-                    if e.errno != 16:  # EBUSY: the last process is still leaving
-                        break
-                    time.sleep(0.01)
-    del pids
+    cgroupfs.remove(dirs)
 
 
 # ------------------------------------------------------------------------------------------------ C's side
@@ -443,8 +427,8 @@ def _child(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_f
         if message is None:
             message = f"{e.strerror}" + (f": {e.filename}" if e.filename else "") if isinstance(e, OSError) \
                 and e.strerror else str(e) or type(e).__name__
-        _say(report, b"E" + json.dumps({"message": message}).encode())
-        with contextlib.suppress(OSError):
+        _say(report, b"E" + jsonlite.dumps({"message": message}).encode())
+        with _ignoring(OSError):
             os.write(2, f"pyctr-runtime init: {message}\n".encode())
     finally:
         os._exit(code)
@@ -456,12 +440,12 @@ def close_inherited(keep: set[int]) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd not in keep:
-            with contextlib.suppress(OSError):
+            with _ignoring(OSError):
                 os.close(fd)
 
 
 def _say(fd: int, data: bytes) -> None:
-    with contextlib.suppress(OSError):
+    with _ignoring(OSError):
         os.write(fd, data)
 
 
@@ -471,7 +455,7 @@ def _init(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fd
     from pyctr.runtime.process.sequence import find_executable, seal_imports
 
     report, go, shim, fifo, console_channel = child_fds
-    syscalls.set_parent_death_signal(signal.SIGKILL)
+    syscalls.set_parent_death_signal(SIGKILL)
     close_inherited({*range(3 + request.preserve_fds), *child_fds, *join_fds.values()})
     capabilities.set_dumpable(False)
     os.setsid()
@@ -606,8 +590,10 @@ def _run_start_hooks(plan: Plan, container_id: str) -> None:
 
 
 def _reset_signals() -> None:
+    import signal  # loaded before seal_imports by process.sequence
+
     for number in (signal.SIGPIPE, signal.SIGINT, signal.SIGXFSZ, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-        with contextlib.suppress(OSError, ValueError):
+        with _ignoring(OSError, ValueError):
             signal.signal(number, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
@@ -625,7 +611,7 @@ def _exec(executable: str, plan: Plan, env: list[str], report: int, shim: int, p
     os.dup2(shim_at, first_free + 1, inheritable=False)
     syscalls.close_range(first_free + 2)
     for fd in range(3, first_free):
-        with contextlib.suppress(OSError):
+        with _ignoring(OSError):
             os.set_inheritable(fd, True)
     environment = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
     execshim.exec_command(first_free + 1, first_free, executable, plan.process.args, environment)
@@ -634,11 +620,21 @@ def _exec(executable: str, plan: Plan, env: list[str], report: int, shim: int, p
 # ------------------------------------------------------------------------- C's root (before and after pivot)
 
 
+class RootfsMount:
+    """One mount as runtime/rootfs.apply_mount takes it (runtime/spec's Mount has these fields; importing that
+    module would cost every create its dataclasses)."""
+
+    __slots__ = ("destination", "type", "source", "options", "user_source")
+
+    def __init__(self, destination: str, type: str, source: str, options: list[str]) -> None:  # noqa: A002
+        self.destination, self.type, self.source, self.options = destination, type, source, options
+        self.user_source = False  # config.json's sources are the caller's to choose (no pyctr state to guard)
+
+
 def _build_root(plan: Plan, request: CreateRequest, console_channel: int, host_pid: int) -> int | None:
     """Mounts, devices and pivot_root; the console (after pivot: from the container's devpts, as runc);
     masked and read-only paths. Returns the console slave fd when a terminal was made."""
     from pyctr.runtime import rootfs, syscalls
-    from pyctr.runtime.spec import Mount as RuntimeMount
 
     propagation = {"": "MS_SLAVE", "slave": "MS_SLAVE", "rslave": "MS_SLAVE", "private": "MS_PRIVATE",
                    "rprivate": "MS_PRIVATE", "shared": "MS_SHARED", "rshared": "MS_SHARED",
@@ -654,7 +650,7 @@ def _build_root(plan: Plan, request: CreateRequest, console_channel: int, host_p
             options = [o for o in mount.options if o != "tmpcopyup"]
             kind = "bind" if mount.is_bind else mount.type
             try:
-                rootfs.apply_mount(root_fd, root, RuntimeMount(mount.destination, kind, mount.source, options))
+                rootfs.apply_mount(root_fd, root, RootfsMount(mount.destination, kind, mount.source, options))
             except OSError as e:
                 raise LaunchError(f"error mounting {mount.source!r} to rootfs at {mount.destination!r}: "
                                   f"{e.strerror or e}") from None
@@ -700,7 +696,7 @@ def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True) ->
     for device in wanted:
         parent, name = os.path.split(device.path)
         with rootfs.opened(rootfs.ensure_in_root(root_fd, parent, "dir", follow=False)) as directory:
-            with contextlib.suppress(FileNotFoundError):
+            with _ignoring(FileNotFoundError):
                 os.unlink(name, dir_fd=directory)
             os.mknod(name, kinds[device.kind] | (device.mode & 0o7777), os.makedev(device.major, device.minor),
                      dir_fd=directory)
@@ -712,9 +708,9 @@ def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True) ->
         for target, link in DEV_LINKS:
             name = os.path.basename(link)
             if name == "ptmx":
-                with contextlib.suppress(FileNotFoundError):
+                with _ignoring(FileNotFoundError):
                     os.unlink(name, dir_fd=dev)
-            with contextlib.suppress(FileExistsError):
+            with _ignoring(FileExistsError):
                 os.symlink(target, name, dir_fd=dev)
 
 
@@ -753,17 +749,17 @@ _EXEC_JOIN = (("ipc", "CLONE_NEWIPC"), ("uts", "CLONE_NEWUTS"), ("net", "CLONE_N
 
 
 def exec_process(init_pid: int, cgroup: dict[str, str], plan: Plan, process, console_socket: str,
-                 root: Path | None = None) -> int:
+                 root: str | None = None) -> int:
     """Start `process` (a ProcessPlan) in the namespaces and cgroup of the container whose init is `init_pid`;
     return its host PID once it exec'd (it is our child). Raises LaunchError with what went wrong."""
     from pyctr.oci.bundle import Plan
     from pyctr.runtime import capabilities, execshim, syscalls
 
     exec_plan = Plan(plan.oci_version, plan.bundle, plan.root, False, process, seccomp=plan.seccomp)
-    program = seccomp_program(exec_plan, root / SECCOMP_CACHE if root is not None else None)
+    program = seccomp_program(exec_plan, os.path.join(root, SECCOMP_CACHE) if root is not None else None)
     shim = execshim.sealed_shim()
     capabilities.preload()
-    _preload_child_modules()
+    _preload_child_modules(exec_plan)
     namespaces = {}
     try:
         for name, flag in (*_EXEC_JOIN, ("pid", "CLONE_NEWPID")):
@@ -792,15 +788,15 @@ def exec_process(init_pid: int, cgroup: dict[str, str], plan: Plan, process, con
     finally:
         os.close(report_r)
     if message:
-        with contextlib.suppress(ChildProcessError):
+        with _ignoring(ChildProcessError):
             os.waitpid(pid, 0)
         raise LaunchError(_exec_failure(message, process.args[0]))
     return pid
 
 
 def _exec_failure(message: bytes, command: str) -> str:
-    with contextlib.suppress(ValueError):
-        report = json.loads(message[1:])
+    with _ignoring(ValueError):
+        report = jsonlite.loads(message[1:])
         if isinstance(report, dict) and "errno" in report:
             return f"exec failed: exec: \"{command}\": {os.strerror(int(report['errno'])).lower()}"
     return _decode_report(message)
@@ -815,7 +811,7 @@ def _exec_child(plan: Plan, cgroup: dict[str, str], namespaces: dict, fds: tuple
         message = runtime_error_line(e) if isinstance(e, Exception) else None
         if message is None:
             message = (e.strerror or str(e)) if isinstance(e, OSError) else str(e) or type(e).__name__
-        _say(report, b"E" + json.dumps({"message": message}).encode())
+        _say(report, b"E" + jsonlite.dumps({"message": message}).encode())
     finally:
         os._exit(1)
 
@@ -823,14 +819,13 @@ def _exec_child(plan: Plan, cgroup: dict[str, str], namespaces: dict, fds: tuple
 def _exec_init(plan: Plan, cgroup: dict[str, str], namespaces: dict, report: int, shim: int, console: int,
                program: bytes | None) -> None:
     from pyctr.runtime import capabilities, syscalls
-    from pyctr.runtime.cgroups.files import write_value
     from pyctr.runtime.process.sequence import find_executable, seal_imports
 
     capabilities.set_dumpable(False)
     os.setsid()
     for directory in dict.fromkeys(cgroup.values()):
         if os.path.isdir(directory):
-            write_value(Path(directory), "cgroup.procs", os.getpid())
+            cgroupfs.write_value(directory, "cgroup.procs", os.getpid())
     for name, _ in _EXEC_JOIN:
         if name in namespaces:
             fd, flag = namespaces[name]

@@ -118,6 +118,10 @@ class Plan(_Value):
     def joins_namespace(self, kind: str) -> bool:
         return bool(self.namespaces.get(kind))
 
+    def has_user_namespace(self) -> bool:
+        """A user namespace of its own (new, or joined by path): the init is then forked from inside it."""
+        return "user" in self.namespaces
+
 
 def _object(value: object, where: str) -> dict:
     if value is None:
@@ -281,10 +285,44 @@ def _mappings(value: object, where: str) -> list[tuple[int, int, int]]:
 
 
 def _check_user_namespace(plan: Plan) -> None:
+    """runc's rules: mappings need a user namespace; a new one needs both maps (a joined one has its own);
+    the process's uid and gid must be mapped (setuid to an unmapped id fails inside)."""
     if (plan.uid_mappings or plan.gid_mappings) and "user" not in plan.namespaces:
-        raise ConfigError("user namespaces aren't enabled in the container: uid/gid mappings need a user namespace")
-    if plan.new_namespace("user"):
-        raise ConfigError("user namespaces are not supported by pyctr-runtime yet")
+        raise ConfigError("User namespace mappings specified, but USER namespace isn't enabled in the config")
+    for where, mappings in (("uidMappings", plan.uid_mappings), ("gidMappings", plan.gid_mappings)):
+        for container_id, host_id, size in mappings:
+            if container_id < 0 or host_id < 0 or size <= 0:
+                raise ConfigError(f"{where}: invalid mapping {container_id} {host_id} {size}")
+    if not plan.new_namespace("user"):
+        return
+    if not plan.uid_mappings:
+        raise ConfigError("user namespaces enabled, but no uid mappings found")
+    if not plan.gid_mappings:
+        raise ConfigError("user namespaces enabled, but no gid mappings found")
+    if not maps_id(plan.uid_mappings, plan.process.uid):
+        raise ConfigError(f"cannot set uid to unmapped user in user namespace: uid {plan.process.uid}")
+    for gid in (plan.process.gid, *plan.process.additional_gids):
+        if not maps_id(plan.gid_mappings, gid):
+            raise ConfigError(f"cannot set gid to unmapped group in user namespace: gid {gid}")
+
+
+def maps_id(mappings: list[tuple[int, int, int]], container_id: int) -> bool:
+    """Whether `container_id` (a uid or gid inside) has a host id in `mappings`. Pure."""
+    return any(start <= container_id < start + size for start, _host, size in mappings)
+
+
+def host_id(mappings: list[tuple[int, int, int]], container_id: int) -> int | None:
+    """The host id of `container_id` through `mappings`, None when unmapped. Pure."""
+    for start, host, size in mappings:
+        if start <= container_id < start + size:
+            return host + container_id - start
+    return None
+
+
+def id_map_text(mappings: list[tuple[int, int, int]]) -> str:
+    """/proc/PID/uid_map (gid_map) contents: one "inside outside count" line per mapping, written with one
+    write(2) (the kernel takes a map once, whole). Pure."""
+    return "".join(f"{inside} {outside} {size}\n" for inside, outside, size in mappings)
 
 
 def plan_device(item: object) -> Device:

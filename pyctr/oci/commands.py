@@ -265,12 +265,12 @@ def run(inv: Invocation, root: str) -> int:
     if console_pair:
         console_pair[1].close()
     if detach:
-        _release(directory, record)
+        _release_or_destroy(directory, record)
         _poststart(directory, record)
         return 0
     forwarded = _forward_signals(record.pid)
     try:
-        _release(directory, record)
+        _release_or_destroy(directory, record)
         _poststart(directory, record)
         code = _relay_terminal(console_pair[0], record.pid) if console_pair else _wait(record.pid)
     finally:
@@ -279,6 +279,16 @@ def run(inv: Invocation, root: str) -> int:
         with st.locked(directory):
             destroy(directory, record)
     return code
+
+
+def _release_or_destroy(directory: str, record: st.Record) -> None:
+    """`run`'s start: an init that died before it (a startContainer hook failed) leaves no state behind."""
+    try:
+        _release(directory, record)
+    except BaseException:
+        with st.locked(directory):
+            destroy(directory, record)
+        raise
 
 
 def _forward_signals(pid: int) -> dict:

@@ -44,8 +44,12 @@ if TYPE_CHECKING:
     from pyctr.oci.bundle import Device, Hook, Plan
 
 READY, GO, WAITING = b"R", b"G", b"W"
+# With a user namespace: C says USERNS once it made one, M answers MAPPED once it wrote the maps; C forks the
+# init inside it and says INIT_PID + the init's host PID (4 bytes) before it exits.
+USERNS, MAPPED, INIT_PID = b"U", b"M", b"P"
 SECCOMP_CACHE = "seccomp:cache"  # under --root: compiled filters (":" is never in a container id)
-# C's own namespace kinds in the order runc joins them; pid is M's business (before fork), user unsupported.
+# C's own namespace kinds in the order runc joins them; pid is M's business (before fork), or, with a user
+# namespace, C's (the init must be forked inside the user namespace that owns its PID namespace).
 _JOIN_ORDER = ("ipc", "uts", "network", "cgroup", "mount")
 _CLONE_FLAG = {"ipc": "CLONE_NEWIPC", "uts": "CLONE_NEWUTS", "network": "CLONE_NEWNET", "cgroup": "CLONE_NEWCGROUP",
                "mount": "CLONE_NEWNS", "pid": "CLONE_NEWPID"}
@@ -141,9 +145,9 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
     program = seccomp_program(plan, os.path.join(os.path.dirname(request.state_dir), SECCOMP_CACHE))
     shim = execshim.sealed_shim()
     capabilities.preload()
-    _preload_child_modules(plan)
+    preload_child_modules(plan)
     fifo_path = os.path.join(request.state_dir, FIFO)
-    os.mkfifo(fifo_path, 0o622)
+    _make_exec_fifo(plan, fifo_path)
     fifo = os.open(fifo_path, syscalls.O_PATH | os.O_CLOEXEC)
     join_fds = {kind: _open_namespace(kind, path) for kind, path in plan.namespaces.items() if path}
     console = -1
@@ -162,6 +166,7 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
                 os.close(fd)
     dirs = cgroup_dirs(plan, request.container_id)
     try:
+        pid = _through_user_namespace(plan, pid, report_r, go_w)
         _expect(report_r, READY)
         _place_in_cgroup(plan, dirs, pid)
         _oom_score_adj(plan, pid)
@@ -188,6 +193,18 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
         os.close(report_r)
     os.close(go_w)
     return pid, dirs
+
+
+def _make_exec_fifo(plan: Plan, path: str) -> None:
+    """exec.fifo, which init opens for writing: 0622 whatever the umask, and, as runc does, owned by the
+    container's root (with a user namespace, init's uid on the host is its mapped one)."""
+    from pyctr.oci.bundle import host_id
+
+    os.mkfifo(path, 0o622)
+    os.chmod(path, 0o622)
+    if plan.new_namespace("user"):
+        uid, gid = host_id(plan.uid_mappings, 0), host_id(plan.gid_mappings, 0)
+        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
 
 
 def _connect_console(path: str) -> int:
@@ -218,7 +235,7 @@ def _open_namespace(kind: str, path: str) -> int:
         raise LaunchError(f"cannot open {kind} namespace {path}: {e.strerror}") from None
 
 
-def _preload_child_modules(plan: Plan) -> None:
+def preload_child_modules(plan: Plan) -> None:
     """What C imports after seal_imports (pivot_root makes the import path the container's), loaded now; only
     what this plan needs: subprocess and socket alone cost a create more than its mounts."""
     import fcntl  # noqa: F401
@@ -240,6 +257,14 @@ def _fork(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fd
           program: bytes | None) -> int:
     from pyctr.runtime import syscalls
 
+    if plan.has_user_namespace():
+        # C forks the init inside the user namespace and exits: as a child subreaper, M (run's wait, create's
+        # failure path) gets the init as its own child; once M exits, the caller's subreaper does.
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        pid = os.fork()
+        if pid == 0:
+            _child(plan, request, join_fds, child_fds, program)
+        return pid
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         if "pid" in join_fds:
@@ -253,6 +278,27 @@ def _fork(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fd
     finally:
         os.close(own)
     return pid
+
+
+def _through_user_namespace(plan: Plan, first: int, report_r: int, go_w: int) -> int:
+    """With a user namespace: write the maps of the one C made (runc writes them from the parent, after
+    clone), then learn the host PID of the init C forked inside it and reap C. Returns the init's PID."""
+    if not plan.has_user_namespace():
+        return first
+    from pyctr.oci.bundle import id_map_text
+
+    if plan.new_namespace("user"):
+        _expect(report_r, USERNS)
+        # M is root in the parent namespace: no "deny" in setgroups is needed (runc writes it for rootless only).
+        _write_proc(f"/proc/{first}/uid_map", id_map_text(plan.uid_mappings))
+        _write_proc(f"/proc/{first}/gid_map", id_map_text(plan.gid_mappings))
+        os.write(go_w, MAPPED)
+    message = os.read(report_r, 5)
+    if message[:1] != INIT_PID or len(message) != 5:
+        raise LaunchError(_decode_report(message + _read_all(report_r)))
+    with _ignoring(ChildProcessError):
+        os.waitpid(first, 0)
+    return int.from_bytes(message[1:], "little")
 
 
 def _expect(report_r: int, want: bytes) -> None:
@@ -459,14 +505,7 @@ def _init(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fd
     close_inherited({*range(3 + request.preserve_fds), *child_fds, *join_fds.values()})
     capabilities.set_dumpable(False)
     os.setsid()
-    for kind in _JOIN_ORDER:
-        if kind in join_fds:
-            syscalls.setns(join_fds[kind], getattr(syscalls, _CLONE_FLAG[kind]))
-    flags = 0
-    for kind in _JOIN_ORDER:
-        if plan.new_namespace(kind) and kind != "cgroup":
-            flags |= getattr(syscalls, _CLONE_FLAG[kind])
-    syscalls.unshare(flags)
+    _enter_namespaces(plan, join_fds, report, go)
     os.write(report, READY)
     go_message = os.read(go, 5)
     if go_message[:1] != GO or len(go_message) != 5:
@@ -514,6 +553,62 @@ def _init(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fd
     _run_start_hooks(plan, request.container_id)
     _reset_signals()
     _exec(executable, plan, env, report, shim, request.preserve_fds)
+
+
+def _enter_namespaces(plan: Plan, join_fds: dict[str, int], report: int, go: int) -> None:
+    """Join the namespaces given by path, unshare the new ones (cgroup comes later, once in the cgroup).
+
+    With a user namespace, runc's order: a joined one first; or, for a new one, the joins (with the host's
+    privileges), then the user namespace, which M maps, then the other new namespaces, owned by it. The init
+    is then forked here, inside it (a PID namespace belongs to the user namespace it is made in), and this
+    process exits."""
+    from pyctr.runtime import syscalls
+
+    if plan.joins_namespace("user"):
+        syscalls.setns(join_fds["user"], syscalls.CLONE_NEWUSER)
+        _become_namespace_root()
+    for kind in _JOIN_ORDER:
+        if kind in join_fds:
+            syscalls.setns(join_fds[kind], getattr(syscalls, _CLONE_FLAG[kind]))
+    if plan.new_namespace("user"):
+        syscalls.unshare(syscalls.CLONE_NEWUSER)
+        os.write(report, USERNS)
+        if os.read(go, 1) != MAPPED:
+            os._exit(1)  # M gave up and says why
+        _become_namespace_root()
+    flags = 0
+    for kind in _JOIN_ORDER:
+        if plan.new_namespace(kind) and kind != "cgroup":
+            flags |= getattr(syscalls, _CLONE_FLAG[kind])
+    if plan.has_user_namespace() and plan.new_namespace("pid"):
+        flags |= syscalls.CLONE_NEWPID
+    syscalls.unshare(flags)
+    if plan.has_user_namespace():
+        if "pid" in join_fds:
+            syscalls.setns(join_fds["pid"], syscalls.CLONE_NEWPID)
+        _fork_init(report)
+
+
+def _become_namespace_root() -> None:
+    """uid and gid 0 of the user namespace just entered (its root keeps every capability in it); files C
+    creates before the process's own user is set (in /dev, mount points) then belong to a mapped owner."""
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError as e:
+        raise LaunchError(f"cannot become root of the user namespace (is 0 mapped?): {e.strerror}") from None
+    with _ignoring(OSError):
+        os.setgroups([])  # the host's groups are unmapped inside
+
+
+def _fork_init(report: int) -> None:
+    """Fork the container's init (PID 1 of a new PID namespace); say its host PID to M, and exit. Returns in
+    the init only."""
+    pid = os.fork()
+    if pid:
+        os.write(report, INIT_PID + pid.to_bytes(4, "little"))
+        os._exit(0)
+    os.setsid()  # the init leads its own session (a console becomes its controlling terminal)
 
 
 def _path_of(env: list[str]) -> str:
@@ -656,10 +751,11 @@ def _build_root(plan: Plan, request: CreateRequest, console_channel: int, host_p
                                   f"{e.strerror or e}") from None
             if mount.destination == "/dev" and not mount.is_bind:
                 dev_is_tmpfs = True
+        bind = plan.has_user_namespace()
         if dev_is_tmpfs:
-            _make_devices(root_fd, plan.devices)
+            _make_devices(root_fd, plan.devices, bind=bind)
         elif plan.devices:
-            _make_devices(root_fd, plan.devices, defaults=False)
+            _make_devices(root_fd, plan.devices, defaults=False, bind=bind)
     if plan.rootfs_propagation in ("shared", "rshared", "slave", "rslave", "private", "rprivate"):
         syscalls.mount(None, root, None, getattr(syscalls, propagation)
                        | (syscalls.MS_REC if plan.rootfs_propagation.startswith("r") else 0))
@@ -682,8 +778,9 @@ def _build_root(plan: Plan, request: CreateRequest, console_channel: int, host_p
     return console
 
 
-def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True) -> None:
-    """The config's device nodes, runc's defaults that it does not name, and /dev's links."""
+def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True, bind: bool = False) -> None:
+    """The config's device nodes, runc's defaults that it does not name, and /dev's links. In a user namespace
+    (`bind`) mknod is refused: each node is the host's, bind-mounted on an empty file (runc's way)."""
     from pyctr.oci.bundle import Device
     from pyctr.runtime import rootfs
 
@@ -698,6 +795,9 @@ def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True) ->
         with rootfs.opened(rootfs.ensure_in_root(root_fd, parent, "dir", follow=False)) as directory:
             with _ignoring(FileNotFoundError):
                 os.unlink(name, dir_fd=directory)
+            if bind:
+                _bind_host_device(directory, name, device.path)
+                continue
             os.mknod(name, kinds[device.kind] | (device.mode & 0o7777), os.makedev(device.major, device.minor),
                      dir_fd=directory)
             os.chmod(name, device.mode & 0o7777, dir_fd=directory, follow_symlinks=False)
@@ -712,6 +812,17 @@ def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True) ->
                     os.unlink(name, dir_fd=dev)
             with _ignoring(FileExistsError):
                 os.symlink(target, name, dir_fd=dev)
+
+
+def _bind_host_device(directory: int, name: str, host_path: str) -> None:
+    from pyctr.runtime import rootfs, syscalls
+
+    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=directory))
+    with rootfs.opened(os.open(name, syscalls.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)) as target:
+        try:
+            syscalls.mount(host_path, rootfs.fd_path(target), None, syscalls.MS_BIND)
+        except OSError as e:
+            raise LaunchError(f"cannot bind-mount device {host_path} (user namespace): {e.strerror or e}") from None
 
 
 def _console(channel_fd: int) -> int:
@@ -744,7 +855,7 @@ def relay_terminal(master: int, pid: int) -> int:
 
 # ------------------------------------------------------------------------------------------------- exec
 
-_EXEC_JOIN = (("ipc", "CLONE_NEWIPC"), ("uts", "CLONE_NEWUTS"), ("net", "CLONE_NEWNET"),
+_EXEC_JOIN = (("user", "CLONE_NEWUSER"), ("ipc", "CLONE_NEWIPC"), ("uts", "CLONE_NEWUTS"), ("net", "CLONE_NEWNET"),
               ("cgroup", "CLONE_NEWCGROUP"), ("mnt", "CLONE_NEWNS"))
 
 
@@ -759,7 +870,7 @@ def exec_process(init_pid: int, cgroup: dict[str, str], plan: Plan, process, con
     program = seccomp_program(exec_plan, os.path.join(root, SECCOMP_CACHE) if root is not None else None)
     shim = execshim.sealed_shim()
     capabilities.preload()
-    _preload_child_modules(exec_plan)
+    preload_child_modules(exec_plan)
     namespaces = {}
     try:
         for name, flag in (*_EXEC_JOIN, ("pid", "CLONE_NEWPID")):
@@ -830,6 +941,8 @@ def _exec_init(plan: Plan, cgroup: dict[str, str], namespaces: dict, report: int
         if name in namespaces:
             fd, flag = namespaces[name]
             syscalls.setns(fd, flag)
+            if name == "user":  # the user namespace first: the others belong to it
+                _become_namespace_root()
     seal_imports()
     if console >= 0:
         _exec_console(console)

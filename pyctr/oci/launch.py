@@ -166,9 +166,16 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
                 os.close(fd)
     dirs = cgroup_dirs(plan, request.container_id)
     try:
+        # Without a user namespace C is the init from the start: its cgroup is made and joined while C unshares
+        # (both are kernel work of milliseconds: a network namespace, a v1 cgroup migration), as runc applies
+        # cgroups while its init starts. With one, the init is forked later, inside it.
+        placed_early = not plan.has_user_namespace()
+        if placed_early:
+            _place_in_cgroup(plan, dirs, pid)
         pid = _through_user_namespace(plan, pid, report_r, go_w)
         _expect(report_r, READY)
-        _place_in_cgroup(plan, dirs, pid)
+        if not placed_early:
+            _place_in_cgroup(plan, dirs, pid)
         _oom_score_adj(plan, pid)
         creating = _hook_state(plan, request.container_id, pid, "creating")
         for kind in ("prestart", "createRuntime"):

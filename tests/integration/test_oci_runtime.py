@@ -383,10 +383,26 @@ USERNS_CHANGES = {
 }
 
 
-def userns_bundle(tmp_path: Path, rootfs: Path, args: list[str], shared: Path) -> Path:
+@pytest.fixture(scope="module")
+def userns_base():
+    """A directory the container's root (host uid 100000) can traverse, with a rootfs of its own: as with
+    runc, the bundle must be reachable by the mapped root, and pytest's temporary directories are 0700."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="pyctr-oci-userns-", dir="/tmp"))
+    base.chmod(0o711)
+    build_busybox_rootfs(base / "rootfs")
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def userns_bundle(base: Path, rootfs: Path, args: list[str], shared: Path) -> Path:
     """runc's starter spec in a user namespace mapping 0 -> 100000 (65536 ids), `shared` bind-mounted on /mnt.
     Without the /sys/fs/cgroup mount: a cgroup v1 hierarchy cannot be mounted from a user namespace."""
-    bundle = make_bundle(tmp_path, rootfs, args, **USERNS_CHANGES)
+    base.mkdir(mode=0o711)
+    bundle = make_bundle(base, rootfs, args, **USERNS_CHANGES)
+    bundle.chmod(0o711)
     config = json.loads((bundle / "config.json").read_text())
     config["mounts"] = [m for m in config["mounts"] if m["type"] != "cgroup"]
     config["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(shared), "options": ["rbind"]})
@@ -394,12 +410,12 @@ def userns_bundle(tmp_path: Path, rootfs: Path, args: list[str], shared: Path) -
     return bundle
 
 
-def test_user_namespace_maps_ids_and_files_made_inside_belong_to_the_mapped_owner(tmp_path, runtime, rootfs):
-    shared = tmp_path / "shared"
+def test_user_namespace_maps_ids_and_files_made_inside_belong_to_the_mapped_owner(runtime, userns_base):
+    shared = userns_base / "shared-made"
     shared.mkdir()
     shared.chmod(0o777)
     script = "id; cat /proc/self/uid_map /proc/self/gid_map; echo made > /mnt/made; ls -ln /dev/null"
-    bundle = userns_bundle(tmp_path, rootfs, ["sh", "-c", script], shared)
+    bundle = userns_bundle(userns_base / "maps", userns_base / "rootfs", ["sh", "-c", script], shared)
     runtime("run", "--bundle", str(bundle), "userns")
     out = runtime.out.read_text().splitlines()
     assert out[0].startswith("uid=0(root) gid=0(root)"), out
@@ -410,10 +426,10 @@ def test_user_namespace_maps_ids_and_files_made_inside_belong_to_the_mapped_owne
     assert not (runtime.root / "userns").exists()
 
 
-def test_user_namespace_lifecycle_exec_joins_it_and_init_is_the_mapped_root(tmp_path, runtime, rootfs):
-    shared = tmp_path / "shared"
+def test_user_namespace_lifecycle_exec_joins_it_and_init_is_the_mapped_root(tmp_path, runtime, userns_base):
+    shared = userns_base / "shared-life"
     shared.mkdir()
-    bundle = userns_bundle(tmp_path, rootfs, ["sleep", "1000"], shared)
+    bundle = userns_bundle(userns_base / "life", userns_base / "rootfs", ["sleep", "1000"], shared)
     runtime("create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"), "uns")
     pid = int((tmp_path / "pid").read_text())
     state = runtime.state("uns")

@@ -148,6 +148,9 @@ def dispatch(inv) -> int:
 def main() -> None:
     """Run, flush, and leave without the interpreter's teardown (freeing every module one by one costs a
     cold-started verb several milliseconds, and nothing here needs it: files are closed, state is written)."""
+    import gc
+
+    gc.disable()  # a verb lives milliseconds (or waits on its container): collections during imports are waste
     code = run(sys.argv[1:])
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -292,7 +292,7 @@ def _release_or_destroy(directory: str, record: st.Record) -> None:
 
 
 def _forward_signals(pid: int) -> dict:
-    import signal
+    import _signal as signal  # `signal` without its enum classes (see launch._reset_signals)
 
     previous = {}
 
@@ -309,7 +309,7 @@ def _forward_signals(pid: int) -> dict:
 
 
 def _restore_signals(previous: dict) -> None:
-    import signal
+    import _signal as signal
 
     for signum, handler in previous.items():
         signal.signal(signum, handler)

@@ -172,6 +172,6 @@ def test_create_loads_no_module_it_can_do_without(tmp_path):
     assert done.returncode == 0, done.stderr
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     assert {"pyctr.runtime.rootfs", "pyctr.runtime.process.sequence", "prctl"} <= loaded  # the probe did its job
-    heavy = {"dataclasses", "typing", "re", "pathlib", "json", "contextlib", "subprocess", "socket",
+    heavy = {"dataclasses", "typing", "re", "pathlib", "json", "contextlib", "subprocess", "socket", "enum",
              "pyctr.runtime.spec", "pyctr.runtime.users", "pyctr.runtime.cgroups", "pyctr.runtime.seccomp", "click"}
     assert not heavy & loaded, heavy & loaded

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import stat
 
 from pyctr.errors import CommandCannotRun, CommandNotFound, PyctrError, RuntimeFailure
@@ -237,6 +236,8 @@ def drop_privileges(spec: ContainerSpec, user: ExecUser, kernel: Kernel = KERNEL
 
 def reset_signals() -> None:
     """Python ignores SIGPIPE and handles SIGINT; the container's command must start with the defaults."""
+    import signal  # the launchers load it before sealing imports (runtime/init.py, runtime/exec.py)
+
     for name in RESET_SIGNALS:
         number = getattr(signal, name, None)
         if number is not None:

@@ -442,6 +442,14 @@ def test_user_namespace_lifecycle_exec_joins_it_and_init_is_the_mapped_root(tmp_
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "0" and lines[1].split() == ["0", "100000", "65536"] and lines[2] == "/bin/busybox"
+    joiner = userns_bundle(userns_base / "joiner", userns_base / "rootfs", ["cat", "/proc/self/uid_map"], shared)
+    config = json.loads((joiner / "config.json").read_text())  # the running container's user namespace, by path
+    config["linux"]["namespaces"][-1] = {"type": "user", "path": f"/proc/{pid}/ns/user"}
+    del config["linux"]["uidMappings"], config["linux"]["gidMappings"]
+    (joiner / "config.json").write_text(json.dumps(config))
+    runtime.out.write_text("")
+    runtime("run", "--bundle", str(joiner), "joiner")
+    assert runtime.out.read_text().split() == ["0", "100000", "65536"]
     runtime("delete", "--force", "uns")
     assert proc_gone(pid) and not (runtime.root / "uns").exists()
 

@@ -8,8 +8,6 @@ the message); what runc ignores on a machine without the feature (SELinux labels
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from pyctr.oci import SUPPORTED_OCI
 from pyctr.oci.errors import ConfigError
@@ -19,88 +17,100 @@ NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
+# The plan's types are plain classes with __slots__, not dataclasses: `create` and `run` are cold starts a
+# caller waits for, and decorating these classes with @dataclass costs more than parsing config.json.
 
-@dataclass(frozen=True)
-class Mount:
-    destination: str
-    type: str
-    source: str
-    options: tuple[str, ...] = ()
+
+class _Value:
+    """Equality and repr from __slots__ (what @dataclass would have given)."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.__slots__)})"
+
+
+class Mount(_Value):
+    __slots__ = ("destination", "type", "source", "options")
+
+    def __init__(self, destination: str, type: str, source: str, options: tuple[str, ...] = ()) -> None:  # noqa: A002
+        self.destination, self.type, self.source, self.options = destination, type, source, options
 
     @property
     def is_bind(self) -> bool:
         return self.type == "bind" or "bind" in self.options or "rbind" in self.options
 
 
-@dataclass(frozen=True)
-class Device:
-    path: str
-    kind: str  # c, b, u, p
-    major: int
-    minor: int
-    mode: int
-    uid: int
-    gid: int
+class Device(_Value):
+    __slots__ = ("path", "kind", "major", "minor", "mode", "uid", "gid")
+
+    def __init__(self, path: str, kind: str, major: int, minor: int, mode: int, uid: int, gid: int) -> None:
+        self.path, self.kind, self.major, self.minor = path, kind, major, minor  # kind: c, b, u, p
+        self.mode, self.uid, self.gid = mode, uid, gid
 
 
-@dataclass(frozen=True)
-class Hook:
-    path: str
-    args: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
-    timeout: int | None = None
+class Hook(_Value):
+    __slots__ = ("path", "args", "env", "timeout")
+
+    def __init__(self, path: str, args: tuple[str, ...] = (), env: tuple[str, ...] = (),
+                 timeout: int | None = None) -> None:
+        self.path, self.args, self.env, self.timeout = path, args, env, timeout
 
 
-@dataclass(frozen=True)
-class Rlimit:
-    type: str
-    soft: int
-    hard: int
+class Rlimit(_Value):
+    __slots__ = ("type", "soft", "hard")
+
+    def __init__(self, type: str, soft: int, hard: int) -> None:  # noqa: A002
+        self.type, self.soft, self.hard = type, soft, hard
 
 
-@dataclass
-class ProcessPlan:
-    args: list[str]
-    env: list[str]
-    cwd: str
-    uid: int = 0
-    gid: int = 0
-    additional_gids: list[int] = field(default_factory=list)
-    umask: int | None = None
-    terminal: bool = False
-    no_new_privileges: bool = False
-    oom_score_adj: int | None = None
-    rlimits: list[Rlimit] = field(default_factory=list)
-    capabilities: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in CAP_SETS})
-    console_size: tuple[int, int] | None = None  # (rows, cols)
+class ProcessPlan(_Value):
+    __slots__ = ("args", "env", "cwd", "uid", "gid", "additional_gids", "umask", "terminal", "no_new_privileges",
+                 "oom_score_adj", "rlimits", "capabilities", "console_size")
+
+    def __init__(self, args: list[str], env: list[str], cwd: str, uid: int = 0, gid: int = 0,
+                 additional_gids: list[int] | None = None, umask: int | None = None, terminal: bool = False,
+                 no_new_privileges: bool = False, oom_score_adj: int | None = None,
+                 rlimits: list[Rlimit] | None = None, capabilities: dict[str, list[str]] | None = None,
+                 console_size: tuple[int, int] | None = None) -> None:
+        self.args, self.env, self.cwd, self.uid, self.gid = args, env, cwd, uid, gid
+        self.additional_gids = additional_gids if additional_gids is not None else []
+        self.umask, self.terminal, self.no_new_privileges = umask, terminal, no_new_privileges
+        self.oom_score_adj = oom_score_adj
+        self.rlimits = rlimits if rlimits is not None else []
+        self.capabilities = capabilities if capabilities is not None else {s: [] for s in CAP_SETS}
+        self.console_size = console_size  # (rows, cols)
 
 
-@dataclass
-class Plan:
+class Plan(_Value):
     """Everything config.json decides, checked and normalised."""
 
-    oci_version: str
-    bundle: str
-    root: str  # absolute
-    root_readonly: bool
-    process: ProcessPlan
-    hostname: str | None = None
-    domainname: str | None = None
-    mounts: list[Mount] = field(default_factory=list)
-    namespaces: dict[str, str] = field(default_factory=dict)  # OCI type -> path ("" = new)
-    uid_mappings: list[tuple[int, int, int]] = field(default_factory=list)  # (containerID, hostID, size)
-    gid_mappings: list[tuple[int, int, int]] = field(default_factory=list)
-    devices: list[Device] = field(default_factory=list)
-    masked_paths: list[str] = field(default_factory=list)
-    readonly_paths: list[str] = field(default_factory=list)
-    rootfs_propagation: str = ""
-    sysctl: dict[str, str] = field(default_factory=dict)
-    seccomp: dict | None = None
-    resources: dict = field(default_factory=dict)
-    cgroups_path: str = ""
-    hooks: dict[str, list[Hook]] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    __slots__ = ("oci_version", "bundle", "root", "root_readonly", "process", "hostname", "domainname", "mounts",
+                 "namespaces", "uid_mappings", "gid_mappings", "devices", "masked_paths", "readonly_paths",
+                 "rootfs_propagation", "sysctl", "seccomp", "resources", "cgroups_path", "hooks", "annotations",
+                 "warnings")
+
+    def __init__(self, oci_version: str, bundle: str, root: str, root_readonly: bool, process: ProcessPlan,
+                 hostname: str | None = None, domainname: str | None = None, seccomp: dict | None = None) -> None:
+        self.oci_version, self.bundle, self.root, self.root_readonly = oci_version, bundle, root, root_readonly
+        self.process, self.hostname, self.domainname, self.seccomp = process, hostname, domainname, seccomp
+        self.mounts: list[Mount] = []
+        self.namespaces: dict[str, str] = {}  # OCI type -> path ("" = new)
+        self.uid_mappings: list[tuple[int, int, int]] = []  # (containerID, hostID, size)
+        self.gid_mappings: list[tuple[int, int, int]] = []
+        self.devices: list[Device] = []
+        self.masked_paths: list[str] = []
+        self.readonly_paths: list[str] = []
+        self.rootfs_propagation = ""
+        self.sysctl: dict[str, str] = {}
+        self.resources: dict = {}
+        self.cgroups_path = ""
+        self.hooks: dict[str, list[Hook]] = {}
+        self.annotations: dict[str, str] = {}
+        self.warnings: list[str] = []
 
     def new_namespace(self, kind: str) -> bool:
         return self.namespaces.get(kind) == ""
@@ -108,8 +118,12 @@ class Plan:
     def joins_namespace(self, kind: str) -> bool:
         return bool(self.namespaces.get(kind))
 
+    def has_user_namespace(self) -> bool:
+        """A user namespace of its own (new, or joined by path): the init is then forked from inside it."""
+        return "user" in self.namespaces
 
-def _object(value: Any, where: str) -> dict:
+
+def _object(value: object, where: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -117,7 +131,7 @@ def _object(value: Any, where: str) -> dict:
     return value
 
 
-def _list(value: Any, where: str) -> list:
+def _list(value: object, where: str) -> list:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -125,7 +139,7 @@ def _list(value: Any, where: str) -> list:
     return value
 
 
-def _int(value: Any, where: str, default: int | None = None) -> int:
+def _int(value: object, where: str, default: int | None = None) -> int:
     if value is None and default is not None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
@@ -170,7 +184,7 @@ def plan_from_config(config: dict, bundle: str, *, known_caps: frozenset[str] | 
     return plan
 
 
-def plan_process(process: Any, known_caps: frozenset[str] | None = None) -> ProcessPlan:
+def plan_process(process: object, known_caps: frozenset[str] | None = None) -> ProcessPlan:
     """config.process (or an `exec --process` file) -> ProcessPlan."""
     if not isinstance(process, dict):
         raise ConfigError("process property must not be empty")
@@ -232,7 +246,7 @@ def plan_rlimits(items: list) -> list[Rlimit]:
     return limits
 
 
-def plan_mount(item: Any, bundle: str) -> Mount:
+def plan_mount(item: object, bundle: str) -> Mount:
     item = _object(item, "mounts[]")
     destination = item.get("destination")
     if not isinstance(destination, str) or not destination.startswith("/"):
@@ -261,7 +275,7 @@ def plan_namespaces(items: list) -> dict[str, str]:
     return found
 
 
-def _mappings(value: Any, where: str) -> list[tuple[int, int, int]]:
+def _mappings(value: object, where: str) -> list[tuple[int, int, int]]:
     result = []
     for item in _list(value, where):
         item = _object(item, where)
@@ -271,13 +285,47 @@ def _mappings(value: Any, where: str) -> list[tuple[int, int, int]]:
 
 
 def _check_user_namespace(plan: Plan) -> None:
+    """runc's rules: mappings need a user namespace; a new one needs both maps (a joined one has its own);
+    the process's uid and gid must be mapped (setuid to an unmapped id fails inside)."""
     if (plan.uid_mappings or plan.gid_mappings) and "user" not in plan.namespaces:
-        raise ConfigError("user namespaces aren't enabled in the container: uid/gid mappings need a user namespace")
-    if plan.new_namespace("user"):
-        raise ConfigError("user namespaces are not supported by pyctr-runtime yet")
+        raise ConfigError("User namespace mappings specified, but USER namespace isn't enabled in the config")
+    for where, mappings in (("uidMappings", plan.uid_mappings), ("gidMappings", plan.gid_mappings)):
+        for container_id, host_id, size in mappings:
+            if container_id < 0 or host_id < 0 or size <= 0:
+                raise ConfigError(f"{where}: invalid mapping {container_id} {host_id} {size}")
+    if not plan.new_namespace("user"):
+        return
+    if not plan.uid_mappings:
+        raise ConfigError("user namespaces enabled, but no uid mappings found")
+    if not plan.gid_mappings:
+        raise ConfigError("user namespaces enabled, but no gid mappings found")
+    if not maps_id(plan.uid_mappings, plan.process.uid):
+        raise ConfigError(f"cannot set uid to unmapped user in user namespace: uid {plan.process.uid}")
+    for gid in (plan.process.gid, *plan.process.additional_gids):
+        if not maps_id(plan.gid_mappings, gid):
+            raise ConfigError(f"cannot set gid to unmapped group in user namespace: gid {gid}")
 
 
-def plan_device(item: Any) -> Device:
+def maps_id(mappings: list[tuple[int, int, int]], container_id: int) -> bool:
+    """Whether `container_id` (a uid or gid inside) has a host id in `mappings`. Pure."""
+    return any(start <= container_id < start + size for start, _host, size in mappings)
+
+
+def host_id(mappings: list[tuple[int, int, int]], container_id: int) -> int | None:
+    """The host id of `container_id` through `mappings`, None when unmapped. Pure."""
+    for start, host, size in mappings:
+        if start <= container_id < start + size:
+            return host + container_id - start
+    return None
+
+
+def id_map_text(mappings: list[tuple[int, int, int]]) -> str:
+    """/proc/PID/uid_map (gid_map) contents: one "inside outside count" line per mapping, written with one
+    write(2) (the kernel takes a map once, whole). Pure."""
+    return "".join(f"{inside} {outside} {size}\n" for inside, outside, size in mappings)
+
+
+def plan_device(item: object) -> Device:
     item = _object(item, "linux.devices[]")
     path = item.get("path")
     if not isinstance(path, str) or not path.startswith("/dev/"):
@@ -320,7 +368,7 @@ def plan_sysctl(values: dict, namespaces: dict[str, str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items()}
 
 
-def plan_seccomp(value: Any) -> dict | None:
+def plan_seccomp(value: object) -> dict | None:
     if value is None:
         return None
     profile = _object(value, "linux.seccomp")

@@ -1,20 +1,22 @@
-"""Each runc verb: read the state, call launch (the doing), write the state, print what runc prints."""
+"""Each runc verb: read the state, call launch (the doing), write the state, print what runc prints.
+
+What callers run for every container (create, start, state, kill, delete, run) imports only built-in modules at
+the top of this file: paths are strings, JSON is jsonlite's, `signal` and `contextlib` are left out (each a
+module import of its own, with enum behind signal), and everything else is imported where a verb needs it.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+from pyctr.oci import jsonlite
 from pyctr.oci import state as st
-from pyctr.oci.cli import CliError, Invocation, parse_signal
+from pyctr.oci.cli import SIGNALS, CliError, Invocation, parse_signal
 from pyctr.oci.errors import LaunchError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from pyctr.oci.bundle import Plan
 
@@ -33,7 +35,7 @@ def read_config(bundle: str) -> dict:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            return json.load(f)
+            return jsonlite.loads(f.read())
     except FileNotFoundError:
         raise ConfigError("JSON specification file config.json not found") from None
     except OSError as e:
@@ -50,7 +52,8 @@ def _known_caps() -> frozenset[str]:
 
 def _apparmor_enabled() -> bool:
     try:
-        return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            return f.read().strip() == "Y"
     except OSError:
         return False
 
@@ -72,7 +75,7 @@ def write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
-def create(inv: Invocation, root: Path, console_fd: int = -1) -> tuple[Path, st.Record]:
+def create(inv: Invocation, root: str, console_fd: int = -1) -> tuple[str, st.Record]:
     from pyctr.oci import launch
 
     container_id = st.check_id(inv.args[0])
@@ -102,15 +105,19 @@ def create(inv: Invocation, root: Path, console_fd: int = -1) -> tuple[Path, st.
     return directory, record
 
 
-def _remove_dir(directory: Path) -> None:
+def _remove_dir(directory: str) -> None:
     for name in (st.STATE_FILE, st.FIFO, st.LOCK):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(directory / name)
-    with contextlib.suppress(OSError):
+        try:
+            os.unlink(os.path.join(directory, name))
+        except FileNotFoundError:
+            pass
+    try:
         os.rmdir(directory)
+    except OSError:
+        pass
 
 
-def start(inv: Invocation, root: Path) -> int:
+def start(inv: Invocation, root: str) -> int:
     directory, record = st.load(root, inv.args[0])
     with st.locked(directory):
         current = st.status(directory, record)
@@ -123,9 +130,9 @@ def start(inv: Invocation, root: Path) -> int:
     return 0
 
 
-def _release(directory: Path, record: st.Record) -> None:
+def _release(directory: str, record: st.Record) -> None:
     """Open exec.fifo for reading: init, blocked opening it for writing, writes one byte and goes on to exec."""
-    fifo = directory / st.FIFO
+    fifo = os.path.join(directory, st.FIFO)
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         while True:
@@ -142,11 +149,13 @@ def _release(directory: Path, record: st.Record) -> None:
             select.select([fd], [], [], 0.01)
     finally:
         os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(fifo)
+    except FileNotFoundError:
+        pass
 
 
-def _poststart(directory: Path, record: st.Record) -> None:
+def _poststart(directory: str, record: st.Record) -> None:
     if not record.hooks.get("poststart"):
         return
     from pyctr.oci import launch
@@ -160,13 +169,13 @@ def _poststart(directory: Path, record: st.Record) -> None:
             log_warning(str(e))
 
 
-def state(inv: Invocation, root: Path) -> int:
+def state(inv: Invocation, root: str) -> int:
     directory, record = st.load(root, inv.args[0])
-    print(json.dumps(st.oci_state(directory, record, _owner(directory)), indent=2))
+    print(jsonlite.dumps(st.oci_state(directory, record, _owner(directory)), indent=2))
     return 0
 
 
-def _owner(directory: Path) -> str:
+def _owner(directory: str) -> str:
     import pwd
 
     try:
@@ -176,7 +185,7 @@ def _owner(directory: Path) -> str:
         return ""
 
 
-def kill(inv: Invocation, root: Path) -> int:
+def kill(inv: Invocation, root: str) -> int:
     directory, record = st.load(root, inv.args[0])
     signum = parse_signal(inv.args[1] if len(inv.args) > 1 else "SIGTERM")
     if inv.options.get("all"):
@@ -190,14 +199,14 @@ def kill(inv: Invocation, root: Path) -> int:
     return 0
 
 
-def delete(inv: Invocation, root: Path) -> int:
+def delete(inv: Invocation, root: str) -> int:
     container_id = st.check_id(inv.args[0])
     force = bool(inv.options.get("force"))
     try:
         directory, record = st.load(root, container_id)
     except st.StateError:
-        if force and not (root / container_id / st.STATE_FILE).exists():
-            _remove_dir(root / container_id)
+        if force and not os.path.exists(os.path.join(root, container_id, st.STATE_FILE)):
+            _remove_dir(os.path.join(root, container_id))
             return 0
         raise
     with st.locked(directory):
@@ -208,21 +217,30 @@ def delete(inv: Invocation, root: Path) -> int:
     return 0
 
 
-def destroy(directory: Path, record: st.Record) -> None:
-    """Kill what runs, remove the cgroup, run poststop hooks (warnings only), remove the state directory."""
-    from pyctr.oci import launch
+def destroy(directory: str, record: st.Record) -> None:
+    """Kill what runs, remove the cgroup, run poststop hooks (warnings only), remove the state directory.
+    On `delete`'s path: cgroupfs, not launch (which imports the container launch's modules)."""
+    from pyctr.oci import cgroupfs
 
     if st.alive(record):
-        launch.freeze(record.cgroup, False)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(record.pid, signal.SIGKILL)
+        if record.paused:  # a frozen init does not die of SIGKILL until thawed
+            from pyctr.oci import launch
+
+            launch.freeze(record.cgroup, False)
+        try:
+            os.kill(record.pid, SIGNALS["KILL"])
+        except ProcessLookupError:
+            pass
         deadline = time.monotonic() + 5
         while st.alive(record) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
+            try:
                 os.waitpid(record.pid, os.WNOHANG)
-            time.sleep(0.005)
-    launch.remove_cgroup(record.cgroup)
+            except ChildProcessError:
+                pass
+            time.sleep(0.001)
+    cgroupfs.remove(record.cgroup)
     if record.hooks.get("poststop"):
+        from pyctr.oci import launch
         from pyctr.oci.bundle import plan_hooks
 
         hooks = plan_hooks(record.hooks).get("poststop", [])
@@ -233,7 +251,7 @@ def destroy(directory: Path, record: st.Record) -> None:
     _remove_dir(directory)
 
 
-def run(inv: Invocation, root: Path) -> int:
+def run(inv: Invocation, root: str) -> int:
     """create + start; in the foreground, wait for init (our child), relay signals, delete unless --keep."""
     detach = bool(inv.options.get("detach"))
     console_pair = None
@@ -247,34 +265,54 @@ def run(inv: Invocation, root: Path) -> int:
     if console_pair:
         console_pair[1].close()
     if detach:
-        _release(directory, record)
+        _release_or_destroy(directory, record)
         _poststart(directory, record)
         return 0
     forwarded = _forward_signals(record.pid)
     try:
-        _release(directory, record)
+        _release_or_destroy(directory, record)
         _poststart(directory, record)
         code = _relay_terminal(console_pair[0], record.pid) if console_pair else _wait(record.pid)
     finally:
-        for signum, previous in forwarded.items():
-            signal.signal(signum, previous)
+        _restore_signals(forwarded)
     if not inv.options.get("keep"):
         with st.locked(directory):
             destroy(directory, record)
     return code
 
 
+def _release_or_destroy(directory: str, record: st.Record) -> None:
+    """`run`'s start: an init that died before it (a startContainer hook failed) leaves no state behind."""
+    try:
+        _release(directory, record)
+    except BaseException:
+        with st.locked(directory):
+            destroy(directory, record)
+        raise
+
+
 def _forward_signals(pid: int) -> dict:
+    import _signal as signal  # `signal` without its enum classes (see launch._reset_signals)
+
     previous = {}
 
     def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
                    signal.SIGWINCH):
         previous[signum] = signal.signal(signum, forward)
     return previous
+
+
+def _restore_signals(previous: dict) -> None:
+    import _signal as signal
+
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def _wait(pid: int) -> int:
@@ -302,17 +340,19 @@ def _relay_terminal(channel, pid: int) -> int:
     return launch.relay_terminal(fds[0], pid)
 
 
-def list_(inv: Invocation, root: Path) -> int:
+def list_(inv: Invocation, root: str) -> int:
     rows = []
     for container_id in st.list_ids(root):
-        with contextlib.suppress(st.StateError):
+        try:
             directory, record = st.load(root, container_id)
-            rows.append(st.oci_state(directory, record, _owner(directory)))
+        except st.StateError:
+            continue
+        rows.append(st.oci_state(directory, record, _owner(directory)))
     fmt = str(inv.options.get("format") or "table")
     if inv.options.get("quiet"):
         print("\n".join(row["id"] for row in rows) + ("\n" if rows else ""), end="")
     elif fmt == "json":
-        print(json.dumps(rows or None))
+        print(jsonlite.dumps(rows or None))
     elif fmt == "table":
         table = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
         table += [[r["id"], str(r["pid"]), r["status"], r["bundle"], r["created"], r["owner"]] for r in rows]
@@ -330,7 +370,7 @@ def align_columns(rows: list[list[str]], minwidth: int = 12, padding: int = 3) -
     return "".join(line + "\n" for line in lines)
 
 
-def ps(inv: Invocation, root: Path) -> int:
+def ps(inv: Invocation, root: str) -> int:
     import subprocess
 
     from pyctr.oci import launch
@@ -339,7 +379,7 @@ def ps(inv: Invocation, root: Path) -> int:
     pids = launch.cgroup_pids(record.cgroup)
     fmt = str(inv.options.get("format") or "table")
     if fmt == "json":
-        print(json.dumps(pids))
+        print(jsonlite.dumps(pids))
         return 0
     if fmt != "table":
         raise CliError("invalid format option")
@@ -362,15 +402,15 @@ def ps(inv: Invocation, root: Path) -> int:
     return 0
 
 
-def pause(inv: Invocation, root: Path) -> int:
+def pause(inv: Invocation, root: str) -> int:
     return _set_paused(inv, root, True)
 
 
-def resume(inv: Invocation, root: Path) -> int:
+def resume(inv: Invocation, root: str) -> int:
     return _set_paused(inv, root, False)
 
 
-def _set_paused(inv: Invocation, root: Path, paused: bool) -> int:
+def _set_paused(inv: Invocation, root: str, paused: bool) -> int:
     from pyctr.oci import launch
 
     directory, record = st.load(root, inv.args[0])
@@ -400,9 +440,13 @@ def update_document(options: dict, stdin_text: str | None = None) -> dict:
     """`update`'s linux.resources: the --resources file ("-" = stdin) or the flags. Pure but for the file."""
     source = options.get("resources")
     if source:
-        text = stdin_text if source == "-" else Path(str(source)).read_text()
+        if source == "-":
+            text = stdin_text
+        else:
+            with open(str(source)) as f:
+                text = f.read()
         try:
-            doc = json.loads(text or "")
+            doc = jsonlite.loads(text or "")
         except ValueError as e:
             raise CliError(f"decoding resources: {e}") from None
         if not isinstance(doc, dict):
@@ -435,7 +479,7 @@ def _size_or_int(text: str, flag: str) -> int:
         raise CliError(f"invalid value for {flag.replace('_', '-')}: {text}") from None
 
 
-def update(inv: Invocation, root: Path) -> int:
+def update(inv: Invocation, root: str) -> int:
     from pyctr.oci import launch
 
     directory, record = st.load(root, inv.args[0])
@@ -446,7 +490,7 @@ def update(inv: Invocation, root: Path) -> int:
     return 0
 
 
-def spec(inv: Invocation, root: Path) -> int:
+def spec(inv: Invocation, root: str) -> int:
     from pyctr.oci.defaults import example_spec
 
     bundle = str(inv.options.get("bundle") or ".")
@@ -457,6 +501,8 @@ def spec(inv: Invocation, root: Path) -> int:
     if inv.options.get("rootless"):
         raise CliError("spec --rootless: rootless containers are not supported by pyctr-runtime")
     with open(path, "w") as f:
+        import json
+
         f.write(json.dumps(doc, indent="\t"))
     return 0
 
@@ -467,7 +513,7 @@ def _cgroup_v2() -> bool:
     return launch.cgroup_v2()
 
 
-def features(inv: Invocation, root: Path) -> int:
+def features(inv: Invocation, root: str) -> int:
     import platform
 
     from pyctr.oci import launch
@@ -476,11 +522,11 @@ def features(inv: Invocation, root: Path) -> int:
     caps = launch.capability_names(this_kernel=True)
     arch = {"x86_64": ["SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_X86_64"],
             "aarch64": ["SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64"]}.get(platform.machine(), [])
-    print(json.dumps(document(caps, _cgroup_v2(), arch), indent="    "))
+    print(jsonlite.dumps(document(caps, _cgroup_v2(), arch), indent=4))
     return 0
 
 
-def exec_(inv: Invocation, root: Path) -> int:
+def exec_(inv: Invocation, root: str) -> int:
     from pyctr.oci import launch
     from pyctr.oci.bundle import plan_process
 
@@ -505,8 +551,7 @@ def exec_(inv: Invocation, root: Path) -> int:
     try:
         return _wait(pid)
     finally:
-        for signum, previous in forwarded.items():
-            signal.signal(signum, previous)
+        _restore_signals(forwarded)
 
 
 def _read_process_file(options: dict) -> dict | None:
@@ -515,7 +560,7 @@ def _read_process_file(options: dict) -> dict | None:
         return None
     try:
         with open(str(path), "rb") as f:
-            doc = json.load(f)
+            doc = jsonlite.loads(f.read())
     except OSError as e:
         raise CliError(f"open {path}: {e.strerror}") from None
     except ValueError as e:

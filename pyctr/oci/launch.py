@@ -14,23 +14,42 @@ command through pyctr's sealed exec shim (runtime/execshim.py).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import stat
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+from pyctr.oci import cgroupfs, jsonlite
 from pyctr.oci.errors import LaunchError
 from pyctr.oci.state import FIFO
 
+SIGKILL = 9
+
+
+class _ignoring:
+    """contextlib.suppress, without importing contextlib (collections and functools behind it) on create."""
+
+    __slots__ = ("errors",)
+
+    def __init__(self, *errors: type[BaseException]) -> None:
+        self.errors = errors
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_rest: object) -> bool:
+        return kind is not None and issubclass(kind, self.errors)
+
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (create is a cold start)
 if TYPE_CHECKING:
     from pyctr.oci.bundle import Device, Hook, Plan
 
 READY, GO, WAITING = b"R", b"G", b"W"
+# With a user namespace: C says USERNS once it made one, M answers MAPPED once it wrote the maps; C forks the
+# init inside it and says INIT_PID + the init's host PID (4 bytes) before it exits.
+USERNS, MAPPED, INIT_PID = b"U", b"M", b"P"
 SECCOMP_CACHE = "seccomp:cache"  # under --root: compiled filters (":" is never in a container id)
-# C's own namespace kinds in the order runc joins them; pid is M's business (before fork), user unsupported.
+# C's own namespace kinds in the order runc joins them; pid is M's business (before fork), or, with a user
+# namespace, C's (the init must be forked inside the user namespace that owns its PID namespace).
 _JOIN_ORDER = ("ipc", "uts", "network", "cgroup", "mount")
 _CLONE_FLAG = {"ipc": "CLONE_NEWIPC", "uts": "CLONE_NEWUTS", "network": "CLONE_NEWNET", "cgroup": "CLONE_NEWCGROUP",
                "mount": "CLONE_NEWNS", "pid": "CLONE_NEWPID"}
@@ -45,7 +64,7 @@ class CreateRequest:
 
     console_fd: `run -t` without --console-socket passes its end of a socketpair instead of a socket path."""
 
-    def __init__(self, container_id: str, state_dir: Path, console_socket: str = "", no_pivot: bool = False,
+    def __init__(self, container_id: str, state_dir: str, console_socket: str = "", no_pivot: bool = False,
                  preserve_fds: int = 0, console_fd: int = -1) -> None:
         self.container_id, self.state_dir, self.console_socket = container_id, state_dir, console_socket
         self.no_pivot, self.preserve_fds, self.console_fd = no_pivot, preserve_fds, console_fd
@@ -70,26 +89,52 @@ def capability_names(this_kernel: bool = False) -> list[str]:
 
 
 def cgroup_v2() -> bool:
-    from pyctr.runtime.cgroups import current_mode
-
-    return current_mode().version == 2
+    return cgroupfs.is_v2()
 
 
-def seccomp_program(plan: Plan, cache_dir: Path | None = None) -> bytes | None:
+def seccomp_program(plan: Plan, cache_dir: str | None = None) -> bytes | None:
     """The config's seccomp profile compiled by runtime/seccomp.py (the OCI format is Docker's profile format);
     kept under `cache_dir` (--root/seccomp:cache) by profile, capabilities and kernel: podman's default profile takes
     libseccomp tens of milliseconds to compile, every create and exec otherwise."""
     if plan.seccomp is None:
         return None
+    caps = frozenset(plan.process.capabilities.get("effective") or [])
+    if cache_dir is not None:
+        cached = _cached_seccomp(cache_dir, plan.seccomp, caps)
+        if cached is not None:
+            return cached
     from pyctr.runtime import seccomp
 
-    caps = frozenset(plan.process.capabilities.get("effective") or [])
     try:
         if cache_dir is not None:
-            return seccomp.cached_bpf(cache_dir, plan.seccomp, caps)
+            from pathlib import Path
+
+            return seccomp.cached_bpf(Path(cache_dir), plan.seccomp, caps)
         return seccomp.compile_bpf(plan.seccomp, caps)
     except Exception as e:  # libseccomp's and the profile's errors alike
         raise LaunchError(f"cannot build the seccomp filter: {e}") from None
+
+
+def seccomp_cache_name(profile: dict, caps: frozenset[str], machine: str, release: str) -> str:
+    """The file runtime/seccomp.cached_bpf keeps this program in: sha256 of its JSON key (jsonlite writes the
+    key as json.dumps(..., sort_keys=True) does, so both name the same file). Pure."""
+    try:
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
+    key = jsonlite.dumps([profile, sorted(caps), machine, release], sort_keys=True)
+    return sha256(key.encode()).hexdigest() + ".bpf"
+
+
+def _cached_seccomp(cache_dir: str, profile: dict, caps: frozenset[str]) -> bytes | None:
+    """The compiled program from the cache, without importing runtime/seccomp.py (json, dataclasses, pathlib)
+    nor libseccomp; None when it has not been compiled yet."""
+    uname = os.uname()
+    try:
+        with open(os.path.join(cache_dir, seccomp_cache_name(profile, caps, uname.machine, uname.release)), "rb") as f:
+            return f.read()
+    except (FileNotFoundError, TypeError):
+        return None
 
 
 def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
@@ -97,12 +142,13 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
     (controller -> dir, "" for v2). Raises LaunchError after reaping C."""
     from pyctr.runtime import capabilities, execshim, syscalls
 
-    program = seccomp_program(plan, request.state_dir.parent / SECCOMP_CACHE)
+    program = seccomp_program(plan, os.path.join(os.path.dirname(request.state_dir), SECCOMP_CACHE))
     shim = execshim.sealed_shim()
     capabilities.preload()
-    _preload_child_modules()
-    os.mkfifo(request.state_dir / FIFO, 0o622)
-    fifo = os.open(request.state_dir / FIFO, syscalls.O_PATH | os.O_CLOEXEC)
+    preload_child_modules(plan)
+    fifo_path = os.path.join(request.state_dir, FIFO)
+    _make_exec_fifo(plan, fifo_path)
+    fifo = os.open(fifo_path, syscalls.O_PATH | os.O_CLOEXEC)
     join_fds = {kind: _open_namespace(kind, path) for kind, path in plan.namespaces.items() if path}
     console = -1
     if plan.process.terminal:
@@ -120,8 +166,16 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
                 os.close(fd)
     dirs = cgroup_dirs(plan, request.container_id)
     try:
+        # Without a user namespace C is the init from the start: its cgroup is made and joined while C unshares
+        # (both are kernel work of milliseconds: a network namespace, a v1 cgroup migration), as runc applies
+        # cgroups while its init starts. With one, the init is forked later, inside it.
+        placed_early = not plan.has_user_namespace()
+        if placed_early:
+            _place_in_cgroup(plan, dirs, pid)
+        pid = _through_user_namespace(plan, pid, report_r, go_w)
         _expect(report_r, READY)
-        _place_in_cgroup(plan, dirs, pid)
+        if not placed_early:
+            _place_in_cgroup(plan, dirs, pid)
         _oom_score_adj(plan, pid)
         creating = _hook_state(plan, request.container_id, pid, "creating")
         for kind in ("prestart", "createRuntime"):
@@ -129,7 +183,7 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
         os.write(go_w, GO + pid.to_bytes(4, "little"))
         _expect(report_r, WAITING)
     except BaseException as e:
-        with contextlib.suppress(OSError):
+        with _ignoring(OSError):
             os.close(go_w)
         reason = _reported(report_r)
         kill_and_reap(pid)
@@ -146,6 +200,18 @@ def create(plan: Plan, request: CreateRequest) -> tuple[int, dict[str, str]]:
         os.close(report_r)
     os.close(go_w)
     return pid, dirs
+
+
+def _make_exec_fifo(plan: Plan, path: str) -> None:
+    """exec.fifo, which init opens for writing: 0622 whatever the umask, and, as runc does, owned by the
+    container's root (with a user namespace, init's uid on the host is its mapped one)."""
+    from pyctr.oci.bundle import host_id
+
+    os.mkfifo(path, 0o622)
+    os.chmod(path, 0o622)
+    if plan.new_namespace("user"):
+        uid, gid = host_id(plan.uid_mappings, 0), host_id(plan.gid_mappings, 0)
+        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
 
 
 def _connect_console(path: str) -> int:
@@ -176,24 +242,36 @@ def _open_namespace(kind: str, path: str) -> int:
         raise LaunchError(f"cannot open {kind} namespace {path}: {e.strerror}") from None
 
 
-def _preload_child_modules() -> None:
+def preload_child_modules(plan: Plan) -> None:
+    """What C imports after seal_imports (pivot_root makes the import path the container's), loaded now; only
+    what this plan needs: subprocess and socket alone cost a create more than its mounts."""
     import fcntl  # noqa: F401
     import resource  # noqa: F401
-    import socket  # noqa: F401
-    import subprocess  # noqa: F401  (startContainer hooks)
-    import termios  # noqa: F401
 
-    import pyctr.runtime.process.console  # noqa: F401  (open_container_pty)
     import pyctr.runtime.process.sequence  # noqa: F401  (find_executable, seal_imports)
     import pyctr.runtime.rootfs  # noqa: F401
-    import pyctr.runtime.tty  # noqa: F401
-    import pyctr.runtime.users  # noqa: F401
+
+    if plan.process.terminal:
+        import socket  # noqa: F401
+        import termios  # noqa: F401
+
+        import pyctr.runtime.process.console  # noqa: F401  (open_container_pty)
+    if plan.hooks.get("startContainer") or plan.hooks.get("createContainer"):
+        import subprocess  # noqa: F401
 
 
 def _fork(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fds: list[int],
           program: bytes | None) -> int:
     from pyctr.runtime import syscalls
 
+    if plan.has_user_namespace():
+        # C forks the init inside the user namespace and exits: as a child subreaper, M (run's wait, create's
+        # failure path) gets the init as its own child; once M exits, the caller's subreaper does.
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        pid = os.fork()
+        if pid == 0:
+            _child(plan, request, join_fds, child_fds, program)
+        return pid
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         if "pid" in join_fds:
@@ -207,6 +285,27 @@ def _fork(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fd
     finally:
         os.close(own)
     return pid
+
+
+def _through_user_namespace(plan: Plan, first: int, report_r: int, go_w: int) -> int:
+    """With a user namespace: write the maps of the one C made (runc writes them from the parent, after
+    clone), then learn the host PID of the init C forked inside it and reap C. Returns the init's PID."""
+    if not plan.has_user_namespace():
+        return first
+    from pyctr.oci.bundle import id_map_text
+
+    if plan.new_namespace("user"):
+        _expect(report_r, USERNS)
+        # M is root in the parent namespace: no "deny" in setgroups is needed (runc writes it for rootless only).
+        _write_proc(f"/proc/{first}/uid_map", id_map_text(plan.uid_mappings))
+        _write_proc(f"/proc/{first}/gid_map", id_map_text(plan.gid_mappings))
+        os.write(go_w, MAPPED)
+    message = os.read(report_r, 5)
+    if message[:1] != INIT_PID or len(message) != 5:
+        raise LaunchError(_decode_report(message + _read_all(report_r)))
+    with _ignoring(ChildProcessError):
+        os.waitpid(first, 0)
+    return int.from_bytes(message[1:], "little")
 
 
 def _expect(report_r: int, want: bytes) -> None:
@@ -234,17 +333,17 @@ def _reported(report_r: int) -> str:
 
 def _decode_report(data: bytes) -> str:
     if data.startswith(b"E"):
-        with contextlib.suppress(ValueError):
-            report = json.loads(data[1:])
+        with _ignoring(ValueError):
+            report = jsonlite.loads(data[1:])
             if isinstance(report, dict):
                 return str(report.get("message") or "container init failed")
     return "container init exited before it was ready, without saying why"
 
 
 def kill_and_reap(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
+    with _ignoring(ProcessLookupError):
+        os.kill(pid, SIGKILL)
+    with _ignoring(ChildProcessError):
         os.waitpid(pid, 0)
 
 
@@ -257,9 +356,11 @@ def _hook_state(plan: Plan, container_id: str, pid: int, status: str) -> dict:
 
 def run_hooks(hooks: list[Hook], state: dict, kind: str) -> None:
     """Run each hook with the state on stdin; raises LaunchError naming the hook (runc's message)."""
+    if not hooks:
+        return
     import subprocess
 
-    payload = json.dumps(state).encode()
+    payload = jsonlite.dumps(state).encode()
     for number, hook in enumerate(hooks):
         env = dict(item.split("=", 1) for item in hook.env if "=" in item)
         try:
@@ -289,77 +390,32 @@ def _oom_score_adj(plan: Plan, pid: int) -> None:
 # ----------------------------------------------------------------------------------------------- cgroups
 
 
-def caller_cgroup(controller: str) -> str:
-    """The caller's cgroup path in `controller`'s hierarchy ("" = the v2 one), for a relative cgroupsPath."""
-    try:
-        text = Path("/proc/self/cgroup").read_text()
-    except OSError:
-        return "/"
-    for line in text.splitlines():
-        _, names, path = line.split(":", 2)
-        if (controller == "" and names == "") or controller in names.split(","):
-            return path
-    return "/"
-
-
 def cgroup_dirs(plan: Plan, container_id: str) -> dict[str, str]:
     """controller -> the container's directory (v1: every mounted controller; v2: {"": dir})."""
     from pyctr.oci.resources import cgroup_relative_path
-    from pyctr.runtime.cgroups import current_mode
 
-    mode = current_mode()
-    if mode.version == 2:
-        if mode.unified is None:
-            return {}
-        rel = cgroup_relative_path(plan.cgroups_path, container_id, caller_cgroup(""))
-        return {"": str(mode.unified) + rel}
-    dirs = {}
-    for controller, mount in mode.v1_mounts.items():
-        rel = cgroup_relative_path(plan.cgroups_path, container_id, caller_cgroup(controller))
-        dirs[controller] = str(mount) + rel
-    return dirs
+    v1, _unified = cgroupfs.mounts()
+    controllers = list(v1) or [""]
+    return cgroupfs.container_dirs({c: cgroup_relative_path(plan.cgroups_path, container_id, cgroupfs.caller_cgroup(c))
+                                    for c in controllers})
 
 
 def _place_in_cgroup(plan: Plan, dirs: dict[str, str], pid: int) -> None:
     """Make the cgroup directories, join C, then write linux.resources (runc: Apply, then Set)."""
     from pyctr.oci import resources
-    from pyctr.runtime.cgroups import current_mode
-    from pyctr.runtime.cgroups.files import write_value
 
-    for directory in dict.fromkeys(dirs.values()):
-        os.makedirs(directory, exist_ok=True)
-    if "cpuset" in dirs:
-        _inherit_cpuset(Path(dirs["cpuset"]))
-    for directory in dict.fromkeys(dirs.values()):
-        write_value(Path(directory), "cgroup.procs", pid)
-    if current_mode().version == 2:
-        writes = resources.plan_v2(plan.resources)
-    else:
-        writes = resources.plan_v1(plan.resources, plan.devices)
+    cgroupfs.make_and_join(dirs, pid)
+    writes = resources.plan_v2(plan.resources) if cgroupfs.is_v2() else resources.plan_v1(plan.resources, plan.devices)
     for controller, name, value in writes:
         directory = dirs.get(controller)
         if directory is None:
             raise LaunchError(f"linux.resources needs the {controller} cgroup controller, which is not mounted")
-        write_value(Path(directory), name, value)
-
-
-def _inherit_cpuset(directory: Path) -> None:
-    """A new v1 cpuset directory is empty: copy cpus and mems down from the nearest ancestor that has them."""
-    from pyctr.runtime.cgroups.files import read_text, write_value
-
-    chain = [directory]
-    while chain[-1].parent != chain[-1] and not (read_text(chain[-1] / "cpuset.cpus") or "").strip():
-        chain.append(chain[-1].parent)
-    for child in reversed(chain[:-1]):
-        for name in ("cpuset.cpus", "cpuset.mems"):
-            if not (read_text(child / name) or "").strip():
-                write_value(child, name, (read_text(child.parent / name) or "").strip())
+        cgroupfs.write_value(directory, name, value)
 
 
 def update_resources(dirs: dict[str, str], resources_doc: dict) -> None:
     """`update`: write the given linux.resources to a running container's cgroup."""
     from pyctr.oci import resources
-    from pyctr.runtime.cgroups.files import write_value
 
     # Device rules stay as created: rewriting them (deny all, then allow) on a running container would refuse
     # its devices for a moment; callers (containerd's update) resend the whole document, devices included.
@@ -367,16 +423,11 @@ def update_resources(dirs: dict[str, str], resources_doc: dict) -> None:
     writes = resources.plan_v2(wanted) if "" in dirs else resources.plan_v1(wanted)
     for controller, name, value in writes:
         if controller in dirs:
-            write_value(Path(dirs[controller]), name, value)
+            cgroupfs.write_value(dirs[controller], name, value)
 
 
 def cgroup_pids(dirs: dict[str, str]) -> list[int]:
-    from pyctr.runtime.cgroups.files import read_pids
-
-    found: set[int] = set()
-    for directory in dict.fromkeys(dirs.values()):
-        found.update(read_pids(Path(directory) / "cgroup.procs"))
-    return sorted(found)
+    return cgroupfs.pids(dirs)
 
 
 def signal_all(dirs: dict[str, str], signum: int) -> None:
@@ -384,7 +435,7 @@ def signal_all(dirs: dict[str, str], signum: int) -> None:
     freeze(dirs, True)
     try:
         for pid in cgroup_pids(dirs):
-            with contextlib.suppress(ProcessLookupError):
+            with _ignoring(ProcessLookupError):
                 os.kill(pid, signum)
     finally:
         freeze(dirs, False)
@@ -392,6 +443,8 @@ def signal_all(dirs: dict[str, str], signum: int) -> None:
 
 def freeze(dirs: dict[str, str], frozen: bool) -> bool:
     """pause/resume through the freezer (v1) or cgroup.freeze (v2)."""
+    from pathlib import Path
+
     from pyctr.runtime.cgroups import freezer
 
     if "" in dirs:
@@ -410,23 +463,7 @@ def freeze(dirs: dict[str, str], frozen: bool) -> bool:
 
 def remove_cgroup(dirs: dict[str, str]) -> None:
     """Kill what is left and remove the directories (never their parents: those are the caller's)."""
-    import time
-
-    deadline = time.monotonic() + 5
-    while (pids := cgroup_pids(dirs)) and time.monotonic() < deadline:
-        signal_all(dirs, signal.SIGKILL)
-        time.sleep(0.01)
-    for directory in dict.fromkeys(dirs.values()):
-        with contextlib.suppress(FileNotFoundError):
-            for _ in range(100):
-                try:
-                    os.rmdir(directory)
-                    break
-                except OSError as e:
-                    if e.errno != 16:  # EBUSY: the last process is still leaving
-                        break
-                    time.sleep(0.01)
-    del pids
+    cgroupfs.remove(dirs)
 
 
 # ------------------------------------------------------------------------------------------------ C's side
@@ -443,8 +480,8 @@ def _child(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_f
         if message is None:
             message = f"{e.strerror}" + (f": {e.filename}" if e.filename else "") if isinstance(e, OSError) \
                 and e.strerror else str(e) or type(e).__name__
-        _say(report, b"E" + json.dumps({"message": message}).encode())
-        with contextlib.suppress(OSError):
+        _say(report, b"E" + jsonlite.dumps({"message": message}).encode())
+        with _ignoring(OSError):
             os.write(2, f"pyctr-runtime init: {message}\n".encode())
     finally:
         os._exit(code)
@@ -456,12 +493,12 @@ def close_inherited(keep: set[int]) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd not in keep:
-            with contextlib.suppress(OSError):
+            with _ignoring(OSError):
                 os.close(fd)
 
 
 def _say(fd: int, data: bytes) -> None:
-    with contextlib.suppress(OSError):
+    with _ignoring(OSError):
         os.write(fd, data)
 
 
@@ -471,18 +508,11 @@ def _init(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fd
     from pyctr.runtime.process.sequence import find_executable, seal_imports
 
     report, go, shim, fifo, console_channel = child_fds
-    syscalls.set_parent_death_signal(signal.SIGKILL)
+    syscalls.set_parent_death_signal(SIGKILL)
     close_inherited({*range(3 + request.preserve_fds), *child_fds, *join_fds.values()})
     capabilities.set_dumpable(False)
     os.setsid()
-    for kind in _JOIN_ORDER:
-        if kind in join_fds:
-            syscalls.setns(join_fds[kind], getattr(syscalls, _CLONE_FLAG[kind]))
-    flags = 0
-    for kind in _JOIN_ORDER:
-        if plan.new_namespace(kind) and kind != "cgroup":
-            flags |= getattr(syscalls, _CLONE_FLAG[kind])
-    syscalls.unshare(flags)
+    _enter_namespaces(plan, join_fds, report, go)
     os.write(report, READY)
     go_message = os.read(go, 5)
     if go_message[:1] != GO or len(go_message) != 5:
@@ -530,6 +560,62 @@ def _init(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fd
     _run_start_hooks(plan, request.container_id)
     _reset_signals()
     _exec(executable, plan, env, report, shim, request.preserve_fds)
+
+
+def _enter_namespaces(plan: Plan, join_fds: dict[str, int], report: int, go: int) -> None:
+    """Join the namespaces given by path, unshare the new ones (cgroup comes later, once in the cgroup).
+
+    With a user namespace, runc's order: a joined one first; or, for a new one, the joins (with the host's
+    privileges), then the user namespace, which M maps, then the other new namespaces, owned by it. The init
+    is then forked here, inside it (a PID namespace belongs to the user namespace it is made in), and this
+    process exits."""
+    from pyctr.runtime import syscalls
+
+    if plan.joins_namespace("user"):
+        syscalls.setns(join_fds["user"], syscalls.CLONE_NEWUSER)
+        _become_namespace_root()
+    for kind in _JOIN_ORDER:
+        if kind in join_fds:
+            syscalls.setns(join_fds[kind], getattr(syscalls, _CLONE_FLAG[kind]))
+    if plan.new_namespace("user"):
+        syscalls.unshare(syscalls.CLONE_NEWUSER)
+        os.write(report, USERNS)
+        if os.read(go, 1) != MAPPED:
+            os._exit(1)  # M gave up and says why
+        _become_namespace_root()
+    flags = 0
+    for kind in _JOIN_ORDER:
+        if plan.new_namespace(kind) and kind != "cgroup":
+            flags |= getattr(syscalls, _CLONE_FLAG[kind])
+    if plan.has_user_namespace() and plan.new_namespace("pid"):
+        flags |= syscalls.CLONE_NEWPID
+    syscalls.unshare(flags)
+    if plan.has_user_namespace():
+        if "pid" in join_fds:
+            syscalls.setns(join_fds["pid"], syscalls.CLONE_NEWPID)
+        _fork_init(report)
+
+
+def _become_namespace_root() -> None:
+    """uid and gid 0 of the user namespace just entered (its root keeps every capability in it); files C
+    creates before the process's own user is set (in /dev, mount points) then belong to a mapped owner."""
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError as e:
+        raise LaunchError(f"cannot become root of the user namespace (is 0 mapped?): {e.strerror}") from None
+    with _ignoring(OSError):
+        os.setgroups([])  # the host's groups are unmapped inside
+
+
+def _fork_init(report: int) -> None:
+    """Fork the container's init (PID 1 of a new PID namespace); say its host PID to M, and exit. Returns in
+    the init only."""
+    pid = os.fork()
+    if pid:
+        os.write(report, INIT_PID + pid.to_bytes(4, "little"))
+        os._exit(0)
+    os.setsid()  # the init leads its own session (a console becomes its controlling terminal)
 
 
 def _path_of(env: list[str]) -> str:
@@ -606,10 +692,15 @@ def _run_start_hooks(plan: Plan, container_id: str) -> None:
 
 
 def _reset_signals() -> None:
-    for number in (signal.SIGPIPE, signal.SIGINT, signal.SIGXFSZ, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-        with contextlib.suppress(OSError, ValueError):
-            signal.signal(number, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # _signal, the built-in module under `signal`: importable after seal_imports, and without the enum
+    # classes `signal` builds at import (enum, functools, collections: ~2 ms of each create).
+    import _signal
+
+    for number in (_signal.SIGPIPE, _signal.SIGINT, _signal.SIGXFSZ, _signal.SIGTERM, _signal.SIGHUP,
+                   _signal.SIGCHLD):
+        with _ignoring(OSError, ValueError):
+            _signal.signal(number, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
 def _exec(executable: str, plan: Plan, env: list[str], report: int, shim: int, preserve: int) -> None:
@@ -625,7 +716,7 @@ def _exec(executable: str, plan: Plan, env: list[str], report: int, shim: int, p
     os.dup2(shim_at, first_free + 1, inheritable=False)
     syscalls.close_range(first_free + 2)
     for fd in range(3, first_free):
-        with contextlib.suppress(OSError):
+        with _ignoring(OSError):
             os.set_inheritable(fd, True)
     environment = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
     execshim.exec_command(first_free + 1, first_free, executable, plan.process.args, environment)
@@ -634,11 +725,21 @@ def _exec(executable: str, plan: Plan, env: list[str], report: int, shim: int, p
 # ------------------------------------------------------------------------- C's root (before and after pivot)
 
 
+class RootfsMount:
+    """One mount as runtime/rootfs.apply_mount takes it (runtime/spec's Mount has these fields; importing that
+    module would cost every create its dataclasses)."""
+
+    __slots__ = ("destination", "type", "source", "options", "user_source")
+
+    def __init__(self, destination: str, type: str, source: str, options: list[str]) -> None:  # noqa: A002
+        self.destination, self.type, self.source, self.options = destination, type, source, options
+        self.user_source = False  # config.json's sources are the caller's to choose (no pyctr state to guard)
+
+
 def _build_root(plan: Plan, request: CreateRequest, console_channel: int, host_pid: int) -> int | None:
     """Mounts, devices and pivot_root; the console (after pivot: from the container's devpts, as runc);
     masked and read-only paths. Returns the console slave fd when a terminal was made."""
     from pyctr.runtime import rootfs, syscalls
-    from pyctr.runtime.spec import Mount as RuntimeMount
 
     propagation = {"": "MS_SLAVE", "slave": "MS_SLAVE", "rslave": "MS_SLAVE", "private": "MS_PRIVATE",
                    "rprivate": "MS_PRIVATE", "shared": "MS_SHARED", "rshared": "MS_SHARED",
@@ -654,16 +755,17 @@ def _build_root(plan: Plan, request: CreateRequest, console_channel: int, host_p
             options = [o for o in mount.options if o != "tmpcopyup"]
             kind = "bind" if mount.is_bind else mount.type
             try:
-                rootfs.apply_mount(root_fd, root, RuntimeMount(mount.destination, kind, mount.source, options))
+                rootfs.apply_mount(root_fd, root, RootfsMount(mount.destination, kind, mount.source, options))
             except OSError as e:
                 raise LaunchError(f"error mounting {mount.source!r} to rootfs at {mount.destination!r}: "
                                   f"{e.strerror or e}") from None
             if mount.destination == "/dev" and not mount.is_bind:
                 dev_is_tmpfs = True
+        bind = plan.has_user_namespace()
         if dev_is_tmpfs:
-            _make_devices(root_fd, plan.devices)
+            _make_devices(root_fd, plan.devices, bind=bind)
         elif plan.devices:
-            _make_devices(root_fd, plan.devices, defaults=False)
+            _make_devices(root_fd, plan.devices, defaults=False, bind=bind)
     if plan.rootfs_propagation in ("shared", "rshared", "slave", "rslave", "private", "rprivate"):
         syscalls.mount(None, root, None, getattr(syscalls, propagation)
                        | (syscalls.MS_REC if plan.rootfs_propagation.startswith("r") else 0))
@@ -686,8 +788,9 @@ def _build_root(plan: Plan, request: CreateRequest, console_channel: int, host_p
     return console
 
 
-def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True) -> None:
-    """The config's device nodes, runc's defaults that it does not name, and /dev's links."""
+def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True, bind: bool = False) -> None:
+    """The config's device nodes, runc's defaults that it does not name, and /dev's links. In a user namespace
+    (`bind`) mknod is refused: each node is the host's, bind-mounted on an empty file (runc's way)."""
     from pyctr.oci.bundle import Device
     from pyctr.runtime import rootfs
 
@@ -700,8 +803,11 @@ def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True) ->
     for device in wanted:
         parent, name = os.path.split(device.path)
         with rootfs.opened(rootfs.ensure_in_root(root_fd, parent, "dir", follow=False)) as directory:
-            with contextlib.suppress(FileNotFoundError):
+            with _ignoring(FileNotFoundError):
                 os.unlink(name, dir_fd=directory)
+            if bind:
+                _bind_host_device(directory, name, device.path)
+                continue
             os.mknod(name, kinds[device.kind] | (device.mode & 0o7777), os.makedev(device.major, device.minor),
                      dir_fd=directory)
             os.chmod(name, device.mode & 0o7777, dir_fd=directory, follow_symlinks=False)
@@ -712,10 +818,21 @@ def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True) ->
         for target, link in DEV_LINKS:
             name = os.path.basename(link)
             if name == "ptmx":
-                with contextlib.suppress(FileNotFoundError):
+                with _ignoring(FileNotFoundError):
                     os.unlink(name, dir_fd=dev)
-            with contextlib.suppress(FileExistsError):
+            with _ignoring(FileExistsError):
                 os.symlink(target, name, dir_fd=dev)
+
+
+def _bind_host_device(directory: int, name: str, host_path: str) -> None:
+    from pyctr.runtime import rootfs, syscalls
+
+    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=directory))
+    with rootfs.opened(os.open(name, syscalls.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)) as target:
+        try:
+            syscalls.mount(host_path, rootfs.fd_path(target), None, syscalls.MS_BIND)
+        except OSError as e:
+            raise LaunchError(f"cannot bind-mount device {host_path} (user namespace): {e.strerror or e}") from None
 
 
 def _console(channel_fd: int) -> int:
@@ -748,22 +865,22 @@ def relay_terminal(master: int, pid: int) -> int:
 
 # ------------------------------------------------------------------------------------------------- exec
 
-_EXEC_JOIN = (("ipc", "CLONE_NEWIPC"), ("uts", "CLONE_NEWUTS"), ("net", "CLONE_NEWNET"),
+_EXEC_JOIN = (("user", "CLONE_NEWUSER"), ("ipc", "CLONE_NEWIPC"), ("uts", "CLONE_NEWUTS"), ("net", "CLONE_NEWNET"),
               ("cgroup", "CLONE_NEWCGROUP"), ("mnt", "CLONE_NEWNS"))
 
 
 def exec_process(init_pid: int, cgroup: dict[str, str], plan: Plan, process, console_socket: str,
-                 root: Path | None = None) -> int:
+                 root: str | None = None) -> int:
     """Start `process` (a ProcessPlan) in the namespaces and cgroup of the container whose init is `init_pid`;
     return its host PID once it exec'd (it is our child). Raises LaunchError with what went wrong."""
     from pyctr.oci.bundle import Plan
     from pyctr.runtime import capabilities, execshim, syscalls
 
     exec_plan = Plan(plan.oci_version, plan.bundle, plan.root, False, process, seccomp=plan.seccomp)
-    program = seccomp_program(exec_plan, root / SECCOMP_CACHE if root is not None else None)
+    program = seccomp_program(exec_plan, os.path.join(root, SECCOMP_CACHE) if root is not None else None)
     shim = execshim.sealed_shim()
     capabilities.preload()
-    _preload_child_modules()
+    preload_child_modules(exec_plan)
     namespaces = {}
     try:
         for name, flag in (*_EXEC_JOIN, ("pid", "CLONE_NEWPID")):
@@ -792,15 +909,15 @@ def exec_process(init_pid: int, cgroup: dict[str, str], plan: Plan, process, con
     finally:
         os.close(report_r)
     if message:
-        with contextlib.suppress(ChildProcessError):
+        with _ignoring(ChildProcessError):
             os.waitpid(pid, 0)
         raise LaunchError(_exec_failure(message, process.args[0]))
     return pid
 
 
 def _exec_failure(message: bytes, command: str) -> str:
-    with contextlib.suppress(ValueError):
-        report = json.loads(message[1:])
+    with _ignoring(ValueError):
+        report = jsonlite.loads(message[1:])
         if isinstance(report, dict) and "errno" in report:
             return f"exec failed: exec: \"{command}\": {os.strerror(int(report['errno'])).lower()}"
     return _decode_report(message)
@@ -815,7 +932,7 @@ def _exec_child(plan: Plan, cgroup: dict[str, str], namespaces: dict, fds: tuple
         message = runtime_error_line(e) if isinstance(e, Exception) else None
         if message is None:
             message = (e.strerror or str(e)) if isinstance(e, OSError) else str(e) or type(e).__name__
-        _say(report, b"E" + json.dumps({"message": message}).encode())
+        _say(report, b"E" + jsonlite.dumps({"message": message}).encode())
     finally:
         os._exit(1)
 
@@ -823,18 +940,19 @@ def _exec_child(plan: Plan, cgroup: dict[str, str], namespaces: dict, fds: tuple
 def _exec_init(plan: Plan, cgroup: dict[str, str], namespaces: dict, report: int, shim: int, console: int,
                program: bytes | None) -> None:
     from pyctr.runtime import capabilities, syscalls
-    from pyctr.runtime.cgroups.files import write_value
     from pyctr.runtime.process.sequence import find_executable, seal_imports
 
     capabilities.set_dumpable(False)
     os.setsid()
     for directory in dict.fromkeys(cgroup.values()):
         if os.path.isdir(directory):
-            write_value(Path(directory), "cgroup.procs", os.getpid())
+            cgroupfs.write_value(directory, "cgroup.procs", os.getpid())
     for name, _ in _EXEC_JOIN:
         if name in namespaces:
             fd, flag = namespaces[name]
             syscalls.setns(fd, flag)
+            if name == "user":  # the user namespace first: the others belong to it
+                _become_namespace_root()
     seal_imports()
     if console >= 0:
         _exec_console(console)

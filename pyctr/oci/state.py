@@ -4,17 +4,16 @@ exec.fifo while the container is created and not started, and the lock file itse
 The status is derived, never stored: stopped when the init process (pid + start time) is gone or a zombie,
 paused when we froze it, created while exec.fifo exists (init waits on it), running otherwise. That is runc's
 rule, and it means a killed runtime leaves nothing stale to fix.
+
+Paths are plain strings and JSON goes through jsonlite: callers run `state`, `start`, `kill` and `delete` for
+every container, and pathlib, contextlib and json would be most of what those verbs import.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
-from pyctr.oci import SUPPORTED_OCI
+from pyctr.oci import SUPPORTED_OCI, jsonlite
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 STATE_FILE = "state.json"
@@ -52,23 +51,33 @@ class Record:
         return {name: getattr(self, name) for name in self.FIELDS}
 
 
-def container_dir(root: Path, container_id: str) -> Path:
-    return root / check_id(container_id)
+def container_dir(root: str, container_id: str) -> str:
+    return os.path.join(root, check_id(container_id))
 
 
-@contextlib.contextmanager
-def locked(directory: Path) -> Iterator[None]:
-    import fcntl
+class locked:
+    """`with locked(directory):` holds the container's lock (flock on its lock file). A class, not
+    contextlib.contextmanager: contextlib is a module import the fast verbs do without."""
 
-    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, LOCK)
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        os.close(self.fd)
 
 
-def make_dir(root: Path, container_id: str) -> Path:
+def make_dir(root: str, container_id: str) -> str:
     """Create the container's directory (0711 root, 0700 container), refusing an id in use."""
     os.makedirs(root, mode=0o711, exist_ok=True)
     directory = container_dir(root, container_id)
@@ -79,17 +88,23 @@ def make_dir(root: Path, container_id: str) -> Path:
     return directory
 
 
-def write(directory: Path, record: Record) -> None:
-    from pyctr.fsutil import atomic_write_bytes
+def write(directory: str, record: Record) -> None:
+    """state.json, replaced atomically (a temporary file renamed over it): readers never see half of it."""
+    path = os.path.join(directory, STATE_FILE)
+    tmp = os.path.join(directory, f".{STATE_FILE}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, jsonlite.dumps(record.to_dict()).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
-    atomic_write_bytes(directory / STATE_FILE, json.dumps(record.to_dict()).encode(), durable=False)
 
-
-def load(root: Path, container_id: str) -> tuple[Path, Record]:
+def load(root: str, container_id: str) -> tuple[str, Record]:
     directory = container_dir(root, container_id)
     try:
-        with open(directory / STATE_FILE, "rb") as f:
-            data = json.load(f)
+        with open(os.path.join(directory, STATE_FILE), "rb") as f:
+            data = jsonlite.loads(f.read())
     except FileNotFoundError:
         raise StateError(f"container {container_id} does not exist") from None
     except (OSError, ValueError) as e:
@@ -97,12 +112,12 @@ def load(root: Path, container_id: str) -> tuple[Path, Record]:
     return directory, Record(**{k: v for k, v in data.items() if k in Record.FIELDS})
 
 
-def list_ids(root: Path) -> list[str]:
+def list_ids(root: str) -> list[str]:
     try:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         return []
-    return [name for name in names if (root / name / STATE_FILE).exists()]
+    return [name for name in names if os.path.exists(os.path.join(root, name, STATE_FILE))]
 
 
 def process_start_time(pid: int) -> tuple[int, str]:
@@ -123,17 +138,17 @@ def alive(record: Record) -> bool:
     return start == record.start_time and letter not in ("Z", "X", "")
 
 
-def status(directory: Path, record: Record) -> str:
+def status(directory: str, record: Record) -> str:
     if not alive(record):
         return "stopped"
     if record.paused:
         return "paused"
-    if (directory / FIFO).exists():
+    if os.path.exists(os.path.join(directory, FIFO)):
         return "created"
     return "running"
 
 
-def oci_state(directory: Path, record: Record, owner: str = "") -> dict:
+def oci_state(directory: str, record: Record, owner: str = "") -> dict:
     """runc's `state` document (and list --format json's entries)."""
     current = status(directory, record)
     state = {"ociVersion": SUPPORTED_OCI, "id": record.id, "pid": record.pid if current != "stopped" else 0,
@@ -144,7 +159,7 @@ def oci_state(directory: Path, record: Record, owner: str = "") -> dict:
     return state
 
 
-def hook_state(directory: Path, record: Record, current: str | None = None) -> dict:
+def hook_state(directory: str, record: Record, current: str | None = None) -> dict:
     """The runtime-spec state given to hooks on stdin."""
     return {"ociVersion": SUPPORTED_OCI, "id": record.id, "status": current or status(directory, record),
             "pid": record.pid, "bundle": record.bundle, "annotations": record.annotations or {}}

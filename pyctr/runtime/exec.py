@@ -265,7 +265,9 @@ def preload_child_modules(tty: bool) -> None:
     import termios  # noqa: F401
 
     import pyctr.runtime.process.console  # noqa: F401
+    import pyctr.runtime.process.report  # noqa: F401  (sequence imports it lazily)
     import pyctr.runtime.process.sequence  # noqa: F401
+    import pyctr.runtime.users  # noqa: F401  (sequence imports it lazily)
     from pyctr.runtime import capabilities, execshim, syscalls  # noqa: F401
 
     capabilities.preload()

@@ -18,9 +18,12 @@ Doing: `sealed_shim` (the memfd, once per process; missing shim = a clear error,
 from __future__ import annotations
 
 import os
-from typing import NoReturn
 
 from pyctr.errors import PyctrError, RuntimeFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (pyctr-runtime's cold start)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 SHIM_MARK = "pyctr-exec-shim"  # the shim's argv[0]: anything else (the container running it) is refused
 SHIM_PATH = os.path.join(os.path.dirname(__file__), "shim", "exec-shim")  # built by `make install`

@@ -14,29 +14,41 @@ and missing directories are created one component at a time inside the root
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 from pyctr.errors import RuntimeFailure
 from pyctr.runtime.process.kernel import KERNEL, Kernel
-from pyctr.runtime.spec import ContainerSpec, Mount
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (pyctr-runtime's cold start)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from pyctr.runtime.spec import ContainerSpec, Mount
 
 _KERNEL_FS_OPTIONS = ["nosuid", "noexec", "nodev"]
 
 
-@dataclass(frozen=True)
 class Device:
-    """A device node created in the container's /dev (Docker's default set)."""
+    """A device node created in the container's /dev (Docker's default set). (A plain class, not a dataclass:
+    pyctr-runtime imports this module on every create, and dataclasses with it cost more than the mounts.)"""
 
-    path: str  # inside the container, e.g. /dev/null
-    major: int
-    minor: int
-    mode: int = 0o666
+    __slots__ = ("path", "major", "minor", "mode")
+
+    def __init__(self, path: str, major: int, minor: int, mode: int = 0o666) -> None:
+        self.path, self.major, self.minor, self.mode = path, major, minor, mode  # path: inside, e.g. /dev/null
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Device and (self.path, self.major, self.minor, self.mode) == \
+            (other.path, other.major, other.minor, other.mode)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.major, self.minor, self.mode))
+
+    def __repr__(self) -> str:
+        return f"Device({self.path!r}, {self.major}, {self.minor}, {self.mode:#o})"
 
 
 DEFAULT_DEVICES: tuple[Device, ...] = (
@@ -67,6 +79,10 @@ def _apply(root_fd: int, root: str, mount: Mount, kernel: Kernel = KERNEL,
 
 def plan_mounts(spec: ContainerSpec) -> list[Mount]:
     """Docker's mounts in order: kernel filesystems, /etc files, then the user's volumes (shallowest first)."""
+    from pathlib import Path
+
+    from pyctr.runtime.spec import Mount
+
     ro = [] if spec.privileged else ["ro"]
     bundle = Path(spec.bundle_dir)
     mounts = [
@@ -219,12 +235,20 @@ def _host_path(root: Path, root_fd: int, fd: int) -> Path:
     return root if below == "." else root / below
 
 
-@contextlib.contextmanager
-def opened(fd: int) -> Iterator[int]:
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+class opened:
+    """`with opened(fd) as fd:` closes the fd on the way out. (A class: contextlib, with collections and
+    functools behind it, is an import pyctr-runtime's cold start does without.)"""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *_exc: object) -> None:
+        os.close(self.fd)
 
 
 def ensure_in_root(root_fd: int, path: str, kind: str, *, follow: bool = True, _depth: int = 0) -> int:
@@ -238,7 +262,7 @@ def ensure_in_root(root_fd: int, path: str, kind: str, *, follow: bool = True, _
     except FileNotFoundError:
         if _depth > 40:
             raise OSError(errno.ELOOP, "too many levels of symbolic links", path) from None
-    parts = Path(_relative(path)).parts
+    parts = [part for part in _relative(path).split("/") if part not in ("", ".")]  # PurePosixPath(...).parts
     for i, name in enumerate(parts):
         prefix = os.path.join(*parts[: i + 1])
         try:
@@ -327,7 +351,7 @@ def _target(root_fd: int, root: str, mount: Mount, want_dir: bool) -> int:
 
 def state_root_of(spec: ContainerSpec) -> str:
     """PYCTR_ROOT as the kernel names it: the bundle is <root>/containers/<id>."""
-    return os.path.realpath(Path(spec.bundle_dir).parent.parent)
+    return os.path.realpath(os.path.dirname(os.path.dirname(os.path.normpath(spec.bundle_dir))))
 
 
 def leads_into(fd: int, top: str) -> bool:
@@ -426,24 +450,28 @@ def _mount_cgroups(root_fd: int, root: str, mount: Mount, flags: int, kernel: Ke
     `unified` mount, and a symlink per controller of a co-mounted hierarchy (cpu -> cpu,cpuacct)."""
     from pyctr.runtime import syscalls as s
 
-    hierarchies = _host_cgroup_mounts(Path("/proc/self/mountinfo").read_text())
+    with open("/proc/self/mountinfo") as f:
+        hierarchies = _host_cgroup_mounts(f.read())
     if any(name == "cgroup" and fstype == "cgroup2" for name, fstype, _ in hierarchies):
         with opened(_target(root_fd, root, mount, True)) as dst:
             kernel.mount("cgroup", fd_path(dst), "cgroup2", flags)
         return
     base = flags & ~s.MS_RDONLY
-    tmpfs = Mount(mount.destination, "tmpfs", "tmpfs", [])
+    kind = type(mount)  # the caller's mount class (runtime/spec's, or pyctr-runtime's own): both take these four
+    tmpfs = kind(mount.destination, "tmpfs", "tmpfs", [])
     with opened(_target(root_fd, root, tmpfs, True)) as dst:
         kernel.mount("tmpfs", fd_path(dst), "tmpfs", base, "mode=755")
     v1 = cgroup_v1_hierarchies(hierarchies)
     for name, opts in v1:
-        sub = Mount(f"{mount.destination}/{name}", "cgroup", "cgroup", [])
+        sub = kind(f"{mount.destination}/{name}", "cgroup", "cgroup", [])
         with opened(_target(root_fd, root, sub, True)) as dst:
             kernel.mount("cgroup", fd_path(dst), "cgroup", flags, opts or None)
     with opened(resolve_in_root(root_fd, mount.destination, follow=False)) as top:
         for link, target in comounted_links([name for name, _ in v1]):
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.symlink(target, link, dir_fd=top)
+            except FileExistsError:
+                pass
 
 
 def cgroup_v1_hierarchies(hierarchies: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
@@ -484,8 +512,10 @@ def create_user_devices(root_fd: int, nodes: list[dict], kernel: Kernel = KERNEL
             raise RuntimeFailure(f"invalid device path {node['path']!r}")
         kind = stat.S_IFCHR if node["type"] == "c" else stat.S_IFBLK
         with opened(ensure_in_root(root_fd, directory, "dir", follow=False)) as parent:
-            with contextlib.suppress(FileNotFoundError):
+            try:  # no contextlib: pyctr-runtime's create imports this module and keeps its import graph small
                 os.unlink(name, dir_fd=parent)
+            except FileNotFoundError:
+                pass
             kernel.mknod(name, kind | node["mode"], os.makedev(node["major"], node["minor"]), parent)
             os.chown(name, node["uid"], node["gid"], dir_fd=parent, follow_symlinks=False)
             os.chmod(name, node["mode"], dir_fd=parent)
@@ -533,8 +563,10 @@ def bind_own_cgroups(root_fd: int, root: str, mount: Mount, kernel: Kernel = KER
         _bind_kernel_dir(root_fd, root, f"{mount.destination}/{name}", source, extra, kernel)
     with opened(resolve_in_root(root_fd, mount.destination, follow=False)) as top:
         for link, target in comounted_links([name for name, _ in sources]):
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.symlink(target, link, dir_fd=top)
+            except FileExistsError:
+                pass
 
 
 def _bind_kernel_dir(root_fd: int, root: str, destination: str, source: str, flags: int, kernel: Kernel) -> None:

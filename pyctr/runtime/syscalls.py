@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -69,7 +68,7 @@ _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "setns": 308, "close_range": 436, "openat2": 437, "execveat": 322},
     "aarch64": {"pivot_root": 41, "setns": 268, "close_range": 436, "openat2": 437, "execveat": 281},
 }
-_NR = _SYSCALLS.get(platform.machine(), _SYSCALLS["x86_64"])
+_NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
 
 class _OpenHow(ctypes.Structure):

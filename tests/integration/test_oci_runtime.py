@@ -374,3 +374,88 @@ def test_run_with_a_terminal_relays_it_without_a_console_socket(tmp_path, runtim
         [str(RUNTIME), "--root", str(runtime.root), "run", "--bundle", str(bundle), "tty"], dict(os.environ))
     assert code == 2
     assert shown.replace(b"\r", b"").split(b"\n")[:2] == [b"/dev/pts/0", b"term-ok"]
+
+
+USERNS_CHANGES = {
+    "linux.namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "user")],
+    "linux.uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+    "linux.gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+}
+
+
+@pytest.fixture(scope="module")
+def userns_base():
+    """A directory the container's root (host uid 100000) can traverse, with a rootfs of its own: as with
+    runc, the bundle must be reachable by the mapped root, and pytest's temporary directories are 0700."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="pyctr-oci-userns-", dir="/tmp"))
+    base.chmod(0o711)
+    build_busybox_rootfs(base / "rootfs")
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def userns_bundle(base: Path, rootfs: Path, args: list[str], shared: Path) -> Path:
+    """runc's starter spec in a user namespace mapping 0 -> 100000 (65536 ids), `shared` bind-mounted on /mnt.
+    Without the /sys/fs/cgroup mount: a cgroup v1 hierarchy cannot be mounted from a user namespace."""
+    base.mkdir(mode=0o711)
+    bundle = make_bundle(base, rootfs, args, **USERNS_CHANGES)
+    bundle.chmod(0o711)
+    config = json.loads((bundle / "config.json").read_text())
+    config["mounts"] = [m for m in config["mounts"] if m["type"] != "cgroup"]
+    config["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(shared), "options": ["rbind"]})
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def test_user_namespace_maps_ids_and_files_made_inside_belong_to_the_mapped_owner(runtime, userns_base):
+    shared = userns_base / "shared-made"
+    shared.mkdir()
+    shared.chmod(0o777)
+    script = "id; cat /proc/self/uid_map /proc/self/gid_map; echo made > /mnt/made; ls -ln /dev/null"
+    bundle = userns_bundle(userns_base / "maps", userns_base / "rootfs", ["sh", "-c", script], shared)
+    runtime("run", "--bundle", str(bundle), "userns")
+    out = runtime.out.read_text().splitlines()
+    assert out[0].startswith("uid=0(root) gid=0(root)"), out
+    assert [line.split() for line in out[1:3]] == [["0", "100000", "65536"]] * 2
+    made = (shared / "made").stat()
+    assert (made.st_uid, made.st_gid) == (100000, 100000)  # root inside is 100000 on the host
+    assert out[3].startswith("crw-rw-rw-") and "1,   3" in out[3]  # /dev/null: the host's node, bind-mounted
+    assert not (runtime.root / "userns").exists()
+
+
+def test_user_namespace_lifecycle_exec_joins_it_and_init_is_the_mapped_root(tmp_path, runtime, userns_base):
+    shared = userns_base / "shared-life"
+    shared.mkdir()
+    bundle = userns_bundle(userns_base / "life", userns_base / "rootfs", ["sleep", "1000"], shared)
+    runtime("create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"), "uns")
+    pid = int((tmp_path / "pid").read_text())
+    state = runtime.state("uns")
+    assert (state["status"], state["pid"]) == ("created", pid)
+    assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", "100000", "65536"]
+    assert os.stat(f"/proc/{pid}").st_uid == 100000  # the init's host uid is the mapped root's
+    runtime("start", "uns")
+    assert runtime.state("uns")["status"] == "running" and command_of(pid) == "sleep 1000"
+    done = runtime.query("exec", "uns", "sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/1/exe")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "0" and lines[1].split() == ["0", "100000", "65536"] and lines[2] == "/bin/busybox"
+    joiner = userns_bundle(userns_base / "joiner", userns_base / "rootfs", ["cat", "/proc/self/uid_map"], shared)
+    config = json.loads((joiner / "config.json").read_text())  # the running container's user namespace, by path
+    config["linux"]["namespaces"][-1] = {"type": "user", "path": f"/proc/{pid}/ns/user"}
+    del config["linux"]["uidMappings"], config["linux"]["gidMappings"]
+    (joiner / "config.json").write_text(json.dumps(config))
+    runtime.out.write_text("")
+    runtime("run", "--bundle", str(joiner), "joiner")
+    assert runtime.out.read_text().split() == ["0", "100000", "65536"]
+    runtime("delete", "--force", "uns")
+    assert proc_gone(pid) and not (runtime.root / "uns").exists()
+
+
+def test_user_namespace_without_maps_is_refused_as_runc_refuses_it(tmp_path, runtime, rootfs):
+    bundle = make_bundle(tmp_path, rootfs, ["true"], **{**USERNS_CHANGES, "linux.gidMappings": []})
+    assert runtime("create", "--bundle", str(bundle), "nomap", check=False).returncode == 1
+    assert "user namespaces enabled, but no gid mappings found" in runtime.err.read_text()
+    assert not (runtime.root / "nomap").exists()

@@ -91,8 +91,19 @@ def test_hooks_devices_sysctl_seccomp_annotations():
     ({"linux.namespaces": [{"type": "pid"}, {"type": "pid"}]}, "duplicated ns"),
     ({"linux.namespaces": [{"type": "bogus"}]}, "namespace 'bogus' does not exist"),
     ({"linux.namespaces": [{"type": "mount"}]}, "unable to set hostname without a private UTS namespace"),
-    ({"linux.namespaces": [{"type": "mount"}, {"type": "user"}]}, "user namespaces are not supported"),
-    ({"linux.uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}, "need a user namespace"),
+    ({"linux.namespaces": [{"type": "mount"}, {"type": "user"}]}, "no uid mappings found"),
+    ({"linux.namespaces": [{"type": "mount"}, {"type": "user"}],
+      "linux.uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}, "no gid mappings found"),
+    ({"linux.uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}, "USER namespace isn't enabled"),
+    ({"linux.namespaces": [{"type": "mount"}, {"type": "user"}], "process.user": {"uid": 5, "gid": 0},
+      "linux.uidMappings": [{"containerID": 0, "hostID": 100000, "size": 1}],
+      "linux.gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}, "unmapped user in user namespace"),
+    ({"linux.namespaces": [{"type": "mount"}, {"type": "user"}], "process.user": {"uid": 0, "gid": 0,
+                                                                                    "additionalGids": [70000]},
+      "linux.uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+      "linux.gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}, "gid 70000"),
+    ({"linux.namespaces": [{"type": "user"}], "linux.uidMappings": [{"containerID": 0, "hostID": 1, "size": 0}]},
+     "invalid mapping 0 1 0"),
     ({"linux.seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x"}}, "listenerPath is not supported"),
     ({"linux.seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NEW"]}},
      "seccomp flag"),
@@ -200,3 +211,31 @@ def test_features_document_shape():
     assert doc["linux"]["seccomp"]["enabled"] and "SCMP_CMP_MASKED_EQ" in doc["linux"]["seccomp"]["operators"]
     assert example_spec(True)["linux"]["namespaces"][-1] == {"type": "cgroup"}
     assert {"type": "cgroup"} not in example_spec(False)["linux"]["namespaces"]
+
+
+USERNS = {"linux.namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "user"}],
+          "linux.uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+          "linux.gidMappings": [{"containerID": 0, "hostID": 100000, "size": 1000},
+                                {"containerID": 1000, "hostID": 300000, "size": 10}]}
+
+
+def test_a_new_user_namespace_plans_its_maps_as_the_kernel_takes_them():
+    from pyctr.oci.bundle import id_map_text
+
+    p = plan(**USERNS)
+    assert p.new_namespace("user") and p.has_user_namespace()
+    assert id_map_text(p.uid_mappings) == "0 100000 65536\n"
+    assert id_map_text(p.gid_mappings) == "0 100000 1000\n1000 300000 10\n"
+
+
+def test_a_joined_user_namespace_brings_its_own_maps():
+    p = plan(**{"linux.namespaces": [{"type": "mount"}, {"type": "uts"}, {"type": "user", "path": "/proc/1/ns/user"}]})
+    assert p.joins_namespace("user") and p.has_user_namespace() and not p.uid_mappings
+    assert not plan().has_user_namespace()
+
+
+@pytest.mark.parametrize(("wanted", "mapped"), [(0, True), (999, True), (1000, True), (1009, True), (1010, False)])
+def test_which_ids_a_map_covers(wanted, mapped):
+    from pyctr.oci.bundle import maps_id
+
+    assert maps_id(plan(**USERNS).gid_mappings, wanted) is mapped

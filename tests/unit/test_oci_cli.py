@@ -131,12 +131,47 @@ def test_the_verbs_callers_repeat_load_nothing_heavy(tmp_path, verb):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[2]
-    probe = ("import sys, json\nsys.path.insert(0, sys.argv[1])\nfrom pyctr.oci.main import run\n"
-             "code = run(sys.argv[2:])\nprint(json.dumps([code, sorted(sys.modules)]))")
+    probe = ("import sys\nsys.path.insert(0, sys.argv[1])\nfrom pyctr.oci.main import run\n"
+             "code = run(sys.argv[2:])\nloaded = sorted(sys.modules)\nimport json\nprint(json.dumps([code, loaded]))")
     done = subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(repo), "--root", str(tmp_path), *verb],
                           capture_output=True, text=True, timeout=60)
     code, loaded = json.loads(done.stdout.splitlines()[-1])
     assert code == (0 if verb[0] in ("list", "delete") else 1)
     heavy = {"dataclasses", "click", "pyctr.oci.bundle", "pyctr.oci.launch", "pyctr.runtime", "subprocess",
-             "pyctr.output"}
+             "pyctr.output", "json", "re", "pathlib", "typing", "contextlib", "enum", "signal", "socket"}
     assert not heavy & set(loaded), heavy & set(loaded)
+
+
+def test_create_loads_no_module_it_can_do_without(tmp_path):
+    """What `create` imports (the plan, the launch, what C preloads before pivot_root, the cgroup step and a
+    seccomp program already compiled) stays clear of the stdlib's slow imports: a cold start per container is
+    what callers wait on."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pyctr.oci.defaults import example_spec
+
+    repo = Path(__file__).resolve().parents[2]
+    config = example_spec(False)
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW"}
+    config["process"]["terminal"] = False  # a pty (socket, termios) is preloaded only for a terminal
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    probe = ("import sys, os\nsys.path.insert(0, sys.argv[1])\nfrom pyctr.oci.main import _enable_site\n"
+             "_enable_site()\nfrom pyctr.oci import commands, launch\n"
+             "from pyctr.runtime import capabilities, execshim, syscalls\n"
+             "config, plan = commands.load_plan(sys.argv[2])\nlaunch.preload_child_modules(plan)\n"
+             "capabilities.preload()\nlaunch.cgroup_dirs(plan, 'probe')\n"
+             "caps = frozenset(plan.process.capabilities['effective'])\n"
+             "name = launch.seccomp_cache_name(plan.seccomp, caps, os.uname().machine, os.uname().release)\n"
+             "open(os.path.join(sys.argv[2], name), 'wb').write(b'compiled')\n"
+             "assert launch.seccomp_program(plan, sys.argv[2]) == b'compiled'\n"
+             "loaded = sorted(sys.modules)\nimport json\nprint(json.dumps(loaded))")
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(repo), str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert {"pyctr.runtime.rootfs", "pyctr.runtime.process.sequence", "prctl"} <= loaded  # the probe did its job
+    heavy = {"dataclasses", "typing", "re", "pathlib", "json", "contextlib", "subprocess", "socket", "enum",
+             "pyctr.runtime.spec", "pyctr.runtime.users", "pyctr.runtime.cgroups", "pyctr.runtime.seccomp", "click"}
+    assert not heavy & loaded, heavy & loaded

@@ -16,8 +16,7 @@ Importing this package loads nothing (PEP 562): each name below loads from its s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (pyctr-runtime's cold start)
 if TYPE_CHECKING:
     from pyctr.runtime.process.launcher import (
         REPORT_GRACE_SECONDS,
@@ -52,7 +51,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

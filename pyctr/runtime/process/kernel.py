@@ -13,7 +13,10 @@ paths) and must cost nothing; the launcher preloads syscalls and capabilities be
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (pyctr-runtime's cold start)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 class Kernel:

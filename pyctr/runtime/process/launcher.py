@@ -257,7 +257,9 @@ def preload_child_modules(terminal: bool) -> None:
 
     import pyctr.runtime.init  # noqa: F401
     import pyctr.runtime.kernel_flags  # noqa: F401  (--sysctl's paths, after the imports are sealed)
+    import pyctr.runtime.process.report  # noqa: F401  (sequence imports it lazily)
     import pyctr.runtime.rootfs  # noqa: F401
+    import pyctr.runtime.users  # noqa: F401  (sequence imports it lazily)
     from pyctr.runtime import capabilities, execshim, syscalls  # noqa: F401
 
     capabilities.preload()

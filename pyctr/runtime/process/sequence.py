@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import stat
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
 
 from pyctr.errors import CommandCannotRun, CommandNotFound, PyctrError, RuntimeFailure
-from pyctr.runtime.process import report
 from pyctr.runtime.process.kernel import KERNEL, Kernel
-from pyctr.runtime.users import ExecUser, process_groups, resolve_user
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (pyctr-runtime's cold start)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pyctr.runtime.spec import ContainerSpec
+    from pyctr.runtime.users import ExecUser
 
 REPORT_FD = 3  # where the report pipe sits during the last steps: everything above SHIM_FD is closed
 SHIM_FD = 4  # where the sealed exec shim (runtime/execshim.py) sits during the last steps
@@ -39,17 +38,22 @@ MAX_ETC_FILE = 4 * 1024 * 1024
 RESET_SIGNALS = ("SIGPIPE", "SIGINT", "SIGXFSZ", "SIGXFZ", "SIGTERM", "SIGHUP", "SIGCHLD", "SIGWINCH")
 
 
-class Role(NamedTuple):
-    """How the process came into the container: what differs between an init and a joiner."""
+class Role:
+    """How the process came into the container: what differs between an init and a joiner. (A plain class:
+    typing.NamedTuple would cost pyctr-runtime's cold start the typing module, for find_executable alone.)"""
 
-    joining: bool  # a process joining a running container (exec) rather than a new container's init
-    terminal: bool = False  # 0/1/2 are a pty: it becomes the controlling terminal (and a joiner's user owns it)
-    # An init's --read-only root, remounted once the working directory exists (None: nothing to do).
-    after_workdir: Callable[[], None] | None = None
-    # An init's wait for the launcher's "go" (its network is ready), just before privileges drop.
-    before_privileges: Callable[[], None] | None = None
-    # After setuid (which clears it): SIGKILL for a process that must die with its launcher, 0 for none.
-    parent_death_signal: int | None = None
+    __slots__ = ("joining", "terminal", "after_workdir", "before_privileges", "parent_death_signal")
+
+    def __init__(self, joining: bool, terminal: bool = False, after_workdir: Callable[[], None] | None = None,
+                 before_privileges: Callable[[], None] | None = None, parent_death_signal: int | None = None) -> None:
+        self.joining = joining  # a process joining a running container (exec) rather than a new container's init
+        self.terminal = terminal  # 0/1/2 are a pty: it becomes the controlling terminal (and a joiner's user owns it)
+        # An init's --read-only root, remounted once the working directory exists (None: nothing to do).
+        self.after_workdir = after_workdir
+        # An init's wait for the launcher's "go" (its network is ready), just before privileges drop.
+        self.before_privileges = before_privileges
+        # After setuid (which clears it): SIGKILL for a process that must die with its launcher, 0 for none.
+        self.parent_death_signal = parent_death_signal
 
 
 def run_command(spec: ContainerSpec, role: Role, report_fd: int, shim_fd: int, seccomp_program: bytes | None,
@@ -119,6 +123,8 @@ def read_etc(path: str) -> str:
 
 def container_user(spec: ContainerSpec) -> ExecUser:
     """The process's user and groups, looked up in the container's own /etc/passwd and /etc/group."""
+    from pyctr.runtime.users import process_groups, resolve_user
+
     passwd, group = read_etc("/etc/passwd"), read_etc("/etc/group")
     return process_groups(resolve_user(spec.process.user, passwd, group), spec.process.additional_groups, group)
 
@@ -230,6 +236,8 @@ def drop_privileges(spec: ContainerSpec, user: ExecUser, kernel: Kernel = KERNEL
 
 def reset_signals() -> None:
     """Python ignores SIGPIPE and handles SIGINT; the container's command must start with the defaults."""
+    import signal  # the launchers load it before sealing imports (runtime/init.py, runtime/exec.py)
+
     for name in RESET_SIGNALS:
         number = getattr(signal, name, None)
         if number is not None:
@@ -251,6 +259,8 @@ def close_other_fds(report_fd: int, shim_fd: int, kernel: Kernel = KERNEL) -> No
     report_copy = fcntl.fcntl(report_fd, fcntl.F_DUPFD_CLOEXEC, SHIM_FD + 1)
     shim_copy = fcntl.fcntl(shim_fd, fcntl.F_DUPFD_CLOEXEC, SHIM_FD + 1)
     os.dup2(report_copy, REPORT_FD, inheritable=False)
+    from pyctr.runtime.process import report
+
     report.report_moved(REPORT_FD)
     os.dup2(shim_copy, SHIM_FD, inheritable=False)
     kernel.close_range(SHIM_FD + 1)

@@ -111,6 +111,7 @@ def shm_mounts(spec: ContainerSpec) -> list[Mount]:
     """/dev/shm by --ipc (p15-ns): none = no mount; a host dir (host's /dev/shm, a shareable container's tmpfs,
     the donor's for container:X) = a bind of it; else the container's own tmpfs of --shm-size."""
     from pyctr.runtime.kernel_flags import shm_mount_options
+    from pyctr.runtime.spec import Mount
 
     if spec.ipc_mode == "none":
         return []

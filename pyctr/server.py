@@ -600,6 +600,10 @@ def main() -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     preload()
+    with contextlib.suppress(Exception):
+        from pyctr.cli import warm_up
+
+        warm_up()  # the commands' parsers, built once here rather than in every worker
     gc.collect()
     gc.freeze()  # workers share these pages with the server instead of copying them on the first collection
     server = Server(_bind(path), path, _idle_seconds(), lock)

@@ -1,4 +1,4 @@
-"""Time `create` and `exec c true` end to end, two pyctr installations alternating on one root.
+"""Time `create`, `exec c true` and `run --rm` end to end, two pyctr installations alternating on one root.
 
 Why: issue 18 asks for `create` and `exec` at half of Docker's time; a change is judged by the medians of many
 alternated runs of the old and the new code (the load of this 2-core machine drifts, alternation cancels it).
@@ -33,6 +33,11 @@ def create_case(binary: str, image: str) -> float:
     return elapsed
 
 
+def run_case(binary: str, image: str) -> float:
+    """`run --rm --network none IMAGE true`."""
+    return timed([binary, "run", "--rm", "--network", "none", image, "true"])[0]
+
+
 def exec_case(binary: str, container: str) -> float:
     """`exec CONTAINER true` into a running container."""
     return timed([binary, "exec", container, "true"])[0]
@@ -65,6 +70,8 @@ def main() -> None:
     cases = args.cases.split(",")
     if "create" in cases:
         compare("create", args.binaries, lambda b: create_case(b, args.image), args.runs)
+    if "run" in cases:
+        compare("run --rm", args.binaries, lambda b: run_case(b, args.image), args.runs)
     if "exec" in cases:
         _, container = timed([args.binaries[0], "run", "-d", "--network", "none", args.image, "sleep", "3600"])
         try:

@@ -359,7 +359,7 @@ def spare(listener: socket.socket, channel: socket.socket, files: tuple[str, ...
         set_parent_death_signal(signal.SIGKILL)  # a spare never outlives its server (it would hold the socket)
         if os.getppid() != parent:
             os._exit(0)
-        populate_private_memory()
+        populate_private_memory(stop=_client_waiting(listener))  # stops as soon as a command is waiting
         own_context(fresh=True)  # what it is now (a process can be moved to another cgroup, say)
         code_stamp(files)  # its first run in a process is several times slower than the next
         conn = _accept_servable(listener)
@@ -373,6 +373,13 @@ def spare(listener: socket.socket, channel: socket.socket, files: tuple[str, ...
             _reply(conn, DECLINED)
         os._exit(0)
     worker(conn)
+
+
+def _client_waiting(listener: socket.socket):
+    """A check, cheap enough to ask every megabyte, whether a connection is waiting to be accepted."""
+    waiting = select.poll()
+    waiting.register(listener, select.POLLIN)
+    return lambda: bool(waiting.poll(0))
 
 
 def _accept_servable(listener: socket.socket) -> socket.socket:

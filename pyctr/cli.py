@@ -234,6 +234,30 @@ def cli(ctx: click.Context, root: str | None, config_file: str | None, debug: bo
     ctx.obj = AppContext(root=root, config_file=config_file, debug=debug)
 
 
+def warm_up() -> None:
+    """Build every command's parser (and click's help option) once, in the warm server before it forks its
+    workers: each command then starts with them built instead of spending a few ms on ~70 Option objects
+    (`run`, `create`). Only parsers are built: nothing is parsed, no callback runs, nothing is read."""
+    import contextlib
+
+    root = click.Context(cli, info_name="pyctr", **cli.context_settings)  # as make_context makes it
+    cli.make_parser(root)
+    for name in COMMANDS:
+        with contextlib.suppress(Exception):
+            _warm_command(root, name)
+
+
+def _warm_command(parent: click.Context, name: str) -> None:
+    command = parent.command.get_command(parent, name)  # type: ignore[attr-defined]
+    if command is None:
+        return
+    ctx = click.Context(command, info_name=name, parent=parent, **command.context_settings)
+    command.make_parser(ctx)
+    if isinstance(command, click.Group):
+        for sub in command.list_commands(ctx):
+            _warm_command(ctx, sub)
+
+
 def _debug_requested(argv: list[str]) -> bool:
     return bool(os.environ.get("PYCTR_DEBUG")) or "--debug" in argv or "-D" in argv[:1]
 

@@ -359,7 +359,7 @@ def spare(listener: socket.socket, channel: socket.socket, files: tuple[str, ...
         set_parent_death_signal(signal.SIGKILL)  # a spare never outlives its server (it would hold the socket)
         if os.getppid() != parent:
             os._exit(0)
-        populate_private_memory()
+        populate_private_memory(stop=_client_waiting(listener))  # stops as soon as a command is waiting
         own_context(fresh=True)  # what it is now (a process can be moved to another cgroup, say)
         code_stamp(files)  # its first run in a process is several times slower than the next
         conn = _accept_servable(listener)
@@ -373,6 +373,13 @@ def spare(listener: socket.socket, channel: socket.socket, files: tuple[str, ...
             _reply(conn, DECLINED)
         os._exit(0)
     worker(conn)
+
+
+def _client_waiting(listener: socket.socket):
+    """A check, cheap enough to ask every megabyte, whether a connection is waiting to be accepted."""
+    waiting = select.poll()
+    waiting.register(listener, select.POLLIN)
+    return lambda: bool(waiting.poll(0))
 
 
 def _accept_servable(listener: socket.socket) -> socket.socket:
@@ -600,6 +607,10 @@ def main() -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     preload()
+    with contextlib.suppress(Exception):
+        from pyctr.cli import warm_up
+
+        warm_up()  # the commands' parsers, built once here rather than in every worker
     gc.collect()
     gc.freeze()  # workers share these pages with the server instead of copying them on the first collection
     server = Server(_bind(path), path, _idle_seconds(), lock)

@@ -53,8 +53,17 @@ class _DockerFlags:
     """Mixed into a loaded command's class: its parser is DockerFlagParser; a group passes that on."""
 
     def make_parser(self, ctx: click.Context):
-        parser = super().make_parser(ctx)  # type: ignore[misc]
-        parser.__class__ = DockerFlagParser
+        """Built once per command, then reused with the new context: a parser holds no state of a parse (click
+        keeps that in a per-call state object), and building one is ~70 Option objects for `run`/`create`,
+        a few ms of every command. The warm server builds them before it forks (cli.warm_up)."""
+        parser = self.__dict__.get("_docker_parser")
+        if parser is None or parser.ctx.command is not ctx.command:
+            parser = super().make_parser(ctx)  # type: ignore[misc]
+            parser.__class__ = DockerFlagParser
+            self._docker_parser = parser
+        parser.ctx = ctx
+        parser.allow_interspersed_args = ctx.allow_interspersed_args
+        parser.ignore_unknown_options = ctx.ignore_unknown_options
         return parser
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:

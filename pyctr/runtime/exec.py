@@ -190,9 +190,11 @@ def exec_failure(kind: str, message: str) -> PyctrError:
 
 def run_exec(config: Config, ref: str, options: ExecOptions) -> int:
     """`pyctr exec`: the command's exit code (or 0 at once with -d). Raises PyctrError with Docker's codes."""
+    from pyctr.runtime.cgroups import warm_attach
     from pyctr.runtime.spec import ContainerSpec
     from pyctr.runtime.state import ContainerStore
 
+    warm_attach()  # the joiner's cgroup write then skips the kernel's grace-period wait (see there)
     record = ContainerStore(config.paths).get(ref)
     ensure_running(record.id, record.state)
     env_file_items = read_env_files(options.env_files)

@@ -84,7 +84,14 @@ from pyctr.runtime.cgroups.limits import (  # noqa: E402
     parse_bytes,
     validate_limits,
 )
-from pyctr.runtime.cgroups.manager import Cgroup, create_cgroup, current_mode, open_cgroup  # noqa: E402
+from pyctr.runtime.cgroups.manager import (  # noqa: E402
+    Cgroup,
+    create_cgroup,
+    current_mode,
+    open_cgroup,
+    own_procs_file,
+    warm_attach,
+)
 
 
 def devices_enforced(mode: CgroupMode) -> bool:
@@ -105,8 +112,10 @@ __all__ = [
     "detect",
     "devices_enforced",
     "open_cgroup",
+    "own_procs_file",
     "parse_bytes",
     "plan_v1",
     "plan_v2",
     "validate_limits",
+    "warm_attach",
 ]

@@ -241,6 +241,66 @@ def open_cgroup(container_id: str, mode: CgroupMode | None = None) -> Cgroup:
     return Cgroup(container_id, mode, paths)
 
 
+def warm_attach(mode: CgroupMode | None = None) -> None:
+    """Start now, in the background, the wait that makes the next cgroup join slow; best effort.
+
+    Why: a write to any cgroup.procs takes the kernel's global cgroup_threadgroup_rwsem for writing, and when
+    none was taken in the last RCU grace period that write first waits one out (5-12 ms on this loaded 2-core
+    host: the largest single cost of `exec`, whose joiner writes cgroup.procs). Moving this process into the
+    cgroup it is already in (a no-op move that still takes the lock) from a thread starts that wait while the
+    caller reads the container's state; the join that follows finds the lock ready. The thread has every
+    signal blocked (they stay the caller's to handle or forward) and nothing waits for it; a failure only
+    leaves the join as slow as it was."""
+    import threading
+
+    target = own_procs_file(mode or current_mode(), _read_own_cgroups())
+    if target is None:
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        threading.Thread(target=_write_own_pid, args=(target,), name="pyctr-cgroup-warm", daemon=True).start()
+    except RuntimeError:  # no thread to spare: the join just waits as before
+        pass
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def own_procs_file(mode: CgroupMode, proc_cgroup: str) -> Path | None:
+    """The cgroup.procs of this process's own cgroup (a v1 controller's, or the v2 one), from the text of
+    /proc/self/cgroup; None if none can be named."""
+    for line in proc_cgroup.splitlines():
+        _hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if not path.startswith("/"):
+            continue
+        relative = path.lstrip("/")
+        if controllers == "" and mode.unified is not None:
+            return mode.unified / relative / "cgroup.procs"
+        for controller in controllers.split(","):
+            if controller in mode.v1_mounts:
+                return mode.v1_mounts[controller] / relative / "cgroup.procs"
+    return None
+
+
+def _read_own_cgroups() -> str:
+    try:
+        return read_text(Path("/proc/self/cgroup")) or ""
+    except OSError:
+        return ""
+
+
+def _write_own_pid(procs: Path) -> None:
+    try:
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, str(os.getpid()).encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _paths(mode: CgroupMode, container_id: str) -> dict[str, Path]:
     if mode.version == 2:
         return {UNIFIED: v2_dir(mode.unified, container_id)} if mode.unified else {}

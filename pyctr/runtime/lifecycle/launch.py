@@ -92,9 +92,10 @@ class Launch:
 
     def launch(self, stdio: Any) -> tuple[int, int]:
         """Start C; on failure record the error as Docker does (State.Error, exit code) and undo everything."""
-        from pyctr.runtime.cgroups import create_cgroup
+        from pyctr.runtime.cgroups import create_cgroup, warm_attach
         from pyctr.runtime.process import LaunchHooks, launch
 
+        warm_attach()  # C's cgroup join then skips the kernel's grace-period wait (runtime/cgroups/manager.py)
         with self._start_lock():
             try:
                 from pyctr.runtime.lifecycle.kernel_start import prepare

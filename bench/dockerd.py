@@ -37,7 +37,10 @@ SYSCTLS = (
     "net/bridge/bridge-nf-call-ip6tables",
     "net/bridge/bridge-nf-call-arptables",
 )
-DOCKER_FILES = ("/etc/docker/key.json",)  # what dockerd 20.10 writes outside its --data-root
+# what dockerd 20.10 may write outside the paths it is given: removed after it when it was not there before
+DOCKER_FILES = ("/etc/docker/key.json", "/var/lib/docker", "/run/docker", "/run/docker.sock", "/run/docker.pid")
+# dockerd uses a containerd answering here instead of starting its own (which the bench can clean up after)
+SYSTEM_CONTAINERD = "/run/containerd/containerd.sock"
 
 
 # ---------------------------------------------------------------- deciding
@@ -202,7 +205,10 @@ def restore(before: HostState, saved_iptables: dict[str, str], marker: str) -> N
             Path("/proc/sys", name).write_text(value)
     for path in after.files - before.files:
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
 
 
 @contextlib.contextmanager
@@ -267,6 +273,8 @@ def running_dockerd(base: Path, report: list[str]) -> Iterator[Dockerd]:
     with integration_lock():
         if _output("pgrep", "-x", "dockerd").split():
             raise RuntimeError("a dockerd is already running: stop it first (bench-peers starts its own)")
+        if os.path.exists(SYSTEM_CONTAINERD):
+            raise RuntimeError(f"{SYSTEM_CONTAINERD} exists: dockerd would use that containerd, not one of its own")
         before = snapshot(marker)
         saved = {f: _output(f"{cmd}-save") for f, cmd in IPTABLES_FAMILIES.items()}
         config = base / "daemon.json"

@@ -775,7 +775,8 @@ def warm_server(tool: Tool) -> None:
         if time.monotonic() > deadline:
             print("pyctr's server did not start: commands run in-process", file=sys.stderr)
             return
-        time.sleep(0.05)
+        time.sleep(1.0)
+        tool.run("version")  # a server that left (code changed under it) is started again by the next command
     tool.run("version")
 
 

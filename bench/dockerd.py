@@ -96,12 +96,11 @@ def families_to_restore(before: HostState, after: HostState) -> list[str]:
     return out
 
 
-def docker_links(before: set[str], after: set[str]) -> list[str]:
-    """Links dockerd made and left: docker0 and user-network bridges (br-<12 hex>), never anything else."""
-    def dockers(name: str) -> bool:
-        return name == "docker0" or (name.startswith("br-") and len(name) == 15)
-
-    return sorted(name for name in after - before if dockers(name))
+def docker_links(before: set[str], after: set[str], network_ids: set[str]) -> list[str]:
+    """Links dockerd made and left: docker0 and the bridges of ITS user networks (br-<first 12 of the id>; pyctr
+    names its own user bridges the same way, so the name alone proves nothing), never anything else."""
+    ours = {"docker0"} | {f"br-{nid[:12]}" for nid in network_ids}
+    return sorted((after - before) & ours)
 
 
 def differences(before: HostState, after: HostState) -> list[str]:
@@ -184,7 +183,7 @@ def docker_mounts(before: set[str], after: set[str], base: str) -> list[str]:
     return sorted((m for m in after - before if dockers(m)), key=len, reverse=True)
 
 
-def restore(before: HostState, saved_iptables: dict[str, str], marker: str) -> None:
+def restore(before: HostState, saved_iptables: dict[str, str], marker: str, network_ids: set[str]) -> None:
     """Undo what dockerd left: its processes, mounts, links, iptables-nft tables/rules, sysctls and files.
     `marker` is the bench's dockerd directory: processes and mounts are dockerd's when they name it."""
     for pid in containerd_pids(marker) - before.processes:
@@ -193,7 +192,7 @@ def restore(before: HostState, saved_iptables: dict[str, str], marker: str) -> N
     after = snapshot(marker)
     for mount in docker_mounts(before.mounts, after.mounts, marker):
         subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
-    for name in docker_links(before.links, after.links):
+    for name in docker_links(before.links, after.links, network_ids):
         subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
     for table in iptables_tables_to_delete(before.nft_tables, after.nft_tables):
         subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True, check=False)
@@ -271,6 +270,7 @@ def running_dockerd(base: Path, report: list[str]) -> Iterator[Dockerd]:
     exec_root = base / "exec"  # short: containerd's socket path must fit in a sun_path
     marker = str(base)
     with integration_lock():
+        locked_at = time.monotonic()
         if _output("pgrep", "-x", "dockerd").split():
             raise RuntimeError("a dockerd is already running: stop it first (bench-peers starts its own)")
         if os.path.exists(SYSTEM_CONTAINERD):
@@ -288,13 +288,17 @@ def running_dockerd(base: Path, report: list[str]) -> Iterator[Dockerd]:
             proc = subprocess.Popen(dockerd_command(base / "data", exec_root, socket, base / "dockerd.pid", config),
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
+        network_ids: set[str] = set()
         try:
             _wait_answering(cli, env, proc, log)
             yield Dockerd(socket, proc.pid, env)
         finally:
+            network_ids = set(subprocess.run([cli, "network", "ls", "-q", "--no-trunc"], env=env, capture_output=True,
+                                             text=True, check=False).stdout.split())
             _stop(proc)
-            restore(before, saved, marker)
+            restore(before, saved, marker, network_ids)
             left = differences(before, snapshot(marker))
-            report.append("host after dockerd stopped: " + ("as before (iptables, nft, sysctls, links, mounts, "
-                                                             "processes)" if not left else "; ".join(left)))
+            report.append(f"dockerd period of {time.monotonic() - locked_at:.0f} s under the lock; host after it: "
+                          + ("as before (iptables, nft, sysctls, links, mounts, processes, files)" if not left
+                             else "; ".join(left)))
             print(report[-1], file=sys.stderr, flush=True)

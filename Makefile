@@ -75,11 +75,11 @@ demo: install
 bench: install
 	$(PY) bench/run.py
 
+# Docker side by side. bench/run.py starts dockerd itself, per group of benchmarks, only while it holds the
+# integration-test lock, with its state in a temporary directory, and restores the host's network state
+# (docker0, iptables/nft, sysctls, mounts, containerd) when it stops it (bench/dockerd.py).
 bench-peers: install
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io podman wrk
-	@# no systemd on these machines: start dockerd ourselves when it is not answering
-	@docker info >/dev/null 2>&1 || { (dockerd >/var/log/pyctr-bench-dockerd.log 2>&1 &); \
-	  for i in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; }
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io wrk
 	$(PY) bench/run.py --peers
 
 lint: venv

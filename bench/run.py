@@ -1,34 +1,44 @@
 #!/usr/bin/env python3
-"""`make bench`: pyctr side by side with Docker and Podman on the same machine, in the same run.
+"""`make bench`: pyctr alone; `make bench-peers` (`--peers`): side by side with Docker on the same machine, in
+the same run.
 
 Each benchmark runs a warm-up, then alternates pyctr and each peer (A B A B ...) so drift in the
 machine's speed hits both alike; it reports median, min and max per tool and the median of the
-pair-by-pair ratios pyctr/peer. Images come from the same seeded loopback registry as the tests,
-by explicit reference (127.0.0.1:PORT/...), which Docker and Podman treat as insecure by default.
+pair-by-pair ratios pyctr/peer (bench/report.py). Images come from the same seeded loopback registry as the
+tests, by explicit reference (127.0.0.1:PORT/...), which Docker and Podman treat as insecure by default.
 All traffic stays on loopback and container addresses. Results go to bench/results.md.
+
+With --peers the benchmarks run in GROUPS; for each group that needs Docker, dockerd is started (under the
+integration-test lock, with its state in the bench's temporary directory) and stopped again with the host's
+network state restored (bench/dockerd.py), so no period with dockerd up is long or unlocked. Preparations that
+need no Docker (building the many-file image, generating the big context) run before the lock is taken.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import platform
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench import report  # noqa: E402 - the repo must be importable first
+from bench.dockerd import docker_cli, running_dockerd  # noqa: E402
+
 PYCTR = str(REPO / ".venv" / "bin" / "pyctr")
 RESULTS = REPO / "bench" / "results.md"
 
@@ -40,6 +50,7 @@ class Tool:
     name: str
     argv: list[str]
     env: dict[str, str]
+    daemon_pid: Callable[[], int] | None = None  # the daemon a client tool talks to (its memory is measured)
 
     def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         r = subprocess.run([*self.argv, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
@@ -61,6 +72,9 @@ class Bench:
     unit: str = "s"
     higher_is_better: bool = False
     runs: int = 7
+    group: str = "net"  # benches of one group share one period with dockerd up (see main)
+    kind: str = "cli"  # which tools: cli (pyctr + peers), api (the docker CLI on both daemons), oci, floor
+    prepare: Callable[[dict], None] | None = None  # once, before the group's lock: no Docker needed
     results: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -161,17 +175,8 @@ def dns_median(pid: int, name: str, count: int) -> float:
 
 def bench_pull(ctx: dict) -> Bench:
     ref = ctx["images"]["python"]
-
-    def before(tool: Tool, state: dict) -> None:
-        # A cold pull: the image under every tag, and (pyctr) its blobs and layers, are gone. Other images that
-        # share its layers would make a peer's pull warm: the bench removes its own builds when it ends.
-        found = tool.run("image", "inspect", "-f", "{{.Id}}", ref, check=False).stdout.split()
-        tool.run("rmi", "-f", *(found or [ref]), check=False)
-        if tool.name == "pyctr":
-            tool.run("image", "prune", "-a", "-f", check=False)
-
-    return Bench("pull python:3-slim (cold, loopback registry)", "<= 0.5",
-                 lambda t, s: timed(t, "pull", "-q", ref), before_each=before, runs=5)
+    return Bench("pull python:3-slim (cold, loopback registry, sync before each)", "<= 0.5",
+                 lambda t, s: timed(t, "pull", "-q", ref), before_each=cold(ref), runs=5, group="pull")
 
 
 MANY_FILES = 20_000
@@ -202,31 +207,30 @@ def bench_pull_many_files(ctx: dict) -> Bench:
     loopback registry once (every tool then pulls the same image)."""
     host = ctx["images"]["busybox"].split("/", 1)[0]
     ref = f"{host}/bench/many-files:latest"
-    built: list[str] = []
 
-    def setup(tool: Tool, state: dict) -> None:
-        if built:
-            return
-        if tool.name != "pyctr":
-            raise RuntimeError("the image is built and pushed by pyctr, whose setup failed")
+    def prepare(ctx: dict) -> None:
+        pyctr = ctx["pyctr"]
         with tempfile.TemporaryDirectory(prefix="pyctr-bench-many-files-") as tmp:
             context = many_file_context(Path(tmp))
-            tool.run("build", "-q", "-t", ref, str(context), timeout=1800)
-        tool.run("push", ref, timeout=1800)
-        built.append(ref)
+            pyctr.run("build", "-q", "-t", ref, str(context), timeout=1800)
+        pyctr.run("push", ref, timeout=1800)
+        pyctr.run("rmi", ref)
 
-    return Bench("pull of a 10-layer image, 20k small files + 3 x 50 MB (cold, loopback registry)", "<= 0.5",
-                 lambda t, s: timed(t, "pull", "-q", ref), setup=setup, before_each=cold(ref), runs=5)
+    return Bench("pull of a 10-layer image, 20k small files + 3 x 50 MB (cold, loopback registry, sync before each)",
+                 "<= 0.5", lambda t, s: timed(t, "pull", "-q", ref), prepare=prepare, before_each=cold(ref), runs=5,
+                 group="pull")
 
 
 def cold(ref: str) -> Callable[[Tool, dict], None]:
-    """Before each cold pull: the image under every tag, and (pyctr) its blobs and layers, are gone."""
+    """Before each cold pull, for every tool alike: the image under every tag is gone and so is every other
+    image (one sharing its layers would make the pull warm: Docker keeps layers an image still uses), then
+    `sync`, so no tool pays for the previous one's dirty pages."""
 
     def before(tool: Tool, state: dict) -> None:
         found = tool.run("image", "inspect", "-f", "{{.Id}}", ref, check=False).stdout.split()
         tool.run("rmi", "-f", *(found or [ref]), check=False)
-        if tool.name == "pyctr":
-            tool.run("image", "prune", "-a", "-f", check=False)
+        tool.run("image", "prune", "-a", "-f", check=False)
+        os.sync()
 
     return before
 
@@ -310,7 +314,8 @@ def bench_memory(ctx: dict) -> Bench:
 
 def bench_startup(ctx: dict, args: list[str], label: str) -> Bench:
     return Bench(f"CLI start-up: {label}", "floor: python -I -c pass",
-                 lambda t, s: timed(t, *args) if t.name != "python" else timed(t, "-I", "-c", "pass"), runs=11)
+                 lambda t, s: timed(t, *args) if t.name != "python" else timed(t, "-I", "-c", "pass"), runs=11,
+                 group="oci", kind="floor")
 
 
 # ---------------------------------------------------------------- scale: many containers, big contexts, long logs
@@ -320,11 +325,12 @@ MANY_CONTAINERS = 1000
 
 class ManyContainers:
     """MANY_CONTAINERS stopped containers per tool, made once (parallel creates) for every bench that needs them,
-    removed when the whole run ends (`cleanups`), whichever of those benches `--only` selected."""
+    removed when their group ends (ctx["cleanups"], before dockerd stops), whichever of those benches `--only`
+    selected."""
 
-    def __init__(self, ref: str, cleanups: list[Callable[[], None]]) -> None:
+    def __init__(self, ref: str, ctx: dict) -> None:
         self.ref = ref
-        self.cleanups = cleanups
+        self.ctx = ctx
         self.ids: dict[str, list[str]] = {}
 
     def ensure(self, tool: Tool) -> None:
@@ -337,7 +343,7 @@ class ManyContainers:
 
         tool.run("pull", self.ref)
         self.ids[tool.name] = []
-        self.cleanups.append(lambda: self.remove(tool))
+        self.ctx["cleanups"].append(lambda: self.remove(tool))
         with ThreadPoolExecutor(max_workers=4) as pool:
             self.ids[tool.name] = list(pool.map(create, range(MANY_CONTAINERS)))
 
@@ -351,7 +357,7 @@ def bench_many(ctx: dict) -> list[Bench]:
     """ps, create and run --rm with MANY_CONTAINERS stopped containers present (flat in their number: the
     state index)."""
     ref = ctx["images"]["busybox"]
-    many = ManyContainers(ref, ctx["cleanups"])
+    many = ManyContainers(ref, ctx)
     label = f"with {MANY_CONTAINERS} stopped containers"
 
     def create_then_remove(tool: Tool, state: dict) -> float:
@@ -362,12 +368,14 @@ def bench_many(ctx: dict) -> list[Bench]:
         return elapsed
 
     return [
-        Bench(f"ps {label}", "<= 1.0", lambda t, s: timed(t, "ps"), setup=lambda t, s: many.ensure(t)),
-        Bench(f"ps -a {label}", "<= 1.0", lambda t, s: timed(t, "ps", "-a"), setup=lambda t, s: many.ensure(t)),
-        Bench(f"create {label}", "<= 0.5", create_then_remove, setup=lambda t, s: many.ensure(t)),
+        Bench(f"ps {label}", "<= 1.0", lambda t, s: timed(t, "ps"), setup=lambda t, s: many.ensure(t),
+              group="scale"),
+        Bench(f"ps -a {label}", "<= 1.0", lambda t, s: timed(t, "ps", "-a"), setup=lambda t, s: many.ensure(t),
+              group="scale"),
+        Bench(f"create {label}", "<= 0.5", create_then_remove, setup=lambda t, s: many.ensure(t), group="scale"),
         Bench(f"run --rm --network none busybox true {label}", "<= 0.3",
               lambda t, s: timed(t, "run", "--rm", "--network", "none", ref, "true"),
-              setup=lambda t, s: many.ensure(t)),
+              setup=lambda t, s: many.ensure(t), group="scale"),
     ]
 
 
@@ -392,18 +400,19 @@ def big_context(directory: Path, files: int = 20_000, big_mib: int = 100) -> Pat
 def bench_big_context_build(ctx: dict) -> Bench:
     ref = ctx["images"]["busybox"]
 
+    context = ctx["work"] / "big-context"
+
     def setup(tool: Tool, state: dict) -> None:
         tool.run("pull", ref)
         tool.run("tag", ref, "busybox")
-        state["context"] = big_context(ctx["work"] / "big-context")
-        tool.run("build", "-q", "-t", "bench-bigctx", str(state["context"]))
+        tool.run("build", "-q", "-t", "bench-bigctx", str(context), timeout=1800)
 
     def teardown(tool: Tool, state: dict) -> None:
         tool.run("rmi", "-f", "bench-bigctx", check=False)
 
     return Bench("build fully cached, context of 20k files + 100 MB", "<= 0.25",
-                 lambda t, s: timed(t, "build", "-q", "-t", "bench-bigctx", str(s["context"])),
-                 setup=setup, teardown=teardown, runs=5)
+                 lambda t, s: timed(t, "build", "-q", "-t", "bench-bigctx", str(context)),
+                 prepare=lambda c: big_context(context), setup=setup, teardown=teardown, runs=5, group="big")
 
 
 LOG_LINES = 2_000_000
@@ -429,7 +438,7 @@ def bench_logs(ctx: dict) -> Bench:
         tool.run("rm", "-f", state["cid"], check=False)
 
     return Bench(f"logs of {LOG_LINES // 1_000_000} million short lines", "<= 0.5", measure, setup=setup,
-                 teardown=teardown, runs=5)
+                 teardown=teardown, runs=5, group="big")
 
 
 # ---------------------------------------------------------------- measuring helpers
@@ -457,15 +466,38 @@ def oci_bundle(work: Path) -> Path:
     return bundle
 
 
+def prepare_oci_bundle(ctx: dict) -> None:
+    if "oci_bundle" not in ctx:
+        ctx["oci_bundle"] = oci_bundle(ctx["work"])
+
+
 def bench_oci_run(ctx: dict) -> Bench:
-    bundle = str(ctx["oci_bundle"])
     ids = itertools.count()
     return Bench("OCI runtime: run of a busybox bundle (`true`)", "<= 1.0",
-                 lambda t, s: timed(t, "run", "--bundle", bundle, f"bench-run-{next(ids)}"))
+                 lambda t, s: timed(t, "run", "--bundle", str(ctx["oci_bundle"]), f"bench-run-{next(ids)}"),
+                 prepare=prepare_oci_bundle, group="oci", kind="oci")
+
+
+def bench_run_vs_runc(ctx: dict) -> Bench:
+    """Issue 18's floor for the whole `run`: pyctr's `run --rm --network none busybox true` (image to exit and
+    cleanup) against `runc run` of an already prepared busybox bundle, alternating."""
+    ref = ctx["images"]["busybox"]
+    ids = itertools.count()
+
+    def measure(tool: Tool, state: dict) -> float:
+        if tool.name == "runc":
+            return timed(tool, "run", "--bundle", str(ctx["oci_bundle"]), f"bench-floor-{next(ids)}")
+        return timed(tool, "run", "--rm", "--network", "none", ref, "true")
+
+    def setup(tool: Tool, state: dict) -> None:
+        if tool.name != "runc":
+            tool.run("pull", ref)
+
+    return Bench("run --rm --network none busybox true vs runc run of a prepared bundle", "<= 1.0", measure,
+                 setup=setup, prepare=prepare_oci_bundle, group="oci", kind="runc")
 
 
 def bench_oci_cycle(ctx: dict) -> Bench:
-    bundle = str(ctx["oci_bundle"])
     ids = itertools.count()
 
     def cycle(tool: Tool, state: dict) -> float:
@@ -476,12 +508,13 @@ def bench_oci_cycle(ctx: dict) -> Bench:
 
         name = f"bench-cycle-{next(ids)}"
         start = time.perf_counter()
-        call("create", "--bundle", bundle, name)
+        call("create", "--bundle", str(ctx["oci_bundle"]), name)
         call("start", name)
         call("delete", "--force", name)
         return time.perf_counter() - start
 
-    return Bench("OCI runtime: create + start + delete", "<= 1.0", cycle)
+    return Bench("OCI runtime: create + start + delete", "<= 1.0", cycle, prepare=prepare_oci_bundle, group="oci",
+                 kind="oci")
 
 
 def local_base(tool: Tool, ctx: dict) -> None:
@@ -543,27 +576,153 @@ def runtime_private_kib(tool: str) -> int:
     return total
 
 
+# ---------------------------------------------------------------- one docker CLI: pyctr's daemon and dockerd
+
+API_BASELINE = "pyctr system service"
+
+
+def bench_api(ctx: dict) -> list[Bench]:
+    """Issue 16: Debian's docker CLI (20.10) against `pyctr system service` and against dockerd, alternating."""
+    ref = ctx["images"]["busybox"]
+
+    def create_hundred(tool: Tool, state: dict) -> None:
+        tool.run("pull", ref)
+        state["ids"] = [tool.run("create", "--network", "none", ref, "true").stdout.strip() for _ in range(100)]
+
+    def start_one(tool: Tool, state: dict) -> None:
+        tool.run("pull", ref)
+        state["ids"] = [tool.run("run", "-d", "--network", "none", ref, "sleep", "3600").stdout.strip()]
+
+    def remove(tool: Tool, state: dict) -> None:
+        tool.run("rm", "-f", *state.get("ids", []), check=False)
+
+    def idle_memory(tool: Tool, state: dict) -> float:
+        time.sleep(1.0)
+        return tree_pss_kib(tool.daemon_pid()) / 1024 if tool.daemon_pid else 0.0
+
+    return [
+        Bench("docker CLI: run --rm busybox true", "<= 0.5", lambda t, s: timed(t, "run", "--rm", ref, "true"),
+              setup=lambda t, s: t.run("pull", ref), kind="api"),
+        Bench("docker CLI: ps -a with 100 containers", "<= 1.0", lambda t, s: timed(t, "ps", "-a"),
+              setup=create_hundred, teardown=remove, kind="api"),
+        Bench("docker CLI: exec c true", "<= 1.0", lambda t, s: timed(t, "exec", s["ids"][0], "true"),
+              setup=start_one, teardown=remove, kind="api"),
+        # last: both daemons have served the same requests, and hold no container now
+        Bench("idle daemon memory, PSS of its process tree (after the API benchmarks, no containers)", "reported",
+              idle_memory, unit="MiB", runs=1, kind="api"),
+    ]
+
+
+def tree_pss_kib(root: int) -> int:
+    """Proportional set size of a process and all its descendants (dockerd's tree holds its containerd)."""
+    children: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+@contextlib.contextmanager
+def pyctr_service(ctx: dict) -> Iterator[subprocess.Popen]:
+    """`pyctr system service` on a socket of the bench's, sharing the bench's pyctr root and config."""
+    sock = ctx["work"] / "pyctr-api.sock"
+    log = ctx["work"] / "pyctr-api.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([PYCTR, "system", "service", "--host", f"unix://{sock}"],
+                                env={**ctx["pyctr"].env, "PYCTR_SERVER": "0"}, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pyctr system service did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 # ---------------------------------------------------------------- driver
 
+GROUPS = ("net", "pull", "scale", "big", "oci")  # each with Docker is one locked period with dockerd up
 
-def peers(enabled: bool, registry_host: str, work: Path) -> tuple[list[Tool], list[str]]:
-    found, notes = [], []
-    if not enabled:
-        return found, ["peers not requested (make bench-peers benchmarks Docker and Podman too)"]
-    env = dict(os.environ)
-    # Docker treats 127.0.0.0/8 as insecure by default; podman is told so in its registries.conf.
+
+def all_benches(ctx: dict) -> list[Bench]:
+    return [
+        bench_run_none(ctx), bench_run_bridge(ctx), bench_run_user_network(ctx), bench_dns(ctx), bench_exec(ctx),
+        bench_ps(ctx), bench_build(ctx, cached=False), bench_build(ctx, cached=True), bench_http(ctx),
+        bench_memory(ctx), *bench_api(ctx),
+        bench_pull(ctx), bench_pull_many_files(ctx),
+        *bench_many(ctx),
+        bench_big_context_build(ctx), bench_logs(ctx),
+        bench_run_vs_runc(ctx), bench_oci_run(ctx), bench_oci_cycle(ctx),
+        bench_startup(ctx, ["--help"], "pyctr --help"), bench_startup(ctx, ["ps"], "pyctr ps (no containers)"),
+    ]
+
+
+def podman_tool(work: Path, registry_host: str) -> Tool:
+    """Podman is told the loopback registry is insecure in a registries.conf of the bench's."""
     conf = work / "registries.conf"
     conf.write_text(f'[[registry]]\nlocation = "{registry_host}"\ninsecure = true\n')
-    podman_env = dict(env, CONTAINERS_REGISTRIES_CONF=str(conf))
-    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
-        found.append(Tool("docker", ["docker"], env))
-    else:
-        notes.append("docker: no running Docker engine; benchmarked pyctr alone against it")
-    if shutil.which("podman"):
-        found.append(Tool("podman", ["podman"], podman_env))
-    else:
-        notes.append("podman: not installed")
-    return found, notes
+    return Tool("podman", ["podman"], dict(os.environ, CONTAINERS_REGISTRIES_CONF=str(conf)))
+
+
+def run_group(members: list[Bench], ctx: dict, opts: argparse.Namespace, notes: list[str]) -> None:
+    """Prepare (no lock), then run the group's benches with dockerd up only for this group when Docker is wanted
+    (bench/dockerd.py: locked, host restored); what benches left for the end is removed before dockerd stops."""
+    for b in members:
+        if b.prepare:
+            print(f"-- preparing {b.name}", flush=True)
+            b.prepare(ctx)
+    kinds = {b.kind for b in members}
+    pyctr = ctx["pyctr"]
+    with contextlib.ExitStack() as stack:
+        peers: list[Tool] = []
+        api: list[Tool] = []
+        dockerd = None
+        if opts.peers and kinds & {"cli", "api"}:
+            dockerd = stack.enter_context(running_dockerd(ctx["work"] / "docker", notes))
+            peers.append(Tool("docker", [docker_cli()], dockerd.env))
+            version = subprocess.run([docker_cli(), "version", "--format", "{{.Server.Version}}"], env=dockerd.env,
+                                     capture_output=True, text=True, check=False).stdout.strip()
+            ctx["docker_version"] = version
+        if opts.podman and "cli" in kinds:
+            peers.append(podman_tool(ctx["work"], ctx["registry_host"]))
+        if "api" in kinds:
+            service = stack.enter_context(pyctr_service(ctx))
+            sock_env = dict(os.environ, DOCKER_HOST=f"unix://{ctx['work'] / 'pyctr-api.sock'}",
+                            DOCKER_CONFIG=str(ctx["work"] / "cli-config"), DOCKER_BUILDKIT="0")
+            api.append(Tool(API_BASELINE, [docker_cli()], sock_env, daemon_pid=lambda: service.pid))
+            if dockerd:
+                api.append(Tool("dockerd", [docker_cli()], dockerd.env, daemon_pid=lambda: dockerd.pid))
+        tools = {"cli": [pyctr, *peers], "api": api, "oci": ctx["oci_tools"],
+                 "runc": [pyctr, *ctx["oci_tools"][1:]], "floor": [Tool("python", [sys.executable], pyctr.env), pyctr]}
+        ctx["cleanups"] = []
+        try:
+            for b in members:
+                print(f"== {b.name}", flush=True)
+                run_bench(b, tools[b.kind])
+        finally:
+            for cleanup in ctx["cleanups"]:  # what benches left for the end (e.g. the 1000 containers)
+                cleanup()
 
 
 def run_bench(bench: Bench, tools: list[Tool]) -> None:
@@ -598,28 +757,6 @@ def run_bench(bench: Bench, tools: list[Tool]) -> None:
                     bench.notes.append(f"{tool.name}: teardown failed: {e}")
 
 
-def fmt(value: float, unit: str) -> str:
-    if unit == "s":
-        return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
-    return f"{value:.1f} {unit}"
-
-
-def table(benches: list[Bench], baseline: str = "pyctr") -> str:
-    rows = ["| benchmark | tool | median | min | max | ratio pyctr/tool (median) | target |",
-            "|---|---|---|---|---|---|---|"]
-    for b in benches:
-        mine = b.results.get(baseline, [])
-        for tool, values in b.results.items():
-            ratio = ""
-            if tool != baseline and mine:
-                pairs = [m / v for m, v in zip(mine, values, strict=False) if v]
-                ratio = f"{statistics.median(pairs):.2f}" if pairs else ""
-            rows.append(f"| {b.name} | {tool} | {fmt(statistics.median(values), b.unit)} | {fmt(min(values), b.unit)}"
-                        f" | {fmt(max(values), b.unit)} | {ratio} | {b.target if tool == baseline else ''} |")
-        if not b.results:
-            rows.append(f"| {b.name} | - | - | - | - | - | {b.target} |")
-    return "\n".join(rows)
-
 
 def machine_line() -> str:
     mem = Path("/proc/meminfo").read_text().split()[1]
@@ -633,12 +770,13 @@ def warm_server(tool: Tool) -> None:
     from pyctr.client import socket_path
 
     tool.run("version")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # a loaded machine (parallel test runs) starts it slowly
     while not os.path.exists(socket_path(str(REPO / ".venv" / "bin"), str(REPO / "pyctr"))):
         if time.monotonic() > deadline:
             print("pyctr's server did not start: commands run in-process", file=sys.stderr)
             return
-        time.sleep(0.05)
+        time.sleep(1.0)
+        tool.run("version")  # a server that left (code changed under it) is started again by the next command
     tool.run("version")
 
 
@@ -651,65 +789,67 @@ def start_registry(workdir: Path):
     return reg, push_images(reg.host)
 
 
+def results_markdown(benches: list[Bench], notes: list[str], ctx: dict, argv: list[str]) -> str:
+    rows = [r for b in benches
+            for r in report.rows(b.name, b.results, API_BASELINE if b.kind == "api" else "pyctr", b.target)]
+    docker = ctx.get("docker_version")
+    return "\n".join([
+        "# pyctr benchmarks", "", machine_line(), "",
+        f"Command: `{' '.join(['bench/run.py', *argv])}`; peers: " + (f"Docker {docker} (Debian's dockerd and CLI,"
+                                                                      " started by the bench)" if docker else "none"),
+        "Each benchmark: one warm-up round, then N rounds alternating the tools; ratio = median over rounds of "
+        "(baseline / tool) with the baseline pyctr (the docker CLI rows: pyctr system service).", "",
+        report.markdown(rows, {b.name: b.unit for b in benches}), "",
+        *(f"- {n}" for n in notes), *(f"- {b.name}: {n}" for b in benches for n in dict.fromkeys(b.notes)), "",
+    ])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--peers", action="store_true", help="benchmark Docker and Podman too, when present")
+    parser.add_argument("--peers", action="store_true", help="start dockerd (locked, host restored) and run Docker too")
+    parser.add_argument("--podman", action="store_true", help="podman too (with --peers)")
     parser.add_argument("--only", help="run only benchmarks whose name contains this")
+    parser.add_argument("--group", help=f"run only these groups (comma-separated of {', '.join(GROUPS)})")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and their groups")
+    parser.add_argument("--runs", type=int, help="rounds per benchmark instead of each one's own (a dry run: 1)")
     opts = parser.parse_args()
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and not opts.list:
         print("make bench needs root", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="pyctr-bench-") as tmp:
         work = Path(tmp)
+        if opts.list:
+            ctx = {"images": {"busybox": "R/busybox", "python": "R/python"}, "work": work,
+                   "pyserv_context": REPO / "examples" / "pyserv"}
+            for b in all_benches(ctx):
+                print(f"{b.group:6} {b.kind:5} {b.name}")
+            return 0
         reg, images = start_registry(work / "registry")
-        cleanups: list[Callable[[], None]] = []
         try:
             env = dict(os.environ, PYCTR_ROOT=str(work / "root"))
-            env.pop("PYCTR_CONFIG", None)
             cfg = work / "config.toml"
             cfg.write_text(f'insecure_registries = ["{reg.host}"]\n')
             env["PYCTR_CONFIG"] = str(cfg)
-            tools = [Tool("pyctr", [PYCTR], env)]
-            warm_server(tools[0])
-            peer_tools, notes = peers(opts.peers, reg.host, work)
-            tools += peer_tools
-            ctx = {"images": images, "pyserv_context": REPO / "examples" / "pyserv", "work": work, "cleanups": cleanups}
-            benches = [
-                bench_run_none(ctx), bench_run_bridge(ctx), bench_pull(ctx), bench_pull_many_files(ctx),
-                bench_build(ctx, cached=False),
-                bench_build(ctx, cached=True), bench_exec(ctx), bench_ps(ctx), bench_http(ctx), bench_memory(ctx),
-                *bench_many(ctx), bench_big_context_build(ctx), bench_logs(ctx),
-                bench_run_user_network(ctx), bench_dns(ctx),
-            ]
-            if opts.only:
-                benches = [b for b in benches if opts.only in b.name]
+            pyctr = Tool("pyctr", [PYCTR], env)
+            warm_server(pyctr)
+            oci, notes = oci_tools(work)
+            ctx = {"images": images, "pyserv_context": REPO / "examples" / "pyserv", "work": work, "pyctr": pyctr,
+                   "registry_host": reg.host, "oci_tools": oci, "cleanups": []}
+            groups = opts.group.split(",") if opts.group else list(GROUPS)
+            benches = [b for b in all_benches(ctx) if b.group in groups and (not opts.only or opts.only in b.name)]
             for b in benches:
-                print(f"== {b.name}", flush=True)
-                run_bench(b, tools)
-            ctx["oci_bundle"] = oci_bundle(work)
-            runtimes, oci_notes = oci_tools(work)
-            notes += oci_notes
-            for b in (bench_oci_run(ctx), bench_oci_cycle(ctx)):
-                if not opts.only or opts.only in b.name:
-                    print(f"== {b.name}", flush=True)
-                    run_bench(b, runtimes)
-                    benches.append(b)
-            floor = [Tool("python", [sys.executable], env), tools[0]]
-            for args, label in ((["--help"], "pyctr --help"), (["ps"], "pyctr ps (no containers)")):
-                b = bench_startup(ctx, args, label)
-                if not opts.only or opts.only in b.name:
-                    run_bench(b, floor)
-                    benches.append(b)
-            report = "\n".join([
-                "# pyctr benchmarks", "", machine_line(), "", table(benches), "",
-                *(f"- {n}" for n in notes), *(f"- {b.name}: {n}" for b in benches for n in dict.fromkeys(b.notes)), "",
-            ])
-            RESULTS.write_text(report)
-            print(report)
+                b.runs = min(b.runs, opts.runs) if opts.runs else b.runs
+            if not opts.peers:
+                notes.append("peers not requested (make bench-peers runs Docker side by side)")
+            for group in GROUPS:
+                members = [b for b in benches if b.group == group]
+                if members:
+                    run_group(members, ctx, opts, notes)
+            text = results_markdown(benches, notes, ctx, sys.argv[1:])
+            RESULTS.write_text(text)
+            print(text)
             print(json.dumps({b.name: b.results for b in benches}), file=sys.stderr)
         finally:
-            for cleanup in cleanups:  # what benches left for the end (e.g. the 1000 containers)
-                cleanup()
             reg.stop()
     return 0
 

@@ -235,7 +235,7 @@ def container_summary(item, record) -> dict:
     """One entry of GET /containers/json, from a ps item and its record."""
     import time
 
-    from pyctr.runtime.ps import command_text, status_text
+    from pyctr.runtime.ps import daemon_command, status_text
 
     now = time.time()
     ports = []
@@ -247,7 +247,7 @@ def container_summary(item, record) -> dict:
     network = record.state.network or {}
     return {
         "Id": item.id, "Names": ["/" + item.name], "Image": item.image, "ImageID": item.image_id,
-        "Command": command_text(item.argv, trunc=False), "Created": int(item.created), "Ports": ports,
+        "Command": daemon_command(item.argv), "Created": int(item.created), "Ports": ports,
         "Labels": item.labels, "State": item.status,
         "Status": status_text(item.status, item.exit_code, item.started, item.finished, now),
         "HostConfig": {"NetworkMode": (record.config.get("HostConfig") or {}).get("NetworkMode", "default")},

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -84,14 +85,18 @@ Compose = Callable[..., subprocess.CompletedProcess]
 
 @pytest.fixture(params=["v1", "v2"])
 def compose(request, daemon: Daemon, tmp_path) -> Compose:
-    """`compose(*args, file_text=PROJECT_FILE, check=True)`: one compose tool on a project of its own."""
+    """`compose(*args, file_text=None, check=True)`: one compose tool on a project of its own (PROJECT_FILE
+    until a call names another text); after the test, `down -v` of whatever the last file made."""
     project = f"c{request.param}{uuid.uuid4().hex[:6]}"
     env = {**daemon.env, "DOCKER_HOST": f"unix://{daemon.sock}", "DOCKER_CONFIG": str(daemon.base / "docker-config"),
            "COMPOSE_INTERACTIVE_NO_CLI": "1", "DOCKER_BUILDKIT": "0"}
     argv = [COMPOSE_V1] if request.param == "v1" else [DOCKER, "compose"]
 
-    def run(*args: str, file_text: str = PROJECT_FILE, check: bool = True, timeout: float = 60):
-        (tmp_path / "compose.yaml").write_text(file_text)
+    (tmp_path / "compose.yaml").write_text(PROJECT_FILE)
+
+    def run(*args: str, file_text: str | None = None, check: bool = True, timeout: float = 60):
+        if file_text is not None:
+            (tmp_path / "compose.yaml").write_text(file_text)
         proc = subprocess.run([*argv, "-p", project, "-f", str(tmp_path / "compose.yaml"), *args], cwd=tmp_path,
                               env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if check and proc.returncode != 0:
@@ -120,11 +125,12 @@ def wait_for_output(compose: Compose, service: str, wanted: str, timeout: float 
 def test_up_ps_logs_exec_down(compose: Compose, daemon: Daemon):
     project = compose.project  # type: ignore[attr-defined]
     compose("up", "-d")
-    status, containers = api_json(daemon, "/containers/json?filters=" + json.dumps(
-        {"label": [f"com.docker.compose.project={project}"]}))
+    status, containers = api_json(daemon, "/containers/json?filters=" + quote(json.dumps(
+        {"label": [f"com.docker.compose.project={project}"]})))
     assert status == 200 and sorted(c["Labels"]["com.docker.compose.service"] for c in containers) == \
         ["client", "web"], containers
     ids = [c["Id"] for c in containers]
+    assert all(c["Command"].startswith("sh -c '") for c in containers), [c["Command"] for c in containers]
     status, network = api_json(daemon, f"/networks/{project}_front")
     assert status == 200 and sorted(network["Containers"]) == sorted(ids)
     bridge = f"br-{network['Id'][:12]}"
@@ -156,4 +162,6 @@ def test_bind_of_the_state_directory_is_refused(compose: Compose, daemon: Daemon
     assert "invalid mount config for type \"bind\"" in failed.stderr, failed.stderr
     assert "pyctr's state directory" in failed.stderr and "Traceback" not in failed.stderr
     assert daemon.pyctr("ps", "-aq").stdout.strip() == ""
+    compose("down", "-v")
+    assert [n["Name"] for n in api_json(daemon, "/networks")[1] if n["Name"].startswith(compose.project)] == []
     assert daemon.alive()

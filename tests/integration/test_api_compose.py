@@ -4,7 +4,7 @@ temporary socket: `up -d` of a two-service project on a user-defined network (a 
 from a named volume, a client fetching it by the service name), `ps`, `logs`, `exec`, `down -v` leaving
 nothing behind (containers, network, bridge, volume, cgroups, veths); on the way a published port (`port`), a
 healthcheck gating the client (`depends_on: condition: service_healthy`), `top`. A bind of pyctr's state
-directory is refused with dockerd's error.
+directory is refused with dockerd's error. `up --exit-code-from` in the foreground, as CI runs tests.
 """
 
 from __future__ import annotations
@@ -60,6 +60,19 @@ services:
     image: busybox
     command: ["cat", "/loot/containers"]
     volumes: ["{root}:/loot"]
+"""
+
+
+CI_FILE = """\
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo up > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]
+    init: true
+  tests:
+    image: busybox
+    command: ["sh", "-c", "until wget -qO- http://web/index.html; do sleep 0.1; done; echo failing >&2; exit 3"]
+    depends_on: [web]
 """
 
 
@@ -184,3 +197,13 @@ def test_bind_of_the_state_directory_is_refused(compose: Compose, daemon: Daemon
     compose("down", "-v")
     assert [n["Name"] for n in api_json(daemon, "/networks")[1] if n["Name"].startswith(compose.project)] == []
     assert daemon.alive()
+
+
+def test_up_in_the_foreground_exits_with_the_tests_code(compose: Compose, daemon: Daemon):
+    """CI's way: `up --exit-code-from tests` attaches to every service, stops them all when `tests` exits and
+    exits with its code (attach streams, wait and the container states, through the daemon)."""
+    proc = compose("up", "--exit-code-from", "tests", file_text=CI_FILE, check=False)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert any(line.rstrip().endswith(" up") for line in proc.stdout.splitlines()), proc.stdout  # web's page
+    assert "failing" in proc.stdout + proc.stderr
+    assert daemon.pyctr("ps", "-q").stdout.strip() == ""  # web was stopped too

@@ -96,7 +96,7 @@ def daemon(pyctr_config, tmp_path_factory):
 def engine(daemon: Daemon, monkeypatch):
     """testcontainers and docker-py pointed at the daemon (DOCKER_HOST), Ryuk disabled (see the docstring)."""
     monkeypatch.setenv("DOCKER_HOST", f"unix://{daemon.sock}")
-    monkeypatch.setattr(testcontainers_config, "_ryuk_disabled", True)
+    monkeypatch.setattr(testcontainers_config, "ryuk_disabled", True)
     client = docker.DockerClient(base_url=f"unix://{daemon.sock}", version="auto", timeout=60)
     yield client
     client.close()

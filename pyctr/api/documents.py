@@ -265,7 +265,7 @@ def container_summary(item, record) -> dict:
     """One entry of GET /containers/json, from a ps item and its record."""
     import time
 
-    from pyctr.runtime.ps import command_text, status_text
+    from pyctr.runtime.ps import daemon_command, status_text
 
     now = time.time()
     ports = []
@@ -274,18 +274,25 @@ def container_summary(item, record) -> dict:
         if p.get("HostPort"):
             entry.update(IP=p.get("HostIp") or "0.0.0.0", PublicPort=int(p["HostPort"]))
         ports.append(entry)
-    network = record.state.network or {}
     return {
         "Id": item.id, "Names": ["/" + item.name], "Image": item.image, "ImageID": item.image_id,
-        "Command": command_text(item.argv, trunc=False), "Created": int(item.created), "Ports": ports,
+        "Command": daemon_command(item.argv), "Created": int(item.created), "Ports": ports,
         "Labels": item.labels, "State": item.status,
         "Status": status_text(item.status, item.exit_code, item.started, item.finished, now),
         "HostConfig": {"NetworkMode": (record.config.get("HostConfig") or {}).get("NetworkMode", "default")},
-        "NetworkSettings": {"Networks": {item.network: {
-            "IPAddress": network.get("IPAddress", ""), "Gateway": network.get("Gateway", ""),
-            "IPPrefixLen": network.get("IPPrefixLen", 0), "MacAddress": network.get("MacAddress", "")}}},
+        "NetworkSettings": {"Networks": summary_networks(record)},
         "Mounts": record.config.get("MountPoints") or [],
     }
+
+
+def summary_networks(record) -> dict:
+    """The list entry's NetworkSettings.Networks: the same endpoints as inspect's (dockerd copies them), so
+    NetworkID is there: compose v2 recreates a running container whose networks it cannot find by ID."""
+    from pyctr.runtime.inspect import network_name, network_settings
+
+    host_config = record.config.get("HostConfig") or {}
+    return network_settings(record.state.network or {}, network_name(host_config), [], record.state.running,
+                            None)["Networks"]
 
 
 def image_summary(image, tag_rows: list[dict] | None) -> dict:

@@ -6,7 +6,9 @@ Pure parts (version parsing and checks, route matching, error -> status) are fun
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 import traceback
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -125,7 +127,25 @@ def dispatch(handler: ApiHandler) -> None:
         _answer_error(handler, request, 500, f"{type(e).__name__}: {e}")
 
 
+def error_log_line(method: str, path: str, status: int, message: str, debug: bool) -> str | None:
+    """dockerd's log of a failed request: every 5xx at level error; a 4xx (a client asking for what is not
+    there: compose and the CLI do that on purpose) only at level debug, shown with `pyctr --debug`."""
+    if status < 500 and not debug:
+        return None
+    level = "error" if status >= 500 else "debug"
+    return f'level={level} msg={json.dumps(f"Handler for {method} {path} returned error: {message}")} status={status}'
+
+
+def _log_error(handler: ApiHandler, status: int, message: str) -> None:
+    from pyctr.api.service import debug_enabled
+
+    line = error_log_line(handler.command, handler.path, status, message, debug_enabled())
+    if line is not None:
+        print(line, file=sys.stderr, flush=True)
+
+
 def _answer_error(handler: ApiHandler, request: Request | None, status: int, message: str) -> None:
+    _log_error(handler, status, message)
     if handler.response_started:  # too late for a status: the stream simply ends
         handler.close_connection = True
         return
@@ -136,6 +156,4 @@ def _answer_error(handler: ApiHandler, request: Request | None, status: int, mes
             handler.close_connection = True  # a body we refuse to read: the connection cannot be reused
     else:
         handler.close_connection = True
-    import json
-
     handler.send_body(status, json.dumps({"message": message}).encode() + b"\n", "application/json")

@@ -33,6 +33,12 @@ def config() -> Config:
     return _CONFIG[0]
 
 
+def debug_enabled() -> bool:
+    """`pyctr --debug system service` (or PYCTR_DEBUG=1, as for the CLI's tracebacks): log every failed
+    request, not only the daemon's own failures."""
+    return bool(os.environ.get("PYCTR_DEBUG")) or (bool(_CONFIG) and _CONFIG[0].debug)
+
+
 def socket_path_of(host: str) -> str:
     """`unix:///run/pyctr/docker.sock` -> the path; anything but a unix socket is refused (no TCP: the
     API is root-equivalent and pyctr serves it only where file permissions guard it)."""

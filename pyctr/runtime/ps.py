@@ -71,6 +71,12 @@ def ellipsis(text: str, width: int) -> str:
     return text[: width - 1] + "…"
 
 
+def daemon_command(argv: list[str]) -> str:
+    """The Engine API's `Command` of a container list entry, as dockerd builds it: Path and Args joined by
+    spaces, each argument that holds a space wrapped in single quotes (the client quotes and truncates it)."""
+    return " ".join(argv[:1] + [f"'{arg}'" if " " in arg else arg for arg in argv[1:]])
+
+
 def command_text(argv: list[str], trunc: bool = True) -> str:
     """The COMMAND cell: the argv joined by spaces, truncated, then quoted like Go's strconv.Quote."""
     command = " ".join(argv)
@@ -198,7 +204,8 @@ def parse_filters(filters: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
 
 
 def matches(item: PsItem, filters: dict[str, list[str]]) -> bool:
-    """Docker's semantics: values of one key are OR'ed, different keys AND'ed."""
+    """Docker's semantics: values of one key are OR'ed, different keys AND'ed; but every `label` must match
+    (moby's MatchKVList: compose selects a project's service with project AND service AND oneoff labels)."""
     import re
 
     checks = {
@@ -212,7 +219,7 @@ def matches(item: PsItem, filters: dict[str, list[str]]) -> bool:
         "volume": lambda v: any(m.get("Name") == v or m.get("Destination") == v for m in item.mounts),
         "health": lambda v: (item.health or "none") == v,
     }
-    return all(any(checks[key](v) for v in values) for key, values in filters.items())
+    return all((all if key == "label" else any)(checks[key](v) for v in values) for key, values in filters.items())
 
 
 def _label_matches(labels: dict, spec: str) -> bool:

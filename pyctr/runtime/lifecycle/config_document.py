@@ -25,7 +25,7 @@ def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, ima
         from pyctr.runtime.network.publish import publish_all
 
         ports = list(ports) + publish_all(exposed)
-    args = spec.process.args
+    args = shown_command(spec.process.args, options.init)
     from pyctr.runtime.lifecycle.run_flags import apply_to_document
 
     return apply_to_document({
@@ -45,6 +45,16 @@ def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, ima
         "Spec": spec.to_dict(),
         "Options": asdict(options),
     }, options, inner or {})
+
+
+def shown_command(process_args: list[str], init: bool) -> list[str]:
+    """The container's Path + Args as Docker records them: the user's command, without the `--init` binary
+    that only the runtime's process runs in front of it (`docker ps`, inspect and compose show the command)."""
+    from pyctr.runtime.spec import INIT_PATH
+
+    if init and process_args[:2] == [INIT_PATH, "--"] and len(process_args) > 2:
+        return process_args[2:]
+    return process_args
 
 
 def _port_dict(p) -> dict:

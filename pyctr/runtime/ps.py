@@ -78,8 +78,9 @@ def daemon_command(argv: list[str]) -> str:
 
 
 def command_text(argv: list[str], trunc: bool = True) -> str:
-    """The COMMAND cell: the argv joined by spaces, truncated, then quoted like Go's strconv.Quote."""
-    command = " ".join(argv)
+    """The COMMAND cell: dockerd's command text (what docker-cli receives), truncated, then quoted like Go's
+    strconv.Quote."""
+    command = daemon_command(argv)
     if trunc:
         command = ellipsis(command, TRUNC_COMMAND)
     return json.dumps(command, ensure_ascii=False)

@@ -554,7 +554,8 @@ def bind_own_cgroups(root_fd: int, root: str, mount: Mount, kernel: Kernel = KER
 
     flags, _propagation, _data = parse_options(mount.options)
     extra = s.MS_NOSUID | s.MS_NOEXEC | s.MS_NODEV | (flags & s.MS_RDONLY)
-    sources = own_cgroup_sources(Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text())
+    with open("/proc/self/mountinfo") as mountinfo, open("/proc/self/cgroup") as cgroup:
+        sources = own_cgroup_sources(mountinfo.read(), cgroup.read())
     if sources[:1] and sources[0][0] == "":
         _bind_kernel_dir(root_fd, root, mount.destination, sources[0][1], extra, kernel)
         return

@@ -62,7 +62,7 @@ def test_ps_table_header_and_row(lc, cleanup):
     lines = lc("ps").stdout.splitlines()
     assert re.match(r"CONTAINER ID   IMAGE +COMMAND +CREATED +STATUS +PORTS +NAMES$", lines[0])
     row = next(line for line in lines if line.endswith(" d2"))
-    assert '"sh -c sleep 1000; e…"' in row and "Up " in row
+    assert '"sh -c \'sleep 1000; …"' in row and "Up " in row
     assert lc("ps", "-q").stdout.split().count(row[:12]) == 1
 
 

@@ -38,9 +38,10 @@ def test_status_text(status, code, started, finished, text):
 
 def test_command_is_quoted_and_truncated_to_20():
     assert ps.command_text(["sh"]) == '"sh"'
-    assert ps.command_text(["sh", "-c", "sleep 1000; echo done"]) == '"sh -c sleep 1000; e…"'
+    # dockerd quotes an argument holding a space (daemon/list.go); docker-cli then truncates and quotes it all
+    assert ps.command_text(["sh", "-c", "sleep 1000; echo done"]) == '"sh -c \'sleep 1000; …"'
     assert len(json.loads(ps.command_text(["x" * 50]))) == 20
-    assert ps.command_text(["sh", "-c", "echo \"hi\""], trunc=False) == '"sh -c echo \\"hi\\""'
+    assert ps.command_text(["sh", "-c", "echo \"hi\""], trunc=False) == '"sh -c \'echo \\"hi\\"\'"'
 
 
 def test_ports():

@@ -195,6 +195,10 @@ def commit(config: Config, record: ContainerRecord, config_section: dict, option
     image = store.put_image(document, [*base.layers, layer])
     if options.reference:
         store.tag(options.reference, image.id)
+    from pyctr import events
+
+    events.record_container(config.root, record, "commit", comment=options.message, imageID=image.id,
+                            imageRef=options.reference or "")
     return image
 
 
@@ -222,4 +226,5 @@ def import_tarball(config: Config, stream: BinaryIO, source: str, config_section
     image = store.put_image(document, [layer])
     if reference:
         store.tag(reference, image.id)
+    store.record_event("import", image.id, image.id)
     return image

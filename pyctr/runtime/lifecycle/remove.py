@@ -7,10 +7,16 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
+from pyctr import events
 from pyctr.errors import ConflictError, NotFoundError, RuntimeFailure
 from pyctr.runtime import state as st
 from pyctr.runtime.lifecycle.kill import signal_container, thaw_if_paused
-from pyctr.runtime.lifecycle.teardown import anonymous_volumes, remove_anonymous_volumes, teardown
+from pyctr.runtime.lifecycle.teardown import (
+    anonymous_volumes,
+    record_network_events,
+    remove_anonymous_volumes,
+    teardown,
+)
 from pyctr.runtime.lifecycle.wait import STATE_SETTLE_TIMEOUT, wait_for_exit
 from pyctr.runtime.state import ContainerRecord, ContainerStore
 
@@ -36,8 +42,18 @@ def remove(config: Config, ref: str, force: bool = False, volumes: bool = False)
         # container's directory until then, which must not race with deleting it.
         if record.state.monitor_pid and record.state.monitor_pid != os.getpid():
             wait_for_exit(record.state.monitor_pid, record.state.monitor_start_time, STATE_SETTLE_TIMEOUT)
+        marked: list[bool] = []
+
+        def killed(s: st.ContainerState) -> st.ContainerState | None:
+            marked.append(s.running)
+            return st.exited(s, 137) if s.running else None
+
         with contextlib.suppress(NotFoundError):
-            store.update_state(record.id, lambda s: st.exited(s, 137) if s.running else None)
+            store.update_state(record.id, killed)
+        if any(marked):  # the monitor did not record the exit: the die is ours to tell
+            events.record_container(config.root, record, "die", exitCode=137)
+            mode = (record.config.get("Spec") or {}).get("network", {}).get("mode", "bridge")
+            record_network_events(config, record, mode, record.state.network or {}, "disconnect")
     try:
         teardown(config, record)
     except RuntimeFailure:
@@ -45,4 +61,5 @@ def remove(config: Config, ref: str, force: bool = False, volumes: bool = False)
     anonymous = anonymous_volumes(record) if volumes else []
     store.remove_directory(record.id)
     remove_anonymous_volumes(config, anonymous)
+    events.record_container(config.root, record, "destroy")
     return record

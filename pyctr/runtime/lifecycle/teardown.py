@@ -43,7 +43,17 @@ def finish(config: Config, container_id: str, exit_code: int, finished_at: str |
 
     with contextlib.suppress(NotFoundError):
         store.update_state(container_id, exit_transition)
-    teardown(config, record, spec)  # raises if something stayed: the directory is then kept for `rm -f`
+    from pyctr import events
+
+    if decisions:  # this call recorded the exit (not one already recorded, e.g. by rm -f)
+        if oom:
+            events.record_container(config.root, record, "oom")
+        events.record_container(config.root, record, "die", exitCode=exit_code)
+    try:
+        teardown(config, record, spec)  # raises if something stayed: the directory is then kept for `rm -f`
+    finally:
+        if decisions:
+            record_network_events(config, record, spec.network.mode, record.state.network or {}, "disconnect")
     if decisions and decisions[0].restart:
         policy.schedule(config, container_id, decisions[0].delay_ms)
         return
@@ -51,6 +61,7 @@ def finish(config: Config, container_id: str, exit_code: int, finished_at: str |
         volumes = anonymous_volumes(record)
         store.remove_directory(container_id)
         remove_anonymous_volumes(config, volumes)
+        events.record_container(config.root, record, "destroy")
 
 
 def finish_reporting(config: Config, container_id: str, exit_code: int) -> None:
@@ -59,6 +70,26 @@ def finish_reporting(config: Config, container_id: str, exit_code: int) -> None:
         finish(config, container_id, exit_code, st.now_rfc3339())
     except PyctrError as e:
         print(f"Warning: {e.message}", file=sys.stderr)
+
+
+def network_actors(config: Config, mode: str, network: dict) -> list[tuple[str, str, str]]:
+    """(network id, name, driver) of each network a running container is on, for dockerd's `network connect` /
+    `disconnect` events: the user networks in its state's Networks, else the predefined one its mode names."""
+    if network.get("Networks"):
+        return [(str(settings.get("NetworkID", "")), name, "bridge") for name, settings in network["Networks"].items()]
+    if mode not in ("bridge", "none", "host"):
+        return []
+    from pyctr.runtime.network.usernet import predefined_id
+
+    return [(predefined_id(mode, str(config.root)), mode, {"none": "null"}.get(mode, mode))]
+
+
+def record_network_events(config: Config, record: ContainerRecord, mode: str, network: dict, action: str) -> None:
+    from pyctr import events
+
+    for network_id, name, driver in network_actors(config, mode, network):
+        events.record(config.root, "network", action, network_id, {"container": record.id, "name": name,
+                                                                   "type": driver})
 
 
 def anonymous_volumes(record: ContainerRecord) -> list[str]:

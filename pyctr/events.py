@@ -17,7 +17,7 @@ Why this shape:
   never fails the verb that records (a journal that cannot be written loses the event, not the container).
 
 The pure part (encoding, Docker's filters, the message shape, the default line) is unit-tested; readers are
-`JournalReader` (replay, then `poll` for what was appended since, across a rotation).
+`Subscription` (replay within since/until, then follow; `JournalReader` underneath, across rotations).
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ class JournalReader:
         """Every kept event, oldest first (the rotated file, then the current one); follows on from there."""
         self._open_current()  # first: a rotation from now on leaves its file at `.1`, read once below
         current = os.fstat(self._fd).st_ino if self._fd >= 0 else None
-        events = self._read_whole(self.path + ".1", unless_inode=current)
+        events = self._read_whole(self.path + ".1", unless_inode=(current,))
         return events + self.poll()
 
     def skip_history(self) -> None:
@@ -294,9 +294,13 @@ class JournalReader:
         events = self._read_new()
         if not self._rotated():
             return events
-        self.close()  # the old file is complete: its writers checked it was current under the lock
-        self._partial = b""  # a torn line at the end of a finished file stays torn
+        # The old file is complete (its writers checked it was current under the lock). If it is no longer
+        # `.1`, the file after it is: read that whole too (a reader behind by more than one file loses one).
+        old_inode = os.fstat(self._fd).st_ino if self._fd >= 0 else None
         self._open_current()
+        current = os.fstat(self._fd).st_ino if self._fd >= 0 else None
+        if old_inode is not None:
+            events += self._read_whole(self.path + ".1", unless_inode=(old_inode, current))
         return events + self._read_new()
 
     def size_changed(self) -> bool:
@@ -335,37 +339,56 @@ class JournalReader:
         return events
 
     @staticmethod
-    def _read_whole(path: str, unless_inode: int | None) -> list[Event]:
+    def _read_whole(path: str, unless_inode: tuple[int | None, ...]) -> list[Event]:
         try:
             with open(path, "rb") as f:
-                if os.fstat(f.fileno()).st_ino == unless_inode:
-                    return []  # rotated since we opened it: our open descriptor reads it
+                if os.fstat(f.fileno()).st_ino in unless_inode:
+                    return []  # a file an open descriptor of ours reads (or read)
                 data = f.read()
         except FileNotFoundError:
             return []
         return decode_lines(data)[0]
 
 
-def replay_then_follow(root: os.PathLike | str, since_ns: int | None, until_ns: int | None,
-                       stop: Any = None, interval: float = 0.05) -> Iterator[Event]:
+class Subscription:
     """dockerd's SubscribeTopic: the kept events within [since, until] (only with either given), then, unless
-    `until` is already past, the new ones as they come until `until` (or forever; `stop()` true ends it)."""
-    with JournalReader(root) as reader:
+    `until` is already past, the new ones as they are appended until `until` (or forever).
+
+    The journal is opened (and its end noted) when the subscription is made, so an event recorded right after
+    (say, once the API's client has its response headers) is never missed."""
+
+    def __init__(self, root: os.PathLike | str, since_ns: int | None = None, until_ns: int | None = None) -> None:
+        self.until_ns = until_ns
+        self._reader = JournalReader(root)
         if since_ns is not None or until_ns is not None:
-            for event in reader.history():
-                if within(event, since_ns, until_ns):
-                    yield event
+            self._backlog = [e for e in self._reader.history() if within(e, since_ns, until_ns)]
         else:
-            reader.skip_history()
+            self._reader.skip_history()
+            self._backlog = []
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def events(self, stop: Any = None, interval: float = 0.05) -> Iterator[Event]:
+        """The replay, then the live events; `stop()` true (checked between polls) ends it."""
+        yield from self._backlog
+        until_ns = self.until_ns
         if until_ns is not None and until_ns < time.time_ns():
             return
         while until_ns is None or time.time_ns() <= until_ns:
             if stop is not None and stop():
                 return
-            if reader.size_changed():
-                for event in reader.poll():
+            if self._reader.size_changed():
+                for event in self._reader.poll():
                     if until_ns is not None and event.time_nano > until_ns:
                         return
                     yield event
                 continue
-            time.sleep(interval if until_ns is None else max(0.0, min(interval, (until_ns - time.time_ns()) / 1e9)))
+            left = interval if until_ns is None else (until_ns - time.time_ns()) / 1e9
+            time.sleep(max(0.0, min(interval, left)))

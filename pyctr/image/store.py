@@ -114,8 +114,8 @@ class ImageStore:
         return self.layers.unpack_blob(blob, diff_id, chain_id, parent, stream)
 
     def add_layer_from_dir(self, src_dir: Path, parent_chain_id: str | None = None,
-                           source_date_epoch: int | None = None) -> LayerRecord:
-        return self.layers.add_from_dir(src_dir, parent_chain_id, source_date_epoch)
+                           source_date_epoch: int | None = None, exclude: frozenset[str] = frozenset()) -> LayerRecord:
+        return self.layers.add_from_dir(src_dir, parent_chain_id, source_date_epoch, exclude)
 
     def layer_blob(self, layer: LayerRecord) -> dict:
         """The layer's compressed blob descriptor, packing the layer again if the blob is gone."""

@@ -89,6 +89,15 @@ def _upper_changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
     return changes
 
 
+def init_layer_stubs(upper: Path, lowers: list[Path]) -> frozenset[str]:
+    """What commit leaves out of the new layer: the mount points the runtime made in the upper dir (/etc/hosts,
+    /etc/hostname, /etc/resolv.conf, /dev, /proc, /sys... when the image lacked them), which Docker keeps in the
+    container's init layer, never committed. Only added ones: a path an image layer has is the image's."""
+    return frozenset(path.lstrip("/") for path in INIT_LAYER_PATHS
+                     if os.path.lexists(upper / path.lstrip("/"))
+                     and not any(os.path.lexists(lower / path.lstrip("/")) for lower in lowers))
+
+
 def container_diff(record: ContainerRecord) -> list[tuple[str, str]]:
     spec = record.config["Spec"]
     rootfs = spec["rootfs"]
@@ -182,7 +191,8 @@ def commit(config: Config, record: ContainerRecord, config_section: dict, option
         paused_here = True
     try:
         parent_chain = base.layers[-1].chain_id if base.layers else None
-        layer = store.add_layer_from_dir(Path(record.config["Spec"]["rootfs"]["upperdir"]), parent_chain)
+        upper = Path(record.config["Spec"]["rootfs"]["upperdir"])
+        layer = store.add_layer_from_dir(upper, parent_chain, exclude=init_layer_stubs(upper, base.layer_dirs))
     finally:
         if paused_here:
             with contextlib.suppress(PyctrError):

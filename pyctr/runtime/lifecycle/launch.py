@@ -14,6 +14,7 @@ from pyctr.runtime.lifecycle.config_document import load_spec
 from pyctr.runtime.lifecycle.teardown import (
     anonymous_volumes,
     record_network_events,
+    record_volume_events,
     remove_anonymous_volumes,
     teardown,
 )
@@ -115,6 +116,7 @@ class Launch:
         from pyctr import events
 
         record_network_events(self.config, self.record, self.spec.network.mode, self.network, "connect")
+        record_volume_events(self.config, self.record, self.spec.mount_points, "mount")
         events.record_container(self.config.root, self.record, "start")
         from pyctr.runtime.lifecycle.run_flags import after_launch
 

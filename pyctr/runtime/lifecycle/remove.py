@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 from pyctr import events
 from pyctr.errors import ConflictError, NotFoundError, RuntimeFailure
 from pyctr.runtime import state as st
-from pyctr.runtime.lifecycle.kill import signal_container, thaw_if_paused
+from pyctr.runtime.lifecycle.kill import record_kill, signal_container, thaw_if_paused
 from pyctr.runtime.lifecycle.teardown import (
     anonymous_volumes,
     record_network_events,
+    record_volume_events,
     remove_anonymous_volumes,
     teardown,
 )
@@ -36,6 +37,7 @@ def remove(config: Config, ref: str, force: bool = False, volumes: bool = False)
 
         record = policy.note_user_signal(store, record, signal.SIGKILL)  # rm -f ends a policy restart too
         signal_container(record, signal.SIGKILL)
+        record_kill(config, record, signal.SIGKILL)
         thaw_if_paused(config, record)
         wait_for_exit(record.state.pid, record.state.pid_start_time, STATE_SETTLE_TIMEOUT)
         # Let the monitor finish (it keeps its pid through the exec of `_cleanup`): it writes into the
@@ -54,6 +56,8 @@ def remove(config: Config, ref: str, force: bool = False, volumes: bool = False)
             events.record_container(config.root, record, "die", exitCode=137)
             mode = (record.config.get("Spec") or {}).get("network", {}).get("mode", "bridge")
             record_network_events(config, record, mode, record.state.network or {}, "disconnect")
+            record_volume_events(config, record, (record.config.get("Spec") or {}).get("mount_points") or [],
+                                 "unmount")
     try:
         teardown(config, record)
     except RuntimeFailure:

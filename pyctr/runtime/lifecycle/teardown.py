@@ -54,6 +54,7 @@ def finish(config: Config, container_id: str, exit_code: int, finished_at: str |
     finally:
         if decisions:
             record_network_events(config, record, spec.network.mode, record.state.network or {}, "disconnect")
+            record_volume_events(config, record, spec.mount_points, "unmount")
     if decisions and decisions[0].restart:
         policy.schedule(config, container_id, decisions[0].delay_ms)
         return
@@ -90,6 +91,22 @@ def record_network_events(config: Config, record: ContainerRecord, mode: str, ne
     for network_id, name, driver in network_actors(config, mode, network):
         events.record(config.root, "network", action, network_id, {"container": record.id, "name": name,
                                                                    "type": driver})
+
+
+def record_volume_events(config: Config, record: ContainerRecord, mount_points: list[dict], action: str) -> None:
+    """dockerd's volume `mount` (at start: destination, read/write, propagation) and `unmount` (at the exit)
+    events, one per volume the container mounts; binds and tmpfs have none."""
+    from pyctr import events
+
+    for point in mount_points:
+        if point.get("type") != "volume" or not point.get("name"):
+            continue
+        attributes = {"driver": "local", "container": record.id}
+        if action == "mount":
+            attributes.update({"destination": point.get("destination", ""),
+                               "read/write": "true" if point.get("rw", True) else "false",
+                               "propagation": point.get("propagation", "")})
+        events.record(config.root, "volume", action, point["name"], attributes)
 
 
 def anonymous_volumes(record: ContainerRecord) -> list[str]:

@@ -50,7 +50,7 @@ def diff_changes(upper: Path, lowers: list[Path], hidden: frozenset[str] = INIT_
     changes = [c for c in _upper_changes(upper, lowers) if c[1] not in hidden]
     paths = [path for _, path in changes]
     return [(kind, path) for kind, path in changes
-            if not (kind == "C" and os.path.isdir(upper / path.lstrip("/")) and path + "/" not in _prefixes(paths)
+            if not (os.path.isdir(upper / path.lstrip("/")) and path + "/" not in _prefixes(paths)
                     and path in _parents_of(hidden))]
 
 
@@ -93,9 +93,14 @@ def init_layer_stubs(upper: Path, lowers: list[Path]) -> frozenset[str]:
     """What commit leaves out of the new layer: the mount points the runtime made in the upper dir (/etc/hosts,
     /etc/hostname, /etc/resolv.conf, /dev, /proc, /sys... when the image lacked them), which Docker keeps in the
     container's init layer, never committed. Only added ones: a path an image layer has is the image's."""
-    return frozenset(path.lstrip("/") for path in INIT_LAYER_PATHS
-                     if os.path.lexists(upper / path.lstrip("/"))
-                     and not any(os.path.lexists(lower / path.lstrip("/")) for lower in lowers))
+    def added(relative: str) -> bool:
+        return os.path.lexists(upper / relative) and not any(os.path.lexists(lower / relative) for lower in lowers)
+
+    stubs = {path.lstrip("/") for path in INIT_LAYER_PATHS if added(path.lstrip("/"))}
+    for parent in {os.path.dirname(stub) for stub in stubs} - {""}:  # /etc made only to hold /etc/hosts...
+        if added(parent) and all(f"{parent}/{name}" in stubs for name in os.listdir(upper / parent)):
+            stubs.add(parent)
+    return frozenset(stubs)
 
 
 def container_diff(record: ContainerRecord) -> list[tuple[str, str]]:

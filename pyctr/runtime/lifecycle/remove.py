@@ -48,12 +48,14 @@ def remove(config: Config, ref: str, force: bool = False, volumes: bool = False)
 
         def killed(s: st.ContainerState) -> st.ContainerState | None:
             marked.append(s.running)
-            return st.exited(s, 137) if s.running else None
+            if not s.running:
+                return None
+            events.record_container(config.root, record, "die", exitCode=137)  # the monitor did not record it
+            return st.exited(s, 137)
 
         with contextlib.suppress(NotFoundError):
             store.update_state(record.id, killed)
-        if any(marked):  # the monitor did not record the exit: the die is ours to tell
-            events.record_container(config.root, record, "die", exitCode=137)
+        if any(marked):
             mode = (record.config.get("Spec") or {}).get("network", {}).get("mode", "bridge")
             record_network_events(config, record, mode, record.state.network or {}, "disconnect")
             record_volume_events(config, record, (record.config.get("Spec") or {}).get("mount_points") or [],

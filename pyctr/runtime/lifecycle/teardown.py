@@ -33,22 +33,22 @@ def finish(config: Config, container_id: str, exit_code: int, finished_at: str |
 
     decisions = []
 
+    from pyctr import events
+
     def exit_transition(s: st.ContainerState) -> st.ContainerState | None:
         if not s.running or s.status == "restarting":
-            return None
+            return None  # an exit already recorded (rm -f): so is its die
         new, decision = policy.exit_transition(s, policy.policy_of(record), exit_code, oom_killed=oom,
                                                at=finished_at, now=time.time())
         decisions.append(decision)
+        # Journaled before the exit shows in the state: `stop` waits for that state, then records its `stop`
+        if oom:
+            events.record_container(config.root, record, "oom")
+        events.record_container(config.root, record, "die", exitCode=exit_code)
         return new
 
     with contextlib.suppress(NotFoundError):
         store.update_state(container_id, exit_transition)
-    from pyctr import events
-
-    if decisions:  # this call recorded the exit (not one already recorded, e.g. by rm -f)
-        if oom:
-            events.record_container(config.root, record, "oom")
-        events.record_container(config.root, record, "die", exitCode=exit_code)
     try:
         teardown(config, record, spec)  # raises if something stayed: the directory is then kept for `rm -f`
     finally:

@@ -222,3 +222,17 @@ def test_format_templates():
     with pytest.raises(TemplateError, match="can't evaluate field Bogus"):
         line_printer("{{.Bogus}}")  # refused before any event, as docker-cli's makeTemplate
     assert line_printer(None) is events.default_line
+
+
+def test_network_actors_of_a_running_container():
+    from pyctr.config import Config
+    from pyctr.runtime.lifecycle.teardown import network_actors
+    from pyctr.runtime.network.usernet import predefined_id
+
+    config = Config(root="/r")
+    assert network_actors(config, "none", {}) == [(predefined_id("none", "/r"), "none", "null")]
+    user = {"Networks": {"appnet": {"NetworkID": "n1"}, "other": {"NetworkID": "n2"}}}
+    assert network_actors(config, "appnet", user) == [("n1", "appnet", "bridge"), ("n2", "other", "bridge")]
+    connected_while_stopped = {"IPAddress": "10.0.0.2", "Networks": {"late": {"NetworkID": "n3"}}}
+    assert network_actors(config, "bridge", connected_while_stopped) == [
+        (predefined_id("bridge", "/r"), "bridge", "bridge"), ("n3", "late", "bridge")]

@@ -76,13 +76,13 @@ def finish_reporting(config: Config, container_id: str, exit_code: int) -> None:
 def network_actors(config: Config, mode: str, network: dict) -> list[tuple[str, str, str]]:
     """(network id, name, driver) of each network a running container is on, for dockerd's `network connect` /
     `disconnect` events: the user networks in its state's Networks, else the predefined one its mode names."""
-    if network.get("Networks"):
-        return [(str(settings.get("NetworkID", "")), name, "bridge") for name, settings in network["Networks"].items()]
+    actors = [(str(settings.get("NetworkID", "")), name, "bridge")
+              for name, settings in (network.get("Networks") or {}).items()]
     if mode not in ("bridge", "none", "host"):
-        return []
+        return actors
     from pyctr.runtime.network.usernet import predefined_id
 
-    return [(predefined_id(mode, str(config.root)), mode, {"none": "null"}.get(mode, mode))]
+    return [(predefined_id(mode, str(config.root)), mode, {"none": "null"}.get(mode, mode)), *actors]
 
 
 def record_network_events(config: Config, record: ContainerRecord, mode: str, network: dict, action: str) -> None:

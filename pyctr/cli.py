@@ -78,6 +78,7 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "network": ("pyctr.commands.network", "network", "Manage networks"),
     # system
     "system": ("pyctr.commands.system", "system", "Manage pyctr (df, prune, check, info)"),
+    "events": ("pyctr.commands.events", "events_command", "Get real time events from the server"),
     "info": ("pyctr.commands.system", "info", "Report the kernel features pyctr needs"),
     "doctor": ("pyctr.commands.system", "info", "Same as info"),
     "version": ("pyctr.commands.system", "version", "Show the pyctr version information"),

@@ -305,6 +305,10 @@ def attach(request: Request) -> None:
     if not record.state.running:
         with _PENDING_LOCK:
             _PENDING_ATTACH[record.id] = _PENDING_ATTACH.get(record.id, 0) + 1
+    if request.flag("stream"):  # dockerd's containerAttach event
+        from pyctr import events
+
+        events.record_container(config().root, record, "attach")
     sock = request.hijack()
     monitor = None
     try:

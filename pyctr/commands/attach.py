@@ -43,6 +43,9 @@ def attach(app: AppContext, detach_keys: str | None, no_stdin: bool, sig_proxy: 
         return store.get(record.id).state.running
 
     sock = attaching.wait_for_socket(record.directory, running)
+    from pyctr import events
+
+    events.record_container(app.config.root, record, "attach")
     previous = _proxy_signals(app, record.id) if sig_proxy and not tty else {}
     try:
         with _raw_terminal(tty and with_stdin):

@@ -67,6 +67,8 @@ def save_images(store: ImageStore, names: list[str], out: IO[bytes]) -> None:
         _add_bytes(tar, "manifest.json", json.dumps(entries, separators=(",", ":")).encode())
         if repositories:
             _add_bytes(tar, "repositories", json.dumps(repositories, separators=(",", ":")).encode())
+    for image, _ in images:
+        store.record_event("save", image.id, image.id)
 
 
 def _is_id_prefix(store: ImageStore, name: str, image: ImageRecord) -> bool:
@@ -239,10 +241,11 @@ def _load_entry(store: ImageStore, staging: Path, links: dict[str, str], entry: 
     lines = []
     for tag in entry.get("RepoTags") or []:
         ref = parse_reference(tag)
-        store.tag(ref, image.id)
+        store.tag(ref, image.id, announce=False)
         lines.append(f"Loaded image: {ref.familiar}")
     if not lines:
         lines.append(f"Loaded image ID: {image.id}")
+    store.record_event("load", image.id, image.id)
     return lines
 
 

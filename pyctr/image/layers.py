@@ -164,15 +164,16 @@ class LayerStore:
             return record
 
     def add_from_dir(self, src_dir: Path, parent_chain_id: str | None = None,
-                     source_date_epoch: int | None = None) -> LayerRecord:
-        """Pack a directory (e.g. an overlay upper dir) into a layer blob and store it as a layer."""
+                     source_date_epoch: int | None = None, exclude: frozenset[str] = frozenset()) -> LayerRecord:
+        """Pack a directory (e.g. an overlay upper dir) into a layer blob and store it as a layer
+        (`exclude`: pack_layer's paths left out)."""
         from pyctr.image.pack import pack_layer
 
         self.layout.ensure()
         tmp = self.layout.scratch("pack", ".tar.gz")
         try:
             with open(tmp, "wb") as out:
-                result = pack_layer(Path(src_dir), out, source_date_epoch=source_date_epoch)
+                result = pack_layer(Path(src_dir), out, source_date_epoch=source_date_epoch, exclude=exclude)
                 out.flush()
                 os.fsync(out.fileno())
             digest = getattr(result, "digest", None) or file_digest(tmp)

@@ -239,9 +239,11 @@ def _xattrs(fd_or_path: int | str) -> dict[str, bytes]:
 
 
 class _Packer:
-    def __init__(self, writer: _LayerWriter, source_date_epoch: int | None) -> None:
+    def __init__(self, writer: _LayerWriter, source_date_epoch: int | None,
+                 exclude: frozenset[str] = frozenset()) -> None:
         self.writer = writer
         self.epoch = source_date_epoch
+        self.exclude = exclude
         self.links: dict[tuple[int, int], str] = {}
 
     def emit(self, entry: TarEntry) -> None:
@@ -251,6 +253,8 @@ class _Packer:
         """Entries of directory `fd` (at `rel`), children sorted by name bytes, depth first."""
         for name in sorted(os.listdir(fd), key=os.fsencode):
             path = f"{rel}/{name}" if rel else name
+            if path in self.exclude:
+                continue
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 self._pack_subdir(fd, name, path, st)
@@ -334,19 +338,21 @@ def _check_packable(xattrs: dict[str, bytes], path: str) -> None:
 
 
 def pack_layer(src_dir: str | os.PathLike[str], out: BinaryIO | str | os.PathLike[str], *,
-               source_date_epoch: int | None = None, compress: bool = True) -> PackResult:
+               source_date_epoch: int | None = None, compress: bool = True,
+               exclude: frozenset[str] = frozenset()) -> PackResult:
     """Write a normalised layer tar of `src_dir` to `out` (a binary file object or a path).
 
-    gzip-compressed unless `compress` is False (docker save's layer.tar).
+    gzip-compressed unless `compress` is False (docker save's layer.tar). `exclude`: paths relative to
+    `src_dir` ("etc/hosts") left out with everything below them (a container's mount-point stubs at commit).
     """
     if isinstance(out, (str, os.PathLike)):
         with open(out, "wb") as f:
-            return pack_layer(src_dir, f, source_date_epoch=source_date_epoch, compress=compress)
+            return pack_layer(src_dir, f, source_date_epoch=source_date_epoch, compress=compress, exclude=exclude)
     root_fd = os.open(src_dir, DIR_FLAGS)
     try:
         writer = _LayerWriter(out, compress)
         try:
-            _Packer(writer, source_date_epoch).pack_root(root_fd)
+            _Packer(writer, source_date_epoch, exclude).pack_root(root_fd)
             writer.write(bytes(2 * BLOCK))  # end of archive, as Go's archive/tar writes it (no record padding)
             return writer.finish()
         except OSError as exc:

@@ -172,11 +172,12 @@ def _pull_resolved(store: ImageStore, client, ref: Reference, resolved: Resolved
         image = store.put_image(config_bytes, records, resolved.manifest_bytes, manifest.media_type)
         # Named before the GC lock is released, so a concurrent prune never sees it dangling.
         if ref.tag and not ref.digest:
-            store.tag(ref, image.id)
+            store.tag(ref, image.id, announce=False)
         store.add_digest(ref, resolved.repo_digest, image.id)
     progress.line(f"Digest: {resolved.repo_digest}")
     status = "Image is up to date for" if up_to_date else "Downloaded newer image for"
     progress.line(f"Status: {status} {ref.familiar}")
+    store.record_event("pull", ref.familiar, ref.familiar)
     return store.get_image(image.id)
 
 

@@ -87,6 +87,7 @@ def push(config: Config, name: str, quiet: bool = False, out: TextIO | None = No
 
     digest = sha256_of(manifest)
     store.add_digest(ref, digest, image.id)
+    store.record_event("push", ref.familiar, ref.familiar)
     say(f"{ref.tag}: digest: {digest} size: {len(manifest)}")
     return digest
 

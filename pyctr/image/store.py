@@ -35,7 +35,7 @@ from pyctr.image.blobs import BlobStore, BlobWriter, file_digest
 from pyctr.image.layers import LayerRecord, LayerStore, chain_ids, directory_size
 from pyctr.image.layout import CONTENT_LOCK, PARTIAL_BLOB, PID_NAMED, StoreLayout, pid_alive, sha256_hex
 from pyctr.image.records import ImageRecord, ImageRecords, TagStore, canonical_json
-from pyctr.image.reference import Reference
+from pyctr.image.reference import Reference, parse_reference
 
 __all__ = [  # the names callers have always imported from here, each defined in its own module
     "BlobWriter", "ImageRecord", "ImageStore", "InUse", "LayerRecord", "canonical_json", "chain_ids",
@@ -114,8 +114,8 @@ class ImageStore:
         return self.layers.unpack_blob(blob, diff_id, chain_id, parent, stream)
 
     def add_layer_from_dir(self, src_dir: Path, parent_chain_id: str | None = None,
-                           source_date_epoch: int | None = None) -> LayerRecord:
-        return self.layers.add_from_dir(src_dir, parent_chain_id, source_date_epoch)
+                           source_date_epoch: int | None = None, exclude: frozenset[str] = frozenset()) -> LayerRecord:
+        return self.layers.add_from_dir(src_dir, parent_chain_id, source_date_epoch, exclude)
 
     def layer_blob(self, layer: LayerRecord) -> dict:
         """The layer's compressed blob descriptor, packing the layer again if the blob is gone."""
@@ -142,11 +142,26 @@ class ImageStore:
     def children(self) -> dict[str, list[str]]:
         return self.images.children()
 
-    def tag(self, reference: str | Reference, image_id: str) -> str | None:
-        return self.images.tag(reference, image_id)
+    def tag(self, reference: str | Reference, image_id: str, announce: bool = True) -> str | None:
+        """Point a name at an image; `announce` records dockerd's `tag` event (pull and load name their images
+        without one, as dockerd's reference store does)."""
+        previous = self.images.tag(reference, image_id)
+        if announce:
+            name = reference.familiar if not isinstance(reference, str) else parse_reference(reference).familiar
+            self.record_event("tag", image_id, name)
+        return previous
 
     def untag(self, reference: str | Reference) -> str | None:
-        return self.images.untag(reference)
+        image_id = self.images.untag(reference)
+        if image_id is not None:
+            self.record_event("untag", image_id, image_id)
+        return image_id
+
+    def record_event(self, action: str, actor_id: str, name: str) -> None:
+        """dockerd's LogImageEvent: the actor and its `name` attribute (events journal, pyctr/events.py)."""
+        from pyctr import events
+
+        events.record(self.paths.root, "image", action, actor_id, {"name": name})
 
     def add_digest(self, ref: Reference, manifest_digest: str, image_id: str) -> None:
         self.images.add_digest(ref, manifest_digest, image_id)
@@ -164,6 +179,9 @@ class ImageStore:
         with self.gc_lock(shared=False):
             removed = self.images.remove(image_id)
             self.sweep(in_use or InUse())
+        for _ in removed:  # dockerd's imageDeleteHelper: an untag per name, then the delete
+            self.record_event("untag", image_id, image_id)
+        self.record_event("delete", image_id, image_id)
         return removed
 
     def collect_garbage(self, in_use: InUse | None = None) -> tuple[int, int]:

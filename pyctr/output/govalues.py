@@ -44,6 +44,7 @@ class GoStruct:
     methods: dict[str, Callable[..., Any]] = field(default_factory=dict)
     json_keys: tuple[str, ...] | None = None
     json_names: dict[str, str] = field(default_factory=dict)  # Go's `json:"..."` tags: field -> key
+    omit_empty: tuple[str, ...] = ()  # fields tagged `omitempty`: left out of the JSON when empty
 
 
 class GoMap(dict):
@@ -147,7 +148,8 @@ def go_json(value: Any, escape_html: bool = False) -> str:
         return "{" + ",".join(f"{_json_string(k, True)}:{go_json(value.fields[k], True)}"
                               for k in sorted(value.json_keys)) + "}"
     if isinstance(value, GoStruct):
-        return go_json({value.json_names.get(k, k): v for k, v in value.fields.items()}, escape_html)
+        return go_json({value.json_names.get(k, k): v for k, v in value.fields.items()
+                        if not (k in value.omit_empty and v in ("", 0, None, [], {}))}, escape_html)
     if isinstance(value, dict):
         return "{" + ",".join(f"{_json_string(str(k), escape_html)}:{go_json(v, escape_html)}"
                               for k, v in value.items()) + "}"

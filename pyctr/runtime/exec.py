@@ -200,7 +200,15 @@ def run_exec(config: Config, ref: str, options: ExecOptions) -> int:
     env_file_items = read_env_files(options.env_files)
     spec = ContainerSpec.from_dict(record.config["Spec"])  # container.load_spec, without importing the lifecycle
     plan = plan_exec(record.id, spec, record.state, options, dict(os.environ), env_file_items)
-    return execute(plan)
+    from pyctr import events
+
+    exec_id, command = os.urandom(32).hex(), " ".join(options.args)
+    events.record_container(config.root, record, f"exec_create: {command}", execID=exec_id)
+    events.record_container(config.root, record, f"exec_start: {command}", execID=exec_id)
+    code = execute(plan)
+    if not options.detach:
+        events.record_container(config.root, record, "exec_die", execID=exec_id, exitCode=code)
+    return code
 
 
 def read_env_files(paths: list[str]) -> list[str]:

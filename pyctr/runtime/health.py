@@ -203,20 +203,31 @@ def probe_once(config: Config, container_id: str, pid: int, pid_start_time: int)
     shell = (record.config.get("Config") or {}).get("Shell")
     started = time.time()
     result = run_probe(config, record, probe_argv(check.test, shell), check.timeout_ns / NS)
-    record_result(store, container_id, pid, result, check, parse_rfc3339(state.started_at), started)
+    changed = record_result(store, container_id, pid, result, check, parse_rfc3339(state.started_at), started)
+    if changed is not None:  # dockerd logs a health_status event when the status changes
+        from pyctr import events
+
+        events.record_container(config.root, record, f"health_status: {changed}")
 
 
 def record_result(store, container_id: str, pid: int, result: dict, check: HealthConfig, started_at: float,
-                  probe_start: float) -> None:
-    """Apply one result under the state lock, if the container is still the process it was probed in."""
+                  probe_start: float) -> str | None:
+    """Apply one result under the state lock, if the container is still the process it was probed in; the new
+    status when it changed."""
     from dataclasses import replace
+
+    changes = []
 
     def change(state):
         if state.pid != pid or not state.health:
             return None
-        return replace(state, health=apply_result(state.health, result, check, started_at, probe_start))
+        health = apply_result(state.health, result, check, started_at, probe_start)
+        if health.get("Status") != state.health.get("Status"):
+            changes.append(health.get("Status"))
+        return replace(state, health=health)
 
     store.update_state(container_id, change)
+    return changes[-1] if changes else None
 
 
 def run_probe(config: Config, record, argv: list[str], timeout_s: float) -> dict:

@@ -12,6 +12,7 @@ import contextlib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from pyctr import events
 from pyctr.errors import ConflictError, NotFoundError, PyctrError, RuntimeFailure
 from pyctr.runtime.state import ContainerRecord, ContainerState, ContainerStore
 
@@ -50,6 +51,7 @@ def pause(config: Config, ref: str) -> ContainerRecord:
         cgroup.thaw()
         raise RuntimeFailure(f"Cannot pause container {record.id}: the freezer did not freeze it in time")
     store.update_state(record.id, lambda s: replace(s, status="paused") if s.status == "running" else None)
+    events.record_container(config.root, record, "pause")
     return record
 
 
@@ -64,6 +66,7 @@ def unpause(config: Config, ref: str) -> ContainerRecord:
     except (OSError, PyctrError) as e:
         raise RuntimeFailure(f"Cannot unpause container {record.id}: {e}") from None
     store.update_state(record.id, lambda s: replace(s, status="running") if s.status == "paused" else None)
+    events.record_container(config.root, record, "unpause")
     return record
 
 

@@ -50,7 +50,7 @@ def diff_changes(upper: Path, lowers: list[Path], hidden: frozenset[str] = INIT_
     changes = [c for c in _upper_changes(upper, lowers) if c[1] not in hidden]
     paths = [path for _, path in changes]
     return [(kind, path) for kind, path in changes
-            if not (kind == "C" and os.path.isdir(upper / path.lstrip("/")) and path + "/" not in _prefixes(paths)
+            if not (os.path.isdir(upper / path.lstrip("/")) and path + "/" not in _prefixes(paths)
                     and path in _parents_of(hidden))]
 
 
@@ -87,6 +87,20 @@ def _upper_changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
                 changes.append(("A", path))
     changes.sort(key=lambda change: change[1])
     return changes
+
+
+def init_layer_stubs(upper: Path, lowers: list[Path]) -> frozenset[str]:
+    """What commit leaves out of the new layer: the mount points the runtime made in the upper dir (/etc/hosts,
+    /etc/hostname, /etc/resolv.conf, /dev, /proc, /sys... when the image lacked them), which Docker keeps in the
+    container's init layer, never committed. Only added ones: a path an image layer has is the image's."""
+    def added(relative: str) -> bool:
+        return os.path.lexists(upper / relative) and not any(os.path.lexists(lower / relative) for lower in lowers)
+
+    stubs = {path.lstrip("/") for path in INIT_LAYER_PATHS if added(path.lstrip("/"))}
+    for parent in {os.path.dirname(stub) for stub in stubs} - {""}:  # /etc made only to hold /etc/hosts...
+        if added(parent) and all(f"{parent}/{name}" in stubs for name in os.listdir(upper / parent)):
+            stubs.add(parent)
+    return frozenset(stubs)
 
 
 def container_diff(record: ContainerRecord) -> list[tuple[str, str]]:
@@ -182,7 +196,8 @@ def commit(config: Config, record: ContainerRecord, config_section: dict, option
         paused_here = True
     try:
         parent_chain = base.layers[-1].chain_id if base.layers else None
-        layer = store.add_layer_from_dir(Path(record.config["Spec"]["rootfs"]["upperdir"]), parent_chain)
+        upper = Path(record.config["Spec"]["rootfs"]["upperdir"])
+        layer = store.add_layer_from_dir(upper, parent_chain, exclude=init_layer_stubs(upper, base.layer_dirs))
     finally:
         if paused_here:
             with contextlib.suppress(PyctrError):
@@ -195,6 +210,10 @@ def commit(config: Config, record: ContainerRecord, config_section: dict, option
     image = store.put_image(document, [*base.layers, layer])
     if options.reference:
         store.tag(options.reference, image.id)
+    from pyctr import events
+
+    events.record_container(config.root, record, "commit", comment=options.message, imageID=image.id,
+                            imageRef=options.reference or "")
     return image
 
 
@@ -222,4 +241,5 @@ def import_tarball(config: Config, stream: BinaryIO, source: str, config_section
     image = store.put_image(document, [layer])
     if reference:
         store.tag(reference, image.id)
+    store.record_event("import", image.id, image.id)
     return image

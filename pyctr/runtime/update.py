@@ -32,6 +32,9 @@ def rename(config: Config, ref: str, new_name: str) -> None:
         store.rename(record.id, new_name)
     except UsageError as e:  # dockerd validates the name: its words after "Error response from daemon"
         raise PyctrError(e.message) from None
+    from pyctr import events
+
+    events.record_container(config.root, store.get(record.id), "rename", oldName="/" + record.name)
 
 
 @dataclass(frozen=True)
@@ -124,4 +127,7 @@ def update(config: Config, ref: str, options: UpdateOptions) -> ContainerRecord:
         return {**document, "HostConfig": host_config}, {**spec_document, "Spec": inner}
 
     store.rewrite_config(record.id, change)
+    from pyctr import events
+
+    events.record_container(config.root, record, "update")
     return record

@@ -184,6 +184,7 @@ class VolumeStore:
         (directory / "_data").mkdir(mode=0o755, exist_ok=True)
         meta = {"Name": name, "Driver": "local", "Labels": labels, "Options": options}
         atomic_write_json(directory / METADATA, meta, mode=0o600, durable=False)
+        self._record(name, "create")
         return self.get(name)
 
     def create(self, name: str | None, driver: str = "local", labels: dict[str, str] | None = None,
@@ -203,7 +204,14 @@ class VolumeStore:
         if users:
             raise ConflictError(f"remove {name}: volume is in use - [{', '.join(users)}]")
         self._delete(self.root / name)
+        self._record(name, "destroy")
         return True
+
+    def _record(self, name: str, action: str) -> None:
+        """dockerd's volume events: the name as the actor, its driver as an attribute."""
+        from pyctr import events
+
+        events.record(self.paths.root, "volume", action, name, {"driver": "local"})
 
     def remove(self, name: str, force: bool = False) -> bool:
         with self.locked():

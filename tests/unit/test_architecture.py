@@ -19,7 +19,7 @@ PYCTR = Path(__file__).resolve().parents[2] / "pyctr"
 
 # The layers, top to bottom. A module may import modules of its own layer group and of the groups it names.
 SHARED = {"pyctr", "pyctr.errors", "pyctr.config", "pyctr.fsutil", "pyctr.platform_info", "pyctr.units",
-          "pyctr.output", "pyctr.protocol"}
+          "pyctr.output", "pyctr.protocol", "pyctr.events"}
 LAYERS: dict[str, set[str]] = {
     # entry points: run the CLI (and the server preloads everything)
     "pyctr.__main__": {"pyctr.cli"},

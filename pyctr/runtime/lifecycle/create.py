@@ -77,6 +77,9 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
                 store.remove_directory(record.id)
             raise
     after_create(record, options)  # --cidfile
+    from pyctr import events
+
+    events.record_container(config.root, record, "create")
     return record
 
 

@@ -22,6 +22,9 @@ def run_foreground(config: Config, record: ContainerRecord, interactive: bool, k
     """Run C with this process as its parent; stream its output; return its exit code (Docker's `run`)."""
     check_startable(record)
     launcher = Launch(config, record)
+    from pyctr import events
+
+    events.record_container(config.root, record, "attach")  # docker run attaches before it starts
     if launcher.spec.process.terminal:
         return _run_foreground_tty(config, launcher, interactive, keep_log)
     stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY)

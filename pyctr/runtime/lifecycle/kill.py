@@ -36,8 +36,16 @@ def kill(config: Config, ref: str, sig: str | int = "KILL") -> ContainerRecord:
     if record.state.status == "restarting":  # Docker: telling the restart to give up is enough
         return record
     signal_container(record, signum)
+    record_kill(config, record, signum)
     thaw_if_paused(config, record)
     return record
+
+
+def record_kill(config: Config, record: ContainerRecord, signum: int) -> None:
+    """dockerd's killWithSignal event: `kill` with the signal's number."""
+    from pyctr import events
+
+    events.record_container(config.root, record, "kill", signal=int(signum))
 
 
 def thaw_if_paused(config: Config, record: ContainerRecord) -> None:

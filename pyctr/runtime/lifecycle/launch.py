@@ -11,7 +11,13 @@ from pyctr.errors import ConflictError, PyctrError
 from pyctr.runtime import state as st
 from pyctr.runtime.lifecycle.concurrently import Concurrently
 from pyctr.runtime.lifecycle.config_document import load_spec
-from pyctr.runtime.lifecycle.teardown import anonymous_volumes, remove_anonymous_volumes, teardown
+from pyctr.runtime.lifecycle.teardown import (
+    anonymous_volumes,
+    record_network_events,
+    record_volume_events,
+    remove_anonymous_volumes,
+    teardown,
+)
 from pyctr.runtime.state import ContainerRecord, ContainerStore
 
 if TYPE_CHECKING:
@@ -115,6 +121,11 @@ class Launch:
             self.store.update_state(self.spec.id, lambda s: _with_network(
                 st.started(s, pid, start_time, me, st.proc_start_time(me) or 0, st.boot_id(),
                            healthcheck=check is not None), self.network))
+        from pyctr import events
+
+        record_network_events(self.config, self.record, self.spec.network.mode, self.network, "connect")
+        record_volume_events(self.config, self.record, self.spec.mount_points, "mount")
+        events.record_container(self.config.root, self.record, "start")
         from pyctr.runtime.lifecycle.run_flags import after_launch
 
         with contextlib.suppress(OSError):
@@ -155,6 +166,9 @@ class Launch:
             with contextlib.suppress(PyctrError, OSError):
                 self.store.remove_directory(self.spec.id)
                 remove_anonymous_volumes(self.config, anonymous_volumes(self.record))
+            from pyctr import events
+
+            events.record_container(self.config.root, self.record, "destroy")
 
 
 def _with_network(state: st.ContainerState, network: dict) -> st.ContainerState:

@@ -6,7 +6,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from pyctr.runtime.lifecycle.detached import start_detached
-from pyctr.runtime.lifecycle.kill import parse_signal, signal_container, thaw_if_paused
+from pyctr.runtime.lifecycle.kill import parse_signal, record_kill, signal_container, thaw_if_paused
 from pyctr.runtime.lifecycle.wait import STATE_SETTLE_TIMEOUT, wait_for_exit, wait_recorded
 from pyctr.runtime.state import ContainerRecord, ContainerStore
 
@@ -29,11 +29,17 @@ def stop(config: Config, ref: str, timeout: int | None = None, sig: str | None =
     if not record.state.running:
         return record
     signal_container(record, signum)
+    record_kill(config, record, signum)
     thaw_if_paused(config, record)
     if not wait_for_exit(record.state.pid, record.state.pid_start_time, max(timeout, 0)):
         signal_container(record, signal.SIGKILL)
+        record_kill(config, record, signal.SIGKILL)
         wait_for_exit(record.state.pid, record.state.pid_start_time, STATE_SETTLE_TIMEOUT)
-    return wait_recorded(store, record.id)
+    stopped = wait_recorded(store, record.id)
+    from pyctr import events
+
+    events.record_container(config.root, record, "stop")
+    return stopped
 
 
 def restart(config: Config, ref: str, timeout: int | None = None) -> ContainerRecord:
@@ -44,4 +50,7 @@ def restart(config: Config, ref: str, timeout: int | None = None) -> ContainerRe
 
     reset_for_user_start(store, record.id)
     start_detached(config, store.get(record.id))
+    from pyctr import events
+
+    events.record_container(config.root, record, "restart")
     return record

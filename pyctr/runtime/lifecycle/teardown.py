@@ -33,17 +33,28 @@ def finish(config: Config, container_id: str, exit_code: int, finished_at: str |
 
     decisions = []
 
+    from pyctr import events
+
     def exit_transition(s: st.ContainerState) -> st.ContainerState | None:
         if not s.running or s.status == "restarting":
-            return None
+            return None  # an exit already recorded (rm -f): so is its die
         new, decision = policy.exit_transition(s, policy.policy_of(record), exit_code, oom_killed=oom,
                                                at=finished_at, now=time.time())
         decisions.append(decision)
+        # Journaled before the exit shows in the state: `stop` waits for that state, then records its `stop`
+        if oom:
+            events.record_container(config.root, record, "oom")
+        events.record_container(config.root, record, "die", exitCode=exit_code)
         return new
 
     with contextlib.suppress(NotFoundError):
         store.update_state(container_id, exit_transition)
-    teardown(config, record, spec)  # raises if something stayed: the directory is then kept for `rm -f`
+    try:
+        teardown(config, record, spec)  # raises if something stayed: the directory is then kept for `rm -f`
+    finally:
+        if decisions:
+            record_network_events(config, record, spec.network.mode, record.state.network or {}, "disconnect")
+            record_volume_events(config, record, spec.mount_points, "unmount")
     if decisions and decisions[0].restart:
         policy.schedule(config, container_id, decisions[0].delay_ms)
         return
@@ -51,6 +62,7 @@ def finish(config: Config, container_id: str, exit_code: int, finished_at: str |
         volumes = anonymous_volumes(record)
         store.remove_directory(container_id)
         remove_anonymous_volumes(config, volumes)
+        events.record_container(config.root, record, "destroy")
 
 
 def finish_reporting(config: Config, container_id: str, exit_code: int) -> None:
@@ -59,6 +71,42 @@ def finish_reporting(config: Config, container_id: str, exit_code: int) -> None:
         finish(config, container_id, exit_code, st.now_rfc3339())
     except PyctrError as e:
         print(f"Warning: {e.message}", file=sys.stderr)
+
+
+def network_actors(config: Config, mode: str, network: dict) -> list[tuple[str, str, str]]:
+    """(network id, name, driver) of each network a running container is on, for dockerd's `network connect` /
+    `disconnect` events: the user networks in its state's Networks, else the predefined one its mode names."""
+    actors = [(str(settings.get("NetworkID", "")), name, "bridge")
+              for name, settings in (network.get("Networks") or {}).items()]
+    if mode not in ("bridge", "none", "host"):
+        return actors
+    from pyctr.runtime.network.usernet import predefined_id
+
+    return [(predefined_id(mode, str(config.root)), mode, {"none": "null"}.get(mode, mode)), *actors]
+
+
+def record_network_events(config: Config, record: ContainerRecord, mode: str, network: dict, action: str) -> None:
+    from pyctr import events
+
+    for network_id, name, driver in network_actors(config, mode, network):
+        events.record(config.root, "network", action, network_id, {"container": record.id, "name": name,
+                                                                   "type": driver})
+
+
+def record_volume_events(config: Config, record: ContainerRecord, mount_points: list[dict], action: str) -> None:
+    """dockerd's volume `mount` (at start: destination, read/write, propagation) and `unmount` (at the exit)
+    events, one per volume the container mounts; binds and tmpfs have none."""
+    from pyctr import events
+
+    for point in mount_points:
+        if point.get("type") != "volume" or not point.get("name"):
+            continue
+        attributes = {"driver": "local", "container": record.id}
+        if action == "mount":
+            attributes.update({"destination": point.get("destination", ""),
+                               "read/write": "true" if point.get("rw", True) else "false",
+                               "propagation": point.get("propagation", "")})
+        events.record(config.root, "volume", action, point["name"], attributes)
 
 
 def anonymous_volumes(record: ContainerRecord) -> list[str]:

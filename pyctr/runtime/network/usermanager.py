@@ -77,7 +77,16 @@ def create_network(config: Config, name: str, *, driver: str = "bridge", subnets
             raise
         store.networks[network_id] = record
         _save_store(config, store)
+    record_network_event(config, "create", record.id, record.name, record.driver)
     return record
+
+
+def record_network_event(config: Config, action: str, network_id: str, name: str, driver: str = "bridge",
+                         **extra: str) -> None:
+    """dockerd's LogNetworkEventWithAttributes: the network's id as the actor, its name and type (driver)."""
+    from pyctr import events
+
+    events.record(config.root, "network", action, network_id, {"name": name, "type": driver, **extra})
 
 
 def _host_routes() -> list[ipaddress.IPv4Network]:
@@ -110,6 +119,7 @@ def remove_network(config: Config, ref: str) -> NetworkRecord:
             attached.pop(net.id, None)
         _save_store(config, store)
         _write_dns_table(config, state, store)
+    record_network_event(config, "destroy", net.id, net.name, net.driver)
     return net
 
 
@@ -702,6 +712,7 @@ def connect_container(config: Config, container_ref: str, network_ref: str, alia
             detach(config, record.id, net.id)
             raise
         record_endpoints(config, record.id)
+        record_network_event(config, "connect", net.id, net.name, net.driver, container=record.id)
 
 
 def disconnect_container(config: Config, container_ref: str, network_ref: str, force: bool = False) -> None:
@@ -717,6 +728,7 @@ def disconnect_container(config: Config, container_ref: str, network_ref: str, f
     detach(config, record.id, net.id)
     if live:
         record_endpoints(config, record.id)
+        record_network_event(config, "disconnect", net.id, net.name, net.driver, container=record.id)
 
 
 def record_endpoints(config: Config, container_id: str) -> None:

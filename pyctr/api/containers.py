@@ -254,6 +254,10 @@ def logs(request: Request) -> None:
         raise HttpError(400, "Bad parameters: you must choose at least one stream")
     store = _store()
     record = _record(request)
+    from pyctr.runtime.lifecycle.misc_flags import LOGS_NOT_SUPPORTED, host_log_config
+
+    if not host_log_config(record.config.get("HostConfig") or {}).writes:
+        raise HttpError(501, LOGS_NOT_SUPPORTED)  # dockerd: ErrReadLogsNotSupported is errdefs.NotImplemented
     since_ns = logfile.time_bound_ns("since", request.arg("since") if request.arg("since") != "0" else None)
     until_ns = logfile.time_bound_ns("until", request.arg("until") if request.arg("until") != "0" else None)
     wanted = {s for s in ("stdout", "stderr") if request.flag(s)}

@@ -169,13 +169,18 @@ def run(app: AppContext, detach: bool, **kw) -> None:
         container.start_detached(app.config, record)
         click.echo(record.id)
         return
-    if options.detach_keys is not None:  # detachable: started under its monitor, this terminal attached to it
-        sys.exit(_start_attached(app, record, options.detach_keys, options.interactive, options.sig_proxy))
+    if options.detach_keys is not None or not options.sig_proxy:
+        # Detachable, or left running when this command is interrupted (--sig-proxy=false: a signal ends the
+        # command, not the container): started under its monitor, this terminal attached to it, as Docker's.
+        from pyctr.runtime.attach import DEFAULT_DETACH_KEYS
+
+        keys = options.detach_keys or DEFAULT_DETACH_KEYS
+        sys.exit(_start_attached(app, record, keys, options.interactive, options.sig_proxy))
     from pyctr.runtime.lifecycle.misc_flags import attached_streams
 
     _, out, err = attached_streams(options)
     code = container.run_foreground(app.config, record, interactive=options.interactive, keep_log=not options.rm,
-                                    streams=(out, err), sig_proxy=options.sig_proxy)
+                                    streams=(out, err))
     sys.exit(code)
 
 

@@ -355,14 +355,24 @@ def follow_chunks(path: Path, offset: int, running: Callable[[], bool],
                 if cut:
                     yield data[:cut]
                 continue
-            renewed = _renewed(path, f)
-            if renewed is not None and renewed is not f:
+            change = _change(path, f)
+            if change == "rotated":
                 rest = pending + f.read()  # written before the rotation, after the last look
                 if rest.rfind(b"\n") >= 0:
                     yield rest[:rest.rfind(b"\n") + 1]
-                f.close()
-                holder.f = f = renewed
-            if renewed is not None:
+                read: dict[tuple[int, int], int] = {}
+                for chunk, identity, size in _rotated_since(path, os.fstat(f.fileno())):
+                    read[identity] = size
+                    yield chunk  # whole files rotated through between two looks
+                fresh = _open_live(path)
+                if fresh is not None:
+                    f.close()
+                    holder.f = f = fresh
+                    fresh.seek(read.get(_identity(os.fstat(fresh.fileno())), 0))  # read already as rotated
+                pending = b""
+                continue
+            if change == "emptied":
+                f.seek(0)
                 pending = b""
                 continue
             if not alive:
@@ -370,23 +380,52 @@ def follow_chunks(path: Path, offset: int, running: Callable[[], bool],
             time.sleep(interval)
 
 
-def _renewed(path: Path, f) -> object | None:
-    """The log's new file when it was rotated away from `f`, or `f` rewound when it was emptied in place;
-    None when it is still the one being written."""
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _rotated_since(path: Path, mine: os.stat_result) -> Iterator[tuple[bytes, tuple[int, int], int]]:
+    """(complete lines, file identity, bytes taken) of each rotated file newer than the followed one (`mine`),
+    oldest first: with a small max-size several files can rotate by between two looks. When `mine` was
+    deleted already, every rotated file is newer than it."""
+    rotated = rotated_paths(path)
+    newer = rotated
+    for index, candidate in enumerate(rotated):
+        try:
+            if _identity(os.stat(candidate)) == _identity(mine):
+                newer = rotated[index + 1:]
+                break
+        except FileNotFoundError:
+            continue
+    for candidate in newer:
+        try:
+            with open(candidate, "rb") as f:
+                identity, data = _identity(os.fstat(f.fileno())), f.read()
+        except FileNotFoundError:
+            continue
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield data[:cut], identity, cut
+
+
+def _open_live(path: Path):
+    try:
+        return open(path, "rb")  # noqa: SIM115 - the follower's holder closes it
+    except FileNotFoundError:
+        return None
+
+
+def _change(path: Path, f) -> str | None:
+    """"rotated" when the log's name is another file now than the followed `f`, "emptied" when `f` was
+    truncated in place (max-file 1), None while it is the one being written."""
     try:
         current = os.stat(path)
     except FileNotFoundError:
         return None
     mine = os.fstat(f.fileno())
-    if (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino):
-        try:
-            return open(path, "rb")  # noqa: SIM115 - the holder closes it
-        except FileNotFoundError:
-            return None
-    if mine.st_size < f.tell():
-        f.seek(0)
-        return f
-    return None
+    if _identity(current) != _identity(mine):
+        return "rotated"
+    return "emptied" if mine.st_size < f.tell() else None
 
 
 def follow(path: Path, offset: int, running: Callable[[], bool], interval: float = 0.05) -> Iterator[LogEntry]:

@@ -201,7 +201,10 @@ class AttachHub:
         self.backlog = b""
         self.close_after_backlog = False
         self.watching_stdin = False  # registered for POLLOUT by us (with a tty it is also the output's fd)
-        if stdin_fd >= 0 and os.fstat(stdin_fd).st_mode & 0o170000 == 0o010000:  # a FIFO (not a pty master)
+        # A pipe (not a pty master): only then does a client's EOF close it (Docker closes a tty's stdin never:
+        # the master is also the output, and a detach must leave the container running).
+        self.stdin_is_pipe = stdin_fd >= 0 and os.fstat(stdin_fd).st_mode & 0o170000 == 0o010000
+        if self.stdin_is_pipe:
             os.set_blocking(stdin_fd, False)
 
     def fds(self):
@@ -243,7 +246,7 @@ class AttachHub:
             return
         if not data:
             self.poller.unregister(fd)  # half-closed: it still reads the output
-            if self.stdin_once and self.stdin_fd >= 0:
+            if self.stdin_once and self.stdin_fd >= 0 and self.stdin_is_pipe:
                 if self.backlog:
                     self.close_after_backlog = True
                 else:

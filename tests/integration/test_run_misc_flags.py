@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -144,7 +145,7 @@ def test_json_log_rotates_and_logs_reads_across_the_files(box, detached) -> None
     assert _log_files(box, name) == [".1", ".2", "live"]  # max-file 3: the live file and two rotated ones
     kept = _numbered_lines(_ok(box, "logs", name))
     assert kept[-1] == 300 and kept == list(range(kept[0], 301)) and 20 < len(kept) < 300  # in order, none lost
-    assert _numbered_lines(_ok(box, "logs", "--tail", "40", name)) == list(range(261, 301))  # spans the files
+    assert _numbered_lines(_ok(box, "logs", "--tail", "20", name)) == list(range(281, 301))  # spans the files
     assert _inspect(box, name)["HostConfig"]["LogConfig"] == {"Type": "json-file",
                                                                "Config": {"max-size": "1k", "max-file": "3"}}
 
@@ -184,24 +185,27 @@ def test_attach_only_the_named_streams(box) -> None:
     assert conflict.returncode == 125 and "Conflicting options: -a and -d" in conflict.stderr
 
 
-@pytest.mark.parametrize(("proxy", "expected"), [("true", "trapped"), ("false", "finished")])
-def test_sig_proxy(box, proxy, expected) -> None:
-    script = "trap 'echo trapped; exit 3' TERM; echo ready; i=0; while [ $i -lt 30 ]; do i=$((i+1)); sleep 0.1; done;" \
+@pytest.mark.parametrize("proxy", ["true", "false"])
+def test_sig_proxy(box, proxy) -> None:
+    """A SIGTERM to `run` reaches the container (its trap runs); with --sig-proxy=false it ends the command only:
+    the container runs on to its end (Docker's)."""
+    name = f"misc-sig-{proxy}"
+    script = "trap 'echo trapped; exit 3' TERM; echo ready; i=0; while [ $i -lt 20 ]; do i=$((i+1)); sleep 0.1; done;" \
              " echo finished"
-    proc = subprocess.Popen([str(_bin()), "run", "--rm",
-                             f"--sig-proxy={proxy}", "busybox", "sh", "-c", script], env=box.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen([str(_bin()), "run", "--name", name, f"--sig-proxy={proxy}", "busybox", "sh", "-c",
+                             script], env=box.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout.readline() == "ready\n"
+        time.sleep(0.3)  # the command is past its start (a signal before that is the shell's business)
         proc.send_signal(signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=20)
+        proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
-    if proxy == "true":
-        assert expected in rest
-    else:  # the signal is not passed on: the CLI may go, the container is not interrupted by it
-        assert "trapped" not in rest
+    assert _ok(box, "wait", name).strip() == ("3" if proxy == "true" else "0")
+    logged = _ok(box, "logs", name)
+    assert ("trapped" in logged) == (proxy == "true") and ("finished" in logged) == (proxy == "false")
 
 
 def _bin():
@@ -214,7 +218,8 @@ def test_detach_keys_leave_the_container_running(box) -> None:
     code, shown = program_under_a_pty([str(_bin()), "run", "-it", "--name", "misc-detach", "--detach-keys",
                                        "ctrl-x", "busybox", "sh"], box.env, typed=b"\x18", prompt=b"# ")
     assert code == 0, shown
-    assert _inspect(box, "misc-detach")["State"]["Running"] is True
+    state = _inspect(box, "misc-detach")["State"]
+    assert state["Running"] is True, (state, shown)
     bad = box("run", "--rm", "--detach-keys", "ctrl-", "busybox", "true")
     assert bad.returncode == 125 and "Unknown character" in bad.stderr
 

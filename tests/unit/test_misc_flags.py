@@ -213,28 +213,36 @@ def test_logs_read_across_the_rotated_files_in_order_and_tail_spans_them(tmp_pat
     assert [e.text for e in entries] == ["e8\n", "e9\n", "e10\n", "e11\n"]
 
 
-def test_follow_goes_on_in_the_new_file_after_a_rotation(tmp_path) -> None:
+@pytest.mark.parametrize(("pause", "interval", "max_file"), [(0.02, 0.005, 3), (0.0, 0.1, 30)])
+def test_follow_goes_on_in_the_new_file_after_a_rotation(tmp_path, pause, interval, max_file) -> None:
+    """Slow writes (a rotation now and then) and a burst that rotates several files by between two looks."""
     path = tmp_path / "c-json.log"
-    log = RotatingLog(str(path), max_size=150, max_file=3)
+    log = RotatingLog(str(path), max_size=150, max_file=max_file)
     log.write(_entries("first"))
     done = threading.Event()
+    started = threading.Event()
 
     def writer() -> None:
-        for i in range(8):
-            time.sleep(0.02)
+        started.wait()
+        time.sleep(interval / 2)
+        for i in range(40):
+            time.sleep(pause)
             log.write(_entries(f"w{i}"))
         done.set()
 
     thread = threading.Thread(target=writer)
     thread.start()
-    _, offset = logfile.stored_entries(path, None)
-    seen = b"".join(logfile.follow_chunks(path, 0, lambda: not done.is_set(), interval=0.005))
+
+    def running() -> bool:
+        started.set()
+        return not done.is_set()
+
+    seen = b"".join(logfile.follow_chunks(path, 0, running, interval=interval))
     thread.join()
     log.close()
     texts = [e.text for e in logfile.decode_entries(seen)]
-    assert texts == ["first\n"] + [f"w{i}\n" for i in range(8)]
-    assert logfile.rotated_paths(path)  # it did rotate meanwhile
-    del offset
+    assert texts == ["first\n"] + [f"w{i}\n" for i in range(40)]
+    assert len(logfile.rotated_paths(path)) >= 2  # it did rotate meanwhile
 
 
 # ------------------------------------------------------------------------------------------- -a, platform

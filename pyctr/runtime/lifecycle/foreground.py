@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 
 
 def run_foreground(config: Config, record: ContainerRecord, interactive: bool, keep_log: bool = True,
-                   streams: tuple[bool, bool] = (True, True), sig_proxy: bool = True) -> int:
+                   streams: tuple[bool, bool] = (True, True)) -> int:
     """Run C with this process as its parent; stream its output; return its exit code (Docker's `run`).
 
     `streams`: whether C's stdout and stderr reach this terminal (run's -a); what is not attached still goes to
-    the log. `sig_proxy` False (--sig-proxy=false): the signals this process gets are not passed on."""
+    the log. (--sig-proxy=false runs detached with an attached terminal instead: commands/container.py.)"""
     check_startable(record)
     launcher = Launch(config, record)
     keep_log = keep_log and _log_config(record).writes  # --log-driver none: no log at all
@@ -34,7 +34,7 @@ def run_foreground(config: Config, record: ContainerRecord, interactive: bool, k
         if not keep_log:  # --rm: the log would be deleted at exit, so give C our stdout/stderr directly
             with _unattached_to_devnull(streams) as (out, err):
                 pid, _ = launcher.launch(pipe_stdio(stdin, out, err))
-            return _supervise(config, record.id, pid, lambda: _wait_forwarding_signals(pid, sig_proxy))
+            return _supervise(config, record.id, pid, lambda: _wait_forwarding_signals(pid))
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         pid, _ = launcher.launch(pipe_stdio(stdin, out_w, err_w))
@@ -42,7 +42,7 @@ def run_foreground(config: Config, record: ContainerRecord, interactive: bool, k
         os.close(err_w)
         copies = (1 if streams[0] else -1, 2 if streams[1] else -1)
         return _supervise(config, record.id, pid,
-                          lambda: _relay_then_wait(launcher, pid, out_r, err_r, copies, sig_proxy))
+                          lambda: _relay_then_wait(launcher, pid, out_r, err_r, copies))
     finally:
         if stdin != 0:
             os.close(stdin)
@@ -80,24 +80,18 @@ def _supervise(config: Config, container_id: str, pid: int, wait: Callable[[], i
     return code
 
 
-def _relay_then_wait(launcher: Launch, pid: int, out_r: int, err_r: int, copies: tuple[int, int] = (1, 2),
-                     sig_proxy: bool = True) -> int:
+def _relay_then_wait(launcher: Launch, pid: int, out_r: int, err_r: int, copies: tuple[int, int] = (1, 2)) -> int:
     from pyctr.runtime.monitor import relay
     from pyctr.runtime.process.reap import wait_exit_code
+    from pyctr.runtime.process.signals import SignalForwarder
 
     log = _open_log(launcher.spec, launcher.record)
     try:
-        with _signal_proxy(pid, sig_proxy):  # Docker's sig-proxy: what the CLI receives, the container receives
+        with SignalForwarder(pid):  # Docker's sig-proxy: what the CLI receives, the container receives
             relay([(out_r, "stdout", copies[0]), (err_r, "stderr", copies[1])], log)
             return wait_exit_code(pid)
     finally:
         log.close()
-
-
-def _signal_proxy(pid: int, enabled: bool):
-    from pyctr.runtime.process.signals import SignalForwarder
-
-    return SignalForwarder(pid) if enabled else contextlib.nullcontext()
 
 
 def _open_log(spec: ContainerSpec, record: ContainerRecord):
@@ -109,10 +103,11 @@ def _open_log(spec: ContainerSpec, record: ContainerRecord):
     return RotatingLog(str(spec.bundle / f"{spec.id}-json.log"), config.max_size, config.max_file)
 
 
-def _wait_forwarding_signals(pid: int, sig_proxy: bool = True) -> int:
+def _wait_forwarding_signals(pid: int) -> int:
     from pyctr.runtime.process.reap import wait_exit_code
+    from pyctr.runtime.process.signals import SignalForwarder
 
-    with _signal_proxy(pid, sig_proxy):  # Docker's sig-proxy: what the CLI receives, the container receives
+    with SignalForwarder(pid):  # Docker's sig-proxy: what the CLI receives, the container receives
         return wait_exit_code(pid)
 
 

@@ -40,9 +40,18 @@ def attach(app: AppContext, detach_keys: str | None, no_stdin: bool, sig_proxy: 
 
 def attach_session(app: AppContext, record, keys: bytes, *, with_stdin: bool, sig_proxy: bool) -> int | None:
     """The terminal on a started container's attach socket until its output ends (then its exit code) or the
-    detach keys are typed (None: it runs on). `attach`, and `run`/`start -a` with --detach-keys."""
-    from pyctr.runtime import attach as attaching
+    detach keys are typed (None: it runs on)."""
     from pyctr.runtime import container as lifecycle
+
+    if attach_terminal(app, record, keys, with_stdin=with_stdin, sig_proxy=sig_proxy):
+        return None
+    return lifecycle.wait(app.config, record.id)
+
+
+def attach_terminal(app: AppContext, record, keys: bytes, *, with_stdin: bool, sig_proxy: bool) -> bool:
+    """Relay between this terminal and the container's attach socket; True when the detach keys were typed,
+    False once its output ended. `attach`, and `run`/`start -a` with --detach-keys or --sig-proxy=false."""
+    from pyctr.runtime import attach as attaching
     from pyctr.runtime.state import ContainerStore
 
     docker_config = record.config.get("Config") or {}
@@ -62,9 +71,7 @@ def attach_session(app: AppContext, record, keys: bytes, *, with_stdin: bool, si
         sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if detached:
-        return None
-    return lifecycle.wait(app.config, record.id)
+    return detached
 
 
 def _session(sock, with_stdin: bool, scanner) -> bool:

@@ -185,18 +185,37 @@ def run(app: AppContext, detach: bool, **kw) -> None:
 
 
 def _start_attached(app: AppContext, record, detach_keys: str, interactive: bool, sig_proxy: bool = True) -> int:
-    """`run`/`start -a` with --detach-keys: the container runs under its monitor (so it outlives this command
-    when the keys are typed) and this terminal is on its attach socket; the exit code, or 0 once detached."""
-    from pyctr.commands.attach import attach_session
+    """`run`/`start -a` with --detach-keys or --sig-proxy=false: the container runs under its monitor (so it
+    outlives this command when the keys are typed or a signal ends it) and this terminal is on its attach
+    socket; the exit code, or 0 once detached."""
+    from pyctr.commands.attach import attach_terminal
     from pyctr.runtime import attach as attaching
     from pyctr.runtime import container
     from pyctr.runtime.state import ContainerStore
 
     keys = attaching.parse_detach_keys(detach_keys)
+    store = ContainerStore(app.config.paths)
     container.start_detached(app.config, record, wait_for_attach=True)
-    record = ContainerStore(app.config.paths).get(record.id)
-    code = attach_session(app, record, keys, with_stdin=interactive, sig_proxy=sig_proxy)
-    return 0 if code is None else code
+    record = store.get(record.id)
+    started_at = record.state.started_at  # both it and the exit file: RFC 3339 with nanoseconds
+    if attach_terminal(app, record, keys, with_stdin=interactive, sig_proxy=sig_proxy):
+        return 0
+    code = _exit_code_left(store, record.id, started_at)
+    return code if code is not None else container.wait(app.config, record.id)
+
+
+def _exit_code_left(store, container_id: str, started_at, timeout: float = 2.0) -> int | None:
+    """The exit code the monitor writes (`exitcode`) right after the output ends and before its cleanup, read
+    while it is there: a --rm container's record is gone soon after. None if it does not show up in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = store.read_exit_file(container_id)
+        if left is not None and (not started_at or left[1] >= started_at):
+            return left[0]
+        if not store.directory(container_id).exists():
+            return None
+        time.sleep(0.001)
+    return None
 
 
 @click.command(context_settings=RUN_CONTEXT)

@@ -220,6 +220,8 @@ def test_detach_keys_leave_the_container_running(box) -> None:
     assert code == 0, shown
     state = _inspect(box, "misc-detach")["State"]
     assert state["Running"] is True, (state, shown)
+    assert box("run", "--rm", "--sig-proxy=false", "busybox", "sh", "-c", "exit 7").returncode == 7  # its code
+    assert box("run", "--rm", "--detach-keys", "ctrl-q", "busybox", "sh", "-c", "echo hi; exit 4").returncode == 4
     bad = box("run", "--rm", "--detach-keys", "ctrl-", "busybox", "true")
     assert bad.returncode == 125 and "Unknown character" in bad.stderr
 

@@ -40,9 +40,18 @@ def create(request: Request) -> None:
 
     options = documents.create_options(request.json(default={}), request.arg("name"))
     try:
-        ImageStore(config().paths).resolve(options.image)  # dockerd never pulls on create: the client does on 404
-    except NotFoundError:
+        image = ImageStore(config().paths).resolve(options.image)  # dockerd never pulls on create: the client
+    except NotFoundError:                                           # does on 404
         raise NotFoundError(f"No such image: {parse_reference(options.image).familiar}") from None
+    if request.arg("platform"):  # h-misc: another platform's image counts as missing (the client pulls it)
+        from dataclasses import replace
+
+        from pyctr.runtime.lifecycle.misc_flags import check_platform, platform_mismatch
+
+        check_platform(request.arg("platform"))
+        if platform_mismatch(request.arg("platform"), image.config) is not None:
+            raise NotFoundError(f"No such image: {parse_reference(options.image).familiar}")
+        options = replace(options, platform=request.arg("platform"))
     record = container.create(config(), options, out=open(os.devnull, "w"))  # noqa: SIM115
     request.send_json({"Id": record.id, "Warnings": []}, status=201)
 

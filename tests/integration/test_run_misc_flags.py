@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.integration.helpers import program_under_a_pty
+from tests.integration.helpers import program_under_a_pty, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -222,6 +222,12 @@ def test_detach_keys_leave_the_container_running(box) -> None:
     assert state["Running"] is True, (state, shown)
     assert box("run", "--rm", "--sig-proxy=false", "busybox", "sh", "-c", "exit 7").returncode == 7  # its code
     assert box("run", "--rm", "--detach-keys", "ctrl-q", "busybox", "sh", "-c", "echo hi; exit 4").returncode == 4
+    _ok(box, "create", "-it", "--name", "misc-detach-start", "busybox", "sh")
+    code, shown = program_under_a_pty([str(_bin()), "start", "-a", "-i", "--detach-keys", "ctrl-x",
+                                       "misc-detach-start"], box.env, typed=b"echo typed-in\n\x18", prompt=b"# ")
+    assert code == 0, shown
+    assert _inspect(box, "misc-detach-start")["State"]["Running"] is True
+    wait_for(lambda: "typed-in" in box("logs", "misc-detach-start").stdout, what="the typed line reached the shell")
     bad = box("run", "--rm", "--detach-keys", "ctrl-", "busybox", "true")
     assert bad.returncode == 125 and "Unknown character" in bad.stderr
 

@@ -57,6 +57,8 @@ def test_bad_mac_is_docker_cli_error(text) -> None:
 def test_multicast_mac_is_refused_before_the_start() -> None:
     with pytest.raises(PyctrError, match="multicast"):
         mf.validate_misc_flags(RunOptions(image="busybox", mac_address="01:00:5e:00:00:01"))
+    with pytest.raises(PyctrError, match="^conflicting options: mac-address and the network mode$"):
+        mf.validate_misc_flags(RunOptions(image="busybox", mac_address="02:00:00:00:00:01", network="host"))
 
 
 def test_dns_search_validation_is_docker_clis() -> None:

@@ -374,6 +374,8 @@ def validate_misc_flags(options: RunOptions) -> None:
         raise UsageError("Conflicting options: -a and -d")
     parse_attach(options.attach)
     check_mac_usable(normalized_mac(options.mac_address))
+    if options.mac_address and options.network == "host":  # runconfig.ErrConflictNetworkAndMac
+        raise PyctrError("conflicting options: mac-address and the network mode")
     normalized_search(options.dns_search)
     normalized_links(options.links)
     if options.links and options.network == "host":  # dockerd's runconfig.ErrConflictHostNetworkAndLinks

@@ -132,7 +132,10 @@ class RotatingLog:
         path = self.path
         if self.max_file > 1:
             _unlink_quietly(f"{path}.{self.max_file - 1}")
-            for i in range(self.max_file - 1, 1, -1):
+            last = 1  # only the files that exist are moved: a max-file of thousands costs nothing per rotation
+            while last < self.max_file - 2 and _exists(f"{path}.{last + 1}"):
+                last += 1
+            for i in range(last + 1, 1, -1):
                 _rename_quietly(f"{path}.{i - 1}", f"{path}.{i}")
             _rename_quietly(path, path + ".1")
         self.fd = _open_log_file(path, os.O_TRUNC)
@@ -144,6 +147,14 @@ class RotatingLog:
 
 def _open_log_file(path, extra_flags):
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | extra_flags, 0o600)
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
 
 
 def _unlink_quietly(path):

@@ -140,6 +140,10 @@ def test_log_config_defaults_and_inspect_shape() -> None:
     ("json-file", ["max-size=0"], "max-size must be a positive number"),
     ("json-file", ["max-file=0"], "max-file cannot be less than 1"),
     ("json-file", ["max-file=x"], 'strconv.Atoi: parsing "x": invalid syntax'),
+    ("json-file", ["compress=true"], "compress cannot be true when max-file is less than 2 or max-size is not set"),
+    ("json-file", ["compress=yes", "max-size=1k", "max-file=2"], 'strconv.ParseBool: parsing "yes"'),
+    ("json-file", ["max-buffer-size=4m"], "only supported with 'mode=non-blocking'"),
+    ("json-file", ["mode=fast"], "logging mode not supported: fast"),
 ])
 def test_log_config_errors_are_dockers(driver, opts, message) -> None:
     with pytest.raises(PyctrError, match=message):
@@ -169,6 +173,19 @@ def test_rotation_keeps_max_file_files_of_about_max_size(tmp_path) -> None:
         assert p.stat().st_size < 200 + one_entry  # rotated once it reached max-size (Docker: before a write)
     texts = [e.text for p in logfile.rotated_paths(path) + [path] for e in logfile.read_entries(p)]
     assert texts == [f"line {i:02d}\n" for i in range(40 - len(texts), 40)]  # the newest, in order, none lost
+
+
+@pytest.mark.parametrize("max_file", [2, 4, 1_000_000])
+def test_rotation_keeps_exactly_max_file_files_and_loses_no_recent_entry(tmp_path, max_file) -> None:
+    path = tmp_path / "c-json.log"
+    log = RotatingLog(str(path), max_size=60, max_file=max_file)
+    for i in range(12):
+        log.write(_entries(f"r{i:02d}"))
+    log.close()
+    kept = min(max_file, 12)
+    assert len(list(tmp_path.iterdir())) == kept
+    texts = [e.text for p in logfile.rotated_paths(path) + [path] for e in logfile.read_entries(p)]
+    assert texts == [f"r{i:02d}\n" for i in range(12 - kept, 12)]
 
 
 def test_max_file_one_empties_the_file(tmp_path) -> None:

@@ -186,10 +186,25 @@ def log_config(driver: str, opts: list[str]) -> LogConfig:
             raise PyctrError(f"unknown log opt '{key}' for {driver} log driver")
     if config.get("mode", "blocking") not in ("blocking", "non-blocking", ""):
         raise PyctrError(f"logger: logging mode not supported: {config['mode']}")
+    if "max-buffer-size" in config and config.get("mode") != "non-blocking":
+        raise PyctrError("logger: max-buffer-size option is only supported with 'mode=non-blocking'")
     default_size, default_files = (LOCAL_DEFAULT_MAX_SIZE, LOCAL_DEFAULT_MAX_FILE) if driver == "local" else (-1, 1)
     max_size = _max_size(config["max-size"]) if "max-size" in config else default_size
     max_file = _max_file(config["max-file"]) if "max-file" in config else default_files
+    if "compress" in config:  # accepted as Docker's; the rotated files are kept uncompressed (logs reads the same)
+        compress = _parse_bool(config["compress"])
+        if compress and (max_file == 1 or max_size == -1):
+            raise _logger_error("compress cannot be true when max-file is less than 2 or max-size is not set")
     return LogConfig(driver, config, max_size, max_file)
+
+
+def _parse_bool(text: str) -> bool:
+    """Go's strconv.ParseBool."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise _logger_error(f'strconv.ParseBool: parsing "{text}": invalid syntax')
 
 
 def _logger_error(reason: str) -> PyctrError:

@@ -255,3 +255,41 @@ def test_platform(box, registry) -> None:
     assert missing.returncode == 125 and "no matching manifest for linux/s390x" in missing.stderr
     foreign = box("create", "--platform", f"linux/{other}", multi, "true", timeout=120)
     assert foreign.returncode == 125 and "exec format error" in foreign.stderr and "Traceback" not in foreign.stderr
+
+
+# ------------------------------------------------------------------------------------------ the Engine API
+
+def test_docker_cli_through_the_api_sets_the_same_flags(pyctr_config, tmp_path) -> None:
+    """The real docker CLI against `pyctr system service`: HostConfig.LogConfig/DnsSearch/DnsOptions/Links reach
+    the container as the flags do, and /logs of a `none` container is Docker's 501."""
+    from tests.integration.conftest import _env_for, make_root
+    from tests.integration.test_api_docker_cli import start_daemon
+
+    (tmp_path / "docker-config").mkdir()
+    daemon = start_daemon(_env_for(make_root(tmp_path / "root"), pyctr_config), tmp_path)
+    try:
+        daemon.pyctr("pull", "-q", "busybox", check=True, timeout=120)
+        # (this docker CLI sends --mac-address per network, API 1.44: Config.MacAddress is unit-tested)
+        out = daemon.docker("run", "--rm", "--dns-search", "example.com", "--dns-option", "ndots:4", "busybox",
+                            "cat", "/etc/resolv.conf", check=True).stdout
+        assert "search example.com\n" in out and "options ndots:4\n" in out
+        daemon.docker("run", "-d", "--name", "misc-api-db", "--expose", "5432", "busybox", "sleep", "30", check=True)
+        linked = daemon.docker("run", "--rm", "--link", "misc-api-db:pg", "busybox", "sh", "-c",
+                               "echo $PG_PORT; grep -c pg /etc/hosts", check=True).stdout.split()
+        assert linked[0].startswith("tcp://") and linked[0].endswith(":5432") and linked[1] == "1"
+        cid = daemon.docker("run", "-d", "--log-driver", "none", "busybox", "echo", "x", check=True).stdout.strip()
+        daemon.docker("wait", cid, check=True)
+        refused = daemon.docker("logs", cid)
+        assert refused.returncode == 1
+        assert "configured logging driver does not support reading" in refused.stderr
+        made = daemon.docker("create", "--log-opt", "max-size=1k", "--log-opt", "max-file=2", "busybox",
+                             check=True).stdout.strip()
+        log_config = json.loads(daemon.docker("inspect", "-f", "{{json .HostConfig.LogConfig}}", made,
+                                              check=True).stdout)
+        assert log_config == {"Type": "json-file", "Config": {"max-size": "1k", "max-file": "2"}}
+    finally:
+        ids = daemon.pyctr("ps", "-aq", "--no-trunc").stdout.split()
+        if ids:
+            daemon.pyctr("rm", "-f", *ids)
+        daemon.proc.terminate()
+        daemon.proc.wait(timeout=30)

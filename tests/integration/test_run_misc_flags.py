@@ -168,7 +168,9 @@ def test_log_driver_none_and_local(box) -> None:
     _ok(box, "run", "-d", "--name", "misc-local", "--log-driver", "local", "busybox", "echo", "kept")
     _ok(box, "wait", "misc-local")
     assert _ok(box, "logs", "misc-local") == "kept\n"
-    assert _inspect(box, "misc-local")["HostConfig"]["LogConfig"] == {"Type": "local", "Config": {}}
+    local = _inspect(box, "misc-local")
+    assert local["HostConfig"]["LogConfig"] == {"Type": "local", "Config": {}} and local["LogPath"] == ""
+    assert _inspect(box, "misc-none")["LogPath"] == ""
     bad = box("run", "--rm", "--log-opt", "max-bytes=1", "busybox", "true")
     assert bad.returncode == 125 and "unknown log opt 'max-bytes' for json-file log driver" in bad.stderr
 

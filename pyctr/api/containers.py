@@ -40,9 +40,18 @@ def create(request: Request) -> None:
 
     options = documents.create_options(request.json(default={}), request.arg("name"))
     try:
-        ImageStore(config().paths).resolve(options.image)  # dockerd never pulls on create: the client does on 404
-    except NotFoundError:
+        image = ImageStore(config().paths).resolve(options.image)  # dockerd never pulls on create: the client
+    except NotFoundError:                                           # does on 404
         raise NotFoundError(f"No such image: {parse_reference(options.image).familiar}") from None
+    if request.arg("platform"):  # h-misc: another platform's image counts as missing (the client pulls it)
+        from dataclasses import replace
+
+        from pyctr.runtime.lifecycle.misc_flags import check_platform, platform_mismatch
+
+        check_platform(request.arg("platform"))
+        if platform_mismatch(request.arg("platform"), image.config) is not None:
+            raise NotFoundError(f"No such image: {parse_reference(options.image).familiar}")
+        options = replace(options, platform=request.arg("platform"))
     import io
 
     out = io.StringIO()  # no pull happens here; dockerd's warnings (p15-ns: flags the kernel cannot honour) do
@@ -258,6 +267,10 @@ def logs(request: Request) -> None:
         raise HttpError(400, "Bad parameters: you must choose at least one stream")
     store = _store()
     record = _record(request)
+    from pyctr.runtime.lifecycle.misc_flags import LOGS_NOT_SUPPORTED, host_log_config
+
+    if not host_log_config(record.config.get("HostConfig") or {}).writes:
+        raise HttpError(501, LOGS_NOT_SUPPORTED)  # dockerd: ErrReadLogsNotSupported is errdefs.NotImplemented
     since_ns = logfile.time_bound_ns("since", request.arg("since") if request.arg("since") != "0" else None)
     until_ns = logfile.time_bound_ns("until", request.arg("until") if request.arg("until") != "0" else None)
     wanted = {s for s in ("stdout", "stderr") if request.flag(s)}

@@ -204,6 +204,8 @@ def create_options(body: Any, name: str | None):
         ulimits=ulimit_specs(host.get("Ulimits")), expose=list(_dict(body.get("ExposedPorts"), "ExposedPorts")),
         **healthcheck_fields(body.get("Healthcheck")),
         **kernel_flag_fields(host),
+        # h-misc
+        **misc_fields(body, host),
     )
 
 
@@ -234,6 +236,20 @@ def _text(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise UsageError(f"HostConfig.{name} must be a string")
     return value
+
+
+def misc_fields(body: dict, host: dict) -> dict:
+    """HostConfig.LogConfig/DnsSearch/DnsOptions/Links and Config.MacAddress -> the h-misc RunOptions fields."""
+    log = _dict(host.get("LogConfig"), "LogConfig")
+    log_config = _dict(log.get("Config"), "LogConfig.Config")
+    mac = body.get("MacAddress") or ""
+    if not isinstance(mac, str):
+        raise UsageError("MacAddress must be a string")
+    return {
+        "log_driver": str(log.get("Type") or ""), "log_opts": [f"{k}={v}" for k, v in log_config.items()],
+        "mac_address": mac, "dns_search": _strings(host.get("DnsSearch"), "DnsSearch"),
+        "dns_options": _strings(host.get("DnsOptions"), "DnsOptions"), "links": _strings(host.get("Links"), "Links"),
+    }
 
 
 def parse_filters(text: str | None) -> dict[str, list[str]]:

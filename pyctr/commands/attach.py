@@ -25,7 +25,6 @@ PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
 def attach(app: AppContext, detach_keys: str | None, no_stdin: bool, sig_proxy: bool, container: str) -> None:
     """Attach local standard input, output, and error streams to a running container."""
     from pyctr.runtime import attach as attaching
-    from pyctr.runtime import container as lifecycle
     from pyctr.runtime.state import ContainerStore
 
     keys = attaching.parse_detach_keys(detach_keys or attaching.DEFAULT_DETACH_KEYS)
@@ -34,9 +33,30 @@ def attach(app: AppContext, detach_keys: str | None, no_stdin: bool, sig_proxy: 
         from pyctr.errors import ConflictError
 
         raise ConflictError("You cannot attach to a stopped container, start it first")
+    code = attach_session(app, record, keys, with_stdin=not no_stdin, sig_proxy=sig_proxy)
+    if code is not None:
+        sys.exit(code)
+
+
+def attach_session(app: AppContext, record, keys: bytes, *, with_stdin: bool, sig_proxy: bool) -> int | None:
+    """The terminal on a started container's attach socket until its output ends (then its exit code) or the
+    detach keys are typed (None: it runs on)."""
+    from pyctr.runtime import container as lifecycle
+
+    if attach_terminal(app, record, keys, with_stdin=with_stdin, sig_proxy=sig_proxy):
+        return None
+    return lifecycle.wait(app.config, record.id)
+
+
+def attach_terminal(app: AppContext, record, keys: bytes, *, with_stdin: bool, sig_proxy: bool) -> bool:
+    """Relay between this terminal and the container's attach socket; True when the detach keys were typed,
+    False once its output ended. `attach`, and `run`/`start -a` with --detach-keys or --sig-proxy=false."""
+    from pyctr.runtime import attach as attaching
+    from pyctr.runtime.state import ContainerStore
+
     docker_config = record.config.get("Config") or {}
     tty = bool(docker_config.get("Tty"))
-    with_stdin = not no_stdin and bool(docker_config.get("OpenStdin"))
+    with_stdin = with_stdin and bool(docker_config.get("OpenStdin"))
     store = ContainerStore(app.config.paths)
 
     def running() -> bool:  # right after a start, the monitor may not listen yet
@@ -54,9 +74,7 @@ def attach(app: AppContext, detach_keys: str | None, no_stdin: bool, sig_proxy: 
         sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if detached:
-        return
-    sys.exit(lifecycle.wait(app.config, record.id))
+    return detached
 
 
 def _session(sock, with_stdin: bool, scanner) -> bool:

@@ -97,6 +97,15 @@ def container_options(f):
         click.option("--cpuset-cpus", default=None, help="CPUs in which to allow execution (0-3, 0,1)"),
         click.option("--blkio-weight", default=None,
                      help="Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)"),
+        # h-misc
+        _multiple("-a", "--attach", "attach", metavar="LIST", help="Attach to STDIN, STDOUT or STDERR"),
+        click.option("--log-driver", default="", help="Logging driver for the container"),
+        _multiple("--log-opt", "log_opts", metavar="LIST", help="Log driver options"),
+        click.option("--platform", default="", help="Set platform if server is multi-platform capable"),
+        click.option("--mac-address", default="", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
+        _multiple("--dns-search", metavar="LIST", help="Set custom DNS search domains"),
+        _multiple("--dns-option", "--dns-opt", "dns_options", metavar="LIST", help="Set DNS options"),
+        _multiple("--link", "links", metavar="LIST", help="Add link to another container"),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -138,6 +147,12 @@ def run_options(detach: bool, kw: dict):
         sysctls=list(kw.get("sysctls") or ()), shm_size=kw.get("shm_size"),
         oom_kill_disable=bool(kw.get("oom_kill_disable")), memory_reservation=kw.get("memory_reservation"),
         cpuset_cpus=kw.get("cpuset_cpus"), blkio_weight=_blkio_weight(kw.get("blkio_weight")),
+        # h-misc
+        attach=list(kw.get("attach") or ()), log_driver=kw.get("log_driver") or "",
+        log_opts=list(kw.get("log_opts") or ()), platform=kw.get("platform") or "",
+        mac_address=kw.get("mac_address") or "", dns_search=list(kw.get("dns_search") or ()),
+        dns_options=list(kw.get("dns_options") or ()), links=list(kw.get("links") or ()),
+        detach_keys=kw.get("detach_keys"), sig_proxy=kw.get("sig_proxy", True),
     )
 
 
@@ -163,6 +178,9 @@ def flag_duration(flag: str, value: str | None) -> int:
 
 @click.command(context_settings=RUN_CONTEXT)
 @click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID")
+@click.option("--detach-keys", default=None, help="Override the key sequence for detaching a container")
+@click.option("--sig-proxy", type=bool, default=True, is_flag=False, flag_value=True,
+              help="Proxy received signals to the process (default true)")
 @container_options
 @pass_app
 def run(app: AppContext, detach: bool, **kw) -> None:
@@ -178,8 +196,53 @@ def run(app: AppContext, detach: bool, **kw) -> None:
         container.start_detached(app.config, record)
         click.echo(record.id)
         return
-    code = container.run_foreground(app.config, record, interactive=options.interactive, keep_log=not options.rm)
+    if options.detach_keys is not None or not options.sig_proxy:
+        # Detachable, or left running when this command is interrupted (--sig-proxy=false: a signal ends the
+        # command, not the container): started under its monitor, this terminal attached to it, as Docker's.
+        from pyctr.runtime.attach import DEFAULT_DETACH_KEYS
+
+        keys = options.detach_keys or DEFAULT_DETACH_KEYS
+        sys.exit(_start_attached(app, record, keys, options.interactive, options.sig_proxy))
+    from pyctr.runtime.lifecycle.misc_flags import attached_streams
+
+    _, out, err = attached_streams(options)
+    code = container.run_foreground(app.config, record, interactive=options.interactive, keep_log=not options.rm,
+                                    streams=(out, err))
     sys.exit(code)
+
+
+def _start_attached(app: AppContext, record, detach_keys: str, interactive: bool, sig_proxy: bool = True) -> int:
+    """`run`/`start -a` with --detach-keys or --sig-proxy=false: the container runs under its monitor (so it
+    outlives this command when the keys are typed or a signal ends it) and this terminal is on its attach
+    socket; the exit code, or 0 once detached."""
+    from pyctr.commands.attach import attach_terminal
+    from pyctr.runtime import attach as attaching
+    from pyctr.runtime import container
+    from pyctr.runtime.state import ContainerStore
+
+    keys = attaching.parse_detach_keys(detach_keys)
+    store = ContainerStore(app.config.paths)
+    container.start_detached(app.config, record, wait_for_attach=True)
+    record = store.get(record.id)
+    started_at = record.state.started_at  # both it and the exit file: RFC 3339 with nanoseconds
+    if attach_terminal(app, record, keys, with_stdin=interactive, sig_proxy=sig_proxy):
+        return 0
+    code = _exit_code_left(store, record.id, started_at)
+    return code if code is not None else container.wait(app.config, record.id)
+
+
+def _exit_code_left(store, container_id: str, started_at, timeout: float = 2.0) -> int | None:
+    """The exit code the monitor writes (`exitcode`) right after the output ends and before its cleanup, read
+    while it is there: a --rm container's record is gone soon after. None if it does not show up in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = store.read_exit_file(container_id)
+        if left is not None and (not started_at or left[1] >= started_at):
+            return left[0]
+        if not store.directory(container_id).exists():
+            return None
+        time.sleep(0.001)
+    return None
 
 
 @click.command(context_settings=RUN_CONTEXT)
@@ -226,9 +289,11 @@ def _for_each(refs: tuple[str, ...], action, *, forgive_missing: bool = False, s
 @click.command()
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN")
+@click.option("--detach-keys", default=None, help="Override the key sequence for detaching a container")
 @click.argument("containers", nargs=-1, required=True)
 @pass_app
-def start(app: AppContext, attach: bool, interactive: bool, containers: tuple[str, ...]) -> None:
+def start(app: AppContext, attach: bool, interactive: bool, detach_keys: str | None,
+          containers: tuple[str, ...]) -> None:
     """Start one or more stopped containers."""
     from pyctr.runtime import container
     from pyctr.runtime.state import ContainerStore
@@ -242,6 +307,8 @@ def start(app: AppContext, attach: bool, interactive: bool, containers: tuple[st
         record = store.get(containers[0])
         reset_for_user_start(store, record.id)
         record = store.get(record.id)
+        if detach_keys is not None:
+            sys.exit(_start_attached(app, record, detach_keys, interactive))
         sys.exit(container.run_foreground(app.config, record, interactive=interactive))
 
     def one(ref: str) -> None:
@@ -394,6 +461,9 @@ def logs(app: AppContext, follow: bool, tail: str, timestamps: bool, since: str 
     until_ns = logfile.time_bound_ns("until", until)
     store = ContainerStore(app.config.paths)
     record = store.get(container)
+    from pyctr.runtime.lifecycle.misc_flags import check_logs_readable
+
+    check_logs_readable(record.config.get("HostConfig") or {})  # --log-driver none
     path = logfile.log_path(record.directory, record.id)
     if details:  # dockerd's --details: the slower entry-by-entry path (rarely used)
         _logs_with_details(store, record.id, path, tail, timestamps, follow, since_ns, until_ns)

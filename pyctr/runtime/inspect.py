@@ -170,7 +170,9 @@ def container_inspect(config: dict, state: dict, directory: Path) -> dict:
         "ResolvConfPath": str(directory / "resolv.conf"),
         "HostnamePath": str(directory / "hostname"),
         "HostsPath": str(directory / "hosts"),
-        "LogPath": str(directory / f"{container_id}-json.log"),
+        # dockerd sets LogPath for json-file only (its `local` files are no API; `none` has none)
+        "LogPath": str(directory / f"{container_id}-json.log")
+        if (host_config.get("LogConfig") or {}).get("Type", "json-file") == "json-file" else "",
         "Name": "/" + config.get("Name", ""),
         "RestartCount": int(state.get("RestartCount", 0)),
         "Driver": "overlay2",

@@ -218,20 +218,55 @@ def complete_end(f) -> int:
     return end if f.read(1) == b"\n" else _last_newline_end(f, end)
 
 
+def rotated_paths(path: Path) -> list[Path]:
+    """The rotated files of a log (--log-opt max-size/max-file: NAME.1 is the newest), oldest first."""
+    found = []
+    index = 1
+    while (candidate := path.with_name(f"{path.name}.{index}")).exists():
+        found.append(candidate)
+        index += 1
+    return list(reversed(found))
+
+
+def log_segments(path: Path, tail: int | None) -> list[tuple[Path, int, int]]:
+    """(file, start, end) to read, oldest first, for the last `tail` entries (all with None) across the log
+    and its rotated files, as Docker's json-file reader reads them; the last one is the live file."""
+    files = [path] + list(reversed(rotated_paths(path)))  # newest first
+    segments: list[tuple[Path, int, int]] = []
+    remaining = tail
+    for index, candidate in enumerate(files):
+        try:
+            f = open(candidate, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            if index == 0:
+                segments.append((candidate, 0, 0))
+            continue
+        with f:
+            end = complete_end(f)
+            start = tail_start(f, remaining, end)
+            if remaining is not None and len(files) > 1:  # only rotated logs are counted (each one is bounded)
+                f.seek(start)
+                remaining -= f.read(end - start).count(b"\n")
+        segments.append((candidate, start, end))
+        if remaining is not None and remaining <= 0:
+            break
+    return list(reversed(segments))
+
+
 def stream_logs(path: Path, out, err, *, tail: int | None = None, timestamps: bool = False,
                 since_ns: int | None = None, until_ns: int | None = None,
                 running: Callable[[], bool] | None = None, interval: float = 0.05) -> None:
-    """`pyctr logs`: the last `tail` entries (all with None) within the time bounds, then, with `running`,
-    what is appended until the container stops or an entry after `until` shows up."""
+    """`pyctr logs`: the last `tail` entries (all with None) within the time bounds, across the rotated files,
+    then, with `running`, what is appended until the container stops or an entry after `until` shows up."""
     offset = 0
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        f = None
-    if f is not None:
+    for candidate, start, end in log_segments(path, tail):
+        offset = end
+        try:
+            f = open(candidate, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            continue
         with f:
-            offset = complete_end(f)
-            for chunk in read_chunks(f, tail_start(f, tail, offset), offset):
+            for chunk in read_chunks(f, start, end):
                 runs, stopped = render_chunk(chunk, timestamps, since_ns, until_ns)
                 write_runs(runs, out, err)
                 if stopped:
@@ -246,22 +281,22 @@ def stream_logs(path: Path, out, err, *, tail: int | None = None, timestamps: bo
 
 
 def stored_entries(path: Path, count: int | None) -> tuple[Iterator[LogEntry], int]:
-    """The last `count` entries (all with None) as an iterator that reads the log a chunk at a time, and the
-    offset just after them for following: what a long-lived reader (the API daemon) uses, so a container that
-    logged gigabytes costs it one chunk of memory, not the whole log."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the iterator when it ends
-    except FileNotFoundError:
-        return iter(()), 0
-    end = complete_end(f)
-    start = tail_start(f, count, end)
+    """The last `count` entries (all with None), across the rotated files, as an iterator that reads the log a
+    chunk at a time, and the offset just after them in the live file for following: what a long-lived reader
+    (the API daemon) uses, so a container that logged gigabytes costs it one chunk of memory."""
+    segments = log_segments(path, count)
 
     def entries() -> Iterator[LogEntry]:
-        with f:
-            for chunk in read_chunks(f, start, end):
-                yield from decode_entries(chunk)
+        for candidate, start, end in segments:
+            try:
+                f = open(candidate, "rb")  # noqa: SIM115 - closed by the with below
+            except FileNotFoundError:
+                continue
+            with f:
+                for chunk in read_chunks(f, start, end):
+                    yield from decode_entries(chunk)
 
-    return entries(), end
+    return entries(), segments[-1][2] if segments else 0
 
 
 def last_lines(f, count: int, end: int) -> list[bytes]:
@@ -302,9 +337,11 @@ def _last_newline_end(f, end: int) -> int:
 def follow_chunks(path: Path, offset: int, running: Callable[[], bool],
                   interval: float = 0.05) -> Iterator[bytes]:
     """Complete lines appended after `offset` until the container stops (then what is left is drained), as
-    large chunks: whatever the monitor wrote since the last look, not one entry at a time."""
+    large chunks: whatever the monitor wrote since the last look, not one entry at a time. A log rotated
+    meanwhile (renamed to NAME.1, or emptied with max-file 1) is followed into its new file from its start."""
     pending = b""
-    with _open_when_present(path, running, interval) as f:
+    with _open_when_present(path, running, interval) as holder:
+        f = holder.f
         if f is None:
             return
         f.seek(offset)
@@ -318,9 +355,77 @@ def follow_chunks(path: Path, offset: int, running: Callable[[], bool],
                 if cut:
                     yield data[:cut]
                 continue
+            change = _change(path, f)
+            if change == "rotated":
+                rest = pending + f.read()  # written before the rotation, after the last look
+                if rest.rfind(b"\n") >= 0:
+                    yield rest[:rest.rfind(b"\n") + 1]
+                read: dict[tuple[int, int], int] = {}
+                for chunk, identity, size in _rotated_since(path, os.fstat(f.fileno())):
+                    read[identity] = size
+                    yield chunk  # whole files rotated through between two looks
+                fresh = _open_live(path)
+                if fresh is not None:
+                    f.close()
+                    holder.f = f = fresh
+                    fresh.seek(read.get(_identity(os.fstat(fresh.fileno())), 0))  # read already as rotated
+                pending = b""
+                continue
+            if change == "emptied":
+                f.seek(0)
+                pending = b""
+                continue
             if not alive:
                 return
             time.sleep(interval)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _rotated_since(path: Path, mine: os.stat_result) -> Iterator[tuple[bytes, tuple[int, int], int]]:
+    """(complete lines, file identity, bytes taken) of each rotated file newer than the followed one (`mine`),
+    oldest first: with a small max-size several files can rotate by between two looks. When `mine` was
+    deleted already, every rotated file is newer than it."""
+    rotated = rotated_paths(path)
+    newer = rotated
+    for index, candidate in enumerate(rotated):
+        try:
+            if _identity(os.stat(candidate)) == _identity(mine):
+                newer = rotated[index + 1:]
+                break
+        except FileNotFoundError:
+            continue
+    for candidate in newer:
+        try:
+            with open(candidate, "rb") as f:
+                identity, data = _identity(os.fstat(f.fileno())), f.read()
+        except FileNotFoundError:
+            continue
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield data[:cut], identity, cut
+
+
+def _open_live(path: Path):
+    try:
+        return open(path, "rb")  # noqa: SIM115 - the follower's holder closes it
+    except FileNotFoundError:
+        return None
+
+
+def _change(path: Path, f) -> str | None:
+    """"rotated" when the log's name is another file now than the followed `f`, "emptied" when `f` was
+    truncated in place (max-file 1), None while it is the one being written."""
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return None
+    mine = os.fstat(f.fileno())
+    if _identity(current) != _identity(mine):
+        return "rotated"
+    return "emptied" if mine.st_size < f.tell() else None
 
 
 def follow(path: Path, offset: int, running: Callable[[], bool], interval: float = 0.05) -> Iterator[LogEntry]:
@@ -339,10 +444,10 @@ class _open_when_present:
         while True:
             try:
                 self.f = open(self.path, "rb")  # noqa: SIM115 - closed in __exit__
-                return self.f
+                return self
             except FileNotFoundError:
                 if not self.running():
-                    return None
+                    return self
                 time.sleep(self.interval)
 
     def __exit__(self, *exc) -> None:

@@ -26,7 +26,7 @@ output within SEND_TIMEOUT is dropped (memory stays bounded; the container and i
 wait-for-attach (an attach made before start), the relay begins once the first client connected (at most
 ATTACH_WAIT seconds): the container's first output waits in its pipe instead of being missed.
 
-Usage: monitor.py DIR PID STDOUT_FD STDERR_FD LOG(0|1) STDIN_FD ATTACH_FLAGS CLEANUP_ARGV...
+Usage: monitor.py DIR PID STDOUT_FD STDERR_FD LOG(0|1|1:MAX_SIZE:MAX_FILE) STDIN_FD ATTACH_FLAGS CLEANUP_ARGV...
 (STDERR_FD is -1 with a tty, whose output arrives on one fd; STDIN_FD is -1 without -i; ATTACH_FLAGS has
 `w` for wait-for-attach and `o` for stdin-once, or is `-`.)
 """
@@ -100,6 +100,99 @@ def _write_all(fd, data):
     return True
 
 
+class RotatingLog:
+    """The json-file log with Docker's rotation (moby loggerutils.LogFile): before an entry is written, a file
+    that reached `max_size` is rotated: NAME.(max_file-2) -> NAME.(max_file-1), ..., NAME -> NAME.1 and a new NAME
+    begun (with max_file 1 the file is emptied instead). `max_size` -1: never rotated (Docker's default)."""
+
+    def __init__(self, path, max_size=-1, max_file=1):
+        self.path = path
+        self.max_size = max_size
+        self.max_file = max_file
+        self.fd = _open_log_file(path, 0)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, data):
+        """Write whole entries (each ends with a newline: the JSON escapes the ones in the text)."""
+        if self.max_size < 0:
+            if _write_all(self.fd, data):
+                self.size += len(data)
+            return
+        start = 0
+        while start < len(data):
+            end = data.find(b"\n", start) + 1 or len(data)
+            if self.size >= self.max_size:
+                self._rotate()
+            if _write_all(self.fd, data[start:end]):
+                self.size += end - start
+            start = end
+
+    def _rotate(self):
+        os.close(self.fd)
+        path = self.path
+        if self.max_file > 1:
+            _unlink_quietly(f"{path}.{self.max_file - 1}")
+            last = 1  # only the files that exist are moved: a max-file of thousands costs nothing per rotation
+            while last < self.max_file - 2 and _exists(f"{path}.{last + 1}"):
+                last += 1
+            for i in range(last + 1, 1, -1):
+                _rename_quietly(f"{path}.{i - 1}", f"{path}.{i}")
+            _rename_quietly(path, path + ".1")
+        self.fd = _open_log_file(path, os.O_TRUNC)
+        self.size = 0
+
+    def close(self):
+        os.close(self.fd)
+
+
+def _open_log_file(path, extra_flags):
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | extra_flags, 0o600)
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _rename_quietly(source, target):
+    try:
+        os.rename(source, target)
+    except OSError:
+        pass
+
+
+def open_log(path, argument):
+    """The log the monitor's LOG argument asks for: None for 0, else a RotatingLog (`1` or `1:SIZE:FILES`)."""
+    parts = argument.split(":")
+    if parts[0] != "1":
+        return None
+    if len(parts) == 3:
+        return RotatingLog(path, int(parts[1]), int(parts[2]))
+    return RotatingLog(path)
+
+
+def write_log(log, data):
+    """`log` is a RotatingLog, an fd or -1/None (no log)."""
+    if isinstance(log, RotatingLog):
+        log.write(data)
+    elif log is not None and log >= 0:
+        _write_all(log, data)
+
+
+def has_log(log):
+    return isinstance(log, RotatingLog) or (log is not None and log >= 0)
+
+
 def frame_header(stream, size):
     """Docker's multiplexed frame header (stdcopy): stream id, three zero bytes, big-endian payload size."""
     return bytes((STREAM_IDS.get(stream, 1), 0, 0, 0)) + size.to_bytes(4, "big")
@@ -119,7 +212,10 @@ class AttachHub:
         self.backlog = b""
         self.close_after_backlog = False
         self.watching_stdin = False  # registered for POLLOUT by us (with a tty it is also the output's fd)
-        if stdin_fd >= 0 and os.fstat(stdin_fd).st_mode & 0o170000 == 0o010000:  # a FIFO (not a pty master)
+        # A pipe (not a pty master): only then does a client's EOF close it (Docker closes a tty's stdin never:
+        # the master is also the output, and a detach must leave the container running).
+        self.stdin_is_pipe = stdin_fd >= 0 and os.fstat(stdin_fd).st_mode & 0o170000 == 0o010000
+        if self.stdin_is_pipe:
             os.set_blocking(stdin_fd, False)
 
     def fds(self):
@@ -161,7 +257,7 @@ class AttachHub:
             return
         if not data:
             self.poller.unregister(fd)  # half-closed: it still reads the output
-            if self.stdin_once and self.stdin_fd >= 0:
+            if self.stdin_once and self.stdin_fd >= 0 and self.stdin_is_pipe:
                 if self.backlog:
                     self.close_after_backlog = True
                 else:
@@ -298,10 +394,10 @@ def relay(sources, log_fd=-1, hub=None):
                 entry[1] = -1
             if data and hub is not None and hub.clients:
                 hub.send(stream, data)
-            if log_fd >= 0:
+            if has_log(log_fd):
                 lines, entry[2] = split_lines(pending, data, final=not data)
                 if lines:
-                    _write_all(log_fd, encode_entries(lines, stream))
+                    write_log(log_fd, encode_entries(lines, stream))
             if not data:
                 poller.unregister(fd)
                 os.close(fd)
@@ -346,12 +442,8 @@ def main(argv):
     for sig in (_signal.SIGHUP, _signal.SIGINT, _signal.SIGPIPE, _signal.SIGTTOU, _signal.SIGTTIN):
         _signal.signal(sig, _signal.SIG_IGN)
     os.chdir("/")
-    log_fd = -1
-    if log_flag == "1":
-        directory = directory.rstrip("/")
-        name = directory.rsplit("/", 1)[-1] + "-json.log"
-        log_fd = os.open(directory + "/" + name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                         0o600)
+    directory = directory.rstrip("/")
+    log_fd = open_log(directory + "/" + directory.rsplit("/", 1)[-1] + "-json.log", log_flag)
     sources = [(out_fd, "stdout", -1)]
     if err_fd >= 0:
         sources.append((err_fd, "stderr", -1))

@@ -111,6 +111,17 @@ class RunOptions:
     memory_reservation: str | None = None
     cpuset_cpus: str | None = None
     blkio_weight: int | None = None
+    # h-misc: logging, platform, MAC, DNS search/options, legacy links, attach/detach/sig-proxy of `run`
+    log_driver: str = ""  # "" = the daemon's default (json-file)
+    log_opts: list[str] = field(default_factory=list)  # --log-opt KEY=VALUE
+    platform: str = ""
+    mac_address: str = ""
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)  # --link NAME[:ALIAS]
+    attach: list[str] = field(default_factory=list)  # -a stdin|stdout|stderr (lower-cased)
+    detach_keys: str | None = None
+    sig_proxy: bool = True
 
 
 @dataclass
@@ -188,6 +199,11 @@ class NetworkSpec:
     publish_all: bool = False
     dns: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
+    # h-misc
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    mac_address: str = ""  # --mac-address, lower-cased; "" = Docker's 02:42:<ip>
+    links: list[str] = field(default_factory=list)  # "NAME:ALIAS" (NAME as given)
 
 
 @dataclass
@@ -437,6 +453,15 @@ def _check_dns(servers: list[str]) -> list[str]:
     return list(servers)
 
 
+def network_extras(options: RunOptions) -> dict:
+    """NetworkSpec's h-misc fields from the flags (misc_flags.py checked them): --dns-search, --dns-option,
+    --mac-address, --link."""
+    from pyctr.runtime.lifecycle.misc_flags import normalized_links, normalized_mac, normalized_search
+
+    return {"dns_search": normalized_search(options.dns_search), "dns_options": list(options.dns_options),
+            "mac_address": normalized_mac(options.mac_address), "links": normalized_links(options.links)}
+
+
 def _check_network(mode: str) -> str:
     """bridge/host/none, or a user-defined network's name (the caller checked that it exists:
     network.usermanager.resolve_for_create)."""
@@ -521,7 +546,7 @@ def make_spec(image_config: dict, options: RunOptions, container_id: str, name: 
         namespaces=list(kernel.namespaces),
         limits=limits,
         network=NetworkSpec(network_mode, list(options.publish), options.publish_all, _check_dns(options.dns),
-                            list(options.add_host)),
+                            list(options.add_host), **network_extras(options)),
         privileged=options.privileged,
         init=options.init,
         auto_remove=options.rm,

@@ -104,18 +104,18 @@ def relay(master: int, *, stdin_fd: int = 0, stdout_fd: int = 1, forward_stdin: 
 class _LogWriter:
     """The pty's output as json-file entries, cut into lines by the monitor's own code (one log format)."""
 
-    def __init__(self, log_fd: int) -> None:
-        self.log_fd = log_fd
+    def __init__(self, log_fd) -> None:
+        self.log_fd = log_fd  # an fd, -1, or the monitor's RotatingLog (--log-opt max-size)
         self.pending = b""
 
     def write(self, data: bytes, final: bool = False) -> None:
-        if self.log_fd < 0:
-            return
-        from pyctr.runtime.monitor import encode_entries, split_lines
+        from pyctr.runtime.monitor import encode_entries, has_log, split_lines, write_log
 
+        if not has_log(self.log_fd):
+            return
         lines, self.pending = split_lines(self.pending, data, final=final)
         if lines:
-            _write_all(self.log_fd, encode_entries(lines, "stdout"))
+            write_log(self.log_fd, encode_entries(lines, "stdout"))
 
 
 def _pump(selector: selectors.BaseSelector, master: int, stdin_fd: int, stdout_fd: int, log: _LogWriter) -> None:

@@ -10,6 +10,8 @@ wait, and the teardown after an exit.
   teardown.py         `finish` (record the exit) and `teardown` (network, cgroup, mounts; --rm)
   kill.py, stop.py, wait.py, remove.py   the verbs on a running or stopped container
   concurrently.py     a function run in a thread and joined later
+  misc_flags.py       (pure) --log-driver/--log-opt, --platform, --mac-address, --dns-search/-option, --link, -a
+  links.py            legacy --link on the default bridge: checked at create, resolved at each start
 
 Process model (docs/ARCHITECTURE.md). Detached: the CLI forks, the child
 calls setsid and forks M, which launches the container C (M stays C's parent),

@@ -21,6 +21,10 @@ def config_document(spec: ContainerSpec, options: RunOptions, image_id: str, ima
     exposed = dict((inner or {}).get("ExposedPorts") or {})
     for p in ports:
         exposed.setdefault(f"{p.container_port}/{p.proto}", {})
+    if options.expose:  # -P publishes the --expose'd ports too (docker-cli merges them into ExposedPorts)
+        from pyctr.runtime.lifecycle.run_flags import parse_expose
+
+        exposed.update({k: v for k, v in parse_expose(options.expose).items() if k not in exposed})
     if options.publish_all:
         from pyctr.runtime.network.publish import publish_all
 

@@ -49,7 +49,13 @@ def create(config: Config, options: RunOptions, out=None) -> ContainerRecord:
     if options.stop_signal:
         parse_signal(options.stop_signal)  # Docker: "Invalid signal: X" at create, not at the first stop
     image = image_for_run(config, options, out=out)  # --pull, -q
+    from pyctr.runtime.lifecycle.misc_flags import image_for_platform
+
+    image = image_for_platform(config, options, image, out=out)  # --platform
     store = ContainerStore(config.paths)
+    from pyctr.runtime.lifecycle.links import check_links_at_create
+
+    check_links_at_create(store, options)  # --link on the default bridge: the targets exist
     from pyctr.runtime.network.usermanager import attach, resolve_for_create
 
     user_network = resolve_for_create(config, options.network, options.network_aliases, options.ip)
@@ -124,9 +130,11 @@ def _write_host_files(bundle: Path, spec: ContainerSpec) -> None:
     if spec.network.mode not in ("bridge", "none"):  # a user-defined network: the embedded DNS server
         from pyctr.runtime.network.hostfiles import embedded_resolv_conf
 
-        _write_text(bundle / "resolv.conf", embedded_resolv_conf(host_text))
+        _write_text(bundle / "resolv.conf", embedded_resolv_conf(host_text, spec.network.dns_search,
+                                                                 spec.network.dns_options))
         return
-    _write_text(bundle / "resolv.conf", resolv_conf(host_text, spec.network.dns, upstream))
+    _write_text(bundle / "resolv.conf", resolv_conf(host_text, spec.network.dns, upstream, spec.network.dns_search,
+                                                    spec.network.dns_options))
 
 
 def _read_or(path: str, default: str) -> str:

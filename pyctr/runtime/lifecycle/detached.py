@@ -93,8 +93,11 @@ def _become_monitor(config: Config, record: ContainerRecord, report: int, wait_f
     interpreter, program = monitor_program(config)
     stdin_once = bool((record.config.get("Config") or {}).get("StdinOnce"))
     flags = ("w" if wait_for_attach else "") + ("o" if stdin_once else "") or "-"
+    from pyctr.runtime.lifecycle.misc_flags import host_log_config, monitor_log_argument
+
+    log = monitor_log_argument(host_log_config(record.config.get("HostConfig") or {}))  # --log-driver/--log-opt
     argv = [interpreter, "-I", "-S", program, str(launcher.spec.bundle), str(pid), str(out_r),
-            str(err_r), "1", str(stdin_writer), flags, *cleanup_command(config, record.id)]
+            str(err_r), log, str(stdin_writer), flags, *cleanup_command(config, record.id)]
     for fd in (out_r, err_r):
         if fd >= 0:
             os.set_inheritable(fd, True)

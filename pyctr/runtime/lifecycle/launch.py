@@ -49,6 +49,7 @@ class Launch:
         self.cgroup = None
         self.network: dict = {}
         self._connecting: Concurrently | None = None
+        self.link_lines: list[str] = []  # h-misc: legacy --link entries of /etc/hosts
 
     def join_cgroup(self, pid: int) -> None:
         """In M, while C waits: join the cgroup and, at the same time, start plugging C into the bridge.
@@ -82,13 +83,13 @@ class Launch:
             self.network = start_on_user_networks(self.config, self.spec, self.record.config, pid)
             return
         ports = [PortMapping.from_dict(p) for p in self.record.config.get("PortMappings", [])]
-        info = setup_network(self.config, self.spec.id, pid, ports)
+        info = setup_network(self.config, self.spec.id, pid, ports, mac=self.spec.network.mac_address)
         from pyctr.runtime.network.usermanager import connect_attached, endpoint_settings
 
         extra = connect_attached(self.config, self.spec.id, self.spec.name, pid)  # `network connect` while stopped
         # In place: C may have bind-mounted this very file already (a rename would leave it the old one).
         with open(self.spec.bundle / "hosts", "w") as f:
-            f.write(hosts_file(self.spec.hostname, info.ip, self.spec.network.extra_hosts))
+            f.write(hosts_file(self.spec.hostname, info.ip, self.spec.network.extra_hosts, self.link_lines))
         self.network = {
             "IPAddress": info.ip, "IPPrefixLen": info.prefixlen, "Gateway": info.gateway, "MacAddress": info.mac,
             "Bridge": info.bridge, **({"Networks": endpoint_settings(self.spec.id, extra)} if extra else {}),
@@ -107,6 +108,7 @@ class Launch:
                 from pyctr.runtime.lifecycle.kernel_start import prepare
 
                 self.spec = prepare(self.config, self.spec)  # --pid/--ipc container:X, --device, shareable shm
+                self._resolve_links()
                 self.cgroup = create_cgroup(self.spec.id, _cgroup_limits(self.spec))
                 hooks = LaunchHooks(join_cgroup=self.join_cgroup, before_exec=self.before_exec)
                 launched = launch(self.spec, hooks, stdio)
@@ -134,6 +136,14 @@ class Launch:
             with contextlib.suppress(OSError):
                 health.start_checker(self.config, self.spec.id, pid, start_time)
         return pid, start_time
+
+    def _resolve_links(self) -> None:
+        """Legacy --link: the targets' variables into C's environment, their /etc/hosts lines for _connect."""
+        from pyctr.runtime.lifecycle.links import resolve_legacy_links, with_link_env
+
+        targets = resolve_legacy_links(self.store, self.spec)
+        self.spec = with_link_env(self.spec, targets)
+        self.link_lines = [t.hosts_line for t in targets]
 
     @contextlib.contextmanager
     def _start_lock(self):

@@ -119,6 +119,9 @@ def validate_run_flags(options: RunOptions) -> None:
     if options.cidfile and _exists(options.cidfile):
         raise PyctrError(f"Container ID file found, make sure the other container isn't running or delete "
                          f"{options.cidfile}")
+    from pyctr.runtime.lifecycle.misc_flags import validate_misc_flags  # h-misc
+
+    validate_misc_flags(options)
 
 
 def _exists(path: str) -> bool:
@@ -142,7 +145,9 @@ def apply_run_flags(document: dict, options: RunOptions) -> dict:
     if options.expose:
         document["Config"]["ExposedPorts"] = {**(document["Config"].get("ExposedPorts") or {}),
                                               **parse_expose(options.expose)}
-    return document
+    from pyctr.runtime.lifecycle.misc_flags import apply_misc_flags  # h-misc
+
+    return apply_misc_flags(document, options)
 
 
 def image_for_run(config, options: RunOptions, out=None):

@@ -9,8 +9,9 @@ socket would otherwise keep the namespace, and the veth in it, alive).
 
 Answers come from `dns.json` (written atomically by the runtime under the network lock on every connect,
 disconnect, start and stop; re-read when its identity changes): A records for the container names, network
-aliases and short ids on the networks of the container that asks; AAAA for a known name is an empty NOERROR
-(no IPv6), as Docker's; anything else goes to the container's upstream resolvers from the host's namespace.
+aliases and short ids on the networks of the container that asks (and its --link aliases), PTR for their
+addresses (`name.network`, as Docker's); AAAA for a known name is an empty NOERROR (no IPv6), as Docker's;
+anything else goes to the container's upstream resolvers from the host's namespace.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import threading
 import time
 
 TTL = 600
-TYPE_A, TYPE_AAAA, CLASS_IN = 1, 28, 1
+TYPE_A, TYPE_PTR, TYPE_AAAA, CLASS_IN = 1, 12, 28, 1
 RCODE_OK, RCODE_FORMERR, RCODE_SERVFAIL, RCODE_NXDOMAIN = 0, 1, 2, 3
 UPSTREAM_TIMEOUT = 3.0
 IDLE_CHECK_SECONDS = 0.5
@@ -99,6 +100,19 @@ def build_response(query: Query, addresses: list[str], rcode: int = RCODE_OK) ->
     return header + query.question + answers
 
 
+def build_ptr_response(query: Query, target: str) -> bytes:
+    """The answer to a PTR query: one PTR record naming `target` (the question's name by pointer)."""
+    flags = 0x8000 | (query.flags & 0x7900) | 0x0080 | RCODE_OK
+    header = struct.pack("!HHHHHH", query.ident, flags, 1, 1, 0, 0)
+    rdata = encode_name(target)
+    return header + query.question + struct.pack("!HHHIH", 0xC00C, TYPE_PTR, CLASS_IN, TTL, len(rdata)) + rdata
+
+
+def reverse_name(ip: str) -> str:
+    """`172.18.0.2` -> `2.0.18.172.in-addr.arpa` (the name a PTR query asks)."""
+    return ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
+
+
 def formerr(packet: bytes) -> bytes | None:
     """FORMERR for a malformed query; None for what is no query at all: too short, or a response (QR set).
     Never answering a response is what stops a forged packet from 127.0.0.11:53 to itself from looping."""
@@ -137,14 +151,19 @@ def _skip_name(packet: bytes, offset: int) -> int:
             return offset
 
 
-def decide(query: Query, names: dict[str, list[str]], forward: bool) -> tuple[str, list[str], int]:
-    """("answer", addresses, rcode) or ("forward", [], 0): Docker's resolver in one table.
+def decide(query: Query, names: dict[str, list[str]], forward: bool,
+           reverse: dict[str, str] | None = None) -> tuple[str, list[str], int]:
+    """("answer", addresses, rcode), ("ptr", [name], 0) or ("forward", [], 0): Docker's resolver in one table.
 
-    A and AAAA of a name on the asker's networks are answered here (AAAA empty: no IPv6); other names and
-    types go upstream unless the container is only on internal networks (then SERVFAIL)."""
+    A and AAAA of a name on the asker's networks are answered here (AAAA empty: no IPv6), and PTR of an
+    address on them (`reverse`: in-addr.arpa name -> `container.network`); other names and types go upstream
+    unless the container is only on internal networks (then SERVFAIL)."""
     known = names.get(query.name.rstrip("."))
     if known is not None and query.qclass == CLASS_IN and query.qtype in (TYPE_A, TYPE_AAAA):
         return "answer", (list(known) if query.qtype == TYPE_A else []), RCODE_OK
+    target = (reverse or {}).get(query.name.rstrip("."))
+    if target is not None and query.qclass == CLASS_IN and query.qtype == TYPE_PTR:
+        return "ptr", [target], RCODE_OK
     if forward:
         return "forward", [], 0
     return "answer", [], RCODE_SERVFAIL
@@ -160,6 +179,7 @@ class Records:
         self.identity: tuple | None = None
         self.table: dict = {"networks": {}, "containers": {}}
         self.views: dict[str, dict[str, list[str]]] = {}
+        self.reverse_views: dict[str, dict[str, str]] = {}
 
     def view(self, container_id: str) -> tuple[dict[str, list[str]], bool]:
         """The names container `container_id` may resolve, and whether it may forward."""
@@ -172,8 +192,23 @@ class Records:
                 for name, addresses in self.table["networks"].get(network_id, {}).items():
                     names.setdefault(name, [])
                     names[name] += [a for a in addresses if a not in names[name]]
+            for alias, target in (entry.get("links") or {}).items():  # --link on a user network: its own alias
+                if target in names:
+                    names[alias] = list(names[target])
             self.views[container_id] = names
         return names, not entry.get("internal", False)
+
+    def reverse_view(self, container_id: str) -> dict[str, str]:
+        """in-addr.arpa name -> `container.network` for the addresses on the asker's networks (call after view)."""
+        reverse = self.reverse_views.get(container_id)
+        if reverse is None:
+            reverse = {}
+            entry = self.table["containers"].get(container_id) or {}
+            for network_id in entry.get("networks", []):
+                for name, target in (self.table.get("reverse") or {}).get(network_id, {}).items():
+                    reverse.setdefault(name, target)
+            self.reverse_views[container_id] = reverse
+        return reverse
 
     def _refresh(self) -> None:
         try:
@@ -190,6 +225,7 @@ class Records:
             return
         self.identity = identity
         self.views = {}
+        self.reverse_views = {}
 
 
 class Server:
@@ -325,9 +361,12 @@ class Server:
         upstream = entry[2] if entry else []
         with self.records_lock:
             names, forward = self.records.view(container_id)
-        action, addresses, rcode = decide(query, names, forward and bool(upstream))
+            reverse = self.records.reverse_view(container_id)
+        action, addresses, rcode = decide(query, names, forward and bool(upstream), reverse)
         if action == "answer":
             return build_response(query, addresses, rcode)
+        if action == "ptr":
+            return build_ptr_response(query, addresses[0])
         for server in upstream:
             try:
                 with socket.create_connection((server, 53), timeout=UPSTREAM_TIMEOUT) as out:
@@ -361,10 +400,13 @@ class Server:
                 continue
             with self.records_lock:
                 names, forward = self.records.view(container_id)
-            action, addresses, rcode = decide(query, names, forward and bool(upstream))
-            if action == "answer":
+                reverse = self.records.reverse_view(container_id)
+            action, addresses, rcode = decide(query, names, forward and bool(upstream), reverse)
+            if action in ("answer", "ptr"):
+                reply = build_response(query, addresses, rcode) if action == "answer" else \
+                    build_ptr_response(query, addresses[0])
                 with contextlib.suppress(OSError):
-                    sock.sendto(build_response(query, addresses, rcode), peer)
+                    sock.sendto(reply, peer)
             elif self.forwarding.acquire(blocking=False):
                 threading.Thread(target=self._forward, args=(sock, peer, packet, query, upstream),
                                  daemon=True).start()

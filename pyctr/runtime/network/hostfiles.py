@@ -37,12 +37,15 @@ def parse_add_host(entry: str) -> tuple[str, str]:
     return name, candidate
 
 
-def hosts_file(hostname: str, ip: str | None, extra_hosts: list[str] | tuple[str, ...] = ()) -> str:
-    """Docker's /etc/hosts: the fixed lines, `--add-host` entries, then `<ip>\t<hostname>`."""
+def hosts_file(hostname: str, ip: str | None, extra_hosts: list[str] | tuple[str, ...] = (),
+               extra_lines: list[str] | tuple[str, ...] = ()) -> str:
+    """Docker's /etc/hosts: the fixed lines, `--add-host` entries, `extra_lines` (legacy --link entries),
+    then `<ip>\t<hostname>`."""
     lines = list(DEFAULT_HOSTS_LINES)
     for entry in extra_hosts:
         name, address = parse_add_host(entry)
         lines.append(f"{address}\t{name}")
+    lines += list(extra_lines)
     if ip:
         lines.append(f"{ip}\t{hostname}")
     return "\n".join(lines) + "\n"

@@ -68,6 +68,7 @@ class ContainerRecord:
     name: str = ""
     aliases: list[str] = field(default_factory=list)
     ifname: str = "eth0"
+    links: list[str] = field(default_factory=list)  # h-misc: --link NAME:ALIAS on a user network (its DNS alias)
 
     def to_dict(self) -> dict:
         data: dict = {"ip": self.ip, "mac": self.mac, "veth": self.veth, "ports": self.ports}
@@ -79,13 +80,15 @@ class ContainerRecord:
             data["aliases"] = self.aliases
         if self.ifname != "eth0":
             data["ifname"] = self.ifname
+        if self.links:
+            data["links"] = self.links
         return data
 
     @classmethod
     def from_dict(cls, container_id: str, data: dict) -> ContainerRecord:
         return cls(container_id, data["ip"], data["mac"], data["veth"], list(data.get("ports", [])),
                    dict(data.get("proxy") or {}), data.get("name", ""), list(data.get("aliases") or []),
-                   data.get("ifname", "eth0"))
+                   data.get("ifname", "eth0"), list(data.get("links") or []))
 
 
 @dataclass

@@ -104,8 +104,9 @@ def check_ports_free(mappings: list[PortMapping], config: Config | None = None) 
     return resolve_host_ports(mappings, taken, host_port_is_free, ephemeral_range(), ipv6=host_has_ipv6())
 
 
-def setup_network(config: Config, container_id: str, pid: int, ports: list[PortMapping] | None = None) -> NetworkInfo:
-    """Connect process `pid`'s network namespace to the bridge and publish `ports`."""
+def setup_network(config: Config, container_id: str, pid: int, ports: list[PortMapping] | None = None,
+                  mac: str = "") -> NetworkInfo:
+    """Connect process `pid`'s network namespace to the bridge and publish `ports`; `mac`: --mac-address."""
     from pyctr.runtime.network import bridge as bridge_ops
     from pyctr.runtime.network import sysctl, veth
     from pyctr.runtime.network._rtnl import iproute_class
@@ -128,6 +129,8 @@ def setup_network(config: Config, container_id: str, pid: int, ports: list[PortM
                                       ipv6=ipv6)
         bound = _bind_ipv6_twins(ipv6_bindings(resolved, ipv6))
         record = bridge_state.allocate(container_id, veth.host_veth_name(container_id, veth_names(state)))
+        if mac:
+            record.mac = mac
         record.ports = [m.to_dict() for m in resolved]
         rules = firewall.Pending()
         try:

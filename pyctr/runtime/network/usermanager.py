@@ -213,7 +213,8 @@ def start_on_user_networks(config: Config, spec, container_config: dict, pid: in
     from pyctr.runtime.network.publish import PortMapping
 
     ports = [PortMapping.from_dict(p) for p in container_config.get("PortMappings", [])]
-    endpoint = connect_at_start(config, spec.id, spec.name, spec.network.mode, pid, spec.network.dns, ports)
+    endpoint = connect_at_start(config, spec.id, spec.name, spec.network.mode, pid, spec.network.dns, ports,
+                                mac=spec.network.mac_address, links=spec.network.links)
     # In place: C may have bind-mounted this very file already (a rename would leave it the old one).
     with open(spec.bundle / "hosts", "w") as f:
         f.write(hosts_file(spec.hostname, endpoint.ip, spec.network.extra_hosts))
@@ -227,7 +228,8 @@ def start_on_user_networks(config: Config, spec, container_config: dict, pid: in
 
 
 def connect_at_start(config: Config, container_id: str, name: str, primary: str, pid: int,
-                     dns_servers: list[str], ports: list | None = None) -> Endpoint:
+                     dns_servers: list[str], ports: list | None = None, mac: str = "",
+                     links: list[str] | None = None) -> Endpoint:
     """Plug a starting container into each network it is attached to (primary first, eth0), then give it
     the embedded DNS server. Returns the primary network's endpoint."""
     network_dir = config.paths.network
@@ -243,7 +245,8 @@ def connect_at_start(config: Config, container_id: str, name: str, primary: str,
         for network_id in order:
             endpoints.append(connect(config, container_id, name, network_id, pid,
                                      attached.get(network_id, Attachment()), fresh=not endpoints,
-                                     ports=None if endpoints else ports))
+                                     ports=None if endpoints else ports, mac="" if endpoints else mac,
+                                     links=None if endpoints else links))
         start_dns(config, container_id, pid, _upstream(dns_servers, config))
     except BaseException:
         with contextlib.suppress(PyctrError, OSError):
@@ -271,8 +274,10 @@ def connect_attached(config: Config, container_id: str, name: str, pid: int) -> 
 
 
 def connect(config: Config, container_id: str, name: str, network_id: str, pid: int, wanted: Attachment,
-            fresh: bool = False, ports: list | None = None) -> Endpoint:
-    """One veth from the network's bridge into process `pid`'s namespace (eth0, eth1, ... in order)."""
+            fresh: bool = False, ports: list | None = None, mac: str = "",
+            links: list[str] | None = None) -> Endpoint:
+    """One veth from the network's bridge into process `pid`'s namespace (eth0, eth1, ... in order); `mac` is
+    --mac-address (the primary network's endpoint only, as dockerd 20.10 applies Config.MacAddress)."""
     from pyctr.runtime.network import bridge as bridge_ops
     from pyctr.runtime.network import manager, sysctl, veth
 
@@ -292,6 +297,9 @@ def connect(config: Config, container_id: str, name: str, network_id: str, pid: 
         ifname = _next_ifname(state, container_id)  # before this network's record counts as one
         record = _allocate(bridge_state, net, container_id, wanted.ip, manager.veth_names(state))
         record.name, record.aliases, record.ifname = name.lstrip("/"), list(wanted.aliases), ifname
+        if mac:
+            record.mac = mac
+        record.links = list(links or [])
         record.ports = [m.to_dict() for m in _resolve_ports(state, ports or [])]
         rules = manager.start_rules(bridge_state, owner)
         try:
@@ -566,7 +574,7 @@ def _write_dns_table(config: Config, state: ipam.NetworkState, store: NetworkSto
         bridge_state = state.bridges.get(net.bridge)
         if bridge_state is None:
             continue
-        endpoints[net.id] = [{"id": cid, "name": rec.name, "aliases": rec.aliases, "ip": rec.ip}
+        endpoints[net.id] = [{"id": cid, "name": rec.name, "aliases": rec.aliases, "ip": rec.ip, "links": rec.links}
                              for cid, rec in bridge_state.containers.items()]
     path = config.paths.network / "dns.json"
     table = usernet.dns_table(store.networks, endpoints)

@@ -480,22 +480,32 @@ def dns_names(container_id: str, container_name: str, aliases: Iterable[str], ne
 def dns_table(networks: dict[str, NetworkRecord], endpoints: dict[str, list[dict]]) -> dict:
     """The records file the DNS server answers from.
 
-    `endpoints` = network id -> [{"id", "name", "aliases", "ip"}]. The result holds, per network id, each name
-    -> its addresses, and per container id the networks it is on (what a query from its socket may see)."""
-    table: dict = {"networks": {}, "containers": {}}
+    `endpoints` = network id -> [{"id", "name", "aliases", "ip", "links"}]. The result holds, per network id,
+    each name -> its addresses and (`reverse`) each address's in-addr.arpa name -> `name.network` (PTR), and per
+    container id the networks it is on (what a query from its socket may see) and its --link aliases."""
+    from pyctr.runtime.network.dns_server import reverse_name
+
+    table: dict = {"networks": {}, "containers": {}, "reverse": {}}
     for network_id, members in sorted(endpoints.items()):
         net = networks.get(network_id)
         if net is None:
             continue
         names: dict[str, list[str]] = {}
+        reverse: dict[str, str] = {}
         for member in members:
             for name in dns_names(member["id"], member["name"], member.get("aliases", []), net.name):
                 names.setdefault(name, [])
                 if member["ip"] not in names[name]:
                     names[name].append(member["ip"])
+            reverse.setdefault(reverse_name(member["ip"]),
+                               f"{(member['name'] or member['id'][:12]).lstrip('/')}.{net.name}".lower())
             table["containers"].setdefault(member["id"], {"networks": [], "internal": True})
             entry = table["containers"][member["id"]]
+            for link in member.get("links") or []:
+                target, _, alias = link.partition(":")
+                entry.setdefault("links", {})[(alias or target).lower()] = target.lower().lstrip("/")
             entry["networks"].append(network_id)
             entry["internal"] = entry["internal"] and net.internal
         table["networks"][network_id] = names
+        table["reverse"][network_id] = reverse
     return table

@@ -559,7 +559,7 @@ def bind_own_cgroups(root_fd: int, root: str, mount: Mount, kernel: Kernel = KER
     if sources[:1] and sources[0][0] == "":
         _bind_kernel_dir(root_fd, root, mount.destination, sources[0][1], extra, kernel)
         return
-    with opened(_target(root_fd, root, Mount(mount.destination, "tmpfs", "tmpfs"), True)) as dst:
+    with opened(_target(root_fd, root, type(mount)(mount.destination, "tmpfs", "tmpfs"), True)) as dst:
         kernel.mount("tmpfs", fd_path(dst), "tmpfs", s.MS_NOSUID | s.MS_NOEXEC | s.MS_NODEV, "mode=755")
     for name, source in sources:
         _bind_kernel_dir(root_fd, root, f"{mount.destination}/{name}", source, extra, kernel)
@@ -575,6 +575,7 @@ def _bind_kernel_dir(root_fd: int, root: str, destination: str, source: str, fla
     """A host cgroup directory bound under /sys/fs/cgroup: the target is made and checked as a kernel
     filesystem's is (never through a symlink), which user binds may not do there."""
     from pyctr.runtime import syscalls as s
+    from pyctr.runtime.spec import Mount
 
     with opened(os.open(source, s.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as src, \
             opened(_target(root_fd, root, Mount(destination, "cgroup", "cgroup"), True)) as dst:

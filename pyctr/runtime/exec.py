@@ -195,6 +195,38 @@ def run_exec(config: Config, ref: str, options: ExecOptions) -> int:
     return execute(plan)
 
 
+def exec_command_pids(session_pid: int) -> list[int]:
+    """The command processes of an exec whose `run_exec` runs in process `session_pid` (G: it is a child
+    subreaper, so G is its child once C exits); empty once the command has ended."""
+    pids = []
+    try:
+        tasks = os.listdir(f"/proc/{session_pid}/task")
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            with open(f"/proc/{session_pid}/task/{task}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def signal_exec_command(session_pid: int, sig: int) -> None:
+    """Send `sig` to the command of the exec run by `session_pid` (dockerd signals the exec's process when its
+    client goes away: TERM, then KILL)."""
+    for pid in exec_command_pids(session_pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def resize_exec_terminal(session_pid: int, rows: int, cols: int) -> bool:
+    """The window size of an exec's terminal (its pty master lives in `session_pid`, the slave in G)."""
+    from pyctr.runtime.tty import resize_terminal_of
+
+    return any(resize_terminal_of(pid, rows, cols) for pid in exec_command_pids(session_pid))
+
+
 def read_env_files(paths: list[str]) -> list[str]:
     """--env-file contents, parsed as for run (the runtime core's parser)."""
     if not paths:

@@ -275,7 +275,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             if not self.rfile.peek(1):
                 self.close_connection = True
                 return
-        except (TimeoutError, ConnectionError):
+        except TimeoutError:  # idle too long (a reset goes on to handle_error: one line in the log)
             self.close_connection = True
             return
         self.reader.deadline = time.monotonic() + HEADER_SECONDS
@@ -299,15 +299,17 @@ class ApiHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionError, TimeoutError):
             self.close_connection = True
 
-    def common_headers(self) -> None:
+    def common_headers(self, overridden: dict[str, str] | None = None) -> None:
+        """The headers every answer carries, except those the answer sets itself (each header once)."""
         for name, value in self.server.common_headers.items():
-            self.send_header(name, value)
+            if name not in (overridden or {}):
+                self.send_header(name, value)
 
     def send_body(self, status: int, body: bytes, content_type: str | None,
                   headers: dict[str, str] | None = None) -> None:
         self.response_started = True
         self.send_response(status)
-        self.common_headers()
+        self.common_headers(headers)
         if content_type:
             self.send_header("Content-Type", content_type)
         for name, value in (headers or {}).items():
@@ -322,7 +324,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.response_started = True
         self.connection.settimeout(None)  # streams last as long as their subject
         self.send_response(200)
-        self.common_headers()
+        self.common_headers(headers)
         self.send_header("Content-Type", content_type)
         for name, value in (headers or {}).items():
             self.send_header(name, value)

@@ -202,9 +202,10 @@ def _supervise(instance: ExecInstance, pid: int, sock, outputs: dict[int, int]) 
     for fd in (*outputs, pidfd, sock.fileno()):
         poller.register(fd, select.POLLIN if fd != sock.fileno() else 0)
     client_gone_at = None
+    terminated = False  # TERM reached the command (it may not exist yet when the client leaves that early)
     try:
         while True:
-            events = dict(poller.poll(1000))
+            events = dict(poller.poll(100 if client_gone_at and not terminated else 1000))
             if pidfd in events:
                 _drain(outputs, sock if client_gone_at is None else None)
                 break
@@ -214,9 +215,10 @@ def _supervise(instance: ExecInstance, pid: int, sock, outputs: dict[int, int]) 
             if client_gone_at is None and (sock.fileno() in events or peer_gone(sock)):
                 client_gone_at = time.monotonic()
                 poller.unregister(sock.fileno())
-                signal_exec_command(pid, signal.SIGTERM)
-            elif client_gone_at is not None and time.monotonic() - client_gone_at > TERM_GRACE_SECONDS:
+            if client_gone_at is not None and time.monotonic() - client_gone_at > TERM_GRACE_SECONDS:
                 signal_exec_command(pid, signal.SIGKILL)
+            elif client_gone_at is not None and not terminated:
+                terminated = bool(signal_exec_command(pid, signal.SIGTERM))
     finally:
         os.close(pidfd)
         for fd in outputs:

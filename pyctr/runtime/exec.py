@@ -212,12 +212,15 @@ def exec_command_pids(session_pid: int) -> list[int]:
     return pids
 
 
-def signal_exec_command(session_pid: int, sig: int) -> None:
+def signal_exec_command(session_pid: int, sig: int) -> list[int]:
     """Send `sig` to the command of the exec run by `session_pid` (dockerd signals the exec's process when its
-    client goes away: TERM, then KILL)."""
+    client goes away: TERM, then KILL); the pids signalled (none while the command is not started yet)."""
+    signalled = []
     for pid in exec_command_pids(session_pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
+            signalled.append(pid)
+    return signalled
 
 
 def resize_exec_terminal(session_pid: int, rows: int, cols: int) -> bool:

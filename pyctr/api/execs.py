@@ -202,10 +202,10 @@ def _supervise(instance: ExecInstance, pid: int, sock, outputs: dict[int, int]) 
     for fd in (*outputs, pidfd, sock.fileno()):
         poller.register(fd, select.POLLIN if fd != sock.fileno() else 0)
     client_gone_at = None
-    terminated = False  # TERM reached the command (it may not exist yet when the client leaves that early)
+    terminated: set[int] = set()  # each process of the exec gets one TERM, also one that starts after the client left
     try:
         while True:
-            events = dict(poller.poll(100 if client_gone_at and not terminated else 1000))
+            events = dict(poller.poll(100 if client_gone_at else 1000))
             if pidfd in events:
                 _drain(outputs, sock if client_gone_at is None else None)
                 break
@@ -217,8 +217,8 @@ def _supervise(instance: ExecInstance, pid: int, sock, outputs: dict[int, int]) 
                 poller.unregister(sock.fileno())
             if client_gone_at is not None and time.monotonic() - client_gone_at > TERM_GRACE_SECONDS:
                 signal_exec_command(pid, signal.SIGKILL)
-            elif client_gone_at is not None and not terminated:
-                terminated = bool(signal_exec_command(pid, signal.SIGTERM))
+            elif client_gone_at is not None:
+                terminated.update(signal_exec_command(pid, signal.SIGTERM, skip=terminated))
     finally:
         os.close(pidfd)
         for fd in outputs:

@@ -237,6 +237,11 @@ class DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def lift(self, timeout: float | None) -> None:
+        """No deadline any more: each read waits up to `timeout` (None: as long as it takes)."""
+        self.deadline = None
+        self._sock.settimeout(timeout)
+
     def readinto(self, buffer) -> int:
         if self.deadline is not None:
             left = self.deadline - time.monotonic()
@@ -285,8 +290,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             self.reader.deadline = None
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self.reader.deadline = None  # the headers are in: the body reads under the idle timeout
-        self.connection.settimeout(IDLE_SECONDS)
+        self.reader.lift(IDLE_SECONDS)  # the headers are in: the body reads under the idle timeout
         self._handle()
 
     do_POST = do_PUT = do_DELETE = do_HEAD = do_GET  # noqa: N815

@@ -212,11 +212,14 @@ def exec_command_pids(session_pid: int) -> list[int]:
     return pids
 
 
-def signal_exec_command(session_pid: int, sig: int) -> list[int]:
+def signal_exec_command(session_pid: int, sig: int, skip: set[int] | frozenset[int] = frozenset()) -> list[int]:
     """Send `sig` to the command of the exec run by `session_pid` (dockerd signals the exec's process when its
-    client goes away: TERM, then KILL); the pids signalled (none while the command is not started yet)."""
+    client goes away: TERM, then KILL), except to the pids in `skip`; the pids signalled (none while the
+    command is not started yet; the short-lived intermediate C may be among them, G follows once it exists)."""
     signalled = []
     for pid in exec_command_pids(session_pid):
+        if pid in skip:
+            continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
             signalled.append(pid)

@@ -286,6 +286,11 @@ def test_save_load_prune_and_a_hostile_archive(api, tmp_path):
     report = client.images.prune(filters={"dangling": True})
     assert {"Deleted": dangling.id} in report["ImagesDeleted"] and report["SpaceReclaimed"] > 0
     assert client.images.get("loaded/box:2")  # tagged: not dangling, kept
+    stopped = client.containers.create("busybox", ["true"], labels={"prune-me": "1"})
+    kept = client.containers.create("busybox", ["true"])
+    report = client.containers.prune(filters={"label": "prune-me"})
+    assert report["ContainersDeleted"] == [stopped.id]
+    kept.remove()
     assert daemon.alive()
 
 

@@ -190,7 +190,7 @@ def test_the_request_head_has_a_deadline_however_slowly_it_is_trickled():
         with pytest.raises(TimeoutError):
             reader.readline(65537)
         assert time.monotonic() - started < 1.0
-        reader.raw.deadline = None  # lifted: reads wait as long as the data takes
+        reader.raw.lift(None)  # lifted: reads wait as long as the data takes
         assert reader.read1(1) == b"x"
     finally:
         stop.set()

@@ -159,8 +159,18 @@ def top(request: Request) -> None:
 
 @route("POST", "/containers/{id}/resize")
 def resize(request: Request) -> None:
-    """The terminal of a detached tty container belongs to its monitor: its size is left as it is."""
-    _record(request)
+    """The window size of a tty container's terminal (TIOCSWINSZ on its pty: SIGWINCH to its job); dockerd's
+    409 for a container that does not run; without a tty there is nothing to size."""
+    from pyctr.api.execs import terminal_size
+    from pyctr.errors import ConflictError
+    from pyctr.runtime.tty import resize_container_terminal
+
+    record = _record(request)
+    rows, cols = terminal_size(request)
+    if not record.state.running:
+        raise ConflictError(f"Container {record.id} is not running")
+    if rows and cols and _is_tty(record):
+        resize_container_terminal(record, rows, cols)
     request.send_empty(200)
 
 
@@ -554,3 +564,17 @@ def export(request: Request) -> None:
 
 def error_text(error: PyctrError) -> str:
     return error.message
+
+
+@route("POST", "/containers/prune")
+def prune(request: Request) -> None:
+    """`docker container prune` / `system prune`: stopped containers, with until/label filters."""
+    from pyctr.runtime.prune import parse_prune_filters, prune_containers
+
+    filters = documents.parse_filters(request.arg("filters"))
+    try:
+        parsed = parse_prune_filters([f"{key}={value}" for key, values in filters.items() for value in values])
+    except PyctrError as e:
+        raise HttpError(400, e.message) from None
+    removed, reclaimed = prune_containers(config(), parsed)
+    request.send_json({"ContainersDeleted": removed or None, "SpaceReclaimed": reclaimed})

@@ -258,7 +258,7 @@ def parse_filters(text: str | None) -> dict[str, list[str]]:
         return {}
     try:
         raw = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UsageError("invalid filter: the filters parameter is not JSON") from None
     if not isinstance(raw, dict):
         raise UsageError("invalid filter: the filters parameter must be an object")

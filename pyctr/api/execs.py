@@ -8,18 +8,25 @@ import contextlib
 import os
 import secrets
 import select
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
 
 from pyctr.api import documents
-from pyctr.api.http import Request
+from pyctr.api.http import HttpError, Request
 from pyctr.api.routes import route
 from pyctr.api.service import config
-from pyctr.api.streams import frame
+from pyctr.api.streams import frame, peer_gone
 from pyctr.errors import ConflictError, NotFoundError, PyctrError
 
 MAX_EXECS = 4096  # ended instances beyond this are forgotten, oldest first
+ENDED_KEEP_SECONDS = 300.0  # an ended instance stays inspectable this long (dockerd's exec GC: 5 minutes)
+MAX_PENDING = 256  # created, never started: beyond this the oldest are forgotten
+MAX_EXEC_BODY = 256 * 1024  # a create body: Cmd, Env, User, WorkingDir
+START_WAIT_SECONDS = 10.0  # a resize waits this long for its exec to start (dockerd's timeout)
+TERM_GRACE_SECONDS = 10.0  # dockerd's termProcessTimeout: TERM, then KILL, when an exec's client goes away
+INSPECTED_KEYS = ("Tty", "Cmd", "Privileged", "User", "AttachStdin", "AttachStdout", "AttachStderr", "DetachKeys")
 
 
 @dataclass
@@ -28,6 +35,7 @@ class ExecInstance:
     container_id: str
     body: dict
     options: object
+    created_at: float = field(default_factory=time.monotonic)
     running: bool = False
     exit_code: int | None = None
     pid: int = 0
@@ -40,13 +48,41 @@ _EXECS: dict[str, ExecInstance] = {}
 _EXECS_LOCK = threading.Lock()
 
 
-def _forget_old() -> None:
-    ended = sorted((e for e in _EXECS.values() if e.ended_at), key=lambda e: e.ended_at)
-    for instance in ended[:max(0, len(_EXECS) - MAX_EXECS)]:
-        _EXECS.pop(instance.id, None)
+def expired_ids(execs: list[ExecInstance], running_containers: set[str], now: float) -> set[str]:
+    """Which instances to forget (pure): ended ones after ENDED_KEEP_SECONDS or beyond MAX_EXECS (oldest
+    first), never-started ones once their container no longer runs (dockerd unregisters a container's execs
+    when it stops) or beyond MAX_PENDING (oldest first). A running one is never forgotten."""
+    ended = sorted((e for e in execs if e.ended_at), key=lambda e: e.ended_at)
+    pending = sorted((e for e in execs if not e.started), key=lambda e: e.created_at)
+    gone = {e.id for e in ended if now - e.ended_at > ENDED_KEEP_SECONDS}
+    gone |= {e.id for e in ended[:max(0, len(ended) - MAX_EXECS)]}
+    gone |= {e.id for e in pending if e.container_id not in running_containers}
+    alive = [e for e in pending if e.id not in gone]
+    gone |= {e.id for e in alive[:max(0, len(alive) - MAX_PENDING)]}
+    return gone
+
+
+def _expire() -> None:
+    from pyctr.runtime.state import ContainerStore
+
+    with _EXECS_LOCK:
+        execs = list(_EXECS.values())
+    store = ContainerStore(config().paths)
+    running = set()
+    for container_id in {e.container_id for e in execs if not e.started}:
+        try:
+            if store.get(container_id).state.running:
+                running.add(container_id)
+        except PyctrError:
+            pass
+    gone = expired_ids(execs, running, time.monotonic())
+    with _EXECS_LOCK:
+        for exec_id in gone:
+            _EXECS.pop(exec_id, None)
 
 
 def _instance(request: Request) -> ExecInstance:
+    _expire()
     instance = _EXECS.get(request.params["id"])
     if instance is None:
         raise NotFoundError(f"No such exec instance: {request.params['id']}")
@@ -57,14 +93,15 @@ def _instance(request: Request) -> ExecInstance:
 def create(request: Request) -> None:
     from pyctr.runtime.state import ContainerStore
 
+    request.body(limit=MAX_EXEC_BODY)
     body = request.json(default={})
     options = documents.exec_options(body)
     record = ContainerStore(config().paths).get(request.params["id"])
     if not record.state.running:
         raise ConflictError(f"Container {record.id} is not running")
-    instance = ExecInstance(secrets.token_hex(32), record.id, body, options)
+    instance = ExecInstance(secrets.token_hex(32), record.id, {k: body.get(k) for k in INSPECTED_KEYS}, options)
+    _expire()
     with _EXECS_LOCK:
-        _forget_old()
         _EXECS[instance.id] = instance
     request.send_json({"Id": instance.id}, status=201)
 
@@ -84,8 +121,30 @@ def inspect(request: Request) -> None:
 
 @route("POST", "/exec/{id}/resize")
 def resize(request: Request) -> None:
-    _instance(request)
+    """The exec's pty (its slave, held by the command) gets the size: TIOCSWINSZ, SIGWINCH to its job."""
+    from pyctr.runtime.exec import resize_exec_terminal
+
+    instance = _instance(request)
+    rows, cols = terminal_size(request)
+    deadline = time.monotonic() + START_WAIT_SECONDS
+    while not instance.pid and time.monotonic() < deadline:  # dockerd waits for the session to start too
+        time.sleep(0.01)
+    if not instance.pid:
+        raise HttpError(500, "timeout waiting for exec session ready")
+    # The command gets its terminal a moment after start (docker exec -it resizes right after it): retry.
+    while rows and cols and instance.body.get("Tty") and instance.running and time.monotonic() < deadline:
+        if resize_exec_terminal(instance.pid, rows, cols):
+            break
+        time.sleep(0.01)
     request.send_empty(200)
+
+
+def terminal_size(request: Request) -> tuple[int, int]:
+    """The `h` and `w` query values of a resize: 0 to 65535 (a winsize holds 16 bits), else 400."""
+    rows, cols = request.int_arg("h", 0), request.int_arg("w", 0)
+    if not (0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):
+        raise HttpError(400, f"invalid terminal size {rows}x{cols}")
+    return rows, cols
 
 
 @route("POST", "/exec/{id}/start")
@@ -106,7 +165,8 @@ def start(request: Request) -> None:
     sock = request.hijack()
     try:
         if tty:
-            _run(instance, options, sock.fileno(), sock.fileno(), sock.fileno())
+            pid = _spawn(instance, options, sock.fileno(), sock.fileno(), sock.fileno())
+            _supervise(instance, pid, sock, {})
         else:
             _run_multiplexed(instance, options, request, sock)
     finally:
@@ -115,9 +175,9 @@ def start(request: Request) -> None:
 
 
 def _run_multiplexed(instance: ExecInstance, options, request: Request, sock) -> None:
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    in_r, in_w = (os.pipe() if options.interactive else (None, None))
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    in_r, in_w = (os.pipe2(os.O_CLOEXEC) if options.interactive else (None, None))
     try:
         pid = _spawn(instance, options, in_r, out_w, err_w)
     finally:
@@ -126,18 +186,64 @@ def _run_multiplexed(instance: ExecInstance, options, request: Request, sock) ->
                 os.close(fd)
     if in_w is not None:
         threading.Thread(target=_copy_stdin, args=(request.handler.rfile, in_w), daemon=True).start()
-    sources = {out_r: 1, err_r: 2}
-    while sources:
-        readable, _, _ = select.select(list(sources), [], [])
-        for fd in readable:
-            data = os.read(fd, 65536)
-            if not data:
-                os.close(fd)
-                del sources[fd]
-                continue
-            with contextlib.suppress(OSError):
-                sock.sendall(frame(sources[fd], data))
-    _reap(instance, pid)
+    _supervise(instance, pid, sock, {out_r: 1, err_r: 2})
+
+
+def _supervise(instance: ExecInstance, pid: int, sock, outputs: dict[int, int]) -> None:
+    """Until the exec ends: its output pipes (stream number by fd) framed to the client, the client watched.
+
+    The exec is over when its session process ends (its pidfd is readable), not when the pipes close: an
+    orphan the command left behind may hold them. A client that goes away (both directions closed) has the
+    command sent TERM, then KILL after TERM_GRACE_SECONDS, as dockerd does: nothing outlives it for long."""
+    from pyctr.runtime.exec import signal_exec_command
+
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    for fd in (*outputs, pidfd, sock.fileno()):
+        poller.register(fd, select.POLLIN if fd != sock.fileno() else 0)
+    client_gone_at = None
+    terminated: set[int] = set()  # each process of the exec gets one TERM, also one that starts after the client left
+    try:
+        while True:
+            events = dict(poller.poll(100 if client_gone_at else 1000))
+            if pidfd in events:
+                _drain(outputs, sock if client_gone_at is None else None)
+                break
+            for fd in [fd for fd in outputs if fd in events]:
+                if not _forward(fd, outputs, sock if client_gone_at is None else None):
+                    poller.unregister(fd)
+            if client_gone_at is None and (sock.fileno() in events or peer_gone(sock)):
+                client_gone_at = time.monotonic()
+                poller.unregister(sock.fileno())
+            if client_gone_at is not None and time.monotonic() - client_gone_at > TERM_GRACE_SECONDS:
+                signal_exec_command(pid, signal.SIGKILL)
+            elif client_gone_at is not None:
+                terminated.update(signal_exec_command(pid, signal.SIGTERM, skip=terminated))
+    finally:
+        os.close(pidfd)
+        for fd in outputs:
+            os.close(fd)
+        _reap(instance, pid)
+
+
+def _forward(fd: int, outputs: dict[int, int], sock) -> bool:
+    """One read of an output pipe to the client (dropped once it is gone); False at the pipe's end."""
+    data = os.read(fd, 65536)
+    if not data:
+        return False
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.sendall(frame(outputs[fd], data))
+    return True
+
+
+def _drain(outputs: dict[int, int], sock) -> None:
+    """What the ended command left in its pipes, without waiting for writers that may still hold them."""
+    for fd in outputs:
+        os.set_blocking(fd, False)
+        with contextlib.suppress(BlockingIOError):
+            while _forward(fd, outputs, sock):
+                pass
 
 
 def _copy_stdin(rfile, write_end: int) -> None:

@@ -170,3 +170,140 @@ def build(request: Request) -> None:
 def build_prune(request: Request) -> None:
     request.send_json({"CachesDeleted": [], "SpaceReclaimed": 0})
 
+
+
+# -- save, load, prune, commit -------------------------------------------------------------------------------
+
+MAX_LOAD_BODY = 64 << 30
+
+
+class LazyTarResponse:
+    """A binary file whose first write starts the chunked response: whatever the producer refuses before
+    writing (an image that does not exist) is still a status with Docker's `{"message": ...}`."""
+
+    def __init__(self, request: Request, content_type: str = "application/x-tar") -> None:
+        self._request = request
+        self._content_type = content_type
+        self._stream = None
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._buffer += data
+        if len(self._buffer) >= 1 << 16:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._buffer:
+            if self._stream is None:
+                self._stream = self._request.stream(self._content_type)
+            self._stream.write(bytes(self._buffer))
+            self._buffer.clear()
+
+    def close(self) -> None:
+        self.flush()
+        if self._stream is None:
+            self._stream = self._request.stream(self._content_type)
+        self._stream.close()
+
+
+def _save(request: Request, names: list[str]) -> None:
+    """docker-archive of `names` (`docker save`), streamed as it is written."""
+    from pyctr.image.archive import save_images
+
+    if not names:
+        raise HttpError(400, "no images named: give names=...")
+    out = LazyTarResponse(request)
+    save_images(_store(), names, out)
+    out.close()
+
+
+@route("GET", "/images/get")
+def save_many(request: Request) -> None:
+    _save(request, request.query.get("names", []))
+
+
+@route("GET", "/images/{name:path}/get")
+def save_one(request: Request) -> None:
+    _save(request, [request.params["name"]])
+
+
+@route("POST", "/images/load")
+def load(request: Request) -> None:
+    """A docker-archive body: staged with checked member names, layers through the fd-based unpacker (a
+    hostile entry refuses the load); `Loaded image: ...` lines, or an in-stream error, as dockerd."""
+    from pyctr.image.archive import load_archive
+
+    body = request.body(limit=MAX_LOAD_BODY)
+    stream = request.stream()
+    try:
+        for line in load_archive(_store(), body):
+            stream.write_json({"stream": line + "\n"})
+    except PyctrError as e:
+        stream.write_json(error_message(e.message))
+    stream.close()
+
+
+def prune_all_unused(filters: dict[str, list[str]]) -> bool:
+    """`dangling=false` (docker image prune -a) prunes every unused image, else only dangling ones; the
+    filters pyctr does not keep (until, label) are refused rather than ignored."""
+    unknown = set(filters) - {"dangling"}
+    if unknown:
+        raise HttpError(400, f"invalid filter '{sorted(unknown)[0]}' (pyctr prunes images by dangling only)")
+    values = [v.lower() for v in filters.get("dangling", [])]
+    if any(v not in ("true", "false", "1", "0") for v in values):
+        raise HttpError(400, f"invalid filter 'dangling={values[0]}'")
+    return bool(values) and all(v in ("false", "0") for v in values)
+
+
+def prune_answer(lines: list[str], freed: int) -> dict:
+    """prune_images' lines (`untagged: x`, `deleted: sha256:...`) as dockerd's ImagesPruneReport."""
+    deleted = []
+    for line in lines:
+        word, _, value = line.partition(": ")
+        deleted.append({"Untagged": value} if word == "untagged" else {"Deleted": value})
+    return {"ImagesDeleted": deleted or None, "SpaceReclaimed": freed}
+
+
+@route("POST", "/images/prune")
+def prune(request: Request) -> None:
+    from pyctr.image.remove import prune_images
+    from pyctr.runtime.usage import image_users
+
+    all_unused = prune_all_unused(documents.parse_filters(request.arg("filters")))
+    lines, freed = prune_images(_store(), all_unused, in_use=image_users(config().paths))
+    request.send_json(prune_answer(lines, freed))
+
+
+def commit_config(container_config: dict, body: object) -> dict:
+    """The new image's config: the container's, with what the request's Config body sets on top (dockerd
+    merges: fields the body leaves empty keep the container's values)."""
+    if body is None:
+        return dict(container_config)
+    if not isinstance(body, dict):
+        raise HttpError(400, "the commit body must be a container Config object")
+    return dict(container_config) | {k: v for k, v in body.items() if v not in (None, "", [], {})}
+
+
+@route("POST", "/commit")
+def commit(request: Request) -> None:
+    from pyctr.build.changes import apply_changes
+    from pyctr.image.reference import parse_reference
+    from pyctr.runtime.snapshot import CommitOptions
+    from pyctr.runtime.snapshot import commit as commit_container
+    from pyctr.runtime.state import ContainerStore
+
+    record = ContainerStore(config().paths).get(request.arg("container") or "")
+    repo, tag = request.arg("repo") or "", request.arg("tag") or ""
+    reference = None
+    if repo:
+        reference = parse_reference(f"{repo}:{tag}" if tag else repo)
+    elif tag:
+        raise HttpError(400, "a tag needs a repository (repo=...)")
+    section = apply_changes(commit_config(record.config.get("Config") or {}, request.json(default=None)),
+                            request.query.get("changes", []))
+    image = commit_container(config(), record, section,
+                             CommitOptions(reference=str(reference) if reference else None,
+                                           author=request.arg("author") or "", message=request.arg("comment") or "",
+                                           pause=request.flag("pause", True)))
+    request.send_json({"Id": image.id}, status=201)

@@ -6,6 +6,7 @@ Pure parts (version parsing and checks, route matching, error -> status) are fun
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import sys
@@ -103,6 +104,29 @@ def status_for(error: PyctrError) -> int:
     return 500
 
 
+# A path or name the client gave that the kernel refuses: the client's error, not the daemon's (dockerd's
+# errdefs.InvalidParameter / NotFound for the same lookups).
+_NOT_FOUND_ERRNOS = frozenset({errno.ENOENT})
+_BAD_PARAMETER_ERRNOS = frozenset({errno.ELOOP, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EINVAL,
+                                   errno.EEXIST, errno.ENOTEMPTY})
+
+
+def answer_for_exception(error: BaseException) -> tuple[int, str] | None:
+    """(status, message) for what a handler raised beyond pyctr's own errors, or None for a daemon fault
+    (500 with a traceback in the log): an OSError on a client-given path by its errno, a structure nested
+    too deep for Python (RecursionError: deeply nested JSON or filters) as the client's bad parameter."""
+    if isinstance(error, RecursionError):
+        return 400, "invalid request: nested too deeply"
+    if isinstance(error, OSError) and not isinstance(error, ConnectionError | TimeoutError):
+        text = (error.strerror or str(error)).lower()
+        message = f"{error.filename}: {text}" if error.filename else text
+        if error.errno in _NOT_FOUND_ERRNOS:
+            return 404, message
+        if error.errno in _BAD_PARAMETER_ERRNOS:
+            return 400, message
+    return None
+
+
 def dispatch(handler: ApiHandler) -> None:
     """One request: parse the path, check the version, run the route, answer errors as dockerd does."""
     request = None
@@ -123,8 +147,13 @@ def dispatch(handler: ApiHandler) -> None:
     except (BrokenPipeError, ConnectionError, TimeoutError):
         raise
     except Exception as e:  # noqa: BLE001 - a daemon answers 500 and stays up
-        traceback.print_exc()
-        _answer_error(handler, request, 500, f"{type(e).__name__}: {e}")
+        known = answer_for_exception(e)
+        if known is None:
+            traceback.print_exc()
+            known = 500, f"{type(e).__name__}: {e}"
+        else:
+            sys.stderr.write(f"pyctr api: {handler.command} {request.path if request else '?'}: {known[1]}\n")
+        _answer_error(handler, request, *known)
 
 
 def error_log_line(method: str, path: str, status: int, message: str, debug: bool) -> str | None:

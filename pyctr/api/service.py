@@ -127,8 +127,7 @@ def serve(cfg: Config, host: str, timeout: float, group: str | None) -> None:
 
     _preload()
     headers = {k: v for k, v in ping_headers().items() if k in ("API-Version", "Docker-Experimental", "OSType")}
-    headers["Server"] = "Docker/pyctr (linux)"
-    server = ApiServer(listener, dispatch, headers)
+    server = ApiServer(listener, dispatch, headers, server_header="Docker/pyctr (linux)")
     server.last_activity = time.monotonic()
     stop = threading.Event()
 

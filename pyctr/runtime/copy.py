@@ -721,6 +721,16 @@ def _describe_os_error(e: OSError) -> str:
     return f"{e.filename}: {text}" if e.filename else text
 
 
+def path_error(e: OSError) -> PyctrError:
+    """An OSError met on a path the user named, as the error kind dockerd gives for it: missing is not found,
+    a symlink loop or a name too long is the caller's bad parameter, anything else the runtime's failure."""
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return NotFoundError(_describe_os_error(e))
+    if e.errno in (errno.ELOOP, errno.ENAMETOOLONG, errno.EINVAL):
+        return UsageError(_describe_os_error(e))
+    return RuntimeFailure(_describe_os_error(e))
+
+
 def with_container_root(record: ContainerRecord, action: Callable[[int], None]) -> None:
     """Run `action(root_fd)` with a directory fd of the container's root filesystem (see the module doc)."""
     from pyctr.runtime.state import process_alive
@@ -814,12 +824,17 @@ def _result_through_pipe(record: ContainerRecord, action: Callable[[int], bytes]
 
 def stat_container_path(record: ContainerRecord, path: str) -> dict:
     """dockerd's ContainerStatPath: name, size, Go mode, mtime and symlink target of `path` in the container
-    (resolved in its root; a final symlink is described, not followed). NotFoundError as dockerd words it."""
+    (resolved in its root; a final symlink is described, not followed, unless a trailing "/" or "/." asks
+    for what it points to, as dockerd resolves such a path). NotFoundError as dockerd words it; a symlink
+    loop or an overlong name is a UsageError (400), not a failure of the daemon."""
     import json
 
     def describe(root_fd: int) -> bytes:
         fs = ContainerFilesystem(root_fd, record.name)
-        fd = open_existing(fs, clean_path(path), follow=False)
+        try:
+            fd = open_existing(fs, clean_path(path), follow=asserts_directory(path))
+        except OSError as e:
+            raise path_error(e) from None
         if fd is None:
             return b""
         try:
@@ -845,8 +860,10 @@ def archive_container_path(record: ContainerRecord, path: str, out: BinaryIO, op
     def action(root_fd: int) -> None:
         try:
             stream_out(ContainerFilesystem(root_fd, record.name), path, out, options)
+        except BrokenPipeError:
+            raise
         except OSError as e:
-            raise RuntimeFailure(_describe_os_error(e)) from None
+            raise path_error(e) from None
 
     with_container_root(record, action)
 
@@ -860,6 +877,6 @@ def extract_into_container(record: ContainerRecord, path: str, stream: BinaryIO,
         try:
             stream_in(ContainerFilesystem(root_fd, record.name), path, stream, archive)
         except OSError as e:
-            raise RuntimeFailure(_describe_os_error(e)) from None
+            raise path_error(e) from None
 
     with_container_root(record, action)

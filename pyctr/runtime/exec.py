@@ -211,6 +211,44 @@ def run_exec(config: Config, ref: str, options: ExecOptions) -> int:
     return code
 
 
+def exec_command_pids(session_pid: int) -> list[int]:
+    """The command processes of an exec whose `run_exec` runs in process `session_pid` (G: it is a child
+    subreaper, so G is its child once C exits); empty once the command has ended."""
+    pids = []
+    try:
+        tasks = os.listdir(f"/proc/{session_pid}/task")
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            with open(f"/proc/{session_pid}/task/{task}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def signal_exec_command(session_pid: int, sig: int, skip: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """Send `sig` to the command of the exec run by `session_pid` (dockerd signals the exec's process when its
+    client goes away: TERM, then KILL), except to the pids in `skip`; the pids signalled (none while the
+    command is not started yet; the short-lived intermediate C may be among them, G follows once it exists)."""
+    signalled = []
+    for pid in exec_command_pids(session_pid):
+        if pid in skip:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+            signalled.append(pid)
+    return signalled
+
+
+def resize_exec_terminal(session_pid: int, rows: int, cols: int) -> bool:
+    """The window size of an exec's terminal (its pty master lives in `session_pid`, the slave in G)."""
+    from pyctr.runtime.tty import resize_terminal_of
+
+    return any(resize_terminal_of(pid, rows, cols) for pid in exec_command_pids(session_pid))
+
+
 def read_env_files(paths: list[str]) -> list[str]:
     """--env-file contents, parsed as for run (the runtime core's parser)."""
     if not paths:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pyctr.runtime.ps import StatsSample
 
@@ -76,3 +77,66 @@ def parse_net_dev(text: str) -> tuple[int, int]:
             rx += int(fields[0])
             tx += int(fields[8])
     return rx, tx
+
+
+# -- one reading at a time: what the Engine API's stats stream is made of ----------------------------------
+
+NET_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors",
+              "tx_dropped")
+_NET_COLUMNS = (0, 1, 2, 3, 8, 9, 10, 11)  # /proc/net/dev's columns for NET_FIELDS
+
+
+@dataclass(frozen=True)
+class UsageReading:
+    """One look at a running container, as dockerd's stats collector takes one a second: its cgroup's
+    numbers (`Cgroup.stats()`), the host's CPU time so far (the CLI divides the container's CPU delta by
+    it), the online CPUs and each interface's counters. `at_ns`: when, in epoch nanoseconds."""
+
+    at_ns: int
+    cgroup: dict
+    system_cpu_ns: int
+    online_cpus: int
+    networks: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def read_usage(record) -> UsageReading | None:
+    """A reading of `record`'s container, or None when it does not run."""
+    from pyctr.runtime.cgroups import open_cgroup
+
+    if not record.state.running:
+        return None
+    try:
+        with open(f"/proc/{record.state.pid}/net/dev") as f:
+            networks = parse_net_dev_interfaces(f.read())
+    except OSError:
+        networks = {}
+    return UsageReading(time.time_ns(), open_cgroup(record.id).stats(), system_cpu_ns(),
+                        os.sysconf("SC_NPROCESSORS_ONLN"), networks)
+
+
+def system_cpu_ns() -> int:
+    """The host's CPU time so far in nanoseconds, as dockerd's getSystemCPUUsage: the `cpu` line of /proc/stat
+    (user nice system idle iowait irq softirq, in clock ticks) summed and scaled."""
+    try:
+        with open("/proc/stat") as f:
+            return parse_system_cpu_ns(f.readline(), os.sysconf("SC_CLK_TCK"))
+    except OSError:
+        return 0
+
+
+def parse_system_cpu_ns(cpu_line: str, ticks_per_second: int) -> int:
+    fields = cpu_line.split()
+    if not fields or fields[0] != "cpu":
+        return 0
+    return sum(int(v) for v in fields[1:8]) * 1_000_000_000 // ticks_per_second
+
+
+def parse_net_dev_interfaces(text: str) -> dict[str, dict[str, int]]:
+    """Each interface's counters (Docker's `networks` keys) from a /proc/net/dev text, lo left out."""
+    interfaces = {}
+    for line in text.splitlines()[2:]:
+        name, _, data = line.partition(":")
+        fields = data.split()
+        if name.strip() != "lo" and len(fields) >= 12:
+            interfaces[name.strip()] = {key: int(fields[i]) for key, i in zip(NET_FIELDS, _NET_COLUMNS, strict=True)}
+    return interfaces

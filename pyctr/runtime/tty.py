@@ -43,6 +43,40 @@ def copy_window_size(from_fd: int, to_fd: int) -> None:
             set_window_size(to_fd, *size)
 
 
+def resize_terminal_of(pid: int, rows: int, cols: int) -> bool:
+    """Set the window size of the terminal process `pid` has on its stdin/stdout/stderr (the API's resize of
+    a container or exec whose pty master another process relays): TIOCSWINSZ on the slave resizes the pty
+    and sends SIGWINCH to its foreground job, as on the master. False when none of them is a terminal."""
+    import stat as stat_module
+
+    for fd in (0, 1, 2):
+        path = f"/proc/{pid}/fd/{fd}"
+        try:
+            if not stat_module.S_ISCHR(os.stat(path).st_mode):
+                continue  # never open a FIFO, socket or file the process holds
+            opened = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if os.isatty(opened):
+                set_window_size(opened, rows, cols)
+                return True
+        except OSError:
+            continue
+        finally:
+            os.close(opened)
+    return False
+
+
+def resize_container_terminal(record, rows: int, cols: int) -> bool:
+    """`POST /containers/{id}/resize`: the pty of a running tty container (its monitor holds the master, its
+    process the slave); checked to be the very process recorded at start, never a reused pid."""
+    from pyctr.runtime.state import process_alive
+
+    state = record.state
+    return process_alive(state.pid, state.pid_start_time) and resize_terminal_of(state.pid, rows, cols)
+
+
 def open_pty(size_from: int | None = 0) -> tuple[int, int]:
     """(master, slave), both CLOEXEC in M; the slave starts with the size of the terminal on `size_from`."""
     master, slave = os.openpty()

@@ -139,3 +139,135 @@ def test_a_chunk_size_that_is_not_plain_hex_is_refused(size):
         body.read(10)
     assert refused.value.status == 400
     assert len(raw.read()) == 64  # the data after the size line was never taken
+
+
+# -- the attack review's second round: connection slots, header deadline, error statuses, exec records ------
+
+def test_one_process_cannot_take_every_connection_slot():
+    from pyctr.api.http import ConnectionSlots
+
+    slots = ConnectionSlots(total=10, per_process=3, per_user=5)
+    held = [object() for _ in range(5)]
+    assert all(slots.take(c, (100, 0)) is None for c in held[:3])
+    refused = slots.take(object(), (100, 0))
+    assert refused is not None and "process 100" in refused
+    assert slots.take(held[3], (101, 0)) is None  # another process still gets in
+    slots.give_back(held[0])
+    assert slots.take(held[4], (100, 0)) is None  # a slot given back can be taken again
+
+
+def test_a_non_root_user_is_capped_across_its_processes_and_the_total_holds():
+    from pyctr.api.http import ConnectionSlots
+
+    slots = ConnectionSlots(total=8, per_process=2, per_user=3)
+    held = [object() for _ in range(9)]  # kept alive: a slot is keyed by its connection object
+    assert [slots.take(held[i], (pid, 1000)) for i, pid in enumerate((1, 1, 2))] == [None, None, None]
+    assert "user 1000" in slots.take(object(), (3, 1000))
+    assert [slots.take(held[3 + i], (pid, 0)) for i, pid in enumerate((4, 4, 5, 5, 6))] == [None] * 5
+    assert slots.take(held[8], (7, 0)) == "too many connections to the daemon"  # root: per process and total
+
+
+def test_the_request_head_has_a_deadline_however_slowly_it_is_trickled():
+    import socket
+    import threading
+    import time
+
+    from pyctr.api.http import DeadlineReader
+
+    ours, theirs = socket.socketpair()
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.is_set():
+            theirs.send(b"x")  # one byte every 50 ms: each recv alone would never time out
+            time.sleep(0.05)
+
+    threading.Thread(target=trickle, daemon=True).start()
+    reader = io.BufferedReader(DeadlineReader(ours), 1)
+    reader.raw.deadline = time.monotonic() + 0.3
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            reader.readline(65537)
+        assert time.monotonic() - started < 1.0
+        reader.raw.lift(None)  # lifted: reads wait as long as the data takes
+        assert reader.read1(1) == b"x"
+    finally:
+        stop.set()
+        ours.close()
+        theirs.close()
+
+
+def test_os_errors_on_client_paths_and_deep_nesting_are_the_clients_errors():
+    import errno
+
+    from pyctr.api.routes import answer_for_exception
+
+    assert answer_for_exception(OSError(errno.ELOOP, "Too many levels of symbolic links", "a/b"))[0] == 400
+    assert answer_for_exception(OSError(errno.ENAMETOOLONG, "File name too long"))[0] == 400
+    assert answer_for_exception(FileNotFoundError(errno.ENOENT, "No such file or directory", "x")) == (
+        404, "x: no such file or directory")
+    assert answer_for_exception(RecursionError())[0] == 400
+    assert answer_for_exception(OSError(errno.EIO, "I/O error")) is None  # the daemon's own fault: 500
+    assert answer_for_exception(ConnectionResetError()) is None
+    assert answer_for_exception(KeyError("x")) is None
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash():
+    from types import SimpleNamespace
+
+    from pyctr.api.http import Request
+
+    deep = b"[" * 200_000 + b"]" * 200_000
+    handler = SimpleNamespace(rfile=io.BufferedReader(io.BytesIO(deep)),
+                              headers=Headers({"Content-Length": str(len(deep))}))
+    with pytest.raises(HttpError) as refused:
+        Request(handler, "POST", "/containers/create", (1, 41), {}).json()
+    assert refused.value.status == 400
+    with pytest.raises(UsageError):
+        documents.parse_filters("[" * 100_000)
+
+
+def test_a_childs_error_keeps_its_kind_so_the_api_keeps_its_status():
+    from pyctr.runtime.process.child import error_class, run_in_child
+
+    assert error_class("NotFoundError") is NotFoundError
+    assert error_class("os") is PyctrError and error_class(None) is PyctrError
+
+    def missing() -> None:
+        raise NotFoundError("Could not find the file /x in container c")
+
+    with pytest.raises(NotFoundError) as raised:
+        run_in_child(missing)
+    assert status_for(raised.value) == 404
+
+
+def test_path_errors_map_to_not_found_and_bad_parameter():
+    import errno
+
+    from pyctr.runtime.copy import path_error
+
+    assert isinstance(path_error(OSError(errno.ENOENT, "x")), NotFoundError)
+    assert status_for(path_error(OSError(errno.ELOOP, "Too many levels of symbolic links", "/l/"))) == 400
+    assert status_for(path_error(OSError(errno.ENAMETOOLONG, "File name too long"))) == 400
+    assert status_for(path_error(OSError(errno.EIO, "I/O error"))) == 500
+
+
+def _exec(exec_id: str, container: str = "c1", *, created: float = 0.0, started: bool = False,
+          ended_at: float = 0.0):
+    from pyctr.api.execs import ExecInstance
+
+    return ExecInstance(exec_id, container, {}, None, created_at=created, started=started, ended_at=ended_at)
+
+
+def test_exec_records_expire_as_dockerds_do_and_are_bounded():
+    from pyctr.api import execs
+
+    now = 10_000.0
+    records = [_exec("pending-running", created=1), _exec("pending-stopped", "c2", created=2),
+               _exec("ended-old", started=True, ended_at=now - execs.ENDED_KEEP_SECONDS - 1),
+               _exec("ended-new", started=True, ended_at=now - 1), _exec("running", "c2", started=True)]
+    assert execs.expired_ids(records, {"c1"}, now) == {"pending-stopped", "ended-old"}
+    many = [_exec(f"p{i}", created=i) for i in range(execs.MAX_PENDING + 5)]
+    gone = execs.expired_ids(many, {"c1"}, now)
+    assert gone == {f"p{i}" for i in range(5)}  # the oldest unstarted ones

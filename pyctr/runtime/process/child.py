@@ -25,7 +25,8 @@ def run_in_child(action: Callable[[], None]) -> None:
             action()
         except PyctrError as e:
             code = e.exit_code
-            os.write(report_w, json.dumps({"message": e.message, "code": e.exit_code}).encode())
+            os.write(report_w, json.dumps({"message": e.message, "code": e.exit_code,
+                                           "kind": type(e).__name__}).encode())
         except BrokenPipeError:
             code = 1
         except BaseException as e:  # noqa: BLE001 - reported to the parent
@@ -43,4 +44,12 @@ def run_in_child(action: Callable[[], None]) -> None:
     os.waitpid(child, 0)
     if message:
         report = json.loads(message)
-        raise PyctrError(report["message"], exit_code=report["code"])
+        raise error_class(report.get("kind"))(report["message"], exit_code=report["code"])
+
+
+def error_class(name: str | None) -> type[PyctrError]:
+    """The child's error class by name, among pyctr.errors' (so a 404 stays a NotFoundError); else PyctrError."""
+    from pyctr import errors
+
+    found = getattr(errors, name or "", None)
+    return found if isinstance(found, type) and issubclass(found, PyctrError) else PyctrError

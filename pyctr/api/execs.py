@@ -269,6 +269,7 @@ def _run(instance: ExecInstance, options, stdin, stdout, stderr) -> None:
 def _spawn(instance: ExecInstance, options, stdin, stdout, stderr) -> int:
     """Fork a child with the given stdio (None: /dev/null) that runs the exec and exits with its code."""
     from pyctr.runtime.exec import run_exec
+    from pyctr.runtime.process.inherited import disown_inherited_fds
 
     cfg = config()
     pid = os.fork()
@@ -278,7 +279,7 @@ def _spawn(instance: ExecInstance, options, stdin, stdout, stderr) -> int:
             devnull = os.open(os.devnull, os.O_RDWR)
             for target, fd in enumerate((stdin, stdout, stderr)):
                 os.dup2(devnull if fd is None else fd, target)
-            os.closerange(3, 65536)
+            disown_inherited_fds()  # not closerange: the daemon's objects must not close the exec's fds
             os.setsid()
             code = run_exec(cfg, instance.container_id, options)
         except PyctrError as e:

@@ -50,12 +50,15 @@ def _run_detached(function: Callable[[], object], report: int) -> None:  # pragm
 
 
 def _sanitise_fds() -> None:
-    """Stdio to /dev/null, every other fd closed: the caller's pipes and terminal are not held."""
+    """Stdio to /dev/null, every other fd given up: the caller's pipes and terminal are not held, and no object
+    inherited from a multithreaded caller can close this process's own fds later (process/inherited.py)."""
+    from pyctr.runtime.process.inherited import disown_inherited_fds
+
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     if devnull > 2:
         os.close(devnull)
-    os.closerange(3, 65536)
+    disown_inherited_fds()
     os.chdir("/")
-    os.umask(0o022)  # the shim's cached memfd went with the closed fds: execshim.sealed_shim notices and re-seals
+    os.umask(0o022)  # the shim's cached memfd went with the inherited fds: execshim.sealed_shim notices, re-seals

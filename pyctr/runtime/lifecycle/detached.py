@@ -56,14 +56,17 @@ def _detach_and_launch(config: Config, record: ContainerRecord, read_end: int, r
 
 
 def _sanitise_fds(keep: int) -> None:
-    """Stdio to /dev/null, every other fd closed: nothing of the CLI's (its pipes, a tty) stays held."""
+    """Stdio to /dev/null, every other fd given up: nothing of the CLI's (its pipes, a tty) stays held, and no
+    object inherited from a multithreaded caller (the API daemon) can close M's own fds later
+    (process/inherited.py)."""
+    from pyctr.runtime.process.inherited import disown_inherited_fds
+
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     if devnull > 2:
         os.close(devnull)
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 65536)
+    disown_inherited_fds(keep=(keep,))
     os.chdir("/")
     os.umask(0o022)
 

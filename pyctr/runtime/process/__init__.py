@@ -9,6 +9,7 @@ and the OCI runtime mode (pyctr/oci/):
   signals.py   the forwarded signals (protocol.FORWARDED_SIGNALS) and the pidfd-based forwarder;
   console.py   the container's own pty, from its devpts;
   kernel.py    the seam for the privileged system calls (a recording fake in unit tests).
+  inherited.py a forked child gives up the fds it inherited, and no object of its parent can close the child's.
 
 Importing this package loads nothing (PEP 562): each name below loads from its submodule on first use, so
 `state.py` (every `ps`) can use liveness without paying for the launcher.

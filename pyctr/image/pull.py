@@ -139,15 +139,15 @@ def pull(config: Config, reference_str: str, platform: str | None = None, quiet:
     store.ensure()
     failures: list[PyctrError] = []
     for endpoint in endpoints_for(ref, config.registry_mirrors, config.insecure_registries):
-        client = RegistryClient(endpoint, ref.repository, load_credentials(endpoint.registry))
-        try:
-            resolved = resolve_manifest(client, ref, wanted)
-        except (RegistryError, NotFoundError) as e:
-            failures.append(e)
-            if endpoint.mirror:
-                continue
-            break
-        return _pull_resolved(store, client, ref, resolved, progress)
+        with RegistryClient(endpoint, ref.repository, load_credentials(endpoint.registry)) as client:
+            try:
+                resolved = resolve_manifest(client, ref, wanted)
+            except (RegistryError, NotFoundError) as e:
+                failures.append(e)
+                if endpoint.mirror:
+                    continue
+                break
+            return _pull_resolved(store, client, ref, resolved, progress)
     not_found = [e for e in failures if isinstance(e, NotFoundError)]
     if not_found:
         raise NotFoundError(f"manifest for {ref.familiar} not found: manifest unknown") from None
@@ -465,12 +465,12 @@ def pull_all_tags(config: Config, reference_str: str, platform: str | None = Non
         raise UsageError("tag can't be used with --all-tags/-a")
     failures: list[PyctrError] = []
     for endpoint in endpoints_for(ref, config.registry_mirrors, config.insecure_registries):
-        client = RegistryClient(endpoint, ref.repository, load_credentials(endpoint.registry))
-        try:
-            tags = client.list_tags()
-            break
-        except (RegistryError, NotFoundError) as e:
-            failures.append(e)
+        with RegistryClient(endpoint, ref.repository, load_credentials(endpoint.registry)) as client:
+            try:
+                tags = client.list_tags()
+                break
+            except (RegistryError, NotFoundError) as e:
+                failures.append(e)
     else:
         raise failures[-1]
     return [pull(config, str(ref.with_tag(tag)), platform, quiet, out) for tag in sorted(tags)]

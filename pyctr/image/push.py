@@ -37,9 +37,9 @@ def login_check(config: Config, registry: str, user: str, password: str) -> None
     from pyctr.image.reference import DOCKER_HUB_ALIASES
 
     registry = "docker.io" if registry in DOCKER_HUB_ALIASES + ("registry-1.docker.io",) else registry
-    client = _client_for(config, registry, "", ())
-    client.credentials = (user, password)
-    client.ping()
+    with _client_for(config, registry, "", ()) as client:
+        client.credentials = (user, password)
+        client.ping()
 
 
 def manifest_for(store: ImageStore, image: ImageRecord) -> tuple[bytes, str, list[dict]]:
@@ -76,13 +76,13 @@ def push(config: Config, name: str, quiet: bool = False, out: TextIO | None = No
     image = _local_image(store, ref)
     with store.gc_lock(shared=True):
         manifest, media_type, layers = manifest_for(store, image)
-        client = _client_for(config, ref.registry, ref.repository, ("pull", "push"))
-        for blob in reversed(layers):  # dockerd announces every layer before pushing any (non-TTY lines)
-            say(f"{blob['digest'][7:19]}: Preparing")
-        for blob in reversed(layers):
-            _push_blob(store, client, blob, say)
-        _push_blob(store, client, {"digest": image.id, "size": len(store.read_blob(image.id))}, None)
-        client.put_manifest(ref.tag or "latest", manifest, media_type)
+        with _client_for(config, ref.registry, ref.repository, ("pull", "push")) as client:
+            for blob in reversed(layers):  # dockerd announces every layer before pushing any (non-TTY lines)
+                say(f"{blob['digest'][7:19]}: Preparing")
+            for blob in reversed(layers):
+                _push_blob(store, client, blob, say)
+            _push_blob(store, client, {"digest": image.id, "size": len(store.read_blob(image.id))}, None)
+            client.put_manifest(ref.tag or "latest", manifest, media_type)
     from pyctr.image.pull import sha256_of
 
     digest = sha256_of(manifest)

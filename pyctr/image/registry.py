@@ -365,6 +365,20 @@ class RegistryClient:
 
     # ------------------------------------------------------------ transport
 
+    def close(self) -> None:
+        """Close the pooled connections now. Left to the garbage collector, a pooled socket of a long-lived
+        process (the API daemon) is finalised in whichever child it forked next, closing that child's fd of
+        the same number (runtime/process/inherited.py)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def session(self) -> Any:
         if self._session is None:

@@ -343,3 +343,26 @@ def test_insecure_registry_falls_back_from_https_to_http(fake):
     client = RegistryClient(endpoint, "lib/app")
     assert client.get_manifest("latest")[0] == MANIFEST
     assert client.base_url == f"http://127.0.0.1:{fake.port}"
+
+
+def test_leaving_a_client_closes_its_pooled_connections(fake):
+    """A pooled socket left to the garbage collector is finalised in whichever child the API daemon forks next;
+    a client used as a context manager closes its connections when left."""
+    import gc
+    import socket
+
+    def open_sockets_to_fake() -> int:
+        return sum(1 for o in gc.get_objects() if isinstance(o, socket.socket) and o.fileno() >= 0
+                   and _peer_port(o) == fake.port)
+
+    with client_for(fake) as client:
+        client.get_manifest("latest")
+        assert open_sockets_to_fake() >= 1  # pooled, kept for the next request
+    assert open_sockets_to_fake() == 0
+
+
+def _peer_port(sock) -> int | None:
+    try:
+        return sock.getpeername()[1]
+    except (OSError, IndexError, TypeError):
+        return None

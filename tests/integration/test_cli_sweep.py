@@ -32,7 +32,7 @@ NO_SUCH_FLAG = "--no-such-flag-xyz"
 
 # Commands with no required argument: an unknown flag is their only bad invocation here.
 NO_REQUIRED_ARGS = {"ps", "images", "image", "system", "info", "doctor", "version", "stats", "load", "login",
-                    "logout", "build", "volume", "network", "container"}
+                    "logout", "build", "volume", "network", "container", "events"}
 
 
 @dataclass(frozen=True)

@@ -551,10 +551,11 @@ def bind_own_cgroups(root_fd: int, root: str, mount: Mount, kernel: Kernel = KER
     """/sys/fs/cgroup without a cgroup namespace: a tmpfs holding a bind of the container's own directory of
     each v1 hierarchy (read-only unless --privileged), or that directory of the v2 tree at /sys/fs/cgroup."""
     from pyctr.runtime import syscalls as s
+    from pyctr.runtime.spec import Mount  # only a type at module level (pyctr-runtime's import graph)
 
     flags, _propagation, _data = parse_options(mount.options)
     extra = s.MS_NOSUID | s.MS_NOEXEC | s.MS_NODEV | (flags & s.MS_RDONLY)
-    sources = own_cgroup_sources(Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text())
+    sources = own_cgroup_sources(_read_text("/proc/self/mountinfo"), _read_text("/proc/self/cgroup"))
     if sources[:1] and sources[0][0] == "":
         _bind_kernel_dir(root_fd, root, mount.destination, sources[0][1], extra, kernel)
         return
@@ -570,10 +571,17 @@ def bind_own_cgroups(root_fd: int, root: str, mount: Mount, kernel: Kernel = KER
                 pass
 
 
+def _read_text(path: str) -> str:
+    """A file's text without pathlib (only a type here: see TYPE_CHECKING above; Path was a NameError)."""
+    with open(path) as f:
+        return f.read()
+
+
 def _bind_kernel_dir(root_fd: int, root: str, destination: str, source: str, flags: int, kernel: Kernel) -> None:
     """A host cgroup directory bound under /sys/fs/cgroup: the target is made and checked as a kernel
     filesystem's is (never through a symlink), which user binds may not do there."""
     from pyctr.runtime import syscalls as s
+    from pyctr.runtime.spec import Mount
 
     with opened(os.open(source, s.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as src, \
             opened(_target(root_fd, root, Mount(destination, "cgroup", "cgroup"), True)) as dst:

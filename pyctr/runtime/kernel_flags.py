@@ -302,7 +302,9 @@ def default_cgroupns(cgroup_version: int) -> str:
 
 
 def shm_mount_options(size: int) -> list[str]:
-    return ["nosuid", "noexec", "nodev", "mode=1777", f"size={size // 1024}k"]
+    """dockerd's /dev/shm options: the size in bytes (the kernel rounds it up to pages). Never in whole KiB
+    rounded down: `--shm-size 1000` made `size=0k`, which tmpfs takes as no limit at all."""
+    return ["nosuid", "noexec", "nodev", "mode=1777", f"size={size}"]
 
 
 def device_node(mapping: DeviceMapping, path_on_host: str, path_in_container: str, st: os.stat_result) -> DeviceNode:

@@ -171,7 +171,7 @@ def shm(s):
 
 def test_dev_shm_by_ipc_mode():
     [own], _ = shm(spec(shm_size="1g")[0]), None
-    assert own.type == "tmpfs" and "size=1048576k" in own.options and "mode=1777" in own.options
+    assert own.type == "tmpfs" and "size=1073741824" in own.options and "mode=1777" in own.options
     assert shm(spec(ipc="none")[0]) == []
     s, _ = spec(ipc="host")
     s.shm_source = "/dev/shm"  # what the launcher fills in at start

@@ -338,3 +338,10 @@ def test_uint16_flag_refused_as_pflag(text, reason):
 def test_cpu_list_is_the_kernels_form():
     assert kf.cpu_list({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8" and kf.cpu_list({3}) == "3" and kf.cpu_list(set()) == ""
     assert kf.parse_uint_list(kf.cpu_list({0, 1, 2, 5})) == {0, 1, 2, 5}
+
+
+@pytest.mark.parametrize("text", [" 0", "0 ", "1_0", "0- 1", "\u0661", ""])
+def test_cpuset_numbers_are_gos_atoi_syntax(text):
+    """Python's int() takes blanks, `_` and non-ASCII digits; moby's ParseUintList (strconv.Atoi) does not."""
+    with pytest.raises(kf.PyctrError, match="Invalid value .* for cpuset cpus: invalid format"):
+        kf.check_cpuset(text if text else ",", "0-1")

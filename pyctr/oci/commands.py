@@ -62,7 +62,27 @@ def load_plan(bundle: str) -> tuple[dict, Plan]:
     from pyctr.oci.bundle import plan_from_config
 
     config = read_config(bundle)
-    return config, plan_from_config(config, bundle, known_caps=_known_caps(), apparmor_enabled=_apparmor_enabled())
+    plan = plan_from_config(config, bundle, known_caps=_known_caps(), apparmor_enabled=_apparmor_enabled())
+    refuse_host_network_sysctls(plan)
+    return config, plan
+
+
+def refuse_host_network_sysctls(plan: Plan) -> None:
+    """runc's validator: a net.* sysctl in a network namespace joined by path that is the caller's own (say
+    /proc/PID/ns/net of a host process) would be written on the host; refused with runc's words. (The pure
+    plan only knows a path; whether it is ours needs a stat of both.)"""
+    path = plan.namespaces.get("network")
+    if not path or not any(key.startswith("net.") for key in plan.sysctl):
+        return
+    try:
+        joined, own = os.stat(path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return  # joining it fails later with its own error
+    if (joined.st_dev, joined.st_ino) == (own.st_dev, own.st_ino):
+        from pyctr.oci.errors import ConfigError
+
+        key = next(key for key in plan.sysctl if key.startswith("net."))
+        raise ConfigError(f'sysctl "{key}" not allowed in host network namespace')
 
 
 def write_pid_file(path: str, pid: int) -> None:

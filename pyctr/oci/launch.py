@@ -532,6 +532,7 @@ def _init(plan: Plan, request: CreateRequest, join_fds: dict[str, int], child_fd
             _write_proc("/proc/sys/kernel/domainname", plan.domainname)
     for key, value in plan.sysctl.items():
         _write_proc("/proc/sys/" + key.replace(".", "/"), value)
+    _restrict_paths(plan)
     _apply_rlimits(plan)
     if plan.process.umask is not None:
         os.umask(plan.process.umask)
@@ -737,8 +738,8 @@ class RootfsMount:
 
 
 def _build_root(plan: Plan, request: CreateRequest, console_channel: int, host_pid: int) -> int | None:
-    """Mounts, devices and pivot_root; the console (after pivot: from the container's devpts, as runc);
-    masked and read-only paths. Returns the console slave fd when a terminal was made."""
+    """Mounts, devices and pivot_root; the console (after pivot: from the container's devpts, as runc).
+    Returns the console slave fd when a terminal was made (masked and read-only paths: _restrict_paths)."""
     from pyctr.runtime import rootfs, syscalls
 
     propagation = {"": "MS_SLAVE", "slave": "MS_SLAVE", "rslave": "MS_SLAVE", "private": "MS_PRIVATE",
@@ -779,13 +780,19 @@ def _build_root(plan: Plan, request: CreateRequest, console_channel: int, host_p
         os.chdir("/")
     else:
         rootfs.pivot_into(root)
-    console = _console(console_channel) if console_channel >= 0 else None
+    return _console(console_channel) if console_channel >= 0 else None
+
+
+def _restrict_paths(plan: Plan) -> None:
+    """Read-only and masked paths, after the hostname and sysctls are written (runc's order: a config's
+    readonlyPaths usually holds /proc/sys, which would refuse every sysctl)."""
+    from pyctr.runtime import rootfs
+
     with rootfs.opened(os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) as new_root:
         if plan.readonly_paths:
             rootfs.readonly_paths(new_root, plan.readonly_paths)
         if plan.masked_paths:
             rootfs.mask_paths(new_root, plan.masked_paths)
-    return console
 
 
 def _make_devices(root_fd: int, devices: list[Device], defaults: bool = True, bind: bool = False) -> None:

@@ -168,16 +168,23 @@ def parse_uint_list(text: str, maximum: int | None = None) -> set[int]:
     invalid = ValueError(f"invalid format: {text}")
     for part in text.split(","):
         low, dash, high = part.partition("-")
-        try:
-            first, last = (int(low), int(high)) if dash else (int(part), int(part))
-        except ValueError:
-            raise invalid from None
+        numbers = (low, high) if dash else (part, part)
+        if not all(_go_atoi_syntax(n) for n in numbers):
+            raise invalid
+        first, last = int(numbers[0]), int(numbers[1])
         if first < 0 or last < first:
             raise invalid
         if maximum is not None and last > maximum:
             raise ValueError(f"value of out range, maximum is {maximum}")
         result.update(range(first, last + 1))
     return result
+
+
+def _go_atoi_syntax(text: str) -> bool:
+    """What Go's strconv.Atoi reads: ASCII digits after an optional sign. Python's int() also takes blanks
+    around the number and `_` between digits (`--cpuset-cpus " 0"` was taken; Docker refuses it)."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return digits.isascii() and digits.isdigit()
 
 
 def check_cpuset(cpus: str, available: str) -> None:
@@ -302,7 +309,9 @@ def default_cgroupns(cgroup_version: int) -> str:
 
 
 def shm_mount_options(size: int) -> list[str]:
-    return ["nosuid", "noexec", "nodev", "mode=1777", f"size={size // 1024}k"]
+    """dockerd's /dev/shm options: the size in bytes (the kernel rounds it up to pages). Never in whole KiB
+    rounded down: `--shm-size 1000` made `size=0k`, which tmpfs takes as no limit at all."""
+    return ["nosuid", "noexec", "nodev", "mode=1777", f"size={size}"]
 
 
 def device_node(mapping: DeviceMapping, path_on_host: str, path_in_container: str, st: os.stat_result) -> DeviceNode:

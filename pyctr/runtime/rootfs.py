@@ -551,11 +551,11 @@ def bind_own_cgroups(root_fd: int, root: str, mount: Mount, kernel: Kernel = KER
     """/sys/fs/cgroup without a cgroup namespace: a tmpfs holding a bind of the container's own directory of
     each v1 hierarchy (read-only unless --privileged), or that directory of the v2 tree at /sys/fs/cgroup."""
     from pyctr.runtime import syscalls as s
+    from pyctr.runtime.spec import Mount  # only a type at module level (pyctr-runtime's import graph)
 
     flags, _propagation, _data = parse_options(mount.options)
     extra = s.MS_NOSUID | s.MS_NOEXEC | s.MS_NODEV | (flags & s.MS_RDONLY)
-    with open("/proc/self/mountinfo") as mountinfo, open("/proc/self/cgroup") as cgroup:
-        sources = own_cgroup_sources(mountinfo.read(), cgroup.read())
+    sources = own_cgroup_sources(_read_text("/proc/self/mountinfo"), _read_text("/proc/self/cgroup"))
     if sources[:1] and sources[0][0] == "":
         _bind_kernel_dir(root_fd, root, mount.destination, sources[0][1], extra, kernel)
         return
@@ -569,6 +569,12 @@ def bind_own_cgroups(root_fd: int, root: str, mount: Mount, kernel: Kernel = KER
                 os.symlink(target, link, dir_fd=top)
             except FileExistsError:
                 pass
+
+
+def _read_text(path: str) -> str:
+    """A file's text without pathlib (only a type here: see TYPE_CHECKING above; Path was a NameError)."""
+    with open(path) as f:
+        return f.read()
 
 
 def _bind_kernel_dir(root_fd: int, root: str, destination: str, source: str, flags: int, kernel: Kernel) -> None:

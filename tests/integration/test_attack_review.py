@@ -1,13 +1,20 @@
-"""Attack review of issue 13's fixes: each test is a real attack, run as root; it passes when the defence holds."""
+"""Attack review of issue 13's fixes (and of issues 15 and 17's kernel flags and pyctr-runtime): each test is a
+real attack, run as root; it passes when the defence holds."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.integration.conftest import REPO_ROOT
+from tests.integration.container_rootfs import build_busybox_rootfs
+from tests.integration.helpers import remove_parent_cgroups
+from tests.integration.test_oci_runtime import RUNTIME, Runtime, make_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -346,3 +353,67 @@ def test_a_stdin_context_link_never_carries_a_host_file(pyctr, kind, linkname):
                           env=pyctr.env, timeout=60)
     assert marker.encode() not in proc.stdout + proc.stderr, proc
     assert b"Traceback" not in proc.stderr
+
+
+def test_a_shm_size_under_a_kilobyte_is_still_a_limit(pyctr):
+    """`--shm-size 1000` was mounted as `size=0k`: tmpfs reads 0 as no limit, so /dev/shm took any amount."""
+    fill = "dd if=/dev/zero of=/dev/shm/fill bs=1k count=256 2>/dev/null; echo $?; du -k /dev/shm/fill"
+    out = pyctr("run", "--rm", "--network", "none", "--shm-size", "1000", "busybox", "sh", "-c", fill,
+                check=True).stdout.split()
+    assert out[0] != "0" and int(out[1]) <= 4, out  # one page at most (the kernel rounds bytes up to pages)
+
+
+KEEPALIVE = Path("/proc/sys/net/ipv4/tcp_keepalive_probes")  # per network namespace, harmless to change
+
+
+@pytest.fixture(scope="module")
+def oci_rootfs(tmp_path_factory) -> Path:
+    return build_busybox_rootfs(tmp_path_factory.mktemp("attack-oci-rootfs") / "rootfs")
+
+
+@pytest.fixture
+def oci_runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """test_oci_runtime's `pyctr-runtime --root <tmp>`; what a test leaves is deleted."""
+    if not RUNTIME.exists():  # as test_oci_runtime: `make install` writes it, a fresh checkout gets it here
+        subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "python"), str(REPO_ROOT / "scripts" / "write_launcher.py"),
+                        str(RUNTIME)], check=True)
+    rt = Runtime(tmp_path)
+    yield rt
+    for container_id in (os.listdir(rt.root) if rt.root.exists() else []):
+        rt.query("delete", "--force", container_id)
+    remove_parent_cgroups("pyctr-oci-test")
+
+
+def _sysctl_bundle(base: Path, rootfs_dir: Path, network: dict) -> Path:
+    """runc's starter spec (its readonlyPaths hold /proc/sys) with a net.* sysctl, in the network namespace
+    `network` (a new one, or one joined by path)."""
+    base.mkdir()
+    bundle = make_bundle(base, rootfs_dir, ["cat", str(KEEPALIVE)])
+    config = json.loads((bundle / "config.json").read_text())
+    assert "/proc/sys" in config["linux"]["readonlyPaths"]
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "network"] + [network]
+    config["linux"]["sysctl"] = {"net.ipv4.tcp_keepalive_probes": str(int(KEEPALIVE.read_text()) + 3)}
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def test_pyctr_runtime_never_writes_a_net_sysctl_into_the_callers_network_namespace(tmp_path, oci_runtime,
+                                                                                      oci_rootfs):
+    """A config joining the caller's own network namespace by path (/proc/<pid>/ns/net) with a net.* sysctl: runc
+    refuses it; pyctr-runtime wrote it on the host. A new namespace still gets it, though /proc/sys is read-only
+    in the config (written before the read-only paths, as runc: it failed with EROFS)."""
+    before = KEEPALIVE.read_text()
+    wanted = str(int(before) + 3)
+    own = _sysctl_bundle(tmp_path / "own", oci_rootfs, {"type": "network"})
+    oci_runtime("run", "--bundle", str(own), "sysctl-own")
+    assert oci_runtime.out.read_text().split() == [wanted]
+    host = _sysctl_bundle(tmp_path / "host", oci_rootfs, {"type": "network", "path": f"/proc/{os.getpid()}/ns/net"})
+    try:
+        done = oci_runtime("run", "--bundle", str(host), "sysctl-host", check=False)
+        assert KEEPALIVE.read_text() == before
+    finally:
+        KEEPALIVE.write_text(before)
+    assert done.returncode == 1
+    error = oci_runtime.err.read_text()  # runc's log line: msg="sysctl \"net...\" not allowed in host ..."
+    assert "net.ipv4.tcp_keepalive_probes" in error and "not allowed in host network namespace" in error, error
+    assert not (oci_runtime.root / "sysctl-host").exists()

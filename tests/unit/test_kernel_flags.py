@@ -171,7 +171,7 @@ def shm(s):
 
 def test_dev_shm_by_ipc_mode():
     [own], _ = shm(spec(shm_size="1g")[0]), None
-    assert own.type == "tmpfs" and "size=1048576k" in own.options and "mode=1777" in own.options
+    assert own.type == "tmpfs" and "size=1073741824" in own.options and "mode=1777" in own.options
     assert shm(spec(ipc="none")[0]) == []
     s, _ = spec(ipc="host")
     s.shm_source = "/dev/shm"  # what the launcher fills in at start
@@ -338,3 +338,10 @@ def test_uint16_flag_refused_as_pflag(text, reason):
 def test_cpu_list_is_the_kernels_form():
     assert kf.cpu_list({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8" and kf.cpu_list({3}) == "3" and kf.cpu_list(set()) == ""
     assert kf.parse_uint_list(kf.cpu_list({0, 1, 2, 5})) == {0, 1, 2, 5}
+
+
+@pytest.mark.parametrize("text", [" 0", "0 ", "1_0", "0- 1", "\u0661", ""])
+def test_cpuset_numbers_are_gos_atoi_syntax(text):
+    """Python's int() takes blanks, `_` and non-ASCII digits; moby's ParseUintList (strconv.Atoi) does not."""
+    with pytest.raises(kf.PyctrError, match="Invalid value .* for cpuset cpus: invalid format"):
+        kf.check_cpuset(text if text else ",", "0-1")

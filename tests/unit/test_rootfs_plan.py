@@ -30,7 +30,7 @@ def test_default_plan_is_dockers():
     assert plan["/dev"].options == ["nosuid", "strictatime", "mode=755", "size=65536k"]
     assert plan["/dev/pts"].options == ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]
     assert "ro" in plan["/sys"].options and "ro" in plan["/sys/fs/cgroup"].options
-    assert set(plan["/dev/shm"].options) >= {"mode=1777", "size=65536k", "nosuid", "noexec", "nodev"}
+    assert set(plan["/dev/shm"].options) >= {"mode=1777", "size=67108864", "nosuid", "noexec", "nodev"}
     for name in ("hostname", "hosts", "resolv.conf"):
         assert plan[f"/etc/{name}"].source == f"/root/containers/{CID}/{name}"
 

@@ -551,7 +551,6 @@ def bind_own_cgroups(root_fd: int, root: str, mount: Mount, kernel: Kernel = KER
     """/sys/fs/cgroup without a cgroup namespace: a tmpfs holding a bind of the container's own directory of
     each v1 hierarchy (read-only unless --privileged), or that directory of the v2 tree at /sys/fs/cgroup."""
     from pyctr.runtime import syscalls as s
-    from pyctr.runtime.spec import Mount  # only a type at module level (pyctr-runtime's import graph)
 
     flags, _propagation, _data = parse_options(mount.options)
     extra = s.MS_NOSUID | s.MS_NOEXEC | s.MS_NODEV | (flags & s.MS_RDONLY)

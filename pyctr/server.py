@@ -52,6 +52,7 @@ from pyctr.client import (
     socket_path,
 )
 from pyctr.protocol import ACCEPTED, DECLINED, MAX_EXTRA_FDS, MAX_REQUEST, PROOF_FD, STATUS
+from pyctr.runtime.process.inherited import disown_inherited_fds
 
 IDLE_SECONDS = 600.0
 # Modules of pyctr the preload does not walk: the entry points (client, server, __main__) and the detached
@@ -287,14 +288,6 @@ def _acceptable(request: object, fds: list[int]) -> bool:
         return False
 
 
-def _close_all_but(keep: set[int]) -> None:
-    low = 3
-    for fd in sorted(k for k in keep if k >= 3):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 20)
-
-
 def _reset_signals() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
         signal.signal(signum, signal.SIG_DFL)
@@ -328,7 +321,9 @@ def worker(conn: socket.socket) -> None:
         accepted = True
         # Keep the client's descriptors and the connection (for the exit status; close-on-exec, so no
         # container ever gets it); close the listening socket, other clients' connections, the server's pipes.
-        _close_all_but({*range(protocol.STD_FDS), *request[protocol.EXTRA_FDS], conn.fileno()})
+        # Each given up as the API daemon's children give theirs up (runtime/process/inherited.py): no object
+        # of the server's, finalized in this worker, can close a descriptor the command opens.
+        disown_inherited_fds({*range(protocol.STD_FDS), *request[protocol.EXTRA_FDS], conn.fileno()})
         conn.setblocking(True)
         from pyctr.cli import main
 

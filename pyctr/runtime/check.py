@@ -91,6 +91,9 @@ class IndexFacts:
     current: bool = False
     names: dict[str, str] = field(default_factory=dict)
     running: frozenset[str] = frozenset()
+    # Read as running before the index was read, stopped by then: the index is a superset of what runs when it
+    # is read, not of what ran a moment earlier (a `run --rm` ending during the check).
+    stopped_since: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ def index_findings(snapshot: RuntimeSnapshot) -> list[Finding]:
     problems = []
     if index.names != expected:
         problems.append("names disagree with the containers")
-    if {f.id for f in listed if f.state is not None and f.state.running} - index.running:
+    if {f.id for f in listed if f.state is not None and f.state.running} - index.running - index.stopped_since:
         problems.append("running containers missing")
     return [Finding("container index", "; ".join(problems), "rebuild_index")] if problems else []
 
@@ -283,18 +286,30 @@ def snapshot_runtime(config: Config) -> RuntimeSnapshot:
         strays[cid] = StrayCgroup(exists, pids)
     from pyctr.runtime.network.usermanager import orphan_bridges
 
-    return RuntimeSnapshot(containers, frozenset(network), network_error, strays, _index_facts(store),
+    return RuntimeSnapshot(containers, frozenset(network), network_error, strays, _index_facts(store, containers),
                            tuple(orphan_bridges(config)))
 
 
-def _index_facts(store) -> IndexFacts:
+def _index_facts(store, containers: dict[str, ContainerFacts]) -> IndexFacts:
+    """The index, read after the containers (a start marks it before writing "running"); a container read as
+    running that the index lacks is read again: it may have stopped in between."""
     if not store.index.is_current():
         return IndexFacts()
     try:
         names, running = store.index.describe()
     except OSError:
         return IndexFacts()
-    return IndexFacts(True, names, frozenset(running))
+    suspects = [f.id for f in containers.values()
+                if f.state is not None and f.state.running and f.id not in running]
+    stopped = frozenset(cid for cid in suspects if not _still_running(store, cid))
+    return IndexFacts(True, names, frozenset(running), stopped)
+
+
+def _still_running(store, container_id: str) -> bool:
+    try:
+        return store.read_state(container_id).running
+    except PyctrError:  # removed meanwhile (`run --rm`), or unreadable: not running now
+        return False
 
 
 # ------------------------------------------------------------------ repairing

@@ -369,7 +369,7 @@ def test_system_check_removes_the_bridge_of_a_network_lost_in_a_crash(net) -> No
 
 def test_no_leak_after_cycles_of_network_create_run_rm(net) -> None:
     before_links, before_tables = _links(), _nft_tables()
-    for i in range(int(os.environ.get("PYCTR_NET_CYCLES", "50"))):
+    for i in range(int(os.environ.get("PYCTR_NET_CYCLES", "200"))):  # the 200 cycles
         _ok(net, "network", "create", "--subnet", "10.81.12.0/24", "cycle")
         _ok(net, "run", "-d", "--name", f"srv{i}", "--network", "cycle", "busybox", "sleep", "60")
         _ok(net, "run", "--rm", "--network", "cycle", "busybox", "ping", "-c1", "-W2", f"srv{i}")

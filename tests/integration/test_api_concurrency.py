@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 import pytest
 
+from tests.integration.api_daemon import start_daemon
 from tests.integration.conftest import _env_for, make_root
-from tests.integration.test_api_docker_cli import start_daemon
 
 WORKERS = 6
 ROUNDS = 3

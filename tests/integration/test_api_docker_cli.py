@@ -4,115 +4,26 @@ dockerd is never started: every answer comes from pyctr's daemon."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import select
-import shutil
 import socket
 import subprocess
 import tarfile
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PYCTR_BIN, PyctrRunner, _env_for, make_root
+from tests.integration.api_daemon import DOCKER, Daemon, hostile_tar, served_daemon
+from tests.integration.conftest import PYCTR_BIN
 from tests.integration.helpers import program_under_a_pty
-
-DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
-
-
-class Daemon:
-    def __init__(self, proc: subprocess.Popen, sock: Path, env: dict[str, str], base: Path) -> None:
-        self.proc, self.sock, self.env, self.base = proc, sock, env, base
-        self.pyctr = PyctrRunner(env)
-
-    def docker(self, *args: str, input: str | None = None, timeout: float = 60, check: bool = False):
-        env = {**self.env, "DOCKER_HOST": f"unix://{self.sock}", "DOCKER_BUILDKIT": "0",
-               "DOCKER_CONFIG": str(self.base / "docker-config")}
-        proc = subprocess.run([DOCKER, *args], input=input, capture_output=True, text=True, timeout=timeout, env=env,
-                              stdin=None if input is not None else subprocess.DEVNULL)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-                timeout: float = 30) -> tuple[int, dict, bytes]:
-        """A raw HTTP/1.1 request on its own connection (Connection: close)."""
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.settimeout(timeout)
-        conn.connect(str(self.sock))
-        head = [f"{method} {path} HTTP/1.1", "Host: docker", "Connection: close"]
-        for name, value in (headers or {}).items():
-            head.append(f"{name}: {value}")
-        if body is not None:
-            head.append(f"Content-Length: {len(body)}")
-        try:
-            conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + (body or b""))
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused before all of it was read: the answer is still there to read
-        data = b""
-        try:
-            while chunk := conn.recv(65536):
-                data += chunk
-        except ConnectionResetError:
-            pass
-        conn.close()
-        return parse_response(data)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None and self.request("GET", "/_ping")[2] == b"OK"
-
-
-def parse_response(data: bytes) -> tuple[int, dict, bytes]:
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if headers.get("transfer-encoding") == "chunked":
-        out, rest = b"", body
-        while rest:
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line, 16)
-            if size == 0:
-                break
-            out, rest = out + rest[:size], rest[size + 2:]
-        body = out
-    return status, headers, body
-
-
-def start_daemon(env: dict[str, str], base: Path) -> Daemon:
-    sock = base / "docker.sock"
-    log = open(base / "daemon.log", "ab")  # noqa: SIM115 - the daemon's, closed by the fixture
-    proc = subprocess.Popen([str(PYCTR_BIN), "system", "service", "--host", f"unix://{sock}"],
-                            env={**env, "PYCTR_SERVER": "0"}, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
-    log.close()
-    deadline = time.monotonic() + 60
-    while not sock.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"the daemon did not start:\n{(base / 'daemon.log').read_text()}")
-        time.sleep(0.05)
-    return Daemon(proc, sock, env, base)
 
 
 @pytest.fixture(scope="module")
 def daemon(pyctr_config, tmp_path_factory):
-    base = tmp_path_factory.mktemp("api")
-    (base / "docker-config").mkdir()
-    env = _env_for(make_root(base / "root"), pyctr_config)
-    d = start_daemon(env, base)
-    d.pyctr("pull", "-q", "busybox", check=True, timeout=120)
-    yield d
-    ids = d.pyctr("ps", "-aq", "--no-trunc").stdout.split()
-    if ids:
-        d.pyctr("rm", "-f", *ids)
-    d.proc.terminate()
-    d.proc.wait(timeout=30)
-    assert not d.sock.exists(), "the daemon left its socket behind"
+    yield from served_daemon(pyctr_config, tmp_path_factory, "api")
 
 
 def test_version_is_negotiated_down_and_too_new_is_refused(daemon):
@@ -229,16 +140,6 @@ def test_build_tag_and_run(daemon, tmp_path):
                         input="FROM busybox\nRUN exit 7\n")
     assert bad.returncode != 0
     daemon.docker("rmi", tag, check=True)
-
-
-def hostile_tar(*members: tuple[str, bytes, bytes, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, kind, data, link in members:
-            info = tarfile.TarInfo(name)
-            info.type, info.size, info.linkname = kind, len(data), link
-            tar.addfile(info, io.BytesIO(data) if data else None)
-    return buf.getvalue()
 
 
 def test_hostile_requests_leave_the_daemon_up(daemon, tmp_path):

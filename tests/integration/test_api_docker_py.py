@@ -10,8 +10,8 @@ import uuid
 import docker
 import pytest
 
+from tests.integration.api_daemon import start_daemon
 from tests.integration.conftest import _env_for, make_root
-from tests.integration.test_api_docker_cli import start_daemon
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ import pytest
 
 from pyctr.api.execs import MAX_EXEC_BODY, MAX_PENDING
 from pyctr.api.http import HEADER_SECONDS, MAX_PER_PROCESS
+from tests.integration.api_daemon import DOCKER, Daemon, hostile_tar, parse_response, start_daemon
 from tests.integration.conftest import _env_for, make_root
 from tests.integration.helpers import program_under_a_pty
-from tests.integration.test_api_docker_cli import DOCKER, Daemon, hostile_tar, parse_response, start_daemon
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
+from tests.integration.api_daemon import DOCKER, Daemon, start_daemon
 from tests.integration.conftest import PYCTR_BIN, _env_for, make_root
 from tests.integration.helpers import cgroup_dirs, veths_of
-from tests.integration.test_api_docker_cli import DOCKER, Daemon, start_daemon
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import json
 import tarfile
 import uuid
 
-from tests.integration.test_api_docker_cli import daemon  # noqa: F401 - the module's daemon fixture
+from tests.integration.api_daemon import daemon  # noqa: F401 - the module's daemon fixture
 
 
 def _name(prefix: str) -> str:

@@ -25,9 +25,8 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-from tests.integration.conftest import _env_for, make_root
+from tests.integration.api_daemon import Daemon, served_daemon
 from tests.integration.helpers import cgroup_dirs, veths_of
-from tests.integration.test_api_docker_cli import Daemon, start_daemon
 
 SESSION_LABEL = "org.testcontainers.session-id"
 
@@ -78,18 +77,9 @@ print(f"Removed {len(reaped)} container(s), {len(networks)} network(s), {len(vol
 
 @pytest.fixture(scope="module")
 def daemon(pyctr_config, tmp_path_factory):
-    base = tmp_path_factory.mktemp("api-testcontainers")
-    env = {**_env_for(make_root(base / "root"), pyctr_config), "PYCTR_DEBUG": "1"}  # every failed request logged
-    d = start_daemon(env, base)
-    d.pyctr("pull", "-q", "busybox", check=True, timeout=120)
-    yield d
-    ids = d.pyctr("ps", "-aq", "--no-trunc").stdout.split()
-    if ids:
-        d.pyctr("rm", "-f", *ids)
-    d.proc.terminate()
-    d.proc.wait(timeout=30)
-    errors = [line for line in (base / "daemon.log").read_text().splitlines() if line.startswith("level=error")]
-    assert errors == [], "the daemon failed requests:\n" + "\n".join(errors)
+    # PYCTR_DEBUG: every failed request is logged, and the fixture fails if any was
+    yield from served_daemon(pyctr_config, tmp_path_factory, "api-testcontainers", {"PYCTR_DEBUG": "1"},
+                             fail_on_logged_errors=True)
 
 
 @pytest.fixture

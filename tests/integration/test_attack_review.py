@@ -14,7 +14,7 @@ import pytest
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.container_rootfs import build_busybox_rootfs
 from tests.integration.helpers import remove_parent_cgroups
-from tests.integration.test_oci_runtime import RUNTIME, Runtime, make_bundle
+from tests.integration.oci_bundle import RUNTIME, Runtime, make_bundle
 
 pytestmark = pytest.mark.integration
 

@@ -264,8 +264,8 @@ def test_platform(box, registry) -> None:
 def test_docker_cli_through_the_api_sets_the_same_flags(pyctr_config, tmp_path) -> None:
     """The real docker CLI against `pyctr system service`: HostConfig.LogConfig/DnsSearch/DnsOptions/Links reach
     the container as the flags do, and /logs of a `none` container is Docker's 501."""
+    from tests.integration.api_daemon import start_daemon
     from tests.integration.conftest import _env_for, make_root
-    from tests.integration.test_api_docker_cli import start_daemon
 
     (tmp_path / "docker-config").mkdir()
     daemon = start_daemon(_env_for(make_root(tmp_path / "root"), pyctr_config), tmp_path)

@@ -5,6 +5,7 @@ One home for them so every table agrees: `Up 3 minutes`, `1.23MB`, `1.5MiB`.
 
 from __future__ import annotations
 
+import math
 import re
 
 _DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
@@ -88,15 +89,31 @@ def _parse_size(text: str, multipliers: dict[str, int]) -> int:
     if not _GO_FLOAT.match(number):
         raise ValueError(f'strconv.ParseFloat: parsing "{number}": invalid syntax')
     size = float(number)
+    if math.isinf(size):
+        raise ValueError(f'strconv.ParseFloat: parsing "{number}": value out of range')
     if size < 0:
         raise ValueError(f"invalid size: '{text}'")
     if not suffix:
-        return int(size)
+        return go_int64(size)
     lower = suffix.lower()
     if len(lower) > 3 or (lower[0] == "b" and len(lower) > 1):
         raise ValueError(f"invalid suffix: '{lower if len(lower) <= 3 else suffix}'")
     if lower[0] == "b":
-        return int(size)
+        return go_int64(size)
     if lower[0] not in multipliers or (len(lower) == 2 and lower[1] != "b") or (len(lower) == 3 and lower[1:] != "ib"):
         raise ValueError(f"invalid suffix: '{lower}'")
-    return int(size * multipliers[lower[0]])
+    return go_int64(size * multipliers[lower[0]])
+
+
+INT64_MIN = -(1 << 63)
+
+
+def go_int64(value: float) -> int:
+    """Go's int64(float64) on amd64 (CVTTSD2SQ): a value int64 cannot hold becomes math.MinInt64.
+
+    go-units converts so without a check, which is how Docker ends up with a negative size for `1e30` or
+    `99999999999999999999` (dockerd then refuses it, e.g. "SHM size can not be less than 0"); pyctr keeps that
+    value so that the same checks refuse it, rather than asking the kernel for an absurd tmpfs or limit."""
+    if not math.isfinite(value) or not INT64_MIN <= value < -INT64_MIN:
+        return INT64_MIN
+    return int(value)

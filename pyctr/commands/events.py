@@ -15,6 +15,8 @@ from pyctr import events
 from pyctr.commands import AppContext, pass_app
 from pyctr.errors import PyctrError, UsageError
 
+EXIT_BAD_FORMAT = 64  # docker-cli 20.10 runEvents: cli.StatusError{StatusCode: 64, "Error parsing format: ..."}
+
 
 def parse_filters(values: tuple[str, ...]) -> dict[str, list[str]]:
     """docker-cli's FilterOpt: `name=value`, the name trimmed and lower-cased, values of one name OR-ed."""
@@ -55,8 +57,9 @@ def message_context(event: events.Event | None):
     from pyctr.output.govalues import GoStruct
 
     document = events.message(event) if event is not None else {}
+    type_name = "events.Message" if event is not None else "*events.Message"  # makeTemplate's &Message{}
     actor = document.get("Actor") or {"ID": "", "Attributes": {}}  # a nil map: `.Attributes.x` is <no value>
-    return GoStruct("events.Message", {
+    return GoStruct(type_name, {
         "Status": document.get("status", ""), "ID": document.get("id", ""), "From": document.get("from", ""),
         "Type": document.get("Type", ""), "Action": document.get("Action", ""),
         "Actor": GoStruct("events.Actor", {"ID": actor["ID"], "Attributes": actor["Attributes"]}),
@@ -70,10 +73,13 @@ def line_printer(fmt: str | None):
     docker-cli's makeTemplate does, so `{{.Bogus}}` fails before anything is read)."""
     if not fmt:
         return events.default_line
-    from pyctr.output.template import json_shorthand, parse
+    from pyctr.output.template import Template, TemplateError, json_shorthand
 
-    template = parse(json_shorthand(fmt))
-    template.execute(message_context(None))
+    try:
+        template = Template(json_shorthand(fmt))
+        template.execute(message_context(None))
+    except TemplateError as e:  # docker-cli's runEvents: a StatusError 64 with Go's own error text
+        raise TemplateError(f"Error parsing format: {e.message}", exit_code=EXIT_BAD_FORMAT) from None
     return lambda event: template.execute(message_context(event))
 
 

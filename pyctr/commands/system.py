@@ -59,7 +59,10 @@ def _print_version_template(fmt: str, document) -> None:
     from pyctr.output import template
     from pyctr.output.table import tabwrite
 
-    compiled = template.parse(template.json_shorthand(fmt), name="version")
+    try:  # docker-cli 20.10's runVersion: a template that does not parse is StatusError 64
+        compiled = template.parse(template.json_shorthand(fmt), name="version")
+    except template.TemplateError as e:
+        raise template.TemplateError(e.message, exit_code=64) from None
     try:
         text = compiled.execute(document)
     except template.TemplateError:

@@ -284,6 +284,13 @@ def shm_size(text: str | None) -> int:
     return size or DEFAULT_SHM_SIZE
 
 
+def check_shm_size(size: int) -> None:
+    """dockerd's verifyPlatformContainerSettings, after the resources: `1e30` reaches it as a negative size
+    (go-units' int64 conversion overflows, see units.go_int64) and is refused, never mounted."""
+    if size < 0:
+        raise PyctrError("SHM size can not be less than 0")
+
+
 def check_hostname(uts_mode: str, hostname: str | None) -> None:
     """dockerd's validateNetMode: a host UTS namespace has the host's name."""
     if uts_mode == "host" and hostname:
@@ -415,6 +422,7 @@ def decide(options, network_mode: str, cgroup_version: int = 2, memory: int | No
     support = support or HostSupport(cpus=host_cpus(), oom_kill_disable=cgroup_version == 1)
     resources = decide_resources(options.memory_reservation, options.oom_kill_disable, options.cpuset_cpus,
                                  options.blkio_weight, memory, support)
+    check_shm_size(size)
     namespaces = namespaces_for(network_mode, ipc, pid, uts, cgroupns or default_cgroupns(cgroup_version))
     return KernelChoices(namespaces, ipc or "private", pid, size, sysctls, devices, resources)
 

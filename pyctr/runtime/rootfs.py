@@ -511,15 +511,34 @@ def create_user_devices(root_fd: int, nodes: list[dict], kernel: Kernel = KERNEL
         directory, name = os.path.split(os.path.normpath(node["path"]))
         if not name or not directory.startswith("/"):
             raise RuntimeFailure(f"invalid device path {node['path']!r}")
-        kind = stat.S_IFCHR if node["type"] == "c" else stat.S_IFBLK
-        with opened(ensure_in_root(root_fd, directory, "dir", follow=False)) as parent:
-            try:  # no contextlib: pyctr-runtime's create imports this module and keeps its import graph small
-                os.unlink(name, dir_fd=parent)
-            except FileNotFoundError:
-                pass
-            kernel.mknod(name, kind | node["mode"], os.makedev(node["major"], node["minor"]), parent)
-            os.chown(name, node["uid"], node["gid"], dir_fd=parent, follow_symlinks=False)
-            os.chmod(name, node["mode"], dir_fd=parent)
+        try:
+            parent = ensure_in_root(root_fd, directory, "dir", follow=False)
+        except OSError as e:
+            raise device_node_error("mkdir", directory, e) from None
+        with opened(parent):
+            _replace_device_node(parent, name, node, kernel)
+
+
+def _replace_device_node(parent: int, name: str, node: dict, kernel: Kernel) -> None:
+    kind = stat.S_IFCHR if node["type"] == "c" else stat.S_IFBLK
+    try:
+        try:  # no contextlib: pyctr-runtime's create imports this module and keeps its import graph small
+            os.unlink(name, dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        kernel.mknod(name, kind | node["mode"], os.makedev(node["major"], node["minor"]), parent)
+        os.chown(name, node["uid"], node["gid"], dir_fd=parent, follow_symlinks=False)
+        os.chmod(name, node["mode"], dir_fd=parent)
+    except OSError as e:
+        raise device_node_error("mknod", node["path"], e) from None
+
+
+def device_node_error(operation: str, path: str, error: OSError) -> RuntimeFailure:
+    """runc's prepareRootfs wording for a --device node it cannot make, e.g. a target under /proc, where procfs
+    answers ENOENT: `error creating device nodes: mknod /proc/x: no such file or directory` (the path as the
+    container sees it, not the host's merged directory)."""
+    reason = (error.strerror or str(error)).lower()
+    return RuntimeFailure(f"error creating device nodes: {operation} {path}: {reason}")
 
 
 def own_cgroup_sources(mountinfo: str, proc_cgroup: str) -> list[tuple[str, str]]:

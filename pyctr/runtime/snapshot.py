@@ -117,17 +117,28 @@ def export_container(config: Config, record: ContainerRecord, out: BinaryIO) -> 
     """Write the container's filesystem (image layers + its changes, without its volumes and /proc-like
     mounts) to `out` as an uncompressed tar, as `docker export` does."""
     rootfs = record.config["Spec"]["rootfs"]
-    lowers = [*rootfs["lowerdirs"], rootfs["upperdir"]]  # base first; the upper dir on top, read-only
     config.paths.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
     view = config.paths.tmp / f"export-{record.id[:12]}-{os.getpid()}-{time.monotonic_ns()}"
     view.mkdir(mode=0o700)
+    empty_top = view.with_name(view.name + "-empty")
+    empty_top.mkdir(mode=0o700)
+    lowers = export_layers(rootfs["lowerdirs"], rootfs["upperdir"], str(empty_top))
     try:
         from pyctr.runtime.process.child import run_in_child
 
         run_in_child(lambda: _mount_and_pack(lowers, str(view), out.fileno()))
     finally:
-        with contextlib.suppress(OSError):
-            view.rmdir()
+        for directory in (view, empty_top):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+def export_layers(lowerdirs: list[str], upperdir: str, empty_dir: str) -> list[str]:
+    """The read-only overlay's layers for export, base first: the image's layers with the container's upper dir
+    on top. A container that was created but never started has no upper dir yet (the launcher makes it at
+    start), and Docker exports the image's filesystem for it: an empty directory stands in for the upper dir,
+    which also keeps the two layers a read-only overlay needs when the image has a single layer."""
+    return [*lowerdirs, upperdir if os.path.isdir(upperdir) else empty_dir]
 
 
 def _mount_and_pack(lowers: list[str], view: str, out_fd: int) -> None:  # pragma: no cover - in the child

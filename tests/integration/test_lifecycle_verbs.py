@@ -167,6 +167,16 @@ def test_export_piped_into_import_runs(lc, cleanup, tmp_path):
     assert not any(name.startswith("proc/") and name != "proc/" for name in listing)
 
 
+def test_export_of_a_created_container_is_the_images_filesystem(lc, cleanup, tmp_path):
+    cleanup.append("ex3")
+    lc("create", "--name", "ex3", "--network", "none", "busybox", "true", check=True)
+    out = tmp_path / "ex3.tar"
+    r = lc("export", "-o", str(out), "ex3")
+    assert r.returncode == 0, r.stderr
+    listing = subprocess.run(["tar", "-tf", str(out)], capture_output=True, text=True, check=True).stdout.split()
+    assert "bin/sh" in listing
+
+
 def test_diff(lc, cleanup):
     cleanup.append("df1")
     lc("run", "--name", "df1", "--network", "none", "busybox", "sh", "-c",

@@ -199,6 +199,17 @@ def test_device_node_and_its_cgroup_rule(lc, cleanup):
     assert 'for "--device" flag: bad mode specified: rwx' in refused(lc, "--device", "/dev/a:/dev/b:rwx", "busybox")
 
 
+def test_a_device_target_under_proc_is_runcs_error(lc):
+    proc = lc("run", "--rm", *QUIET, "--device", "/dev/null:/proc/kf-dev", "busybox", "true")
+    assert proc.returncode != 0
+    assert "error creating device nodes: mknod /proc/kf-dev: no such file or directory" in proc.stderr
+
+
+@pytest.mark.parametrize("size", ["1e30", "99999999999999999999"])
+def test_a_shm_size_beyond_int64_is_refused_as_dockerd_does(lc, size):
+    assert "SHM size can not be less than 0" in refused(lc, *QUIET, "--shm-size", size, "busybox", "true")
+
+
 def test_donors_are_looked_up_at_start_as_dockerd_does(lc, cleanup):
     cleanup += ["kf-late", "kf-stopped"]
     lc("create", *QUIET, "--name", "kf-late", "--ipc", "container:kf-nope", "busybox", "true", check=True)

@@ -224,6 +224,20 @@ def test_format_templates():
     assert line_printer(None) is events.default_line
 
 
+def test_a_bad_format_is_docker_clis_status_error_64():
+    """docker-cli 20.10's runEvents: `Error parsing format: ` + Go's own error, exit 64, for a template that
+    does not parse and for one that fails on the empty *events.Message makeTemplate executes."""
+    with pytest.raises(TemplateError) as unparsed:
+        line_printer("{{.Bogus")
+    assert unparsed.value.exit_code == 64
+    assert unparsed.value.message == "Error parsing format: template: :1: unclosed action"
+    with pytest.raises(TemplateError) as unknown:
+        line_printer("{{.Bogus}}")
+    assert unknown.value.exit_code == 64
+    assert unknown.value.message == ('Error parsing format: template: :1:2: executing "" at <.Bogus>: '
+                                     "can't evaluate field Bogus in type *events.Message")
+
+
 def test_network_actors_of_a_running_container():
     from pyctr.config import Config
     from pyctr.runtime.lifecycle.teardown import network_actors

@@ -345,3 +345,24 @@ def test_cpuset_numbers_are_gos_atoi_syntax(text):
     """Python's int() takes blanks, `_` and non-ASCII digits; moby's ParseUintList (strconv.Atoi) does not."""
     with pytest.raises(kf.PyctrError, match="Invalid value .* for cpuset cpus: invalid format"):
         kf.check_cpuset(text if text else ",", "0-1")
+
+
+class ProcfsKernel:
+    """mknod as procfs answers it: a name under /proc that is not a pid is ENOENT, not a node."""
+
+    def mknod(self, name: str, mode: int, device: int, dir_fd: int) -> None:
+        raise FileNotFoundError(2, "No such file or directory")
+
+
+def test_a_device_node_that_cannot_be_made_is_runcs_error(tmp_path):
+    from pyctr.runtime.rootfs import create_user_devices
+
+    (tmp_path / "proc").mkdir()
+    node = {"path": "/proc/foo", "type": "c", "major": 1, "minor": 3, "mode": 0o666, "uid": 0, "gid": 0}
+    root_fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        with pytest.raises(RuntimeFailure) as e:
+            create_user_devices(root_fd, [node], ProcfsKernel())
+    finally:
+        os.close(root_fd)
+    assert e.value.message == "error creating device nodes: mknod /proc/foo: no such file or directory"

@@ -94,6 +94,15 @@ def test_diff_hides_a_directory_changed_only_by_mount_points(tmp_path: Path):
     assert snapshot.diff_changes(upper, [lower]) == []
 
 
+def test_export_of_a_never_started_container_uses_an_empty_top_layer(tmp_path: Path):
+    """The upper dir is made at start: before it exists export shows the image alone (as docker export does)."""
+    lower, upper, empty = tmp_path / "l", tmp_path / "upper", tmp_path / "empty"
+    lower.mkdir()
+    assert snapshot.export_layers([str(lower)], str(upper), str(empty)) == [str(lower), str(empty)]
+    upper.mkdir()
+    assert snapshot.export_layers([str(lower)], str(upper), str(empty)) == [str(lower), str(upper)]
+
+
 def test_commit_changes():
     config = apply_changes({"Cmd": ["sh"], "Env": ["PATH=/bin"]}, ['CMD ["echo", "hi"]', "ENV A=1", "EXPOSE 80/udp",
                                                                    "USER nobody", "WORKDIR /srv", "LABEL k=v"])

@@ -59,7 +59,7 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "export": ("pyctr.commands.lifecycle", "export", "Export a container's filesystem as a tar archive"),
     "import": ("pyctr.commands.lifecycle", "import_", "Import a tarball's contents as a filesystem image"),
     "diff": ("pyctr.commands.lifecycle", "diff", "Inspect changes to files or directories on a container's filesystem"),
-    "container": ("pyctr.commands.lifecycle", "container_group", "Manage containers"),
+    "container": ("pyctr.cli", "container_group", "Manage containers"),
     "attach": ("pyctr.commands.attach", "attach", "Attach to a running container's input and output"),
     # images
     "pull": ("pyctr.commands.image", "pull", "Download an image from a registry"),
@@ -139,6 +139,65 @@ class LazyGroup(click.Group):
         rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items() if not name.startswith("_")]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+# `docker container X` is `docker X` (docker-cli registers the same commands twice), with ls/list for ps and
+# the group's own prune.
+CONTAINER_SUBCOMMANDS = {
+    **{name: name for name in ("attach", "commit", "cp", "create", "diff", "exec", "export", "inspect", "kill", "logs",
+                               "pause", "port", "rename", "restart", "rm", "run", "start", "stats", "stop", "top",
+                               "unpause", "update", "wait")},
+    "ls": "ps", "list": "ps",
+}
+
+
+class ContainerGroup(LazyGroup):
+    """`pyctr container ...`: the top-level container commands under their docker-cli names, imported lazily."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*CONTAINER_SUBCOMMANDS, "prune"])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "prune":
+            from pyctr.commands.lifecycle import container_prune
+
+            return container_prune
+        target = CONTAINER_SUBCOMMANDS.get(cmd_name)
+        command = None if target is None else super().get_command(ctx, target)
+        if command is not None and command.name != cmd_name:  # `container ls` is ps under its own name
+            command = click.Command(cmd_name, params=command.params, callback=command.callback, help=command.help,
+                                    context_settings=command.context_settings)
+        if command is not None and cmd_name == "inspect":  # docker-cli's `container inspect` is --type container
+            import copy
+
+            command = copy.copy(command)
+            command.params = [_defaulting(p, "kind", "container") for p in command.params]
+        return command
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] not in CONTAINER_SUBCOMMANDS and args[0] != "prune" and not args[0].startswith("-"):
+            raise UnknownCommand(f"container {args[0]}", ctx=ctx)
+        return click.Group.resolve_command(self, ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[CONTAINER_SUBCOMMANDS[name]][2]) for name in sorted(CONTAINER_SUBCOMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted([*rows, ("prune", "Remove all stopped containers")]))
+
+
+def _defaulting(param: click.Parameter, name: str, default: str) -> click.Parameter:
+    if param.name != name:
+        return param
+    import copy
+
+    changed = copy.copy(param)
+    changed.default = default
+    return changed
+
+
+@click.group(name="container", cls=ContainerGroup)
+def container_group() -> None:
+    """Manage containers."""
 
 
 class UnknownCommand(click.UsageError):

@@ -233,14 +233,6 @@ def container_prune(app: AppContext, filters: tuple[str, ...], force: bool) -> N
     click.echo(f"Total reclaimed space: {human_size(reclaimed)}")
 
 
-@click.group(name="container")
-def container_group() -> None:
-    """Manage containers."""
-
-
-container_group.add_command(container_prune)
-
-
 @click.command(name="prune")
 @click.option("-a", "--all", "all_unused", is_flag=True, help="Remove all unused images not just dangling ones")
 @click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<key>=<value>')")

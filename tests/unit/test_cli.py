@@ -79,3 +79,21 @@ def test_internal_error_has_no_traceback(monkeypatch, capsys):
     assert e.value.code == 125
     err = capsys.readouterr().err
     assert "kaboom" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["ls", "list", "prune", *(n for n in ("attach", "commit", "cp", "create", "diff",
+                                  "exec", "export", "inspect", "kill", "logs", "pause", "port", "rename", "restart",
+                                  "rm", "run", "start", "stats", "stop", "top", "unpause", "update", "wait"))])
+def test_container_group_has_docker_clis_subcommands(name, tmp_path):
+    """`docker container X` is `docker X` (ls and list are ps), each with the top-level command's options."""
+    r = run_cli("--root", str(tmp_path), "container", name, "--help")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert r.stdout.startswith(f"Usage: pyctr container {name}"), r.stdout
+
+
+def test_container_ls_is_ps_and_container_inspect_only_looks_for_containers(tmp_path):
+    assert run_cli("--root", str(tmp_path), "container", "ls", "-a").stdout.startswith("CONTAINER ID   IMAGE")
+    r = run_cli("--root", str(tmp_path), "container", "inspect", "nosuch")
+    assert (r.returncode, r.stderr) == (1, "Error: No such container: nosuch\n")
+    r = run_cli("--root", str(tmp_path), "container", "bogus")
+    assert r.returncode == 1 and "'container bogus' is not a pyctr command" in r.stderr

@@ -185,6 +185,133 @@ def test_unknown_names_are_forwarded_to_the_upstream_resolver(net) -> None:
         server.close()
 
 
+@contextlib.contextmanager
+def _fake_upstream(address: str, answer: str):
+    """A UDP resolver on host loopback answering every query with `answer` (the embedded server's upstream)."""
+    from pyctr.runtime.network import dns_server
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        server.bind((address, 53))
+    except OSError as e:
+        server.close()
+        pytest.fail(f"cannot bind the fake upstream resolver {address}:53: {e}")
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                packet, peer = server.recvfrom(4096)
+            except OSError:
+                continue
+            query = dns_server.parse_query(packet)
+            if query is not None:
+                server.sendto(dns_server.build_response(query, [answer]), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+class SlowTcpFlood:
+    """`count` TCP connections to 127.0.0.11:53 from inside container `pid`'s namespace, each announcing a
+    65535-byte query and then dripping it a byte at a time (well within any per-recv timeout), from a
+    thread of the test, until stop()."""
+
+    def __init__(self, pid: int, count: int) -> None:
+        from pyctr.runtime.network.veth import call_in_netns
+
+        self.conns: list[socket.socket] = []
+        self.announced: set[int] = set()  # the length sent: the server is waiting for the rest
+        self.refused: set[int] = set()  # closed by the server
+        self.stopping = threading.Event()
+        call_in_netns(pid, lambda: self._connect(count))  # sockets of that namespace, usable from any thread
+        self.dripper = threading.Thread(target=self._drip, daemon=True)
+        self.dripper.start()
+
+    def _connect(self, count: int) -> None:
+        for _ in range(count):  # non-blocking: a full accept queue delays no other connection
+            conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            conn.setblocking(False)
+            conn.connect_ex(("127.0.0.11", 53))
+            self.conns.append(conn)
+
+    def _drip(self) -> None:
+        while not self.stopping.wait(0.2):
+            for conn in self.conns:
+                if conn.fileno() in self.refused:
+                    continue
+                try:
+                    conn.send(b"x" if conn.fileno() in self.announced else b"\xff\xff")
+                    self.announced.add(conn.fileno())
+                except BlockingIOError:
+                    continue  # still connecting
+                except OSError:
+                    self.refused.add(conn.fileno())
+
+    def settled(self) -> bool:
+        """Every connection is either waited on by the server or refused by it."""
+        return len(self.announced | self.refused) == len(self.conns)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.dripper.join()
+        for conn in self.conns:
+            conn.close()
+
+
+def _dns_held_tcp(pid: int, server_pids: list[int]) -> int:
+    """How many established TCP connections to 127.0.0.11:53 in process `pid`'s namespace the DNS server
+    holds (its own view: the client's cannot tell a queued handshake from a served one)."""
+    inodes = set()
+    for server in server_pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{server}/fd"):
+                with contextlib.suppress(OSError):
+                    inodes.add(os.readlink(f"/proc/{server}/fd/{fd}"))
+    held = 0
+    with open(f"/proc/{pid}/net/tcp") as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == "0B00007F:0035" and fields[3] == "01" and f"socket:[{fields[9]}]" in inodes:
+                held += 1
+    return held
+
+
+def test_a_container_flooding_slow_tcp_queries_does_not_starve_the_others(net) -> None:
+    """One container holds as many slow TCP queries as it can: it gets a quarter of the server's forwarding
+    slots, each only until its whole-message deadline, and another container still resolves names upstream."""
+    from pyctr.runtime.network import dns_server
+
+    upstream = "127.0.0.154"
+    with _fake_upstream(upstream, "10.99.99.98"):
+        _ok(net, "network", "create", "--subnet", "10.81.16.0/24", "floodnet")
+        flooder = _ok(net, "run", "-d", "--network", "floodnet", "busybox", "sleep", "120").strip()
+        pid = json.loads(_ok(net, "inspect", flooder))[0]["State"]["Pid"]
+        flood = SlowTcpFlood(pid, dns_server.MAX_FORWARDS + 6)
+        try:
+            wait_for(flood.settled, timeout=10, what="the flood's connections")
+            out = _ok(net, "run", "--rm", "--network", "floodnet", "--dns", upstream, "busybox",
+                      "nslookup", "outside.example")
+            assert "10.99.99.98" in out, out
+            held = []
+            for _ in range(10):
+                held.append(_dns_held_tcp(pid, _dns_pids(net.root)))
+                time.sleep(0.05)
+            assert 0 < max(held) <= dns_server.MAX_FORWARDS_PER_CONTAINER, held
+            # Dripped into forever, each still ends at its deadline (late handshakes are served after).
+            wait_for(lambda: _dns_held_tcp(pid, _dns_pids(net.root)) == 0, timeout=20,
+                     what="the server to drop every dripping query")
+        finally:
+            flood.stop()
+
+
 def test_published_port_on_a_user_network(net) -> None:
     _ok(net, "network", "create", "--subnet", "10.81.14.0/24", "pubnet")
     with socket.socket() as probe:

@@ -33,6 +33,8 @@ RCODE_OK, RCODE_FORMERR, RCODE_SERVFAIL, RCODE_NXDOMAIN = 0, 1, 2, 3
 UPSTREAM_TIMEOUT = 3.0
 IDLE_CHECK_SECONDS = 0.5
 MAX_FORWARDS = 64  # queries waiting upstream at once: a container flooding unknown names gets SERVFAIL beyond
+MAX_FORWARDS_PER_CONTAINER = MAX_FORWARDS // 4  # so one container's flood never starves the others
+TCP_MESSAGE_DEADLINE = 3.0  # a whole TCP message, not each recv: a byte every few seconds holds no slot for long
 CONTROL_NAME, RECORDS_NAME, LOCK_NAME, NETWORKS_NAME = "dns.sock", "dns.json", "dns.lock", "networks.json"
 
 
@@ -171,6 +173,40 @@ def decide(query: Query, names: dict[str, list[str]], forward: bool,
 
 # ------------------------------------------------------------------------------------------- the server
 
+class ForwardSlots:
+    """Who holds the server's forwarding threads (UDP queries waiting upstream, TCP connections).
+
+    A bounded semaphore alone let one container take all MAX_FORWARDS with slow TCP messages, and every
+    other container then got SERVFAIL: each container may also hold at most `per_container`. Thread-safe;
+    a container holding nothing has no entry (no growth over container lifetimes)."""
+
+    def __init__(self, total: int = MAX_FORWARDS, per_container: int = MAX_FORWARDS_PER_CONTAINER) -> None:
+        self.total, self.per_container = total, per_container
+        self.held: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def acquire(self, container_id: str) -> bool:
+        """Take a slot for `container_id`; False when the server or that container is at its limit."""
+        with self.lock:
+            mine = self.held.get(container_id, 0)
+            if mine >= self.per_container or sum(self.held.values()) >= self.total:
+                return False
+            self.held[container_id] = mine + 1
+            return True
+
+    def release(self, container_id: str) -> None:
+        with self.lock:
+            mine = self.held.get(container_id, 0)
+            if mine <= 1:
+                self.held.pop(container_id, None)
+            else:
+                self.held[container_id] = mine - 1
+
+    def in_use(self, container_id: str | None = None) -> int:
+        with self.lock:
+            return sum(self.held.values()) if container_id is None else self.held.get(container_id, 0)
+
+
 class Records:
     """dns.json, re-read whenever the runtime replaced it (a stat per query: ~2 us)."""
 
@@ -235,7 +271,7 @@ class Server:
         self.selector = selectors.DefaultSelector()
         # container id -> ([udp, tcp listener], pidfd, upstream resolvers)
         self.containers: dict[str, tuple[list[socket.socket], int, list[str]]] = {}
-        self.forwarding = threading.BoundedSemaphore(MAX_FORWARDS)
+        self.forwarding = ForwardSlots()
         self.records_lock = threading.Lock()  # TCP connections read the records from their own threads
 
     def serve(self, control: socket.socket) -> None:
@@ -331,7 +367,7 @@ class Server:
             conn, _ = listener.accept()
         except OSError:
             return
-        if not self.forwarding.acquire(blocking=False):
+        if not self.forwarding.acquire(container_id):
             conn.close()
             return
         threading.Thread(target=self._serve_tcp, args=(conn, container_id), daemon=True).start()
@@ -339,19 +375,19 @@ class Server:
     def _serve_tcp(self, conn: socket.socket, container_id: str) -> None:
         try:
             with conn:
-                conn.settimeout(UPSTREAM_TIMEOUT)
                 while True:
-                    packet = read_tcp_message(conn)
+                    packet = read_tcp_message(conn, time.monotonic() + TCP_MESSAGE_DEADLINE)
                     if packet is None:
                         return
                     reply = self._tcp_reply(packet, container_id)
                     if reply is None:
                         return
+                    conn.settimeout(TCP_MESSAGE_DEADLINE)  # not the read's leftover
                     conn.sendall(struct.pack("!H", len(reply)) + reply)
         except OSError:
             return
         finally:
-            self.forwarding.release()
+            self.forwarding.release(container_id)
 
     def _tcp_reply(self, packet: bytes, container_id: str) -> bytes | None:
         query = parse_query(packet)
@@ -371,7 +407,7 @@ class Server:
             try:
                 with socket.create_connection((server, 53), timeout=UPSTREAM_TIMEOUT) as out:
                     out.sendall(struct.pack("!H", len(packet)) + packet)
-                    reply = read_tcp_message(out)
+                    reply = read_tcp_message(out, time.monotonic() + UPSTREAM_TIMEOUT)
                 if reply is not None:
                     return reply
             except OSError:
@@ -407,31 +443,38 @@ class Server:
                     build_ptr_response(query, addresses[0])
                 with contextlib.suppress(OSError):
                     sock.sendto(reply, peer)
-            elif self.forwarding.acquire(blocking=False):
-                threading.Thread(target=self._forward, args=(sock, peer, packet, query, upstream),
+            elif self.forwarding.acquire(container_id):
+                threading.Thread(target=self._forward, args=(container_id, sock, peer, packet, query, upstream),
                                  daemon=True).start()
             else:
                 with contextlib.suppress(OSError):
                     sock.sendto(build_response(query, [], RCODE_SERVFAIL), peer)
 
-    def _forward(self, *args) -> None:
+    def _forward(self, container_id: str, *args) -> None:
         try:
             forward_query(*args)
         finally:
-            self.forwarding.release()
+            self.forwarding.release(container_id)
 
 
-def read_tcp_message(conn: socket.socket) -> bytes | None:
-    """One length-prefixed DNS message from a TCP stream (None at its end)."""
-    head = _read_exactly(conn, 2)
+def read_tcp_message(conn: socket.socket, deadline: float | None = None) -> bytes | None:
+    """One length-prefixed DNS message from a TCP stream (None at its end); with `deadline` (monotonic), whole
+    by then or TimeoutError: a timeout per recv would let a peer dripping a byte at a time hold its thread
+    forever. Without one, the socket's own timeout applies to each recv (tests, clients)."""
+    head = _read_exactly(conn, 2, deadline)
     if head is None:
         return None
-    return _read_exactly(conn, struct.unpack("!H", head)[0])
+    return _read_exactly(conn, struct.unpack("!H", head)[0], deadline)
 
 
-def _read_exactly(conn: socket.socket, size: int) -> bytes | None:
+def _read_exactly(conn: socket.socket, size: int, deadline: float | None) -> bytes | None:
     data = b""
     while len(data) < size:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("DNS message not complete in time")
+            conn.settimeout(left)
         chunk = conn.recv(size - len(data))
         if not chunk:
             return None

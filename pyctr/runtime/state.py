@@ -693,6 +693,28 @@ class ContainerStore:
             self._write(directory / CONFIG_FILE, config)
             self._refresh_listing_locked(directory)
 
+    def refresh_stale_listings(self) -> int:
+        """Give every container whose listing is missing or stale a current one (`system check`: containers of
+        an older pyctr, a crash between a config.json write and its state.json); how many were refreshed."""
+        refreshed = 0
+        for entry in os.listdir(self.root) if os.path.isdir(self.root) else []:
+            if entry.startswith(".") or self._listing_is_current(entry):
+                continue
+            with contextlib.suppress(OSError, ValueError, NotFoundError):
+                self.refresh_listing(entry)
+                refreshed += 1
+        return refreshed
+
+    def _listing_is_current(self, container_id: str) -> bool:
+        directory = f"{self.root}/{container_id}"
+        try:
+            stamp = file_stamp(os.stat(f"{directory}/{CONFIG_FILE}"))
+            document = json.loads(read_small_file(f"{directory}/{STATE_FILE}"))
+        except (OSError, ValueError):
+            return True  # nothing to refresh from (half-created, damaged: check's other findings)
+        listing = document.get(LISTING_KEY) if isinstance(document, dict) else None
+        return isinstance(listing, dict) and listing.get("ConfigStamp") == stamp
+
     def refresh_listing(self, container_id: str) -> None:
         """Give state.json the listing of the current config.json (`system check`; containers made before it)."""
         with self.locked(container_id):

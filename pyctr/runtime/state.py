@@ -6,7 +6,9 @@ spec) and `state.json` on every transition (what it is doing). Both are
 replaced atomically under the container's flock. Names and the set of running
 containers are also kept in an index (runtime/index.py) so that commands whose
 work does not depend on the number of containers do not read them all; the
-configs and states stay the truth, the index is checked against them.
+configs and states stay the truth, the index is checked against them. state.json
+also carries a stamped copy of the config keys listings show (LISTING_KEY), so
+`ps -a` reads one small file per container.
 
 Stored state can be stale: a process killed behind our back, a monitor that
 died, a reboot. `reconcile` decides, purely, what the truth is from the pid's
@@ -526,17 +528,26 @@ class ContainerStore:
         records.sort(key=lambda r: r.created, reverse=True)
         return records
 
+    def _stamped_state(self, container_id: str) -> tuple[dict, dict | None]:
+        """state.json's document and its listing if that matches config.json (else None); OSError/ValueError
+        when either file is missing or state.json is damaged."""
+        directory = f"{self.root}/{container_id}"
+        stamp = file_stamp(os.stat(f"{directory}/{CONFIG_FILE}"))
+        document = json.loads(read_small_file(f"{directory}/{STATE_FILE}"))
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        listing = document.get(LISTING_KEY)
+        return document, listing if isinstance(listing, dict) and listing.get("ConfigStamp") == stamp else None
+
     def _load_listing(self, container_id: str) -> ContainerRecord | None:
         directory = f"{self.root}/{container_id}"
         try:
-            stamp = file_stamp(os.stat(f"{directory}/{CONFIG_FILE}"))
-            document = json.loads(read_small_file(f"{directory}/{STATE_FILE}"))
+            document, listing = self._stamped_state(container_id)
         except (FileNotFoundError, NotADirectoryError):
             return None  # an unfinished create, or removed meanwhile
         except (OSError, ValueError):
             return self._load(container_id, tolerant=True)  # its own words for what is damaged
-        listing = document.get(LISTING_KEY) if isinstance(document, dict) else None
-        if not isinstance(listing, dict) or listing.get("ConfigStamp") != stamp:
+        if listing is None:
             return self._load(container_id, tolerant=True)
         try:
             state = ContainerState.from_dict(document)
@@ -706,14 +717,10 @@ class ContainerStore:
         return refreshed
 
     def _listing_is_current(self, container_id: str) -> bool:
-        directory = f"{self.root}/{container_id}"
         try:
-            stamp = file_stamp(os.stat(f"{directory}/{CONFIG_FILE}"))
-            document = json.loads(read_small_file(f"{directory}/{STATE_FILE}"))
+            return self._stamped_state(container_id)[1] is not None
         except (OSError, ValueError):
             return True  # nothing to refresh from (half-created, damaged: check's other findings)
-        listing = document.get(LISTING_KEY) if isinstance(document, dict) else None
-        return isinstance(listing, dict) and listing.get("ConfigStamp") == stamp
 
     def refresh_listing(self, container_id: str) -> None:
         """Give state.json the listing of the current config.json (`system check`; containers made before it)."""

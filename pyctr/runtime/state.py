@@ -677,6 +677,7 @@ class ContainerStore:
             if new.running:
                 self.index.mark_running(container_id)  # before: the index stays a superset of what runs
             document = new.to_dict()
+            listing = self._current_listing(self.directory(container_id), listing)
             if listing is not None:
                 document[LISTING_KEY] = listing
             self._write(self.directory(container_id) / STATE_FILE, document)
@@ -727,17 +728,30 @@ class ContainerStore:
         with self.locked(container_id):
             self._refresh_listing_locked(self.directory(container_id))
 
+    @staticmethod
+    def _current_listing(directory: Path, listing: dict | None) -> dict | None:
+        """`listing` if it matches config.json, else one made from config.json (None if that is unreadable): a
+        transition heals a container made by an older pyctr or left stale by a crash, for one stat."""
+        try:
+            if isinstance(listing, dict) and listing.get("ConfigStamp") == file_stamp(
+                    os.stat(directory / CONFIG_FILE)):
+                return listing
+            with open(directory / CONFIG_FILE, "rb") as f:
+                config = json.load(f)
+                return listing_of(config, file_stamp(os.fstat(f.fileno()))) if isinstance(config, dict) else None
+        except (OSError, ValueError):
+            return None
+
     def _refresh_listing_locked(self, directory: Path) -> None:
         """Rewrite state.json with the listing of the config.json just written (the container's lock held)."""
-        with open(directory / CONFIG_FILE, "rb") as f:
-            config = json.load(f)
-            stamp = file_stamp(os.fstat(f.fileno()))
+        listing = self._current_listing(directory, None)
         try:
             document = self._state_document(directory)
         except (OSError, ValueError):
             return  # no or damaged state: the listing falls back to config.json
-        document[LISTING_KEY] = listing_of(config, stamp)
-        self._write(directory / STATE_FILE, document)
+        if listing is not None:
+            document[LISTING_KEY] = listing
+            self._write(directory / STATE_FILE, document)
 
     def remove_directory(self, container_id: str) -> None:
         """Delete the container's directory; the caller has torn down everything else.

@@ -97,3 +97,15 @@ def test_damaged_state_lists_as_dead_and_half_created_not_at_all(store):
     (store.directory(half.id) / st.CONFIG_FILE).unlink()
     (listed,) = store.list_for_listing()
     assert listed.id == damaged.id and listed.state.status == "dead"
+
+
+def test_a_transition_heals_a_missing_or_stale_listing(store):
+    rec = make(store, "ca")
+    path = store.directory(rec.id) / st.STATE_FILE
+    document = state_document(store, rec.id)
+    del document[st.LISTING_KEY]  # written by a pyctr before listings
+    path.write_text(json.dumps(document))
+    store.update_state(rec.id, lambda s: st.exited(s, 1))
+    listing = state_document(store, rec.id)[st.LISTING_KEY]
+    assert listing["Name"] == "ca"
+    assert store.refresh_stale_listings() == 0

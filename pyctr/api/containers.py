@@ -66,7 +66,7 @@ def list_containers(request: Request) -> None:
     from pyctr.runtime.listing import ps_items, with_sizes
 
     filters = documents.parse_filters(request.arg("filters"))
-    records = {r.id: r for r in _store().list()}
+    records = {r.id: r for r in _store().list_for_listing()}
     items = ps.select_items(ps_items(list(records.values())), show_all=request.flag("all"),
                             filters={k: v for k, v in filters.items() if k in ps_filter_keys()},
                             last=request.int_arg("limit", -1) or -1)

@@ -419,7 +419,7 @@ def ps(app: AppContext, show_all: bool, quiet: bool, no_trunc: bool, fmt: str | 
     table.check(fmt)
     store = ContainerStore(app.config.paths)
     records = store.list_running() if psfmt.running_only(show_all=show_all, filters=parsed, last=last,
-                                                         latest=latest) else store.list()
+                                                         latest=latest) else store.list_for_listing()
     items = psfmt.select_items(ps_items(records), show_all=show_all, filters=parsed, last=last, latest=latest)
     if size:
         items = with_sizes(app.config.paths, items)

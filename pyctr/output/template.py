@@ -755,10 +755,15 @@ class Template:
             self.nodes = _Parser(source, self.funcs).parse()
         except TemplateError as e:
             raise TemplateError(e.message.replace("\0", name, 1)) from None
+        self.plain_pieces = _plain_pieces(self.nodes)
 
     def execute(self, data: Any, funcs: dict[str, Callable[..., Any]] | None = None, *,
                 missing_key_error: bool = False) -> str:
         """Render; `missing_key_error` is Go's Option("missingkey=error") (docker inspect's map fallback)."""
+        if self.plain_pieces is not None and type(data) is GoStruct:
+            text = _plain_execute(self.plain_pieces, data)
+            if text is not None:
+                return text
         run = _Exec(self, data, funcs or self.funcs, missing_key_error)
         run.walk(data, self.nodes)
         return "".join(run.out)
@@ -771,6 +776,41 @@ class Template:
         except TemplateError:
             pass
         return "".join(run.out)
+
+
+def _plain_pieces(nodes: list[_Node]) -> list[tuple[bool, str]] | None:
+    """A template of only text and `{{.Field}}` actions as (is_field, text-or-name) pieces, else None.
+
+    Why: `ps -a` runs the default table's template once per container; such a template is a join of the
+    row's strings, which `_plain_execute` does without the general walk."""
+    pieces = []
+    for node in nodes:
+        if isinstance(node, _Text):
+            pieces.append((False, node.text))
+            continue
+        if not isinstance(node, _Action) or node.pipe.decl or len(node.pipe.cmds) != 1:
+            return None
+        args = node.pipe.cmds[0].args
+        if len(args) != 1 or not isinstance(args[0], _Field) or len(args[0].names) != 1:
+            return None
+        pieces.append((True, args[0].names[0]))
+    return pieces
+
+
+def _plain_execute(pieces: list[tuple[bool, str]], data: GoStruct) -> str | None:
+    """The text of a plain template on a struct whose named fields are all strings (printed as they are);
+    None when any is not, so the general walk gives Go's output or error."""
+    out = []
+    fields, methods = data.fields, data.methods
+    for is_field, text in pieces:
+        if is_field:
+            if text in methods:
+                return None
+            text = fields.get(text)
+            if type(text) is not str:
+                return None
+        out.append(text)
+    return "".join(out)
 
 
 def parse(source: str, name: str = "") -> Template:

@@ -420,6 +420,8 @@ def check_containers(config: Config, repair: bool = True, grace: float = CGROUP_
         if repair and not repairer.store.index.is_current():  # missing, or repairs removed directories
             with contextlib.suppress(OSError):
                 repairer.store.rebuild_index_locked()
+        if repair:  # derived, like the index: refreshed quietly (a stale listing is ignored, never shown)
+            repairer.store.refresh_stale_listings()
         return outcomes
 
 

@@ -173,9 +173,22 @@ def platform_value(platform: dict | None) -> Stringer | None:
     return Stringer(text, ordered, fields)
 
 
+_last_platform: tuple = (None, None)  # (platform dict, its value): one listing's items share one platform dict
+
+
+def _platform_value_of(platform: dict | None) -> Stringer | None:
+    """platform_value, computed once for the platform object every item of a listing shares (the host's).
+    One tuple read and one write: threads of the API server never pair a platform with another's value."""
+    global _last_platform
+    cached = _last_platform
+    if platform is None or cached[0] is not platform:
+        cached = _last_platform = (platform, platform_value(platform))
+    return cached[1]
+
+
 def ps_context(item: PsItem, row: dict[str, str]) -> GoStruct:
     """One container as docker-cli's ContainerContext: the row's fields, `.Label "k"`, `Platform`."""
-    fields: dict = {**row, "Platform": platform_value(item.platform)}
+    fields: dict = {**row, "Platform": _platform_value_of(item.platform)}
     return GoStruct(CONTEXT_TYPE, fields, {"Label": lambda name: item.labels.get(name, "")},
                     json_keys=tuple(fields))
 

@@ -6,7 +6,9 @@ spec) and `state.json` on every transition (what it is doing). Both are
 replaced atomically under the container's flock. Names and the set of running
 containers are also kept in an index (runtime/index.py) so that commands whose
 work does not depend on the number of containers do not read them all; the
-configs and states stay the truth, the index is checked against them.
+configs and states stay the truth, the index is checked against them. state.json
+also carries a stamped copy of the config keys listings show (LISTING_KEY), so
+`ps -a` reads one small file per container.
 
 Stored state can be stale: a process killed behind our back, a monitor that
 died, a reboot. `reconcile` decides, purely, what the truth is from the pid's
@@ -38,6 +40,10 @@ SPEC_KEYS = ("Spec", "Options")
 STATE_FILE = "state.json"
 EXIT_FILE = "exitcode"  # "<code> <finished_at>", written by the monitor before it runs cleanup
 LOCK_FILE = "lock"
+# In state.json: the parts of config.json that `ps` and GET /containers/json show, stamped with the config.json
+# they came from, so a listing reads one small file per container (derived: a stale copy is ignored, not trusted)
+LISTING_KEY = "Listing"
+LISTING_CONFIG_KEYS = ("Id", "Name", "Created", "Image", "Path", "Args", "Ports", "MountPoints")
 EXIT_UNKNOWN = 255  # Docker's exit code for a container found dead without a recorded status
 _HELD = threading.local()  # .locks: the store-wide locks this thread holds (ContainerStore.global_lock)
 
@@ -86,7 +92,7 @@ class ContainerState:
 
     @classmethod
     def from_dict(cls, data: dict) -> ContainerState:
-        known = {key: name for name, key in _KEYS.items()}
+        known = _NAMES
         return cls(**{known[k]: v for k, v in data.items() if k in known})
 
 
@@ -98,6 +104,7 @@ _KEYS = {
     "manually_stopped": "HasBeenManuallyStopped", "restart_canceled": "RestartCanceled",
     "restart_timeout_ms": "RestartTimeoutMs", "health": "Health",
 }
+_NAMES = {key: name for name, key in _KEYS.items()}  # state.json key -> field name
 
 
 def started(state: ContainerState, pid: int, pid_start: int, monitor_pid: int, monitor_start: int,
@@ -185,6 +192,37 @@ def reconcile(state: ContainerState, current_boot: str, alive: Callable[[int, in
     if recorded_exit is not None:
         return exited(state, recorded_exit[0], at=recorded_exit[1])
     return exited(state, EXIT_UNKNOWN)
+
+
+def listing_of(config: dict, stamp: list[int]) -> dict:
+    """What a listing needs of `config` (see LISTING_KEY), with the (inode, mtime ns, size) of its config.json.
+
+    Why a stamp and not trust: config.json changes (rename, update) before state.json is rewritten, so a crash
+    between the two leaves an old copy; a rewritten config.json is a new inode (atomic rename), never the same
+    stamp."""
+    listing = {k: config[k] for k in LISTING_CONFIG_KEYS if k in config}
+    for key, wanted in (("Config", ("Image", "Labels")), ("HostConfig", ("NetworkMode",))):
+        if key in config:
+            inner = config[key]
+            listing[key] = {k: inner[k] for k in wanted if k in inner} if isinstance(inner, dict) else inner
+    listing["ConfigStamp"] = stamp
+    return listing
+
+
+def file_stamp(st: os.stat_result) -> list[int]:
+    return [st.st_ino, st.st_mtime_ns, st.st_size]
+
+
+def read_small_file(path: str) -> bytes:
+    """A small file's bytes with plain os calls: a third of open()'s cost, which `ps -a` pays per container."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 # -- the store --------------------------------------------------------------------------------------
@@ -314,6 +352,8 @@ class ContainerStore:
                 self._write(directory / SPEC_FILE, {k: config[k] for k in SPEC_KEYS if k in config})
                 # config.json last: a directory without it is an unfinished create, ignored everywhere.
                 self._write(directory / CONFIG_FILE, {k: v for k, v in config.items() if k not in SPEC_KEYS})
+                with self.locked(container_id):  # `start NAME` may already be waiting for it
+                    self._refresh_listing_locked(directory)
             except BaseException:
                 import shutil
 
@@ -401,6 +441,7 @@ class ContainerStore:
                     index.set_name(new_name, container_id)
                 stored = {k: v for k, v in dict.items(record.config) if k not in SPEC_KEYS}
                 self._write(directory / CONFIG_FILE, {**stored, "Name": new_name})
+                self._refresh_listing_locked(directory)
                 if index and old_name != new_name:
                     index.drop_name(old_name, container_id)
 
@@ -465,6 +506,54 @@ class ContainerStore:
         records = [self._reconciled(r) if reconcile_state else r for r in self._scan_configs(with_state=True)]
         records.sort(key=lambda r: r.created, reverse=True)
         return records
+
+    def list_for_listing(self) -> list[ContainerRecord]:
+        """Every container as `ps` and GET /containers/json show it, newest first, with reconciled state.
+
+        One small read per container: state.json with its listing (LISTING_KEY); config.json is only stat'ed
+        (it marks a finished create, and stamps the listing) and read only when the listing is missing or stale.
+        The records' config holds just the listing's keys: for showing, not for acting on."""
+        try:
+            entries = os.scandir(self.root)
+        except (FileNotFoundError, NotADirectoryError):  # no root yet, or --root names a file: no containers
+            return []
+        records = []
+        with entries:
+            for entry in entries:
+                if entry.name.startswith("."):  # .removing-<id>: being deleted
+                    continue
+                record = self._load_listing(entry.name)
+                if record is not None:
+                    records.append(self._reconciled(record))
+        records.sort(key=lambda r: r.created, reverse=True)
+        return records
+
+    def _stamped_state(self, container_id: str) -> tuple[dict, dict | None]:
+        """state.json's document and its listing if that matches config.json (else None); OSError/ValueError
+        when either file is missing or state.json is damaged."""
+        directory = f"{self.root}/{container_id}"
+        stamp = file_stamp(os.stat(f"{directory}/{CONFIG_FILE}"))
+        document = json.loads(read_small_file(f"{directory}/{STATE_FILE}"))
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        listing = document.get(LISTING_KEY)
+        return document, listing if isinstance(listing, dict) and listing.get("ConfigStamp") == stamp else None
+
+    def _load_listing(self, container_id: str) -> ContainerRecord | None:
+        directory = f"{self.root}/{container_id}"
+        try:
+            document, listing = self._stamped_state(container_id)
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # an unfinished create, or removed meanwhile
+        except (OSError, ValueError):
+            return self._load(container_id, tolerant=True)  # its own words for what is damaged
+        if listing is None:
+            return self._load(container_id, tolerant=True)
+        try:
+            state = ContainerState.from_dict(document)
+        except (TypeError, AttributeError) as e:
+            state = ContainerState(status="dead", error=f"unreadable state.json: {e}")
+        return ContainerRecord(container_id, listing, state, Path(directory))
 
     def get(self, ref: str, reconcile_state: bool = True) -> ContainerRecord:
         """Resolve a full id, a name or a unique id prefix (Docker's order), or raise NotFoundError."""
@@ -557,10 +646,21 @@ class ContainerStore:
             return None
 
     # writing
+    @staticmethod
+    def _state_document(directory: Path) -> dict:
+        with open(directory / STATE_FILE, "rb") as f:
+            document = json.load(f)
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        return document
+
     def read_state(self, container_id: str) -> ContainerState:
+        return self._read_state_and_listing(container_id)[0]
+
+    def _read_state_and_listing(self, container_id: str) -> tuple[ContainerState, dict | None]:
         try:
-            with open(self.directory(container_id) / STATE_FILE, "rb") as f:
-                return ContainerState.from_dict(json.load(f))
+            document = self._state_document(self.directory(container_id))
+            return ContainerState.from_dict(document), document.get(LISTING_KEY)
         except FileNotFoundError:
             raise NotFoundError(f"No such container: {container_id}") from None
         except (OSError, ValueError) as e:
@@ -570,13 +670,17 @@ class ContainerStore:
                      change: Callable[[ContainerState], ContainerState | None]) -> ContainerState:
         """Read-modify-write state.json under the container's lock; `change` may return None (no change)."""
         with self.locked(container_id):
-            current = self.read_state(container_id)
+            current, listing = self._read_state_and_listing(container_id)
             new = change(current)
             if new is None or new == current:
                 return current
             if new.running:
                 self.index.mark_running(container_id)  # before: the index stays a superset of what runs
-            self._write(self.directory(container_id) / STATE_FILE, new.to_dict())
+            document = new.to_dict()
+            listing = self._current_listing(self.directory(container_id), listing)
+            if listing is not None:
+                document[LISTING_KEY] = listing
+            self._write(self.directory(container_id) / STATE_FILE, document)
             if not new.running:
                 self.index.unmark_running(container_id)
             return new
@@ -599,6 +703,55 @@ class ContainerStore:
             config, spec = change(config, spec)
             self._write(directory / SPEC_FILE, spec)
             self._write(directory / CONFIG_FILE, config)
+            self._refresh_listing_locked(directory)
+
+    def refresh_stale_listings(self) -> int:
+        """Give every container whose listing is missing or stale a current one (`system check`: containers of
+        an older pyctr, a crash between a config.json write and its state.json); how many were refreshed."""
+        refreshed = 0
+        for entry in os.listdir(self.root) if os.path.isdir(self.root) else []:
+            if entry.startswith(".") or self._listing_is_current(entry):
+                continue
+            with contextlib.suppress(OSError, ValueError, NotFoundError):
+                self.refresh_listing(entry)
+                refreshed += 1
+        return refreshed
+
+    def _listing_is_current(self, container_id: str) -> bool:
+        try:
+            return self._stamped_state(container_id)[1] is not None
+        except (OSError, ValueError):
+            return True  # nothing to refresh from (half-created, damaged: check's other findings)
+
+    def refresh_listing(self, container_id: str) -> None:
+        """Give state.json the listing of the current config.json (`system check`; containers made before it)."""
+        with self.locked(container_id):
+            self._refresh_listing_locked(self.directory(container_id))
+
+    @staticmethod
+    def _current_listing(directory: Path, listing: dict | None) -> dict | None:
+        """`listing` if it matches config.json, else one made from config.json (None if that is unreadable): a
+        transition heals a container made by an older pyctr or left stale by a crash, for one stat."""
+        try:
+            if isinstance(listing, dict) and listing.get("ConfigStamp") == file_stamp(
+                    os.stat(directory / CONFIG_FILE)):
+                return listing
+            with open(directory / CONFIG_FILE, "rb") as f:
+                config = json.load(f)
+                return listing_of(config, file_stamp(os.fstat(f.fileno()))) if isinstance(config, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    def _refresh_listing_locked(self, directory: Path) -> None:
+        """Rewrite state.json with the listing of the config.json just written (the container's lock held)."""
+        listing = self._current_listing(directory, None)
+        try:
+            document = self._state_document(directory)
+        except (OSError, ValueError):
+            return  # no or damaged state: the listing falls back to config.json
+        if listing is not None:
+            document[LISTING_KEY] = listing
+            self._write(directory / STATE_FILE, document)
 
     def remove_directory(self, container_id: str) -> None:
         """Delete the container's directory; the caller has torn down everything else.

@@ -17,30 +17,15 @@ import time
 
 from pyctr.oci.errors import LaunchError
 
-_NOT_CONTROLLERS = {"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", ""}
 _mounts: list = []  # this process's answer of mounts(): mounts do not change while a verb runs
 
 
 def parse_mountinfo(text: str) -> tuple[dict[str, str], str | None]:
     """(v1 controller -> mount point, the unified (v2) mount point or None) from /proc/self/mountinfo text.
     Named v1 hierarchies (name=systemd) are left out: they hold no controller to limit. Pure."""
-    v1: dict[str, str] = {}
-    unified: str | None = None
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fields = left.split()
-        fstype, _source, options = (right.split() + ["", "", ""])[:3]
-        mount_point = fields[4].replace("\\040", " ")
-        if fstype == "cgroup2":
-            unified = unified or mount_point
-        elif fstype == "cgroup":
-            for opt in options.split(","):
-                if opt in _NOT_CONTROLLERS or "=" in opt:
-                    continue
-                v1.setdefault(opt, mount_point)
-    return v1, unified
+    from pyctr.runtime.mountinfo import cgroup_mounts
+
+    return cgroup_mounts(text)
 
 
 def mounts() -> tuple[dict[str, str], str | None]:

@@ -248,6 +248,7 @@ def preload_child_modules(plan: Plan) -> None:
     import fcntl  # noqa: F401
     import resource  # noqa: F401
 
+    import pyctr.runtime.mountinfo  # noqa: F401  (rootfs reads the cgroup mounts)
     import pyctr.runtime.process.sequence  # noqa: F401  (find_executable, seal_imports)
     import pyctr.runtime.rootfs  # noqa: F401
 

@@ -431,13 +431,10 @@ def _bind(root_fd: int, root: str, mount: Mount, src: int, flags: int, kernel: K
 
 def _host_cgroup_mounts(mountinfo: str) -> list[tuple[str, str, str]]:
     """(name under /sys/fs/cgroup, fstype, superblock options) of the host's cgroup hierarchies."""
+    from pyctr.runtime.mountinfo import mount_entries
+
     found = []
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        mount_point = left.split()[4]
-        fstype, _source, superopts = (right.split() + ["", "", ""])[:3]
+    for mount_point, fstype, superopts in mount_entries(mountinfo):
         if fstype not in ("cgroup", "cgroup2"):
             continue
         opts = ",".join(o for o in superopts.split(",") if o not in ("rw", "ro"))
@@ -549,16 +546,12 @@ def own_cgroup_sources(mountinfo: str, proc_cgroup: str) -> list[tuple[str, str]
         _id, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
         own[frozenset(c for c in controllers.split(",") if c)] = path
+    from pyctr.runtime.mountinfo import NOT_CONTROLLERS, mount_entries
+
     sources = []
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        mount_point = left.split()[4]
-        fstype, _source, superopts = (right.split() + ["", "", ""])[:3]
-        keys = frozenset(o for o in superopts.split(",") if o not in ("rw", "ro", "xattr", "noprefix",
-                                                                         "clone_children", "cpuset_v2_mode")
-                         and ("=" not in o or o.startswith("name=")))
+    for mount_point, fstype, superopts in mount_entries(mountinfo):
+        keys = frozenset(o for o in superopts.split(",")
+                         if o not in NOT_CONTROLLERS and ("=" not in o or o.startswith("name=")))
         if fstype == "cgroup2" and frozenset() in own and mount_point == CGROUP_ROOT:
             return [("", mount_point + own[frozenset()].rstrip("/"))]
         if fstype == "cgroup" and keys in own:

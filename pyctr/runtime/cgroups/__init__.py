@@ -31,28 +31,12 @@ class CgroupMode:
         return tuple(sorted(self.v1_mounts))
 
 
-_NOT_CONTROLLERS = {"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", ""}
-
-
 def parse_mountinfo(text: str) -> tuple[dict[str, Path], Path | None]:
-    """Find v1 controller mounts and the unified (v2) mount in mountinfo text."""
-    v1: dict[str, Path] = {}
-    unified: Path | None = None
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fields = left.split()
-        fstype, _source, options = (right.split() + ["", "", ""])[:3]
-        mount_point = Path(fields[4].replace("\\040", " "))
-        if fstype == "cgroup2":
-            unified = unified or mount_point
-        elif fstype == "cgroup":
-            for opt in options.split(","):
-                if opt in _NOT_CONTROLLERS or ("=" in opt and not opt.startswith("name=")):
-                    continue
-                v1.setdefault(opt, mount_point)
-    return v1, unified
+    """Find v1 controller mounts (named hierarchies too) and the unified (v2) mount in mountinfo text."""
+    from pyctr.runtime.mountinfo import cgroup_mounts
+
+    v1, unified = cgroup_mounts(text, named=True)
+    return {k: Path(v) for k, v in v1.items()}, None if unified is None else Path(unified)
 
 
 def detect(mountinfo: str | None = None, read_controllers=None) -> CgroupMode:

@@ -257,6 +257,7 @@ def preload_child_modules(terminal: bool) -> None:
 
     import pyctr.runtime.init  # noqa: F401
     import pyctr.runtime.kernel_flags  # noqa: F401  (--sysctl's paths, after the imports are sealed)
+    import pyctr.runtime.mountinfo  # noqa: F401  (rootfs reads the cgroup mounts)
     import pyctr.runtime.process.report  # noqa: F401  (sequence imports it lazily)
     import pyctr.runtime.rootfs  # noqa: F401
     import pyctr.runtime.users  # noqa: F401  (sequence imports it lazily)

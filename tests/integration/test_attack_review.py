@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.container_rootfs import build_busybox_rootfs
-from tests.integration.helpers import remove_parent_cgroups
+from tests.integration.helpers import assert_check_clean, remove_parent_cgroups
 from tests.integration.oci_bundle import RUNTIME, Runtime, make_bundle
 
 pytestmark = pytest.mark.integration
@@ -219,6 +219,7 @@ def test_a_killed_build_leaves_no_step_running(pyctr, tmp_path):
     import signal
     import time
 
+    cgroups_before = _pyctr_cgroups()
     context = tmp_path / "ctx"
     context.mkdir()
     seconds = str(300 + os.getpid() % 97)
@@ -239,6 +240,13 @@ def test_a_killed_build_leaves_no_step_running(pyctr, tmp_path):
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, "the build's RUN step outlived the build"
+    # Its cgroup stays (the build died before it could remove it): `system check` removes a dead build's steps.
+    assert_check_clean(pyctr, "after a killed build")
+    assert _pyctr_cgroups() <= cgroups_before, "the killed build's step cgroup is still there after check"
+
+
+def _pyctr_cgroups() -> set[str]:
+    return {p.name for parent in Path("/sys/fs/cgroup").glob("*/pyctr") for p in parent.iterdir() if p.is_dir()}
 
 
 @pytest.mark.parametrize("argv, code", [

@@ -74,6 +74,7 @@ class ContainerFacts:
     network_ip: str = ""
     veth_exists: bool = False
     mounts: tuple[str, ...] = ()
+    removal_under_way: bool = False  # a `.removing-<id>` whose remover still holds it (st.removal_under_way)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,8 @@ def decide_container(facts: ContainerFacts, grace: float = CGROUP_GRACE) -> list
     if facts.kind == "unreadable":
         return [Finding(label, f"unreadable state ({facts.error})", "remove_container", facts.id)]
     if facts.kind == "removing":
+        if facts.removal_under_way:  # an `rm` emptying it right now, outside the store-wide lock
+            return []
         return [Finding(label, "its removal was interrupted", "finish_removal", facts.id)]
     findings = []
     if facts.reconciled is not None:
@@ -234,7 +237,7 @@ def _container_facts(store, cid: str, kind: str, points: list[str],
     exists, pids, age = _cgroup_facts(cid)
     base.update(cgroup_exists=exists, cgroup_pids=pids, cgroup_age=age)
     if kind != "container":
-        return ContainerFacts(**base)
+        return ContainerFacts(**base, removal_under_way=kind == "removing" and st.removal_under_way(directory))
     try:
         config = _read_json(directory / st.CONFIG_FILE)
     except FileNotFoundError:

@@ -18,6 +18,7 @@ start time (guards against PID reuse) and the boot id; callers persist it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import threading
@@ -283,6 +284,38 @@ class ContainerRecord:
     @property
     def short_id(self) -> str:
         return names.short_id(self.id)
+
+
+def _hold_removal(trash: Path) -> int | None:
+    """An flock on the `.removing-<id>` directory, held while it is emptied: `system check` (which holds the
+    store-wide lock, not this one) tells a removal under way from one a killed `rm` left."""
+    try:
+        fd = os.open(trash, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:  # removed by a parallel rm of the same container
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a parallel rm of the same container empties it
+        os.close(fd)
+        return None
+    return fd
+
+
+def removal_under_way(trash: Path) -> bool:
+    """Whether a live `rm` holds this `.removing-<id>` directory (see _hold_removal)."""
+    try:
+        fd = os.open(trash, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 class ContainerStore:
@@ -765,11 +798,19 @@ class ContainerStore:
             index = self._current_index_locked()
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self.directory(container_id), trash)  # atomic: hidden from scans at once
+            holding = _hold_removal(trash)  # before the store lock goes: `system check` sees it under way
             if index:
                 if name:
                     index.drop_name(name, container_id)
                 index.unmark_running(container_id)
                 index.write_stamp()
+        try:
+            self._empty_and_remove(trash)
+        finally:
+            if holding is not None:
+                os.close(holding)
+
+    def _empty_and_remove(self, trash: Path) -> None:
         for _ in range(50):  # a straggler (a monitor killed mid-write) may add a file meanwhile: retry
             _empty_directory(trash)
             with self.global_lock():

@@ -57,18 +57,18 @@ def test_long_names_get_a_hashed_entry_that_no_name_can_take():
 
 
 def test_index_follows_create_start_exit_rename_rm(store):
-    web, db = make(store, "web"), make(store, "db")
+    web, db = make(store, "web"), make(store, "pg")
     store.update_state(web.id, lambda s: running_state())
-    assert stored_index(store) == ({"web": web.id, "db": db.id}, {web.id})
+    assert stored_index(store) == ({"web": web.id, "pg": db.id}, {web.id})
     assert [r.id for r in store.list_running()] == [web.id]
     store.update_state(web.id, lambda s: st.exited(s, 0))
     assert stored_index(store)[1] == set() and store.list_running() == []
-    store.rename(db.id, "db2")
-    assert store.get("db2").id == db.id
+    store.rename(db.id, "pg2")
+    assert store.get("pg2").id == db.id
     with pytest.raises(NotFoundError):
-        store.get("db")
+        store.get("pg")  # not hex: "db" would also be a prefix of 1 in 128 pairs of random ids
     store.remove_directory(web.id)
-    assert stored_index(store) == ({"db2": db.id}, set())
+    assert stored_index(store) == ({"pg2": db.id}, set())
     assert store.index.is_current()
     assert stored_index(store) == index_from_scratch(store)
 
@@ -257,3 +257,26 @@ def test_readers_fall_back_to_scanning_when_the_index_cannot_be_built(store, mon
     assert store.get("web").id == web.id
     assert [r.id for r in store.list_running()] == [web.id]
     assert not store.index.root.exists()
+
+
+def test_a_removal_under_way_is_not_an_interrupted_one(tmp_path):
+    """rm hides the directory as `.removing-<id>` and empties it outside the store-wide lock, holding an flock on
+    it: `system check` (under the store-wide lock) leaves that one alone and finishes only a dead rm's."""
+    import fcntl
+
+    from pyctr.runtime import check
+
+    trash = tmp_path / ".removing-x"
+    trash.mkdir()
+    assert not st.removal_under_way(trash)
+    fd = os.open(trash, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert st.removal_under_way(trash)
+    finally:
+        os.close(fd)
+    assert not st.removal_under_way(trash)
+    busy = check.ContainerFacts("b" * 64, "removing", removal_under_way=True)
+    left = check.ContainerFacts("c" * 64, "removing")
+    findings = check.decide(check.RuntimeSnapshot({busy.id: busy, left.id: left}))
+    assert [f.target for f in findings if f.repair == "finish_removal"] == [left.id]

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import socket
 import subprocess
 import tarfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -221,11 +221,13 @@ def test_events_follow_changes_made_through_the_api_and_the_cli(daemon):
         # created, run and removed at once: every event is in the journal, whoever recorded it
         daemon.docker("run", "--name", name, "busybox", "true", check=True)
         daemon.pyctr("rm", name, check=True)  # the CLI's change shows too
+        # lines read by a thread: select() on the buffered pipe misses lines already in the reader's buffer
         seen: list[str] = []
+        reader = threading.Thread(target=lambda: seen.extend(line.strip() for line in watcher.stdout), daemon=True)
+        reader.start()
         deadline = time.monotonic() + 15
         while len(seen) < 5 and time.monotonic() < deadline:
-            if select.select([watcher.stdout], [], [], 0.5)[0]:
-                seen.append(watcher.stdout.readline().strip())
+            time.sleep(0.05)
     finally:
         watcher.kill()
         watcher.wait()

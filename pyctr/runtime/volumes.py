@@ -456,32 +456,21 @@ def copy_up(spec, points: list[MountPoint]) -> None:
     cannot read the host) and walked without following links."""
     if not points:
         return
-    import sys
-
     import pyctr.runtime.copy  # noqa: F401 - imported before fork: the child needs them
     import pyctr.runtime.rootfs  # noqa: F401
+    from pyctr.runtime.process.child import run_in_child
 
-    sys.stdout.flush()
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the forked child
-        code = 0
-        try:
-            os.close(report_r)
-            _copy_in_child(spec, points)
-        except BaseException as e:  # noqa: BLE001 - reported to the parent, never unwound into its stack
-            code = 1
-            text = e.message if hasattr(e, "message") else \
-                f"copying the image's content into a volume: {type(e).__name__}: {e}"
-            os.write(report_w, text.encode(errors="replace"))
-        finally:
-            os._exit(code)
-    os.close(report_w)
-    with os.fdopen(report_r, "rb") as f:
-        message = f.read().decode(errors="replace")
-    os.waitpid(child, 0)
-    if message:
-        raise PyctrError(message)  # the daemon's refusal of the create (125, with run's usage line)
+    run_in_child(lambda: _copy_reporting(spec, points))  # the daemon's refusal of the create (125)
+
+
+def _copy_reporting(spec, points: list[MountPoint]) -> None:  # pragma: no cover - in the forked child
+    """The copy, any failure of it worded as the refusal of the create."""
+    try:
+        _copy_in_child(spec, points)
+    except PyctrError:
+        raise
+    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+        raise PyctrError(f"copying the image's content into a volume: {type(e).__name__}: {e}") from None
 
 
 def _copy_in_child(spec, points: list[MountPoint]) -> None:  # pragma: no cover - in the forked child

@@ -117,6 +117,24 @@ def served_daemon(pyctr_config, tmp_path_factory, name: str, extra_env: dict[str
         assert errors == [], "the daemon failed requests:\n" + "\n".join(errors)
 
 
+def docker_py_session(pyctr_config, tmp_path_factory, name: str) -> Iterator[tuple[object, Daemon]]:
+    """(docker-py client, daemon) for a module: busybox pulled through the API; afterwards every container
+    removed through it and the daemon stopped."""
+    import docker
+
+    base = tmp_path_factory.mktemp(name)
+    (base / "docker-config").mkdir()
+    daemon = start_daemon(_env_for(make_root(base / "root"), pyctr_config), base)
+    client = docker.DockerClient(base_url=f"unix://{daemon.sock}", version="auto", timeout=120)
+    client.images.pull("busybox", tag="latest")
+    yield client, daemon
+    for c in client.containers.list(all=True):
+        c.remove(force=True)
+    client.close()
+    daemon.proc.terminate()
+    daemon.proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def daemon(pyctr_config, tmp_path_factory):
     yield from served_daemon(pyctr_config, tmp_path_factory, "api")

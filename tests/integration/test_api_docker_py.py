@@ -10,23 +10,12 @@ import uuid
 import docker
 import pytest
 
-from tests.integration.api_daemon import start_daemon
-from tests.integration.conftest import _env_for, make_root
+from tests.integration.api_daemon import docker_py_session
 
 
 @pytest.fixture(scope="module")
 def api(pyctr_config, tmp_path_factory):
-    base = tmp_path_factory.mktemp("api-py")
-    env = _env_for(make_root(base / "root"), pyctr_config)
-    daemon = start_daemon(env, base)
-    client = docker.DockerClient(base_url=f"unix://{daemon.sock}", version="auto", timeout=120)
-    client.images.pull("busybox", tag="latest")
-    yield client, daemon
-    for c in client.containers.list(all=True):
-        c.remove(force=True)
-    client.close()
-    daemon.proc.terminate()
-    daemon.proc.wait(timeout=30)
+    yield from docker_py_session(pyctr_config, tmp_path_factory, "api-py")
 
 
 def test_run_returns_output_and_removes(api):

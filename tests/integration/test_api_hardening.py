@@ -19,24 +19,13 @@ import pytest
 
 from pyctr.api.execs import MAX_EXEC_BODY, MAX_PENDING
 from pyctr.api.http import HEADER_SECONDS, MAX_PER_PROCESS
-from tests.integration.api_daemon import DOCKER, Daemon, hostile_tar, parse_response, start_daemon
-from tests.integration.conftest import _env_for, make_root
+from tests.integration.api_daemon import DOCKER, Daemon, docker_py_session, hostile_tar, parse_response
 from tests.integration.helpers import program_under_a_pty
 
 
 @pytest.fixture(scope="module")
 def api(pyctr_config, tmp_path_factory):
-    base = tmp_path_factory.mktemp("api-hard")
-    (base / "docker-config").mkdir()
-    daemon = start_daemon(_env_for(make_root(base / "root"), pyctr_config), base)
-    client = docker.DockerClient(base_url=f"unix://{daemon.sock}", version="auto", timeout=120)
-    client.images.pull("busybox", tag="latest")
-    yield client, daemon
-    for c in client.containers.list(all=True):
-        c.remove(force=True)
-    client.close()
-    daemon.proc.terminate()
-    daemon.proc.wait(timeout=30)
+    yield from docker_py_session(pyctr_config, tmp_path_factory, "api-hard")
 
 
 @pytest.fixture

@@ -151,38 +151,12 @@ def _query_in_netns(pid: int, names: list[str]) -> tuple[list[float], list[tuple
 
 def test_unknown_names_are_forwarded_to_the_upstream_resolver(net) -> None:
     """--dns names the upstream; the embedded server asks it from the host (here a fake on loopback)."""
-    from pyctr.runtime.network import dns_server
-
     upstream = "127.0.0.153"
-    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        server.bind((upstream, 53))
-    except OSError as e:
-        pytest.fail(f"cannot bind the fake upstream resolver {upstream}:53: {e}")
-    stop = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                packet, peer = server.recvfrom(4096)
-            except OSError:
-                continue
-            query = dns_server.parse_query(packet)
-            if query is not None:
-                server.sendto(dns_server.build_response(query, ["10.99.99.99"]), peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with _fake_upstream(upstream, "10.99.99.99"):
         _ok(net, "network", "create", "--subnet", "10.81.3.0/24", "fwdnet")
         out = _ok(net, "run", "--rm", "--network", "fwdnet", "--dns", upstream, "busybox",
                   "nslookup", "outside.example")
         assert "10.99.99.99" in out, out
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
 
 
 @contextlib.contextmanager
